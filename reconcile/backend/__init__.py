@@ -1,0 +1,85 @@
+"""The one seam to W&B: everything reconcile reads or writes goes through ``Backend``.
+
+``reconcile.backend.wandb_api.WandbBackend`` implements it with the ``wandb`` library
+(the only module that imports wandb). Every GraphQL document it sends has a shape the
+official client itself sends (see ``../shared/wandb-protocol.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from reconcile.models import LiveFile, LiveRun
+
+
+@dataclass(frozen=True, slots=True)
+class RunUpdate:
+    """One UpsertBucket: ``None`` means "leave that field unchanged" (it is not sent).
+
+    ``config`` is the *unwrapped* config to send: on a merging server only the changed
+    subtrees (the server deep-merges them), on a replacing server the whole new config.
+    ``summary`` is always the whole new summary (W&B replaces summaryMetrics).
+    """
+
+    storage_id: str
+    display_name: str | None = None
+    notes: str | None = None
+    tags: tuple[str, ...] | None = None
+    group: str | None = None
+    job_type: str | None = None
+    config: Mapping[str, Any] | None = None
+    summary: Mapping[str, Any] | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        """Whether nothing would be sent but the id."""
+        return all(
+            v is None
+            for v in (self.display_name, self.notes, self.tags, self.group, self.job_type, self.config,
+                      self.summary)
+        )
+
+
+class Backend(Protocol):
+    """What reconcile needs from W&B. Implementations translate their library's errors
+    into ``reconcile.errors.BackendError`` subclasses."""
+
+    base_url: str
+
+    def iter_runs(
+        self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *, per_page: int = 500
+    ) -> Iterator[LiveRun]:
+        """Stream the project's runs matching ``filters`` page by page, config and summary
+        included, files not (``LiveRun.files is None``)."""
+        ...
+
+    def get_runs(self, entity: str, project: str, run_ids: Sequence[str]) -> dict[str, LiveRun]:
+        """Fresh reads of these runs (never cached), batched; absent ids are missing."""
+        ...
+
+    def list_files(self, run: LiveRun) -> tuple[LiveFile, ...]:
+        """All uploaded files of the run, every page."""
+        ...
+
+    def update_run(self, update: RunUpdate) -> None:
+        """Send one UpsertBucket with only the fields that are set."""
+        ...
+
+    def delete_files(self, run: LiveRun, file_ids: Sequence[str]) -> None:
+        """Delete these files of the run in one deleteFiles request."""
+        ...
+
+    def download_file(self, run: LiveRun, file: LiveFile, dest: Path) -> None:
+        """Download the file's bytes to ``dest`` (parent directories must exist)."""
+        ...
+
+    def upload_file(self, run: LiveRun, source: Path, name: str) -> None:
+        """Upload ``source`` as the run file ``name``."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and the wandb-core service."""
+        ...

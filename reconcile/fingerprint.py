@@ -1,0 +1,60 @@
+"""Fingerprints: a hash of exactly the live fields a run's plan depends on.
+
+A field reference is a tuple: ``("config", *key_path)``, ``("summary", *key_path)``,
+or one of ``("tags",) ("name",) ("notes",) ("group",) ("job_type",) ("state",)
+("created_at",) ("files",)``. The planner records the fields it read for a run; apply
+re-reads the run, hashes the same fields and calls the run stale if the hash differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from reconcile.models import LiveRun
+
+FieldRef = tuple[str, ...]
+
+_ABSENT = {"<absent>": True}  # distinguishes a missing key from a null value
+
+_SIMPLE = {"tags", "name", "notes", "group", "job_type", "state", "created_at"}
+
+
+def lookup(mapping: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at ``path`` in nested ``mapping``, or ``_ABSENT``."""
+    node: Any = mapping
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return _ABSENT
+        node = node[key]
+    return node
+
+
+def field_value(run: LiveRun, ref: FieldRef) -> Any:
+    """The JSON-safe live value a field reference names."""
+    head, rest = ref[0], ref[1:]
+    if head == "config":
+        return lookup(run.config, rest)
+    if head == "summary":
+        return lookup(run.summary, rest)
+    if head == "tags":
+        return sorted(run.tags)
+    if head == "created_at":
+        return run.created_at.isoformat()
+    if head == "files":
+        if run.files is None:
+            return _ABSENT
+        return sorted([f.id, f.name, f.size, f.updated_at.isoformat()] for f in run.files)
+    if head in _SIMPLE:
+        return getattr(run, head)
+    raise ValueError(f"unknown fingerprint field {ref!r}")
+
+
+def fingerprint(run: LiveRun, fields: Iterable[FieldRef]) -> str:
+    """sha256 over the canonical JSON of the named live fields of ``run``."""
+    refs = sorted(set(tuple(f) for f in fields))
+    payload = [[list(ref), field_value(run, ref)] for ref in refs]
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=repr, allow_nan=True)
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()

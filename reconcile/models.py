@@ -1,0 +1,358 @@
+"""Typed, immutable models shared by every layer: the spec, live runs, and the plan.
+
+The spec models are built by ``reconcile.spec`` (the only module that reads YAML);
+live runs by a ``reconcile.backend.Backend``; plans by ``reconcile.planner``. Nothing
+here does I/O.
+
+A *key path* is a tuple of keys into a nested mapping: ``optimizer.lr`` in the spec is
+``("optimizer", "lr")``; the list form ``[a.b, c]`` (for keys that contain a dot) is
+``("a.b", "c")``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+KeyPath = tuple[str, ...]
+
+FORMAT_VERSION = 1
+"""Version of the saved-plan JSON (``format_version``); apply refuses any other."""
+
+SPEC_VERSIONS = (1,)
+"""Spec ``version`` values this build reads."""
+
+
+class ConfigWrites(enum.Enum):
+    """How the target server stores the config sent by UpsertBucket.
+
+    MERGE: deep-merged into the stored config (W&B cloud today, wandb/wandb#11055), so a
+    config key can never be removed. REPLACE: the sent config replaces the stored one.
+    """
+
+    MERGE = "merge"
+    REPLACE = "replace"
+
+
+class Goal(enum.Enum):
+    """Direction of ``unless_top`` ranking."""
+
+    MAXIMIZE = "maximize"
+    MINIMIZE = "minimize"
+
+
+# --------------------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where something was written in a spec file (1-based line and column)."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where runs live. ``None`` fields fall back to the spec's target, then to the
+    ``WANDB_ENTITY`` / ``WANDB_PROJECT`` environment variables (resolved by the CLI)."""
+
+    entity: str | None = None
+    project: str | None = None
+    config_writes: ConfigWrites | None = None
+
+    def over(self, base: Target) -> Target:
+        """This target with its unset fields taken from ``base``."""
+        return Target(
+            entity=self.entity if self.entity is not None else base.entity,
+            project=self.project if self.project is not None else base.project,
+            config_writes=self.config_writes if self.config_writes is not None else base.config_writes,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Blast-radius guards; ``None`` means no limit."""
+
+    max_changed_runs: int | None = None
+    max_file_deletions: int | None = None
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Which runs a rule selects: every given condition must hold (AND)."""
+
+    ids: tuple[str, ...] | None = None
+    filters: Mapping[str, Any] | None = None  # W&B MongoDB-style filter, sent to the server
+    name: str | None = None  # glob on the display name
+    tags: tuple[str, ...] | None = None  # run has all of these
+    state: tuple[str, ...] | None = None
+    group: str | None = None
+    job_type: str | None = None
+    created_before: datetime | None = None  # timezone-aware UTC
+    created_after: datetime | None = None  # timezone-aware UTC
+    older_than: timedelta | None = None  # created before (plan time - older_than)
+    all: bool = False  # the only way to match every run
+
+
+@dataclass(frozen=True, slots=True)
+class SetBlock:
+    """Desired values. ``config``/``summary`` map key paths to leaf values (only the
+    named leaves are managed); string fields other than tags may be templates."""
+
+    config: Mapping[KeyPath, Any] = field(default_factory=dict)
+    summary: Mapping[KeyPath, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] | None = None  # exact set; items may be templates
+    name: str | None = None  # template
+    notes: str | None = None  # template
+    group: str | None = None  # template
+    job_type: str | None = None  # template
+
+
+@dataclass(frozen=True, slots=True)
+class UnlessTop:
+    """Runs among the rule's top ``count`` by ``metric`` keep all their files."""
+
+    metric: KeyPath
+    goal: Goal
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class FilesRule:
+    """Which uploaded files of a matched run may be deleted."""
+
+    delete: tuple[str, ...]  # candidate globs on the file path in the run
+    keep: tuple[str, ...] = ()  # never deleted; any rule's keep wins
+    keep_last: int | None = None  # newest N candidates per run survive
+    older_than: timedelta | None = None  # only candidates updated before plan time - this
+    larger_than: int | None = None  # bytes; only candidates above this size
+    unless_top: UnlessTop | None = None
+    allow_system_files: bool = False
+    allow_delete_all: bool = False  # a delete that would remove every file of every run
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One named rule of the spec. ``target`` is already merged over the spec's target."""
+
+    name: str
+    location: Location
+    target: Target
+    match: Match
+    set: SetBlock = field(default_factory=SetBlock)
+    add_tags: tuple[str, ...] = ()  # items may be templates
+    remove_tags: tuple[str, ...] = ()
+    unset_config: tuple[KeyPath, ...] = ()
+    unset_summary: tuple[KeyPath, ...] = ()
+    rename_config: tuple[tuple[KeyPath, KeyPath], ...] = ()  # (old, new)
+    rename_summary: tuple[tuple[KeyPath, KeyPath], ...] = ()
+    files: FilesRule | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A whole spec, possibly merged from several files."""
+
+    version: int
+    target: Target
+    limits: Limits
+    rules: tuple[Rule, ...]
+    digest: str  # sha256 over the source files' bytes, in load order
+    sources: tuple[str, ...]  # the files it was loaded from
+
+
+# --------------------------------------------------------------------------- live state
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFile:
+    """An uploaded file of a run, as W&B lists it."""
+
+    id: str  # W&B file id, what deleteFiles takes
+    name: str  # path inside the run, e.g. "media/images/a.png"
+    size: int  # bytes
+    updated_at: datetime  # timezone-aware UTC
+    url: str | None = None  # download URL (display and download only; not fingerprinted)
+    md5: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRun:
+    """A run as read from W&B, with config already unwrapped from ``{"value": ...}``."""
+
+    entity: str
+    project: str
+    id: str  # the run id (W&B's ``name``)
+    storage_id: str  # W&B's opaque ``id``, what UpsertBucket takes
+    name: str | None  # display name
+    state: str
+    created_at: datetime  # timezone-aware UTC
+    config: Mapping[str, Any]  # includes internal keys such as _wandb
+    summary: Mapping[str, Any]
+    tags: tuple[str, ...]
+    group: str | None = None
+    job_type: str | None = None
+    notes: str | None = None
+    project_internal_id: int | None = None  # numeric project id, what deleteFiles takes
+    files: tuple[LiveFile, ...] | None = None  # None: not fetched
+
+    @property
+    def path(self) -> str:
+        """``entity/project/run_id``."""
+        return f"{self.entity}/{self.project}/{self.id}"
+
+
+# --------------------------------------------------------------------------- plan
+
+
+class ChangeKind(enum.Enum):
+    """What a change touches."""
+
+    CONFIG = "config"
+    SUMMARY = "summary"
+    TAGS = "tags"
+    NAME = "name"
+    NOTES = "notes"
+    GROUP = "group"
+    JOB_TYPE = "job_type"
+    FILE = "file"
+
+
+class ChangeOp(enum.Enum):
+    """What a change does."""
+
+    SET = "set"
+    UNSET = "unset"
+    RENAME = "rename"
+    ADD = "add"
+    REMOVE = "remove"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One planned difference on one run.
+
+    ===========  ==========================  ====================  ======================
+    kind / op    key                          before                after
+    ===========  ==========================  ====================  ======================
+    config/      key path                     old value (None and   new value
+    summary set                               ``created`` if absent)
+    .. unset     key path                     old value             None
+    .. rename    new key path (``from_key``    value at old key      same value, at ``key``
+                 holds the old one)
+    tags add     the tag, as ``(tag,)``       None                  the tag
+    tags remove  the tag, as ``(tag,)``       the tag               None
+    name/notes/  ``()``                       old string or None    new string
+    group/job_type set
+    file delete  ``(file name,)``             the LiveFile          None
+    ===========  ==========================  ====================  ======================
+
+    ``before``/``after`` of a config or summary change hold JSON-safe values.
+    ``detail`` is for display only (e.g. the size and age of a file, or why a config
+    removal cannot be promised).
+    """
+
+    kind: ChangeKind
+    op: ChangeOp
+    key: KeyPath
+    before: Any
+    after: Any
+    rules: tuple[str, ...]
+    from_key: KeyPath | None = None  # rename only
+    file: LiveFile | None = None  # file delete only
+    created: bool = False  # config/summary set of a key that did not exist
+    detail: str | None = None  # display only
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """Everything planned for one run.
+
+    ``fingerprint`` hashes exactly the live fields listed in ``fingerprint_fields``
+    (see ``reconcile.fingerprint``); apply re-reads the run and refuses it as stale if
+    the hash differs. ``errors`` are plan errors for this run (a missing template key,
+    two rules disagreeing, a rename that would destroy data): a plan with errors is not
+    applied.
+    """
+
+    entity: str
+    project: str
+    run_id: str
+    storage_id: str
+    name: str | None  # display name when planned; display only
+    fingerprint: str
+    fingerprint_fields: tuple[tuple[str, ...], ...]
+    changes: tuple[Change, ...]
+    config_writes: ConfigWrites = ConfigWrites.MERGE
+    project_internal_id: int | None = None
+    errors: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> str:
+        """``entity/project/run_id``."""
+        return f"{self.entity}/{self.project}/{self.run_id}"
+
+    @property
+    def attribute_changes(self) -> int:
+        """Changes that are not file deletions."""
+        return sum(1 for c in self.changes if c.kind is not ChangeKind.FILE)
+
+    @property
+    def file_deletions(self) -> tuple[Change, ...]:
+        """The file deletions of this run."""
+        return tuple(c for c in self.changes if c.kind is ChangeKind.FILE)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A whole plan: only runs with changes or errors are listed."""
+
+    spec_digest: str
+    created_at: datetime  # timezone-aware UTC; also the reference time for ages
+    base_url: str  # the W&B server it was planned against; apply refuses another
+    runs: tuple[RunPlan, ...]
+    errors: tuple[str, ...] = ()  # plan-wide errors (limits, a rule matching nothing it must)
+    skipped_running: int = 0  # runs left alone because they are running/pending
+    runs_read: int = 0  # runs read from W&B while planning (display only)
+    limits: Limits = field(default_factory=Limits)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def changed_runs(self) -> tuple[RunPlan, ...]:
+        """Runs with at least one change."""
+        return tuple(r for r in self.runs if r.changes)
+
+    @property
+    def attribute_changes(self) -> int:
+        """Total non-file changes."""
+        return sum(r.attribute_changes for r in self.runs)
+
+    @property
+    def file_deletions(self) -> int:
+        """Total files to delete."""
+        return sum(len(r.file_deletions) for r in self.runs)
+
+    @property
+    def bytes_to_free(self) -> int:
+        """Total size of the files to delete."""
+        return sum(c.file.size for r in self.runs for c in r.file_deletions if c.file is not None)
+
+    @property
+    def has_errors(self) -> bool:
+        """Whether the plan (or any run in it) has errors; such a plan is not applied."""
+        return bool(self.errors) or any(r.errors for r in self.runs)
+
+    @property
+    def has_changes(self) -> bool:
+        """Whether applying would change anything."""
+        return any(r.changes for r in self.runs)
