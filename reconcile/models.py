@@ -255,6 +255,9 @@ class Change:
     name/notes/  ``()``                       old string or None    new string
     group/job_type set
     file delete  ``(file name,)``             the LiveFile          None
+    file add     ``(file name,)``             None                  the file's size; ``source``
+                                                                    is the local backup to
+                                                                    re-upload (undo plans only)
     ===========  ==========================  ====================  ======================
 
     ``before``/``after`` of a config or summary change hold JSON-safe values.
@@ -271,6 +274,7 @@ class Change:
     from_key: KeyPath | None = None  # rename only
     file: LiveFile | None = None  # file delete only
     created: bool = False  # config/summary set of a key that did not exist
+    source: str | None = None  # file add (undo plans): local path of the backup to re-upload
     detail: str | None = None  # display only
 
 
