@@ -12,12 +12,19 @@ A *key path* is a tuple of keys into a nested mapping: ``optimizer.lr`` in the s
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 KeyPath = tuple[str, ...]
+
+
+def _json_quote(text: str) -> str:
+    """``text`` as a JSON string literal (for display paths)."""
+    return json.dumps(text, ensure_ascii=False)
+
 
 FORMAT_VERSION = 1
 """Version of the saved-plan JSON (``format_version``); apply refuses any other."""
@@ -277,6 +284,16 @@ class Change:
     source: str | None = None  # file add (undo plans): local path of the backup to re-upload
     detail: str | None = None  # display only
 
+    @property
+    def path(self) -> str:
+        """Display form of what this change touches, e.g. ``config.optimizer.lr`` or
+        ``tags["lr-0.1"]`` (a key that holds a dot, bracket or space is quoted); display only."""
+        text = self.kind.value
+        for part in self.key:
+            plain = part and not any(ch in part for ch in '.[]"\'') and not any(ch.isspace() for ch in part)
+            text += f".{part}" if plain else "[" + _json_quote(part) + "]"
+        return text
+
 
 @dataclass(frozen=True, slots=True)
 class RunPlan:
@@ -313,8 +330,8 @@ class RunPlan:
 
     @property
     def file_deletions(self) -> tuple[Change, ...]:
-        """The file deletions of this run."""
-        return tuple(c for c in self.changes if c.kind is ChangeKind.FILE)
+        """The file deletions of this run (not the re-uploads of an undo plan)."""
+        return tuple(c for c in self.changes if c.kind is ChangeKind.FILE and c.op is ChangeOp.DELETE)
 
 
 @dataclass(frozen=True, slots=True)
