@@ -15,9 +15,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-OUT = REPO / "demo-out"
+OUT = Path(os.environ.get("RECONCILE_DEMO_OUT", REPO / "demo-out")).resolve()
 SPEC = HERE / "spec"
 DEMO_KEY = "local-" + "d" * 40  # the emulator accepts any key; wandb wants 40+ characters
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (as a person would type it)."""
+    return os.path.relpath(path, REPO) if path.is_relative_to(REPO) else str(path)
 
 
 def step(title: str, *argv: str, env: dict[str, str], ok: tuple[int, ...] = (0,)) -> int:
@@ -48,16 +53,16 @@ def main() -> int:
         env = {**os.environ, "WANDB_BASE_URL": url, "WANDB_API_KEY": DEMO_KEY, "WANDB_SILENT": "true",
                "WANDB_DIR": str(OUT / "wandb"), "WANDB_CONFIG_DIR": str(OUT / "wandb-config"),
                "WANDB_CACHE_DIR": str(OUT / "wandb-cache"), "WANDB_ERROR_REPORTING": "false"}
-        spec = str(SPEC.relative_to(REPO))
-        plan = str((OUT / "plan.json").relative_to(REPO))
+        spec = shown(SPEC)
+        plan = shown(OUT / "plan.json")
         os.chdir(REPO)
-        step("offline checks", "validate", *sorted(str(p.relative_to(REPO)) for p in SPEC.glob("*.yaml")),
+        step("offline checks", "validate", *sorted(shown(p) for p in SPEC.glob("*.yaml")),
              env=env)
         step("what would change", "plan", "-f", spec, "-o", plan, "--detailed-exitcode", env=env, ok=(2,))
-        step("make exactly those changes", "apply", plan, "--backup-dir", str((OUT / "backups").relative_to(REPO)),
+        step("make exactly those changes", "apply", plan, "--backup-dir", shown(OUT / "backups"),
              env=env)
         step("nothing left to do", "plan", "-f", spec, "--detailed-exitcode", env=env, ok=(0,))
-        print(f"\nDemo done. The plan, journal, undo plan and backups are in {OUT.relative_to(REPO)}/.")
+        print(f"\nDemo done. The plan, journal, undo plan and backups are in {shown(OUT)}/.")
         return 0
     finally:
         emulator.terminate()

@@ -1,0 +1,138 @@
+"""The first ten minutes and the PR check: the GitHub workflow's own commands, export's
+round trip, the pre-commit hook and `make demo`'s script, against the emulator."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+WORKFLOW = REPO / "examples" / "github" / "reconcile.yml"
+DEMO = REPO / "examples" / "demo"
+BIN = Path(sys.executable).parent
+
+
+def _steps(job: str) -> dict[str, str]:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    return {s["name"]: s["run"] for s in workflow["jobs"][job]["steps"] if "run" in s}
+
+
+def _bash(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.fixture
+def ci_env(emulator: Any, wandb_env: Any, tmp_path: Path) -> dict[str, str]:
+    """The environment a CI job would have, pointed at a demo-seeded emulator."""
+    handle = emulator(seed=DEMO / "fixture.yaml")
+    env = wandb_env(handle.url)
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    (tmp_path / "specs").symlink_to(DEMO / "spec")
+    env["SPEC_DIR"] = "specs"
+    env["GITHUB_OUTPUT"] = str(tmp_path / "github_output")
+    env["GITHUB_STEP_SUMMARY"] = str(tmp_path / "step_summary.md")
+    return env
+
+
+def test_workflow_is_valid_github_actions() -> None:
+    """The example workflow validates against the GitHub Actions workflow schema."""
+    result = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                             str(WORKFLOW)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflow_commands_plan_then_apply_then_no_changes(ci_env: dict[str, str], tmp_path: Path) -> None:
+    """The workflow's validate/plan steps report changes (exit code 2 recorded), its apply step applies the
+    saved plan, and planning again reports no changes."""
+    plan_steps = _steps("plan")
+    validate = _bash(plan_steps["Validate"], tmp_path, ci_env)
+    assert validate.returncode == 0, validate.stderr
+    assert validate.stdout.count(": valid") == len(list((DEMO / "spec").glob("*.yaml")))
+
+    planned = _bash(plan_steps["Plan"], tmp_path, ci_env)
+    assert planned.returncode == 0, planned.stderr
+    assert "exitcode=2" in Path(ci_env["GITHUB_OUTPUT"]).read_text()
+    markdown = (tmp_path / "plan.md").read_text()
+    assert markdown.startswith("<!-- reconcile-plan -->")
+    assert re.search(r"Plan: \d+ runs to change \(\d+ attribute changes\), \d+ files to delete", markdown)
+    assert len(markdown) <= 65_536
+    assert Path(ci_env["GITHUB_STEP_SUMMARY"]).read_text() == markdown
+    assert (tmp_path / "plan.json").exists()
+
+    applied = _bash(_steps("apply")["Apply exactly the reviewed plan"], tmp_path, ci_env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Apply complete:" in applied.stdout
+    assert (tmp_path / "undo.json").exists()
+
+    Path(ci_env["GITHUB_OUTPUT"]).write_text("")
+    again = _bash(plan_steps["Plan"], tmp_path, ci_env)
+    assert again.returncode == 0, again.stderr
+    assert "exitcode=0" in Path(ci_env["GITHUB_OUTPUT"]).read_text()
+    assert "No changes" in (tmp_path / "plan.md").read_text()
+
+
+def test_export_then_plan_gives_no_changes(ci_env: dict[str, str], tmp_path: Path) -> None:
+    """A spec exported from the demo fixture validates and plans to no changes at once."""
+    for project in ("vision", "nlp"):
+        out = tmp_path / f"{project}.yaml"
+        exported = _bash(f"reconcile export acme/{project} -o {out}", tmp_path, ci_env)
+        assert exported.returncode == 0, exported.stderr
+        rules = yaml.safe_load(out.read_text())["rules"]
+        assert len(rules) == (30 if project == "vision" else 20)
+        checked = _bash(f"reconcile validate {out} && reconcile plan -f {out} --detailed-exitcode",
+                        tmp_path, ci_env)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "No changes. Runs match the spec." in checked.stdout
+
+
+def test_export_ids_pins_only_those_runs(ci_env: dict[str, str], tmp_path: Path) -> None:
+    """--ids limits the export to the named runs."""
+    fixture = yaml.safe_load((DEMO / "fixture.yaml").read_text())["runs"]
+    ids = [r["id"] for r in fixture if r["project"] == "vision"][:2]
+    exported = _bash(f"reconcile export acme/vision --ids {','.join(ids)}", tmp_path, ci_env)
+    assert exported.returncode == 0, exported.stderr
+    spec = yaml.safe_load(exported.stdout)
+    assert sorted(r["match"]["ids"][0] for r in spec["rules"]) == sorted(ids)
+
+
+def test_pre_commit_hook_entry_validates_specs(tmp_path: Path) -> None:
+    """The hook's entry, run the way pre-commit runs it (entry + matching file names), passes good specs
+    and fails a typo with its line."""
+    (hook,) = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    pattern = re.compile(hook["files"])
+    good = sorted(str(p) for p in (DEMO / "spec").glob("*.yaml") if pattern.search(p.name))
+    assert good
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    ok = subprocess.run([*hook["entry"].split(), *good], capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("version: 1\nrules:\n  - name: x\n    match: {all: true}\n    sett: {notes: hi}\n")
+    failed = subprocess.run([*hook["entry"].split(), str(bad)], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert failed.returncode == 1
+    assert f"{bad}:5:" in failed.stderr
+
+
+@pytest.mark.slow
+def test_make_demo_script_plans_applies_and_converges(tmp_path: Path) -> None:
+    """The demo script prints a plan, applies it and ends with no changes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["RECONCILE_DEMO_OUT"] = str(tmp_path / "demo-out")
+    result = subprocess.run([sys.executable, str(DEMO / "run_demo.py")], capture_output=True, text=True,
+                            env=env, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"Plan: \d+ runs to change", result.stdout)
+    assert "Apply complete:" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].startswith("Demo done.")
+    assert "No changes. Runs match the spec." in result.stdout
