@@ -59,10 +59,10 @@ def main() -> int:
         step("offline checks", "validate", *sorted(shown(p) for p in SPEC.glob("*.yaml")),
              env=env)
         step("what would change", "plan", "-f", spec, "-o", plan, "--detailed-exitcode", env=env, ok=(2,))
-        step("make exactly those changes", "apply", plan, "--backup-dir", shown(OUT / "backups"),
+        step("make exactly those changes", "apply", plan,
              env=env)
         step("nothing left to do", "plan", "-f", spec, "--detailed-exitcode", env=env, ok=(0,))
-        print(f"\nDemo done. The plan, journal, undo plan and backups are in {shown(OUT)}/.")
+        print(f"\nDemo done. The plan, its journal and the undo plan are in {shown(OUT)}/.")
         return 0
     finally:
         emulator.terminate()
