@@ -1,0 +1,235 @@
+"""``MemoryBackend``: a second, in-memory implementation of the Backend seam.
+
+Not a mock of wandb: it stores runs and file bytes and applies writes with W&B's
+semantics (config deep-merged or replaced, summary replaced, ``None`` fields left
+unchanged, deleteFiles idempotent), so the apply executor can be unit-tested without
+a server. ``calls`` records every operation; ``fail_next`` injects errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from reconcile.backend import RunUpdate
+from reconcile.errors import BackendError, NotFound
+from reconcile.models import ConfigWrites, LiveFile, LiveRun
+
+
+def deep_merge(stored: Mapping[str, Any], sent: Mapping[str, Any]) -> dict[str, Any]:
+    """``sent`` merged into ``stored``: dicts recursively, anything else replaced (wandb/wandb#11055)."""
+    merged = dict(stored)
+    for key, value in sent.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = deep_merge(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+class MemoryBackend:
+    """The Backend protocol over dicts; thread-unsafe, for tests."""
+
+    def __init__(self, runs: Sequence[LiveRun] = (), *, base_url: str = "memory://",
+                 config_writes: ConfigWrites = ConfigWrites.MERGE) -> None:
+        """Start with ``runs`` (their ``files`` become the stored files, with empty bytes)."""
+        self.base_url = base_url
+        self.config_writes = config_writes
+        self.runs: dict[str, LiveRun] = {}  # by storage id
+        self.contents: dict[str, bytes] = {}  # by file id
+        self.calls: list[tuple[str, Any]] = []
+        self.closed = False
+        self._failures: list[BaseException] = []
+        self._ids = itertools.count(1)
+        for run in runs:
+            self.add_run(run)
+
+    # ------------------------------------------------------------------ test helpers
+
+    def add_run(self, run: LiveRun, contents: Mapping[str, bytes] | None = None) -> None:
+        """Store ``run``; ``contents`` maps file names to bytes (default: empty)."""
+        self.runs[run.storage_id] = replace(run, files=tuple(run.files or ()))
+        for file in run.files or ():
+            self.contents[file.id] = (contents or {}).get(file.name, b"")
+
+    def run(self, entity: str, project: str, run_id: str) -> LiveRun:
+        """The stored run (with its files)."""
+        for run in self.runs.values():
+            if (run.entity, run.project, run.id) == (entity, project, run_id):
+                return run
+        raise NotFound(f"run {entity}/{project}/{run_id} not found")
+
+    def fail_next(self, *errors: BaseException) -> None:
+        """Make the next calls raise these errors, one per call, in order."""
+        self._failures.extend(errors)
+
+    def _record(self, name: str, argument: Any) -> None:
+        self.calls.append((name, argument))
+        if self._failures:
+            raise self._failures.pop(0)
+
+    def _by_id(self, storage_id: str) -> LiveRun:
+        try:
+            return self.runs[storage_id]
+        except KeyError:
+            raise NotFound(f"run {storage_id} not found") from None
+
+    # ------------------------------------------------------------------ reads
+
+    def iter_runs(self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *,
+                  per_page: int = 500) -> Iterator[LiveRun]:
+        """The project's runs matching ``filters`` (a subset of W&B's filter language), oldest first."""
+        self._record("iter_runs", (entity, project, dict(filters or {})))
+        runs = sorted((r for r in self.runs.values() if (r.entity, r.project) == (entity, project)),
+                      key=lambda r: r.created_at)
+        for run in runs:
+            if matches(run, filters or {}):
+                yield _without_files(run)
+
+    def get_runs(self, entity: str, project: str, run_ids: Sequence[str]) -> dict[str, LiveRun]:
+        """Fresh copies of these runs; absent ids are missing."""
+        self._record("get_runs", (entity, project, tuple(run_ids)))
+        wanted = set(run_ids)
+        return {r.id: _without_files(r) for r in self.runs.values()
+                if (r.entity, r.project) == (entity, project) and r.id in wanted}
+
+    def list_files(self, run: LiveRun) -> tuple[LiveFile, ...]:
+        """The stored files of the run."""
+        self._record("list_files", run.path)
+        return tuple(self._by_id(run.storage_id).files or ())
+
+    # ------------------------------------------------------------------ writes
+
+    def update_run(self, update: RunUpdate) -> None:
+        """Apply one UpsertBucket: unset fields unchanged, config merged or replaced, summary replaced."""
+        self._record("update_run", update)
+        run = self._by_id(update.storage_id)
+        changes: dict[str, Any] = {}
+        for attr, field in (("display_name", "name"), ("notes", "notes"), ("group", "group"),
+                            ("job_type", "job_type"), ("tags", "tags")):
+            value = getattr(update, attr)
+            if value is not None:
+                changes[field] = tuple(value) if attr == "tags" else value
+        if update.config is not None:
+            sent = copy.deepcopy(dict(update.config))
+            changes["config"] = (deep_merge(run.config, sent)
+                                 if self.config_writes is ConfigWrites.MERGE else sent)
+        if update.summary is not None:
+            changes["summary"] = copy.deepcopy(dict(update.summary))
+        self.runs[run.storage_id] = replace(run, **changes)
+
+    def delete_files(self, run: LiveRun, file_ids: Sequence[str]) -> None:
+        """Remove these files; unknown or already deleted ids are ignored."""
+        self._record("delete_files", (run.path, tuple(file_ids)))
+        stored = self._by_id(run.storage_id)
+        gone = set(file_ids)
+        files = tuple(f for f in stored.files or () if f.id not in gone)
+        self.runs[stored.storage_id] = replace(stored, files=files)
+        for file_id in gone:
+            self.contents.pop(file_id, None)
+
+    def download_file(self, run: LiveRun, file: LiveFile, dest: Path) -> None:
+        """Write the stored bytes of ``file`` to ``dest``."""
+        self._record("download_file", (run.path, file.name))
+        if file.id not in self.contents:
+            raise NotFound(f"file {file.name} of {run.path} not found")
+        dest.write_bytes(self.contents[file.id])
+
+    def upload_file(self, run: LiveRun, source: Path, name: str) -> None:
+        """Store ``source`` as run file ``name`` (replacing a file of that name)."""
+        self._record("upload_file", (run.path, name))
+        stored = self._by_id(run.storage_id)
+        data = source.read_bytes()
+        new = LiveFile(id=f"file-{next(self._ids)}", name=name, size=len(data),
+                       updated_at=datetime.now(timezone.utc))
+        files = (*(f for f in stored.files or () if f.name != name), new)
+        self.runs[stored.storage_id] = replace(stored, files=files)
+        self.contents[new.id] = data
+
+    def close(self) -> None:
+        """Mark the backend closed (nothing to release)."""
+        self.closed = True
+
+
+def _without_files(run: LiveRun) -> LiveRun:
+    """A deep copy of ``run`` as a listing returns it (files not fetched)."""
+    return replace(run, config=copy.deepcopy(dict(run.config)),
+                   summary=copy.deepcopy(dict(run.summary)), files=None)
+
+
+_FIELDS = {"name": "id", "displayName": "name", "display_name": "name", "state": "state",
+           "group": "group", "jobType": "job_type", "tags": "tags", "createdAt": "created_at"}
+
+
+def _value(run: LiveRun, key: str) -> tuple[bool, Any]:
+    """(present, value) of a filter key on ``run``."""
+    if key in _FIELDS:
+        value = getattr(run, _FIELDS[key])
+        if isinstance(value, datetime):
+            value = value.replace(tzinfo=None).isoformat()
+        return True, list(value) if isinstance(value, tuple) else value
+    head, _, path = key.partition(".")
+    source: Any = {"config": run.config, "summary_metrics": run.summary}.get(head)
+    if source is None:
+        raise BackendError(f"MemoryBackend cannot filter on {key!r}")
+    parts = path.split(".")
+    if head == "config" and parts[-1] == "value":
+        parts = parts[:-1]
+    for part in parts:
+        if not isinstance(source, Mapping) or part not in source:
+            return False, None
+        source = source[part]
+    return True, source
+
+
+def _ordered(op: str, value: Any, operand: Any) -> bool:
+    try:
+        return bool({"$gt": value > operand, "$gte": value >= operand,
+                "$lt": value < operand, "$lte": value <= operand}[op])
+    except TypeError:
+        return False
+
+
+def _compare(op: str, present: bool, value: Any, operand: Any) -> bool:
+    """One field operator; a list value (tags) matches when any element does."""
+    values = value if isinstance(value, list) else [value]
+    checks: dict[str, Callable[[], bool]] = {
+        "$exists": lambda: present == bool(operand),
+        "$eq": lambda: present and (value == operand or operand in values),
+        "$ne": lambda: not _compare("$eq", present, value, operand),
+        "$in": lambda: present and any(v in operand for v in values),
+        "$nin": lambda: not _compare("$in", present, value, operand),
+        "$regex": lambda: present and isinstance(value, str) and re.search(operand, value) is not None,
+    }
+    if op in checks:
+        return bool(checks[op]())
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        return present and value is not None and _ordered(op, value, operand)
+    raise BackendError(f"MemoryBackend does not know the filter operator {op}")
+
+
+def matches(run: LiveRun, filters: Mapping[str, Any]) -> bool:
+    """Whether ``run`` satisfies a W&B MongoDB-style filter ($and/$or/$nor and field operators)."""
+    for key, condition in filters.items():
+        if key == "$and":
+            ok = all(matches(run, f) for f in condition)
+        elif key == "$or":
+            ok = any(matches(run, f) for f in condition)
+        elif key == "$nor":
+            ok = not any(matches(run, f) for f in condition)
+        else:
+            present, value = _value(run, key)
+            if isinstance(condition, Mapping) and condition and all(k.startswith("$") for k in condition):
+                ok = all(_compare(op, present, value, operand) for op, operand in condition.items())
+            else:
+                ok = _compare("$eq", present, value, condition)
+        if not ok:
+            return False
+    return True

@@ -1,0 +1,452 @@
+"""``WandbBackend``: the Backend seam implemented with the real ``wandb`` client.
+
+This is the only module of reconcile that imports ``wandb``. Every GraphQL document it
+sends is one the official client sends itself (its own query constants, or its mutation
+texts carrying only the fields we set), executed through the client's own GraphQL
+executor so that wandb-core does auth, headers and retries exactly as it does for
+``wandb.Api``. See ``../shared/wandb-protocol.md`` for the wire details cited below.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from typing import Any, NoReturn
+
+import requests
+import structlog
+import wandb
+from wandb import env as wandb_env
+from wandb import util as wandb_util
+from wandb.apis.public.files import Files
+from wandb.apis.public.runs import Run, _create_runs_query
+from wandb.errors import AuthenticationError, CommError, UsageError
+from wandb.proto import wandb_api_pb2 as apb
+from wandb.sdk import wandb_setup
+from wandb.sdk.lib import wbauth
+from wandb.sdk.lib.service.service_connection import WandbApiFailedError
+
+from reconcile.backend import RunUpdate
+from reconcile.errors import AuthError, BackendError, NotFound, RetryableError
+from reconcile.models import LiveFile, LiveRun
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PER_PAGE = 500
+"""Runs per Runs request; the client's default of 50 costs 10x the round trips."""
+
+FILES_PER_PAGE = 500
+"""Files per RunFiles request."""
+
+IDS_PER_REQUEST = 100
+"""Run ids per ``{"name": {"$in": [...]}}`` re-read (keeps the filter string small)."""
+
+RUNS_ORDER = "+created_at"
+"""The client's default order (protocol §2); a stable order keeps paging predictable."""
+
+_HTTP_CODE = re.compile(r"\bHTTP (\d{3})\b")
+_TIMEOUT_MARKERS = ("did not respond in time", "timed out", "timeout")
+_KEY_HINT = "Set WANDB_API_KEY or run `wandb login`."
+
+# One UpsertBucket variable per RunUpdate field: (variable, GraphQL type, input field).
+# Names and types are the ones the client declares: run.update() (protocol §4a) for the
+# metadata, HTTPSummary._write (§5) for summaryMetrics. The id is declared ``String!``
+# as in run.update().
+_UPSERT_FIELDS: dict[str, tuple[str, str, str]] = {
+    "display_name": ("display_name", "String", "displayName"),
+    "notes": ("notes", "String", "notes"),
+    "tags": ("tags", "[String!]", "tags"),
+    "config": ("config", "JSONString!", "config"),
+    "group": ("groupName", "String", "groupName"),
+    "job_type": ("jobType", "String", "jobType"),
+    "summary": ("summaryMetrics", "JSONString", "summaryMetrics"),
+}
+
+# File.delete()'s mutation (protocol §6.1), sent with every id of the run at once.
+DELETE_FILES_MUTATION = """
+mutation deleteFiles($files: [ID!]!, $projectId: Int) {
+    deleteFiles(input: {
+        files: $files
+        projectId: $projectId
+    }) {
+        success
+    }
+}
+"""
+
+
+def upsert_bucket_document(update: RunUpdate) -> tuple[str, dict[str, Any]]:
+    """The UpsertBucket document and variables for ``update``: only the set fields.
+
+    The shape is the client's ``upsertBucket(input: {...}) { bucket { id } }``; a field
+    left ``None`` is neither declared nor sent, so the server leaves it unchanged.
+    """
+    declarations = ["$id: String!"]
+    inputs = ["id: $id"]
+    variables: dict[str, Any] = {"id": update.storage_id}
+    for attr, (var, gql_type, field) in _UPSERT_FIELDS.items():
+        value = getattr(update, attr)
+        if value is None:
+            continue
+        declarations.append(f"${var}: {gql_type}")
+        inputs.append(f"{field}: ${var}")
+        if attr == "tags":
+            value = list(value)
+        elif attr == "config":
+            # Run.json_config: every value wrapped, desc reset, default separators.
+            value = json.dumps({k: {"value": v, "desc": None} for k, v in value.items()})
+        elif attr == "summary":
+            # HTTPSummary._write: the client's own compact encoder (NaN/inf as constants).
+            value = wandb_util.json_dumps_safer(dict(value))
+        variables[var] = value
+    document = (
+        f"mutation UpsertBucket({', '.join(declarations)}) {{\n"
+        f"    upsertBucket(input: {{{', '.join(inputs)}}}) {{\n"
+        "        bucket {\n            id\n        }\n"
+        "    }\n}\n"
+    )
+    return document, variables
+
+
+@cache
+def runs_query() -> str:
+    """The client's own ``Runs`` query with the full ``RunFragment`` (``lazy=False`` text)."""
+    return _create_runs_query(lazy=False)
+
+
+@cache
+def run_files_query() -> str:
+    """The client's own ``RunFiles`` query (``run.files()``)."""
+    # _get_query only formats module constants; no instance state is read.
+    return object.__new__(Files)._get_query()
+
+
+class WandbBackend:
+    """The Backend protocol over one ``wandb.Api`` (shared by all threads).
+
+    One Api runs about ten requests at once (protocol §11); callers may use it from
+    several threads. Nothing read here is cached, so every read is fresh.
+    """
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
+                 timeout: int | None = None) -> None:
+        """Connect to W&B; ``None`` arguments use W&B's own conventions.
+
+        ``base_url`` defaults to WANDB_BASE_URL (else the wandb settings), ``api_key`` to
+        WANDB_API_KEY or the netrc entry ``wandb login`` writes; ``timeout`` (seconds,
+        wandb-core's retries included) to WANDB_HTTP_TIMEOUT or 19.
+        """
+        resolved = base_url or wandb_env.get_base_url(wandb_setup.singleton().settings.base_url)
+        self.base_url: str = str(resolved).rstrip("/")
+        self._secret = api_key or _stored_api_key(self.base_url)
+        try:
+            self._api: wandb.Api | None = wandb.Api(
+                overrides={"base_url": self.base_url}, api_key=self._secret, timeout=timeout
+            )
+        except Exception as exc:
+            self._raise(exc, "connect to W&B")
+
+    @classmethod
+    def from_env(cls) -> WandbBackend:
+        """A backend configured only by the environment (WANDB_BASE_URL, WANDB_API_KEY, netrc)."""
+        return cls()
+
+    def close(self) -> None:
+        """Drop the Api; wandb-core frees the session when it is garbage collected."""
+        self._api = None
+
+    # ------------------------------------------------------------------ reads
+
+    def iter_runs(
+        self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *,
+        per_page: int = DEFAULT_PER_PAGE,
+    ) -> Iterator[LiveRun]:
+        """Stream the runs matching ``filters``, one Runs request per page.
+
+        A run repeated across pages (wandb/wandb#6614) is yielded once.
+        """
+        seen: set[str] = set()
+        for run in self._run_pages(entity, project, filters or {}, per_page):
+            if run.id not in seen:
+                seen.add(run.id)
+                yield run
+
+    def get_runs(self, entity: str, project: str, run_ids: Sequence[str]) -> dict[str, LiveRun]:
+        """Fresh reads of these runs: one Runs request per 100 ids, never cached."""
+        wanted = list(dict.fromkeys(run_ids))
+        found: dict[str, LiveRun] = {}
+        for start in range(0, len(wanted), IDS_PER_REQUEST):
+            chunk = wanted[start:start + IDS_PER_REQUEST]
+            chunk_ids = set(chunk)
+            for run in self._run_pages(entity, project, {"name": {"$in": chunk}}, len(chunk)):
+                if run.id in chunk_ids:
+                    found.setdefault(run.id, run)
+        return found
+
+    def list_files(self, run: LiveRun) -> tuple[LiveFile, ...]:
+        """Every file of the run through the client's RunFiles query, all pages."""
+        variables: dict[str, Any] = {
+            "project": run.project, "entity": run.entity, "name": run.id,
+            "fileNames": [], "upload": False, "pattern": None,
+            "fileLimit": FILES_PER_PAGE, "fileCursor": None,
+        }
+        files: list[LiveFile] = []
+        while True:
+            data = self._execute(run_files_query(), variables, f"list the files of {run.path}")
+            project = (data or {}).get("project") or {}
+            run_data = project.get("run")
+            if run_data is None:
+                raise NotFound(f"run {run.path} not found: check the entity, project and run id.")
+            files_data = run_data.get("files") or {}
+            edges = files_data.get("edges") or []
+            files.extend(_parse_file(edge["node"]) for edge in edges)
+            if not edges or not (files_data.get("pageInfo") or {}).get("hasNextPage"):
+                return tuple(files)
+            variables["fileCursor"] = edges[-1]["cursor"]
+
+    # ------------------------------------------------------------------ writes
+
+    def update_run(self, update: RunUpdate) -> None:
+        """Send one UpsertBucket carrying only the fields set in ``update``."""
+        document, variables = upsert_bucket_document(update)
+        data = self._execute(document, variables, f"update run {update.storage_id}")
+        bucket = ((data or {}).get("upsertBucket") or {}).get("bucket") or {}
+        if not bucket.get("id"):
+            # HTTPSummary._write asserts the same: no bucket id means nothing was written.
+            raise BackendError(f"W&B did not confirm the update of run {update.storage_id}; "
+                               "re-run to check its state.")
+
+    def delete_files(self, run: LiveRun, file_ids: Sequence[str]) -> None:
+        """Delete these files with one deleteFiles request (the client sends one per file)."""
+        if not file_ids:
+            return
+        # projectId must be the numeric id: a base64 one gets a 500 (wandb/wandb#9338).
+        variables = {"files": list(file_ids), "projectId": run.project_internal_id}
+        self._execute(DELETE_FILES_MUTATION, variables, f"delete files of {run.path}")
+
+    def download_file(self, run: LiveRun, file: LiveFile, dest: Path) -> None:
+        """Download through wandb-core (as ``File.download`` does) and check the size."""
+        if not file.url:
+            raise BackendError(f"W&B gave no download URL for {file.name} of {run.path}.")
+        partial = dest.with_name(f".{dest.name}.partial")
+        # The request File.download sends; wandb-core adds auth for base_url hosts (§6.2).
+        request = apb.ApiRequest(  # type: ignore[attr-defined]  # generated protobuf module
+            download_file_request=apb.DownloadFileRequest(  # type: ignore[attr-defined]
+                path=str(partial), url=file.url, size=file.size))
+        try:
+            self._client().send_api_request(request)
+        except Exception as exc:
+            partial.unlink(missing_ok=True)
+            self._raise(exc, f"download {file.name} of {run.path}")
+        got = partial.stat().st_size if partial.exists() else -1
+        if got != file.size:
+            partial.unlink(missing_ok=True)
+            raise RetryableError(f"download of {file.name} from {run.path} gave {got} bytes, "
+                                 f"expected {file.size}; try again.")
+        os.replace(partial, dest)
+
+    def upload_file(self, run: LiveRun, source: Path, name: str) -> None:
+        """Upload ``source`` as run file ``name`` through the client's ``run.upload_file``."""
+        with tempfile.TemporaryDirectory(prefix="reconcile-upload-") as root:
+            # run.upload_file names the file relpath(path, root) and re-reads it by that
+            # name (protocol §7), so stage it at <root>/<name>.
+            staged = Path(root, name)
+            if Path(root).resolve() not in staged.resolve().parents:
+                raise BackendError(f"refusing to upload {name!r}: the name leaves the run directory.")
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, staged)
+            attrs = {"id": run.storage_id, "name": run.id, "state": run.state,
+                     "projectId": run.project_internal_id}
+            try:
+                # Built from what we already read: api.run() would spend a Run query.
+                handle = Run(self._client(), run.entity, run.project, run.id, attrs, lazy=True)
+                handle.upload_file(str(staged), root=root)
+            except Exception as exc:
+                self._raise(exc, f"upload {name} to {run.path}")
+
+    # ------------------------------------------------------------------ internals
+
+    def _client(self) -> Any:
+        """The Api's GraphQL executor (wandb 0.31: ``ServiceApi``, routed through wandb-core)."""
+        if self._api is None:
+            raise BackendError("this W&B backend is closed.")
+        return self._api._service_api
+
+    def _execute(self, document: str, variables: Mapping[str, Any], doing: str) -> Any:
+        """Run one GraphQL document; returns its ``data``; errors become ours."""
+        try:
+            return self._client().execute_graphql(document, dict(variables))
+        except Exception as exc:
+            self._raise(exc, doing)
+
+    def _run_pages(self, entity: str, project: str, filters: Mapping[str, Any],
+                   per_page: int) -> Iterator[LiveRun]:
+        """Page through the client's Runs query by the last edge's cursor (protocol §2)."""
+        variables: dict[str, Any] = {
+            "project": project, "entity": entity, "order": RUNS_ORDER,
+            "filters": json.dumps(filters), "perPage": per_page, "cursor": None,
+        }
+        while True:
+            data = self._execute(runs_query(), variables, f"list runs of {entity}/{project}")
+            project_data = (data or {}).get("project")
+            if project_data is None:
+                raise NotFound(f"project {entity}/{project} not found: check the entity and "
+                               "project names and that your key can see them.")
+            runs = project_data.get("runs") or {}
+            edges = runs.get("edges") or []
+            for edge in edges:
+                yield parse_run(entity, project, edge["node"])
+            # The client re-sends cursor null on an empty page and loops; we stop.
+            if not edges or not (runs.get("pageInfo") or {}).get("hasNextPage"):
+                return
+            variables["cursor"] = edges[-1]["cursor"]
+
+    def _raise(self, exc: BaseException, doing: str) -> NoReturn:
+        """Translate a wandb/requests failure into a ``reconcile.errors`` one."""
+        raise translate_error(exc, doing, secrets=(self._secret,)) from exc
+
+
+# ---------------------------------------------------------------------- parsing
+
+
+def parse_run(entity: str, project: str, node: Mapping[str, Any]) -> LiveRun:
+    """A Runs/Run node with the full RunFragment as a ``LiveRun``.
+
+    Config is unwrapped from ``{"value": v}`` exactly once and keeps ``_wandb`` (the
+    client's ``lazy=False`` path unwraps twice and drops it, protocol §12.1).
+    """
+    raw_config = _json_object(node.get("config"))
+    config = {k: v["value"] if isinstance(v, dict) and "value" in v else v
+              for k, v in raw_config.items()}
+    project_id = node.get("projectId")
+    return LiveRun(
+        entity=entity,
+        project=project,
+        id=node["name"],
+        storage_id=node["id"],
+        name=node.get("displayName"),
+        state=node.get("state") or "not found",
+        created_at=parse_time(node.get("createdAt")),
+        config=config,
+        summary=_json_object(node.get("summaryMetrics")),
+        tags=tuple(node.get("tags") or ()),
+        group=node.get("group"),
+        job_type=node.get("jobType"),
+        notes=node.get("notes"),
+        project_internal_id=int(project_id) if project_id is not None else None,
+    )
+
+
+def _parse_file(node: Mapping[str, Any]) -> LiveFile:
+    """A RunFiles node as a ``LiveFile`` (download URL: ``url``, as ``File.download`` uses)."""
+    return LiveFile(
+        id=node["id"],
+        name=node["name"],
+        size=int(node.get("sizeBytes") or 0),
+        updated_at=parse_time(node.get("updatedAt")),
+        url=node.get("url") or node.get("directUrl"),
+        md5=node.get("md5"),
+    )
+
+
+def parse_time(value: str | None) -> datetime:
+    """W&B's ISO timestamps (zone-less means UTC, protocol §13.9) as aware UTC."""
+    if not value:
+        return datetime.fromtimestamp(0, timezone.utc)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    """A JSON-string (or already decoded) object as a dict, like the client's _convert_to_dict."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return value
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError:
+        decoded = json.loads(value, strict=False)  # control characters, as the client allows
+    return decoded if isinstance(decoded, dict) else {}
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def _stored_api_key(base_url: str) -> str | None:
+    """The key W&B would use for ``base_url`` (env, netrc, settings) without prompting."""
+    try:
+        auth = wbauth.authenticate_session(host=base_url, source="reconcile", prompt=False,
+                                           update_session=False)
+    except AuthenticationError as exc:
+        raise AuthError(f"the W&B API key is not valid: {_redacted(str(exc), ())}. "
+                        f"{_KEY_HINT}") from exc
+    if auth is None:
+        raise AuthError(f"no W&B API key found for {base_url}. {_KEY_HINT}")
+    # An identity-token login has no key: wandb.Api() picks it up again by itself.
+    return str(auth.api_key) if isinstance(auth, wbauth.AuthApiKey) else None
+
+
+def _redacted(message: str, secrets: Sequence[str | None]) -> str:
+    """``message`` without any of ``secrets`` (raw or as the Basic-auth token)."""
+    for secret in secrets:
+        if secret:
+            token = base64.b64encode(f"api:{secret}".encode()).decode()
+            message = message.replace(secret, "***").replace(token, "***")
+    return message.strip()
+
+
+def translate_error(exc: BaseException, doing: str, *,
+                    secrets: Sequence[str | None] = ()) -> BackendError:
+    """The ``reconcile.errors`` exception for a wandb/requests failure while ``doing``.
+
+    wandb-core has already retried 429/5xx (honouring Retry-After), so a RetryableError
+    here means its retries ran out ("giving up after") or a timeout fired; ``status`` is
+    None for a timeout, when the request may or may not have been applied.
+    """
+    if isinstance(exc, BackendError):
+        return exc
+    cause: BaseException = exc
+    if isinstance(exc, CommError) and isinstance(exc.exc, BaseException):
+        cause = exc.exc
+    message = getattr(exc, "message", None) or str(exc)
+    status: int | None = None
+    timed_out = False
+    if isinstance(cause, WandbApiFailedError):
+        timed_out = cause.response is None  # the Python-side timeout (protocol §9)
+        if cause.response is not None:
+            status = cause.response.http_status or None
+            message = cause.response.message or message
+    elif isinstance(cause, requests.HTTPError) and cause.response is not None:
+        status = cause.response.status_code
+    elif isinstance(cause, (requests.ConnectionError, requests.Timeout)):
+        timed_out = True
+    message = _redacted(message, secrets) or type(exc).__name__
+    if status is None and (match := _HTTP_CODE.search(message)):
+        status = int(match.group(1))  # "giving up after N attempt(s) ... HTTP 503: ..."
+    timed_out = timed_out or (status is None and any(m in message.lower() for m in _TIMEOUT_MARKERS))
+    return _classify(exc, status, timed_out, f"while trying to {doing}: {message}")
+
+
+def _classify(exc: BaseException, status: int | None, timed_out: bool, what: str) -> BackendError:
+    """Pick the error class from the HTTP status and the kind of exception."""
+    if timed_out:
+        return RetryableError(f"W&B did not answer in time {what}. Try again, or raise the timeout.")
+    if isinstance(exc, (AuthenticationError, UsageError)) or status in (401, 403):
+        return AuthError(f"W&B refused the credentials {what}. Check WANDB_API_KEY (or run "
+                         "`wandb login`) and the base URL.", status=status)
+    if status == 429 or (status is not None and status >= 500) or "giving up after" in what:
+        return RetryableError(f"W&B failed {what}. Try again later.", status=status)
+    if status == 404 or "not found" in what.lower() or "could not find" in what.lower():
+        return NotFound(f"not found {what}", status=status)
+    return BackendError(f"W&B refused the request {what}", status=status)
