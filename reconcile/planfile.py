@@ -1,0 +1,349 @@
+"""The saved-plan file: a ``Plan`` as JSON (``format_version`` 1) and back, exactly.
+
+``plan_to_dict`` / ``plan_from_dict`` are an exact round trip of every field of ``Plan``,
+``RunPlan``, ``Change`` and ``LiveFile``: datetimes as ISO 8601 UTC (``...Z``), enums as
+their values, key paths as JSON lists. ``write_plan`` replaces the file atomically;
+``read_plan`` refuses another format version (``StalePlanError``) and names the file in
+every error.
+
+Config and summary values may hold NaN or +/-Infinity (W&B stores them; a diverged
+loss is common). JSON has no literal for them, so the file uses Python's ``allow_nan``
+encoding (``NaN``, ``Infinity``, ``-Infinity``), which Python's json reads back exactly
+(strict JSON parsers may not). Tagging them as objects instead could collide with real
+config values, and a plan without such values is plain JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from reconcile.errors import PlanError, StalePlanError
+from reconcile.models import (
+    FORMAT_VERSION,
+    Change,
+    ChangeKind,
+    ChangeOp,
+    ConfigWrites,
+    Limits,
+    LiveFile,
+    Plan,
+    RunPlan,
+)
+
+# --------------------------------------------------------------------------- to JSON
+
+
+def _time_to_json(value: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def file_to_dict(file: LiveFile) -> dict[str, Any]:
+    """A ``LiveFile`` as JSON; ``url`` and ``md5`` only when known."""
+    out: dict[str, Any] = {"id": file.id, "name": file.name, "size": file.size,
+                           "updated_at": _time_to_json(file.updated_at)}
+    if file.url is not None:
+        out["url"] = file.url
+    if file.md5 is not None:
+        out["md5"] = file.md5
+    return out
+
+
+def _value_to_json(value: Any) -> Any:
+    # A file deletion's ``before`` is the LiveFile itself (see Change's docstring).
+    return file_to_dict(value) if isinstance(value, LiveFile) else value
+
+
+def change_to_dict(change: Change) -> dict[str, Any]:
+    """A ``Change`` as JSON; ``from_key``, ``created``, ``source``, ``detail``, ``file`` only when set."""
+    out: dict[str, Any] = {
+        "kind": change.kind.value,
+        "op": change.op.value,
+        "path": change.path,
+        "key": list(change.key),
+        "before": _value_to_json(change.before),
+        "after": _value_to_json(change.after),
+        "rules": list(change.rules),
+    }
+    if change.from_key is not None:
+        out["from_key"] = list(change.from_key)
+    if change.created:
+        out["created"] = True
+    if change.source is not None:
+        out["source"] = change.source
+    if change.detail is not None:
+        out["detail"] = change.detail
+    if change.file is not None:
+        out["file"] = file_to_dict(change.file)
+    return out
+
+
+def run_to_dict(run: RunPlan) -> dict[str, Any]:
+    """A ``RunPlan`` as JSON."""
+    return {
+        "path": run.path,
+        "name": run.name,
+        "storage_id": run.storage_id,
+        "project_internal_id": run.project_internal_id,
+        "config_writes": run.config_writes.value,
+        "fingerprint": run.fingerprint,
+        "fingerprint_fields": [list(f) for f in run.fingerprint_fields],
+        "errors": list(run.errors),
+        "changes": [change_to_dict(c) for c in run.changes],
+    }
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The whole plan as the JSON document ``-o`` writes and ``--format json`` prints."""
+    return {
+        "format_version": plan.format_version,
+        "spec_digest": plan.spec_digest,
+        "created_at": _time_to_json(plan.created_at),
+        "base_url": plan.base_url,
+        "summary": {
+            "runs_to_change": len(plan.changed_runs),
+            "attribute_changes": plan.attribute_changes,
+            "files_to_delete": plan.file_deletions,
+            "bytes_to_free": plan.bytes_to_free,
+        },
+        "errors": list(plan.errors),
+        "skipped_running": plan.skipped_running,
+        "runs_read": plan.runs_read,
+        "limits": {
+            "max_changed_runs": plan.limits.max_changed_runs,
+            "max_file_deletions": plan.limits.max_file_deletions,
+            "max_bytes": plan.limits.max_bytes,
+        },
+        "runs": [run_to_dict(r) for r in plan.runs],
+    }
+
+
+def dumps(plan: Plan) -> str:
+    """The plan as indented JSON text (NaN/Infinity allowed, see the module docstring)."""
+    return json.dumps(plan_to_dict(plan), indent=2, ensure_ascii=False, allow_nan=True) + "\n"
+
+
+# --------------------------------------------------------------------------- from JSON
+
+_MISSING = object()
+
+
+class _Fields:
+    """Typed access to one JSON object; every problem is a ``PlanError`` naming the JSON path."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise PlanError(f"{where or 'the document'}: expected a JSON object, got {type(data).__name__}")
+        self.data = data
+        self.where = where
+
+    def _at(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def get(self, name: str, kind: type | tuple[type, ...] | None = None, *, nullable: bool = False,
+            default: Any = _MISSING) -> Any:
+        """The field ``name``, checked against ``kind``; missing is an error unless a default is given."""
+        if name not in self.data:
+            if default is not _MISSING:
+                return default
+            raise PlanError(f"missing field {self._at(name)!r}")
+        value = self.data[name]
+        if value is None and nullable:
+            return None
+        if kind is not None:
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            # bool is an int subclass in Python, but never a valid count or size here.
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                names = " or ".join(k.__name__ for k in kinds)
+                raise PlanError(f"field {self._at(name)!r} should be {names}, got {json.dumps(value)[:60]}")
+        return value
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        """A list of strings as a tuple."""
+        return _string_tuple(self.get(name, list), self._at(name))
+
+    def time(self, name: str) -> datetime:
+        """An ISO 8601 timestamp with a timezone."""
+        text = self.get(name, str)
+        try:
+            # Python 3.10's fromisoformat does not take a trailing Z.
+            value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError as exc:
+            raise PlanError(f"field {self._at(name)!r} is not an ISO 8601 time: {text!r}") from exc
+        if value.tzinfo is None:
+            raise PlanError(f"field {self._at(name)!r} has no timezone: {text!r}")
+        return value.astimezone(timezone.utc)
+
+    def enum(self, name: str, enum_type: Any) -> Any:
+        """An enum member from its value."""
+        value = self.get(name, str)
+        try:
+            return enum_type(value)
+        except ValueError as exc:
+            allowed = ", ".join(m.value for m in enum_type)
+            raise PlanError(f"field {self._at(name)!r} is {value!r}; expected one of {allowed}") from exc
+
+
+def _string_tuple(items: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(items, list):
+        raise PlanError(f"field {where!r} should be a list of strings")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise PlanError(f"field '{where}[{i}]' should be a string, got {json.dumps(item)[:60]}")
+    return tuple(items)
+
+
+def file_from_dict(data: Any, where: str) -> LiveFile:
+    """A ``LiveFile`` from JSON."""
+    f = _Fields(data, where)
+    return LiveFile(id=f.get("id", str), name=f.get("name", str), size=f.get("size", int),
+                    updated_at=f.time("updated_at"), url=f.get("url", str, nullable=True, default=None),
+                    md5=f.get("md5", str, nullable=True, default=None))
+
+
+def change_from_dict(data: Any, where: str) -> Change:
+    """A ``Change`` from JSON."""
+    f = _Fields(data, where)
+    kind = f.enum("kind", ChangeKind)
+    before, after = f.get("before"), f.get("after")
+    if kind is ChangeKind.FILE and isinstance(before, Mapping):
+        before = file_from_dict(before, f"{where}.before")
+    raw_from = f.get("from_key", list, nullable=True, default=None)
+    raw_file = f.get("file", dict, nullable=True, default=None)
+    return Change(
+        kind=kind,
+        op=f.enum("op", ChangeOp),
+        key=f.strings("key"),
+        before=before,
+        after=after,
+        rules=f.strings("rules"),
+        from_key=None if raw_from is None else f.strings("from_key"),
+        file=None if raw_file is None else file_from_dict(raw_file, f"{where}.file"),
+        created=f.get("created", bool, default=False),
+        source=f.get("source", str, nullable=True, default=None),
+        detail=f.get("detail", str, nullable=True, default=None),
+    )
+
+
+def run_from_dict(data: Any, where: str) -> RunPlan:
+    """A ``RunPlan`` from JSON."""
+    f = _Fields(data, where)
+    path = f.get("path", str)
+    parts = path.split("/")
+    if len(parts) != 3 or not all(parts):
+        raise PlanError(f"field '{where}.path' should be ENTITY/PROJECT/RUN_ID, got {path!r}")
+    raw_fields = f.get("fingerprint_fields", list)
+    fingerprint_fields = tuple(
+        _string_tuple(item, f"{where}.fingerprint_fields[{i}]") for i, item in enumerate(raw_fields))
+    raw_changes = f.get("changes", list)
+    return RunPlan(
+        entity=parts[0],
+        project=parts[1],
+        run_id=parts[2],
+        storage_id=f.get("storage_id", str),
+        name=f.get("name", str, nullable=True),
+        fingerprint=f.get("fingerprint", str),
+        fingerprint_fields=fingerprint_fields,
+        changes=tuple(change_from_dict(c, f"{where}.changes[{i}]") for i, c in enumerate(raw_changes)),
+        config_writes=f.enum("config_writes", ConfigWrites),
+        project_internal_id=f.get("project_internal_id", int, nullable=True),
+        errors=f.strings("errors"),
+    )
+
+
+def plan_from_dict(data: Any) -> Plan:
+    """A ``Plan`` from the JSON ``plan_to_dict`` wrote; ``StalePlanError`` for another format version."""
+    f = _Fields(data, "")
+    version = f.get("format_version")
+    if version != FORMAT_VERSION:
+        raise StalePlanError(
+            f"the plan has format_version {json.dumps(version)} but this reconcile reads version "
+            f"{FORMAT_VERSION}; make a new plan with `reconcile plan -o PLAN.json`")
+    limits = _Fields(f.get("limits", dict), "limits")
+    raw_runs = f.get("runs", list)
+    return Plan(
+        spec_digest=f.get("spec_digest", str),
+        created_at=f.time("created_at"),
+        base_url=f.get("base_url", str),
+        runs=tuple(run_from_dict(r, f"runs[{i}]") for i, r in enumerate(raw_runs)),
+        errors=f.strings("errors"),
+        skipped_running=f.get("skipped_running", int),
+        runs_read=f.get("runs_read", int),
+        limits=Limits(
+            max_changed_runs=limits.get("max_changed_runs", int, nullable=True),
+            max_file_deletions=limits.get("max_file_deletions", int, nullable=True),
+            max_bytes=limits.get("max_bytes", int, nullable=True),
+        ),
+        format_version=version,
+    )
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_plan(plan: Plan, path: Path) -> None:
+    """Write ``plan`` to ``path`` atomically: a temporary file beside it, fsync, then rename.
+
+    A reader (or an apply started at the same moment) sees the old file or the new one,
+    never half of one. The file is created 0600: config values may be private.
+    """
+    path = Path(path)
+    text = dumps(plan)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename itself is durable only once the directory entry is flushed (POSIX).
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def read_plan(path: Path) -> Plan:
+    """Read a saved plan; every error names the file and says what to do next."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise PlanError(f"plan file {path} does not exist; make one with "
+                        f"`reconcile plan -f SPEC -o {path}`") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(f"cannot read plan file {path}: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"plan file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                        f"{exc.msg}); make a new one with `reconcile plan -o {path}`") from exc
+    try:
+        return plan_from_dict(data)
+    except StalePlanError as exc:
+        raise StalePlanError(f"plan file {path}: {exc}") from exc
+    except PlanError as exc:
+        raise PlanError(f"plan file {path} is not a valid reconcile plan: {exc}; "
+                        f"make a new one with `reconcile plan -o {path}`") from exc
