@@ -1,0 +1,133 @@
+"""Formatting shared by the text and markdown renderers: symbols, labels, values, sizes, ages.
+
+Pure formatting of what the plan holds; nothing here counts or decides.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from humanfriendly import format_size
+
+from reconcile.models import Change, ChangeKind, ChangeOp, Plan, RunPlan
+
+ELLIPSIS = "…"
+
+_SIMPLE_FIELDS = {ChangeKind.NAME, ChangeKind.NOTES, ChangeKind.GROUP, ChangeKind.JOB_TYPE}
+
+
+def size_text(size: int) -> str:
+    """Bytes as binary units, e.g. ``114.44 MiB``."""
+    return format_size(size, binary=True)
+
+
+def summary_line(plan: Plan) -> str:
+    """The last line of every plan: a public interface, so its shape never changes."""
+    if not plan.has_changes:
+        return "No changes. Runs match the spec."
+    return (f"Plan: {len(plan.changed_runs)} runs to change ({plan.attribute_changes} attribute changes), "
+            f"{plan.file_deletions} files to delete ({size_text(plan.bytes_to_free)}).")
+
+
+def skipped_note(plan: Plan) -> str | None:
+    """Why running/pending runs were not planned, or ``None`` when none were skipped."""
+    n = plan.skipped_running
+    if not n:
+        return None
+    runs = "run was" if n == 1 else "runs were"
+    # wandb/wandb#4377: a live run rewrites config and summary when it finishes.
+    return (f"{n} running or pending {runs} left alone: a live run rewrites its config and summary when it "
+            f"finishes, so a change would be lost. Name the state in a rule's match.state to include them.")
+
+
+def truncate(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, ending in an ellipsis when cut."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + ELLIPSIS
+
+
+def value_text(value: Any, width: int) -> str:
+    """A config/summary/field value as JSON (``null``, ``"text"``, ``NaN``), truncated to ``width``."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=True, sort_keys=True)
+    except (TypeError, ValueError):  # not JSON-safe despite the model's promise: still show it
+        text = repr(value)
+    return truncate(text, width)
+
+
+def quoted(text: str | None) -> str:
+    """A string as a JSON literal, for names, tags and file paths."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def run_title(run: RunPlan) -> str:
+    """``entity/project/run_id "display name"`` (the name only when known)."""
+    return run.path if run.name is None else f"{run.path} {quoted(run.name)}"
+
+
+def symbol(change: Change) -> str:
+    """``+`` add/create, ``-`` remove/delete/unset, ``~`` update in place or rename."""
+    if change.op in (ChangeOp.ADD,) or change.created:
+        return "+"
+    if change.op is ChangeOp.SET and change.kind in _SIMPLE_FIELDS and change.before is None:
+        return "+"
+    if change.op in (ChangeOp.UNSET, ChangeOp.REMOVE, ChangeOp.DELETE):
+        return "-"
+    return "~"
+
+
+def _dotted(key: tuple[str, ...]) -> str:
+    return ".".join(key)
+
+
+def label(change: Change) -> str:
+    """What a change touches, as shown: ``config.optimizer.lr``, ``config: lr => learning_rate``,
+    ``tag "wip"``, ``file "ckpt.pt"``."""
+    if change.op is ChangeOp.RENAME and change.from_key is not None:
+        return f"{change.kind.value}: {_dotted(change.from_key)} => {_dotted(change.key)}"
+    if change.kind is ChangeKind.TAGS:
+        return f"tag {quoted(change.key[0] if change.key else change.after or change.before)}"
+    if change.kind is ChangeKind.FILE:
+        name = change.file.name if change.file is not None else _dotted(change.key)
+        return f"file {quoted(name)}"
+    return change.path
+
+
+def has_value(change: Change) -> bool:
+    """Whether the change is shown with ``= value`` (tags and files are not)."""
+    return change.kind not in (ChangeKind.TAGS, ChangeKind.FILE)
+
+
+def value_part(change: Change, width: int) -> str:
+    """The right-hand side after ``=``: ``before -> after``, the new value, or the moved value."""
+    if change.op is ChangeOp.RENAME:
+        return value_text(change.before, width)
+    if symbol(change) == "+":
+        return value_text(change.after, width)
+    return f"{value_text(change.before, width)} -> {value_text(change.after, width)}"
+
+
+def age_text(updated_at: datetime, now: datetime) -> str:
+    """How long before ``now`` (the plan's creation time) a file was last updated."""
+    days = (now - updated_at).days
+    if days < 1:
+        return "less than a day old"
+    return "1 day old" if days == 1 else f"{days} days old"
+
+
+def file_note(change: Change, plan: Plan) -> str:
+    """``114.44 MiB, 320 days old`` for a deletion; size and backup for an undo re-upload."""
+    if change.file is not None:
+        return f"{size_text(change.file.size)}, {age_text(change.file.updated_at, plan.created_at)}"
+    parts = []
+    if isinstance(change.after, int) and not isinstance(change.after, bool):
+        parts.append(size_text(change.after))
+    if change.source:
+        parts.append(f"from backup {change.source}")
+    return ", ".join(parts)
+
+
+def all_errors(plan: Plan) -> list[str]:
+    """Every error of the plan, per run (prefixed with the run's path) then plan-wide."""
+    return [f"{run.path}: {err}" for run in plan.runs for err in run.errors] + list(plan.errors)

@@ -1,0 +1,14 @@
+"""The JSON renderer (``--format json``): exactly the saved-plan document, indented."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from reconcile.models import Plan
+from reconcile.planfile import dumps
+
+
+def render(plan: Plan, stream: TextIO, *, color: bool = False) -> None:
+    """Write the plan as the same JSON ``-o`` saves (``color`` is ignored: JSON has none)."""
+    del color
+    stream.write(dumps(plan))

@@ -1,0 +1,122 @@
+"""The markdown renderer: a pull-request comment or ``$GITHUB_STEP_SUMMARY``.
+
+A hidden marker (so a CI job can find and update its own comment), the summary line,
+errors (per run and plan-wide, kept above the runs so truncation never hides them), then
+one table per changed run, collapsed in ``<details>`` when long. The output never
+exceeds GitHub's comment limit of 65,536 characters: runs that do not fit are left out
+and counted in a last line that says how to see them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TextIO
+
+from reconcile.models import Change, ChangeKind, ChangeOp, Plan, RunPlan
+from reconcile.render.common import (
+    all_errors,
+    file_note,
+    label,
+    run_title,
+    skipped_note,
+    summary_line,
+    symbol,
+    truncate,
+    value_text,
+)
+
+MARKER = "<!-- reconcile-plan -->"
+"""First line of every markdown plan; CI jobs look for it to update their comment in place."""
+
+MAX_CHARS = 65_536
+"""GitHub's limit on a comment body (and on a step summary's size in practice)."""
+
+COLLAPSE_OVER = 10
+"""A run with more changes than this gets its table inside ``<details>``."""
+
+VALUE_WIDTH = 80
+MAX_ROWS_PER_RUN = 200
+"""Rows shown per run; one more row counts the rest, so a huge run cannot crowd out others."""
+
+ERRORS_BUDGET = MAX_CHARS // 4
+"""At most this many characters of error lines; the rest are counted."""
+
+_FOOTER_RESERVE = 400  # room for the "left out" line, whatever the counts
+_SPECIAL = re.compile(r"[\\`*_\[\]|<>&\r\n]")
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": "<br>", "\r": ""}
+
+
+def escape(text: str) -> str:
+    """``text`` safe inside a table cell: pipes, backticks, emphasis, HTML and newlines escaped."""
+    return _SPECIAL.sub(lambda m: _ESCAPES.get(m.group(), "\\" + m.group()), text)
+
+
+def _cells(change: Change, plan: Plan) -> tuple[str, str, str]:
+    """(change, before, after) cell texts, unescaped."""
+    sign = symbol(change)
+    what = f"{sign} {label(change)}"
+    if change.kind is ChangeKind.FILE:
+        note = file_note(change, plan)
+        return (what, note, "deleted") if change.op is ChangeOp.DELETE else (what, "", note)
+    if change.kind is ChangeKind.TAGS:
+        tag = value_text(change.key[0] if change.key else change.after, VALUE_WIDTH)
+        return (f"{sign} tags", "", tag) if sign == "+" else (f"{sign} tags", tag, "")
+    before = "" if sign == "+" and change.op is not ChangeOp.RENAME else value_text(change.before, VALUE_WIDTH)
+    after = value_text(change.before if change.op is ChangeOp.RENAME else change.after, VALUE_WIDTH)
+    return what, before, after
+
+
+def _run_section(run: RunPlan, plan: Plan) -> str:
+    title = escape(run_title(run))
+    lines = ["| Change | Before | After | Rule |", "|---|---|---|---|"]
+    for change in run.changes[:MAX_ROWS_PER_RUN]:
+        what, before, after = _cells(change, plan)
+        rules = ", ".join(change.rules)
+        lines.append(f"| {escape(what)} | {escape(before)} | {escape(after)} | {escape(rules)} |")
+    hidden = len(run.changes) - MAX_ROWS_PER_RUN
+    if hidden > 0:
+        lines.append(f"| … {hidden} more changes of this run: see `reconcile show plan.json` | | | |")
+    if len(run.changes) > COLLAPSE_OVER:
+        summary = f"{title} ({len(run.changes)} changes)"
+        return "\n".join([f"<details><summary>{summary}</summary>", "", *lines, "", "</details>", ""])
+    return "\n".join([f"#### {title}", "", *lines, ""])
+
+
+def _errors_section(plan: Plan) -> list[str]:
+    errors = all_errors(plan)
+    if not errors:
+        return []
+    lines = ["**Errors** (apply refuses a plan with errors):", ""]
+    used = 0
+    for i, error in enumerate(errors):
+        line = f"- {escape(truncate(error, 1000))}"
+        if used + len(line) > ERRORS_BUDGET:
+            lines.append(f"- … and {len(errors) - i} more errors: see `reconcile show plan.json`")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    return [*lines, ""]
+
+
+def render(plan: Plan, stream: TextIO, *, color: bool = False) -> None:
+    """Write the plan as GitHub-flavoured markdown of at most 65,536 characters (``color`` is ignored)."""
+    del color
+    head = [MARKER, "", f"**{escape(summary_line(plan))}**", ""]
+    note = skipped_note(plan)
+    if note:
+        head += [f"_{escape(note)}_", ""]
+    head += _errors_section(plan)
+    out = "\n".join(head) + "\n"
+    shown = plan.changed_runs  # runs with errors only are listed in the errors section above
+    left_runs = left_changes = 0
+    for i, run in enumerate(shown):
+        section = _run_section(run, plan) + "\n"
+        if len(out) + len(section) + _FOOTER_RESERVE > MAX_CHARS:
+            rest = shown[i:]
+            left_runs, left_changes = len(rest), sum(len(r.changes) for r in rest)
+            break
+        out += section
+    if left_runs:
+        out += (f"**{left_runs} more runs ({left_changes} changes) are not shown** to stay under GitHub's "
+                f"{MAX_CHARS:,}-character limit. See them all with `reconcile show plan.json`.\n")
+    stream.write(out)

@@ -1,0 +1,99 @@
+"""The text renderer: Terraform-like blocks, one per changed run, and the summary line last.
+
+    # acme/vision/abc123 "old-name" will be updated in-place
+        ~ config.optimizer.lr = 0.01 -> 0.1  # rule-a
+        - file "ckpt-001.pt" (114.44 MiB, 320 days old)  # prune
+
+The last line is a public interface (``Plan: R runs to change ...`` or ``No changes. ...``);
+colors (green ``+``, yellow ``~``, red ``-``) only when asked for.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+import click
+
+from reconcile.models import Change, ChangeKind, Plan, RunPlan
+from reconcile.render.common import (
+    all_errors,
+    file_note,
+    has_value,
+    label,
+    run_title,
+    skipped_note,
+    summary_line,
+    symbol,
+    value_part,
+)
+
+VALUE_WIDTH = 60
+"""Longest rendering of one value before it is cut with an ellipsis."""
+
+ALIGN_MAX = 48
+"""Labels longer than this do not push the ``=`` of the whole block further right."""
+
+_COLORS = {"+": "green", "~": "yellow", "-": "red"}
+
+
+def _paint(text: str, color: bool, **style: object) -> str:
+    return click.style(text, **style) if color else text  # type: ignore[arg-type]
+
+
+def _change_lines(change: Change, plan: Plan, align: int, color: bool) -> list[str]:
+    sign = symbol(change)
+    mark = _paint(sign, color, fg=_COLORS[sign], bold=True)
+    name = label(change)
+    if has_value(change):
+        line = f"{name.ljust(align)} = {value_part(change, VALUE_WIDTH)}"
+    elif change.kind is ChangeKind.FILE:
+        note = file_note(change, plan)
+        line = f"{name} ({note})" if note else name
+    else:
+        line = name
+    if change.rules:
+        line += "  " + _paint("# " + ", ".join(change.rules), color, dim=True)
+    lines = [f"      {mark} {line}"]
+    if change.detail:
+        lines.append("        " + _paint("# " + change.detail, color, dim=True))
+    return lines
+
+
+def _run_block(run: RunPlan, plan: Plan, color: bool) -> list[str]:
+    widths = [len(label(c)) for c in run.changes if has_value(c)]
+    align = min(max(widths, default=0), ALIGN_MAX)
+    header = _paint(f"  # {run_title(run)} will be updated in-place", color, bold=True)
+    lines = [header]
+    for change in run.changes:
+        lines.extend(_change_lines(change, plan, align, color))
+    return [*lines, ""]
+
+
+def render(plan: Plan, stream: TextIO, *, color: bool = False) -> None:
+    """Write the plan as Terraform-style text; ``color`` adds ANSI colors (never on by default)."""
+    lines: list[str] = []
+    if plan.has_changes:
+        read = f" (planned from {plan.runs_read} runs read)" if plan.runs_read else ""
+        lines += [
+            "Changes are shown with these symbols:",
+            "  " + _paint("~", color, fg="yellow", bold=True) + " update in-place",
+            "  " + _paint("+", color, fg="green", bold=True) + " add",
+            "  " + _paint("-", color, fg="red", bold=True) + " remove/delete",
+            "",
+            f"reconcile will perform the following actions{read}:",
+            "",
+        ]
+        for run in plan.changed_runs:
+            lines += _run_block(run, plan, color)
+    errors = all_errors(plan)
+    for error in errors:
+        lines.append(_paint("Error:", color, fg="red", bold=True) + " " + error)
+    if errors:
+        lines += ["The plan has errors: fix them and plan again; apply refuses a plan with errors.", ""]
+    note = skipped_note(plan)
+    if note:
+        lines += [note, ""]
+    summary = summary_line(plan)
+    head, _, rest = summary.partition(" ") if summary.startswith("Plan:") else ("", "", summary)
+    lines.append(_paint(head, color, bold=True) + " " + rest if head else _paint(rest, color, fg="green"))
+    stream.write("\n".join(lines) + "\n")
