@@ -1,0 +1,342 @@
+"""The emulator's HTTP layer: ``/graphql``, file download/upload, telemetry sinks, faults and stats.
+
+A ``ThreadingHTTPServer`` (the client keeps about 10 requests in flight, protocol §11) whose handler
+writes each small response in one send with TCP_NODELAY set: two sends on a keep-alive socket cost
+~44 ms per request through Nagle + delayed ACK (protocol §0).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import random
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from reconcile.emulator.resolvers import Executor, operation_name
+from reconcile.emulator.store import Store, StoreError
+
+_TELEMETRY_PREFIXES = ("/sdk/otel/", "/v1/", "/otel/")
+
+
+@dataclass
+class Settings:
+    """Runtime behaviour, changeable while serving (``POST /_emulator/faults``)."""
+
+    api_key: str | None = None
+    latency_ms: int = 0
+    fail_rate: float = 0.0
+    rate_limit: float | None = None
+    config_writes: str = "merge"
+    hang_rate: float = 0.0
+    hang_seconds: float = 35.0  # past wandb-core's ~30 s per-attempt timeout (protocol §10)
+    drop_rate: float = 0.0
+
+    def public(self) -> dict[str, Any]:
+        """The settings without the API key (never echoed back, only whether one is set)."""
+        data = asdict(self)
+        data["api_key"] = "set" if self.api_key else None
+        return data
+
+
+class _RateLimiter:
+    """A token bucket of ``rate`` tokens per second and a burst of ``rate`` (at least 1)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens = 0.0
+        self._stamp = time.monotonic()
+        self._rate: float | None = None
+
+    def allow(self, rate: float | None) -> bool:
+        if rate is None:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            if rate != self._rate:
+                self._rate, self._tokens = rate, max(rate, 1.0)
+            self._tokens = min(max(rate, 1.0), self._tokens + (now - self._stamp) * rate)
+            self._stamp = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False
+
+
+class Stats:
+    """Request counters: total, per GraphQL operation name, per HTTP status."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests = 0
+            self.operations: Counter[str] = Counter()
+            self.statuses: Counter[str] = Counter()
+
+    def request(self, operation: str | None) -> None:
+        with self._lock:
+            self.requests += 1
+            if operation:
+                self.operations[operation] += 1
+
+    def status(self, code: int) -> None:
+        with self._lock:
+            self.statuses[str(code)] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"requests": self.requests, "operations": dict(self.operations), "statuses": dict(self.statuses)}
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    """The HTTP server plus everything handlers share: store, executor, settings, stats."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], store: Store, settings: Settings, *,
+                 rng: random.Random | None = None) -> None:
+        self.store = store
+        self.executor = Executor(store)
+        self.settings = settings
+        self.stats = Stats()
+        self.limiter = _RateLimiter()
+        self.rng = rng or random.Random()
+        self.rng_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` this server answers on."""
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def chance(self, rate: float) -> bool:
+        """True with probability ``rate``."""
+        if rate <= 0:
+            return False
+        with self.rng_lock:
+            return self.rng.random() < rate
+
+
+def _json_body(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # TCP_NODELAY: see module docstring
+    server: EmulatorServer
+    server_version = "reconcile-emulator"
+    sys_version = ""
+
+    # Never log requests: headers carry the API key, and stderr noise slows tests.
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+    # ---- plumbing ------------------------------------------------------------------------------
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = (),
+              content_type: str = "application/json") -> None:
+        """Write status line, headers and body in a single send (protocol §0 latency trap)."""
+        self.server.stats.status(status)
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        lines = [f"HTTP/1.1 {status} {phrase}", f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
+                 *(f"{k}: {v}" for k, v in headers)]
+        if self.close_connection:
+            lines.append("Connection: close")
+        self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+    def _send_stream(self, size: int, chunks: Iterable[bytes]) -> None:
+        self.server.stats.status(200)
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+                ).encode("latin-1")
+        first = True
+        for chunk in chunks:
+            self.wfile.write(head + chunk if first else chunk)
+            first = False
+        if first:
+            self.wfile.write(head)
+
+    def _authorized(self) -> bool:
+        expected = self.server.settings.api_key
+        if not expected:
+            return True
+        header = self.headers.get("Authorization", "")
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, key = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return hmac.compare_digest(key.encode(), expected.encode())
+
+    def _faults(self) -> bool:
+        """Apply latency, hang, drop, rate limit, failure and auth; True when the request was answered."""
+        settings, server = self.server.settings, self.server
+        if settings.latency_ms:
+            time.sleep(settings.latency_ms / 1000)
+        if server.chance(settings.hang_rate):
+            time.sleep(settings.hang_seconds)
+            self.close_connection = True
+            server.stats.status(0)
+            return True
+        if server.chance(settings.drop_rate):
+            # Promise a body, send half of it, then close: the client sees a truncated response.
+            body = _json_body({"data": None, "padding": "x" * 64})
+            self.wfile.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+                             f"\r\n\r\n".encode() + body[: len(body) // 2])
+            self.close_connection = True
+            server.stats.status(0)
+            return True
+        if not server.limiter.allow(settings.rate_limit):
+            self._send(429, _json_body({"errors": [{"message": "rate limit exceeded"}]}),
+                       [("Retry-After", "1"), ("RateLimit-Remaining", "0"), ("RateLimit-Reset", "1")])
+            return True
+        if server.chance(settings.fail_rate):
+            self._send(500, _json_body({"errors": [{"message": "injected failure (--fail-rate)"}]}),
+                       [("Retry-After", "0")])
+            return True
+        if not self._authorized():
+            self._send(401, _json_body({"errors": [{"message": "invalid api key"}]}))
+            return True
+        return False
+
+    def _base_url(self) -> str:
+        host = self.headers.get("Host")
+        return f"http://{host}" if host else self.server.url
+
+    # ---- routes --------------------------------------------------------------------------------
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        path = urlsplit(self.path).path
+        if path.startswith("/_emulator/"):
+            self._control_get(path)
+            return
+        self.server.stats.request("GET /files" if path.startswith("/files/") else None)
+        if self._faults():
+            return
+        if path.startswith("/files/"):
+            parts = [unquote(p) for p in path[len("/files/"):].split("/", 3)]
+            found = self.server.store.file_content(*parts) if len(parts) == 4 else None
+            if found is None:
+                self._send(404, b"file not found", content_type="text/plain")
+                return
+            self._send_stream(*found)
+            return
+        if path in ("/", "/healthz"):
+            self._send(200, b"ok", content_type="text/plain")
+            return
+        self._send(404, b"not found", content_type="text/plain")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        body = self._read_body()
+        path = urlsplit(self.path).path
+        self.server.stats.request("PUT /upload")
+        if self._faults():
+            return
+        parts = [unquote(p) for p in path[len("/upload/"):].split("/", 3)] if path.startswith("/upload/") else []
+        if len(parts) != 4:
+            self._send(404, b"not found", content_type="text/plain")
+            return
+        try:
+            self.server.store.put_file(*parts, body)
+        except StoreError as exc:
+            self._send(403, str(exc).encode(), content_type="text/plain")
+            return
+        self._send(200)
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self._read_body()
+        path = urlsplit(self.path).path
+        if path.startswith("/_emulator/"):
+            self._control_post(path, body)
+            return
+        if path != "/graphql":
+            self.server.stats.request(None)
+            # Telemetry (wandb-core's OpenTelemetry metrics at exit) and anything else: 200, empty.
+            self._send(200, content_type="text/plain")
+            return
+        try:
+            request = json.loads(body or b"{}")
+            query = request.get("query") or ""
+            variables = request.get("variables")
+            if not isinstance(query, str) or (variables is not None and not isinstance(variables, dict)):
+                raise ValueError("query must be a string and variables an object")
+        except ValueError as exc:
+            self.server.stats.request(None)
+            self._send(400, _json_body({"errors": [{"message": f"bad request body: {exc}"}]}))
+            return
+        self.server.stats.request(operation_name(query))
+        if self._faults():
+            return
+        settings = self.server.settings
+        envelope = self.server.executor.run(query, variables, request.get("operationName"),
+                                            base_url=self._base_url(), config_writes=settings.config_writes)
+        self._send(200, _json_body(envelope))
+
+    # ---- control endpoints (not counted, never faulted, no auth: loopback test hooks) -------------
+    def _control_get(self, path: str) -> None:
+        if path == "/_emulator/stats":
+            self._send(200, _json_body(self.server.stats.snapshot()))
+        elif path == "/_emulator/mutations":
+            self._send(200, _json_body(self.server.store.mutations()))
+        elif path == "/_emulator/faults":
+            self._send(200, _json_body(self.server.settings.public()))
+        else:
+            self._send(404, b"not found", content_type="text/plain")
+
+    def _control_post(self, path: str, body: bytes) -> None:
+        if path == "/_emulator/reset-stats":
+            self.server.stats.reset()
+            self._send(200, _json_body(self.server.stats.snapshot()))
+            return
+        if path != "/_emulator/faults":
+            self._send(404, b"not found", content_type="text/plain")
+            return
+        try:
+            changes = json.loads(body or b"{}")
+            known = {f.name for f in fields(Settings)}
+            unknown = set(changes) - known
+            if unknown:
+                raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}")
+        except ValueError as exc:
+            self._send(400, _json_body({"errors": [{"message": str(exc)}]}))
+            return
+        for key, value in changes.items():
+            setattr(self.server.settings, key, value)
+        self._send(200, _json_body(self.server.settings.public()))
+
+
+def make_server(store: Store, settings: Settings, *, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
+    """Bind an emulator server (``port=0`` picks a free port); call ``serve_forever()`` to serve."""
+    server = EmulatorServer((host, port), store, settings)
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return server
