@@ -1,0 +1,148 @@
+"""The events apply emits. The executor never prints: the journal, the progress bar and the
+log are observers of these (Terraform's ``hook.go`` / ``views/json/message_types.go``).
+
+Order for one apply: ``ApplyStart``, then per run either ``RunSkipped`` (the journal says it
+is finished) or ``RunStarted`` followed by any of ``RunMetadataWritten`` / ``RunFilesDeleted``
+/ ``RunFilesUploaded`` and exactly one of ``RunApplied`` / ``RunStale`` / ``RunFailed`` /
+``RunUnconverged``; finally ``ApplyComplete``. A stale run may also come without
+``RunStarted`` (nothing was about to be written).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class UndoRecord:
+    """What the undo plan needs for one applied run (also kept in the journal).
+
+    ``inverted`` indexes the run's planned changes that took effect (their inverse goes into
+    the undo plan); ``restored_files`` are ``(name, size, backup path)`` of backed-up deletions.
+    """
+
+    fingerprint: str
+    fingerprint_fields: tuple[tuple[str, ...], ...]
+    inverted: tuple[int, ...]
+    restored_files: tuple[tuple[str, int, str], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe form for the journal."""
+        return {"fingerprint": self.fingerprint,
+                "fingerprint_fields": [list(f) for f in self.fingerprint_fields],
+                "inverted": list(self.inverted),
+                "restored_files": [list(f) for f in self.restored_files]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> UndoRecord:
+        """Inverse of ``to_json``."""
+        return cls(fingerprint=str(data["fingerprint"]),
+                   fingerprint_fields=tuple(tuple(f) for f in data["fingerprint_fields"]),
+                   inverted=tuple(int(i) for i in data["inverted"]),
+                   restored_files=tuple((str(n), int(s), str(p)) for n, s, p in data["restored_files"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyStart:
+    """Apply begins: how much there is to do."""
+
+    total_runs: int
+    total_files: int
+    total_bytes: int
+    plan_digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted:
+    """About to write to a run (recorded before any write, so a crash leaves a trace)."""
+
+    run: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunMetadataWritten:
+    """The run's UpsertBucket took (or its metadata was found already written)."""
+
+    run: str
+    already: bool = False  # True: found already written, nothing sent now
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilesDeleted:
+    """The run's deleteFiles request succeeded (or nothing was left to delete)."""
+
+    run: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilesUploaded:
+    """Backed-up files were re-uploaded to the run (undo plans)."""
+
+    run: str
+    files: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunApplied:
+    """Every planned change of the run is in place (read back and compared)."""
+
+    run: str
+    changes: int
+    files_deleted: int
+    bytes_freed: int
+    undo: UndoRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunStale:
+    """The run changed since the plan: nothing was written to it."""
+
+    run: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailed:
+    """Writing the run failed even after retries; ``message`` is the server's."""
+
+    run: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunUnconverged:
+    """Written, but read back some planned fields did not take."""
+
+    run: str
+    fields: tuple[str, ...]
+    undo: UndoRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunSkipped:
+    """The journal says this run was already finished by an earlier apply of this plan."""
+
+    run: str
+    outcome: str  # the journal phase: done, stale or unconverged
+    detail: str = ""
+    files_deleted: int = 0
+    bytes_freed: int = 0
+    undo: UndoRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyComplete:
+    """Apply finished; ``result`` is the ``ApplyResult``."""
+
+    result: Any = field(repr=False)
+
+
+ApplyEvent = (ApplyStart | RunStarted | RunMetadataWritten | RunFilesDeleted | RunFilesUploaded | RunApplied
+              | RunStale | RunFailed | RunUnconverged | RunSkipped | ApplyComplete)
+
+Observer = Callable[[ApplyEvent], None]
+"""Anything called with each event, in order, one at a time."""

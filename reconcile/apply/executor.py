@@ -1,0 +1,402 @@
+"""The apply executor: writes a plan's changes run by run, safely, resumably and fast.
+
+For each batch of runs: one batched fresh read (``Backend.get_runs``); a run whose
+fingerprint differs from the plan's is *stale* and gets no write; the others are written
+by a thread pool (one UpsertBucket with only the pending fields, then optional backups and
+one deleteFiles, or re-uploads for undo plans); then one batched read-back compares every
+planned field. The executor emits events and never prints; the journal is its first
+observer, so each step is on disk before the next one starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import humanfriendly
+import structlog
+
+from reconcile.apply import events as ev
+from reconcile.apply.backup import backup_file, existing_backup
+from reconcile.apply.journal import FINAL_PHASES, Journal, RunRecord
+from reconcile.apply.mutations import (
+    build_update,
+    converged_indexes,
+    pending_deletions,
+    pending_uploads,
+    revert,
+    unconverged,
+)
+from reconcile.apply.undo import undo_fields, undo_plan, undo_run
+from reconcile.backend import Backend
+from reconcile.backend.retry import with_retries
+from reconcile.errors import ApplyError, PlanError, ReconcileError, StalePlanError
+from reconcile.fingerprint import fingerprint
+from reconcile.models import FORMAT_VERSION, ChangeKind, ChangeOp, LiveFile, LiveRun, Plan, RunPlan
+
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+BATCH_SIZE = 50
+"""Runs re-read (and read back) per batched Runs query; also the unit of work between reads."""
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    """What an apply did; ``ok`` only if nothing was stale, failed or unconverged."""
+
+    runs_changed: int = 0
+    files_deleted: int = 0
+    bytes_freed: int = 0
+    stale: list[tuple[str, str]] = field(default_factory=list)  # (run, reason)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run, message)
+    unconverged: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (run, fields)
+    skipped: int = 0  # finished by an earlier apply of this plan (journal)
+    undo: Plan | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether every run was applied."""
+        return not (self.stale or self.failed or self.unconverged)
+
+    @property
+    def summary_line(self) -> str:
+        """``Apply complete: R runs changed, F files deleted (S freed), X stale, Y failed.``"""
+        line = (f"Apply complete: {self.runs_changed} runs changed, {self.files_deleted} files deleted "
+                f"({humanfriendly.format_size(self.bytes_freed)} freed), {len(self.stale)} stale, "
+                f"{len(self.failed)} failed")
+        if self.unconverged:
+            line += f", {len(self.unconverged)} did not converge"
+        return line + "."
+
+
+def check_plan(plan: Plan, backend: Backend) -> None:
+    """Refuse a plan apply must not use: errors, another format or server, limits exceeded."""
+    if plan.format_version != FORMAT_VERSION:
+        raise StalePlanError(f"the plan has format_version {plan.format_version}; this reconcile applies "
+                             f"version {FORMAT_VERSION} only. Make a new plan with `reconcile plan -o`.")
+    if plan.base_url.rstrip("/") != backend.base_url.rstrip("/"):
+        raise StalePlanError(f"the plan was made against {plan.base_url} but WANDB_BASE_URL points at "
+                             f"{backend.base_url}; set WANDB_BASE_URL to the plan's server or plan again.")
+    if plan.has_errors:
+        count = len(plan.errors) + sum(len(r.errors) for r in plan.runs)
+        raise PlanError(f"the plan has {count} error(s) and cannot be applied; `reconcile show` lists "
+                        "them. Fix the spec and plan again.")
+    limits, changed = plan.limits, len(plan.changed_runs)
+    for limit, value, what in ((limits.max_changed_runs, changed, "changed runs"),
+                               (limits.max_file_deletions, plan.file_deletions, "file deletions"),
+                               (limits.max_bytes, plan.bytes_to_free, "bytes to delete")):
+        if limit is not None and value > limit:
+            raise PlanError(f"the plan has {value} {what}, above the spec's limit of {limit}; narrow the "
+                            "rules or raise `limits` in the spec, then plan again.")
+
+
+def _needs_files(fields: Iterable[tuple[str, ...]]) -> bool:
+    return any(f and f[0] == "files" for f in fields)
+
+
+def _has_file_changes(rp: RunPlan) -> bool:
+    return any(c.kind is ChangeKind.FILE for c in rp.changes)
+
+
+@dataclass(slots=True)
+class _Written:
+    """A run whose writes went out and now awaits read-back."""
+
+    rp: RunPlan
+
+
+class _Executor:
+    """One apply: holds the shared state of the run workers."""
+
+    def __init__(self, plan: Plan, backend: Backend, journal: Journal, parallelism: int, *,
+                 backup_dir: Path | None, observers: Sequence[ev.Observer],
+                 sleep: Callable[[float], None]) -> None:
+        self.plan, self.backend, self.journal = plan, backend, journal
+        self.parallelism, self.backup_dir, self.sleep = parallelism, backup_dir, sleep
+        self.observers: tuple[ev.Observer, ...] = (journal, *observers)
+        self.result = ApplyResult()
+        self.undo_runs: list[RunPlan] = []
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def emit(self, event: ev.ApplyEvent) -> None:
+        """Tell every observer, one event at a time (the journal first: it fsyncs)."""
+        with self._lock:
+            self._account(event)
+            for observer in self.observers:
+                observer(event)
+
+    def _account(self, event: ev.ApplyEvent) -> None:
+        res = self.result
+        rp_by_path = self._by_path
+        if isinstance(event, ev.RunApplied | ev.RunSkipped) and (
+                not isinstance(event, ev.RunSkipped) or event.outcome == "done"):
+            res.runs_changed += 1
+            res.files_deleted += event.files_deleted
+            res.bytes_freed += event.bytes_freed
+        if isinstance(event, ev.RunStale):
+            res.stale.append((event.run, event.reason))
+        elif isinstance(event, ev.RunFailed):
+            res.failed.append((event.run, event.message))
+        elif isinstance(event, ev.RunUnconverged):
+            res.unconverged.append((event.run, event.fields))
+        elif isinstance(event, ev.RunSkipped):
+            res.skipped += 1
+            if event.outcome == "stale":
+                res.stale.append((event.run, event.detail))
+            elif event.outcome == "unconverged":
+                res.unconverged.append((event.run, tuple(event.detail.split(", "))))
+        undo = getattr(event, "undo", None)
+        if isinstance(undo, ev.UndoRecord):
+            undo_rp = undo_run(rp_by_path[event.run], undo)  # type: ignore[union-attr]
+            if undo_rp is not None:
+                self.undo_runs.append(undo_rp)
+
+    def retry(self, fn: Callable[[], T], run: str) -> T:
+        """``fn`` with our bounded backoff on ``RetryableError`` (sleep injectable for tests)."""
+        return with_retries(fn, sleep=self.sleep, run=run)
+
+    def _list_files(self, run: LiveRun) -> tuple[LiveFile, ...]:
+        return self.retry(lambda: self.backend.list_files(run), run=run.path)
+
+    # ------------------------------------------------------------------ the whole apply
+
+    def run(self) -> ApplyResult:
+        """Apply every changed run of the plan; return what happened."""
+        plan = self.plan
+        runs = plan.changed_runs
+        self._by_path = {rp.path: rp for rp in runs}
+        self.emit(ev.ApplyStart(total_runs=len(runs), total_files=plan.file_deletions,
+                                total_bytes=plan.bytes_to_free, plan_digest=self.journal.digest))
+        todo: list[RunPlan] = []
+        for rp in runs:
+            record = self.journal.record_for(rp.path)
+            if record.final in FINAL_PHASES:
+                self.emit(self._skipped(rp, record))
+            else:
+                todo.append(rp)
+        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool:
+            try:
+                for start in range(0, len(todo), BATCH_SIZE):
+                    self._batch(todo[start:start + BATCH_SIZE], pool)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        self.result.undo = undo_plan(plan, self.undo_runs) if self.undo_runs else None
+        self.emit(ev.ApplyComplete(result=self.result))
+        return self.result
+
+    def _skipped(self, rp: RunPlan, record: RunRecord) -> ev.RunSkipped:
+        last = record.last
+        undo = ev.UndoRecord.from_json(last["undo"]) if last.get("undo") else None
+        detail = last.get("reason") or ", ".join(last.get("fields") or ())
+        return ev.RunSkipped(run=rp.path, outcome=str(last["phase"]), detail=str(detail),
+                             files_deleted=int(last.get("files_deleted") or 0),
+                             bytes_freed=int(last.get("bytes_freed") or 0), undo=undo)
+
+    def _read(self, rps: Sequence[RunPlan], what: str) -> dict[str, LiveRun | BaseException]:
+        """Batched fresh reads of these runs, by path (an error stands in for a failed read)."""
+        out: dict[str, LiveRun | BaseException] = {}
+        by_project: dict[tuple[str, str], list[RunPlan]] = {}
+        for rp in rps:
+            by_project.setdefault((rp.entity, rp.project), []).append(rp)
+        for (entity, project), group in by_project.items():
+            ids = [rp.run_id for rp in group]
+            def read(e: str = entity, p: str = project, i: list[str] = ids) -> dict[str, LiveRun]:
+                return self.backend.get_runs(e, p, i)
+
+            try:
+                found = self.retry(read, run=f"{entity}/{project} ({what})")
+            except ReconcileError as exc:
+                for rp in group:
+                    out[rp.path] = exc
+                continue
+            for rp in group:
+                live = found.get(rp.run_id)
+                out[rp.path] = live if live is not None else ApplyError("the run no longer exists")
+        return out
+
+    def _batch(self, batch: Sequence[RunPlan], pool: ThreadPoolExecutor) -> None:
+        fresh = self._read(batch, "staleness check")
+        futures = [pool.submit(self._write_run, rp, fresh[rp.path]) for rp in batch]
+        written = [w for w in (f.result() for f in futures) if w is not None]
+        if not written:
+            return
+        readback = self._read([w.rp for w in written], "read-back")
+        for future in [pool.submit(self._verify_run, w.rp, readback[w.rp.path]) for w in written]:
+            future.result()
+
+    # ------------------------------------------------------------------ one run
+
+    def _write_run(self, rp: RunPlan, live: LiveRun | BaseException) -> _Written | None:
+        """Check staleness and write one run; ``None`` if it was reported stale or failed."""
+        log_run = log.bind(run=rp.path)
+        if isinstance(live, ApplyError):
+            self.emit(ev.RunStale(rp.path, str(live)))
+            return None
+        if isinstance(live, BaseException):
+            self.emit(ev.RunFailed(rp.path, f"could not re-read the run: {live}"))
+            return None
+        record = self.journal.record_for(rp.path)
+        resumed = "started" in record.phases
+        try:
+            if _needs_files(rp.fingerprint_fields):
+                live = dataclasses.replace(live, files=self._list_files(live))
+            now = fingerprint(live, rp.fingerprint_fields)
+            if now != rp.fingerprint:
+                # A resumed run differs from the plan by our own earlier writes; only if
+                # putting those back gives the planned state is it safe to finish.
+                if not resumed or fingerprint(revert(rp, live), rp.fingerprint_fields) != rp.fingerprint:
+                    self.emit(ev.RunStale(rp.path, "the run changed since the plan was made; plan again"))
+                    return None
+                log_run.info("resuming partly applied run", phases=sorted(record.phases))
+            if not resumed:
+                self.emit(ev.RunStarted(rp.path))
+            self._write_metadata(rp, live, record)
+            if rp.file_deletions and "files_deleted" not in record.phases:
+                self._delete_files(rp, live)
+            if any(c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD for c in rp.changes) \
+                    and "files_uploaded" not in record.phases:
+                self._upload_files(rp, live)
+        except (ReconcileError, OSError) as exc:
+            self.emit(ev.RunFailed(rp.path, str(exc) or type(exc).__name__))
+            return None
+        return _Written(rp)
+
+    def _write_metadata(self, rp: RunPlan, live: LiveRun, record: RunRecord) -> None:
+        if not any(c.kind is not ChangeKind.FILE for c in rp.changes):
+            return
+        if "metadata_written" in record.phases:
+            return  # an earlier attempt wrote it; never send it twice
+        update = build_update(rp, live)
+        if update.is_empty:
+            self.emit(ev.RunMetadataWritten(rp.path, already=True))
+            return
+        attempt = [0]
+
+        def send() -> None:
+            attempt[0] += 1
+            todo = update
+            if attempt[0] > 1:
+                # The failed attempt may have landed (a timeout): rebuild from a fresh read
+                # so nothing already in place is sent again.
+                again = self.backend.get_runs(rp.entity, rp.project, [rp.run_id]).get(rp.run_id)
+                if again is None:
+                    raise ApplyError("the run no longer exists")
+                todo = build_update(rp, again)
+                if todo.is_empty:
+                    return
+            self.backend.update_run(todo)
+
+        self.retry(send, run=rp.path)
+        self.emit(ev.RunMetadataWritten(rp.path))
+
+    def _delete_files(self, rp: RunPlan, live: LiveRun) -> None:
+        files = self._list_files(live)
+        todo = pending_deletions(rp, files)
+        backup_dir = self.backup_dir
+        if backup_dir is not None:
+            for file in todo:
+                def backup(f: LiveFile = file, d: Path = backup_dir) -> Path:
+                    return backup_file(self.backend, live, f, d)
+
+                self.retry(backup, run=rp.path)
+        attempt = [0]
+
+        def delete() -> None:
+            attempt[0] += 1
+            ids = [f.id for f in todo]
+            if attempt[0] > 1:
+                still = {f.id for f in self.backend.list_files(live)}
+                ids = [i for i in ids if i in still]
+            if ids:
+                self.backend.delete_files(live, ids)
+
+        if todo:
+            self.retry(delete, run=rp.path)
+        self.emit(ev.RunFilesDeleted(rp.path, files=len(todo), bytes=sum(f.size for f in todo)))
+
+    def _upload_files(self, rp: RunPlan, live: LiveRun) -> None:
+        files = self._list_files(live)
+        todo = pending_uploads(rp, files)
+        for change in todo:
+            source = Path(change.source or "")
+            if not change.source or not source.is_file():
+                raise ApplyError(f"cannot re-upload {change.key[0]}: the backup {change.source!r} is missing")
+            if source.stat().st_size != change.after:
+                raise ApplyError(f"cannot re-upload {change.key[0]}: the backup {source} has "
+                                 f"{source.stat().st_size} bytes, the plan expects {change.after}")
+            def upload(s: Path = source, name: str = change.key[0]) -> None:
+                self.backend.upload_file(live, s, name)
+
+            self.retry(upload, run=rp.path)
+        self.emit(ev.RunFilesUploaded(rp.path, files=len(todo)))
+
+    def _verify_run(self, rp: RunPlan, live: LiveRun | BaseException) -> None:
+        """Read-back: compare every planned field; report applied or unconverged."""
+        if isinstance(live, BaseException):
+            self.emit(ev.RunFailed(rp.path, f"written, but reading it back failed: {live}; apply again to "
+                                            "check it"))
+            return
+        try:
+            restores = self.backup_dir is not None and bool(rp.file_deletions)
+            fields = undo_fields(rp, restores)
+            files: tuple[LiveFile, ...] | None = None
+            if _has_file_changes(rp) or _needs_files(fields):
+                files = self._list_files(live)
+                live = dataclasses.replace(live, files=files)
+        except ReconcileError as exc:
+            self.emit(ev.RunFailed(rp.path, f"written, but reading it back failed: {exc}"))
+            return
+        missing = unconverged(rp, live, files)
+        done = set(converged_indexes(rp, live, files))
+        deleted = [c.file for i, c in enumerate(rp.changes)
+                   if i in done and c.op is ChangeOp.DELETE and c.file is not None]
+        restored: list[tuple[str, int, str]] = []
+        if self.backup_dir is not None:
+            for file in deleted:
+                path = existing_backup(self.backup_dir, (rp.entity, rp.project, rp.run_id), file)
+                if path is not None:
+                    restored.append((file.name, file.size, str(path)))
+        undo = ev.UndoRecord(
+            fingerprint=fingerprint(live, fields), fingerprint_fields=fields,
+            inverted=tuple(i for i in sorted(done) if rp.changes[i].kind is not ChangeKind.FILE),
+            restored_files=tuple(restored))
+        if missing:
+            self.emit(ev.RunUnconverged(rp.path, missing, undo=undo))
+        else:
+            self.emit(ev.RunApplied(rp.path, changes=len(rp.changes), files_deleted=len(deleted),
+                                    bytes_freed=sum(f.size for f in deleted), undo=undo))
+
+
+def apply_plan(plan: Plan, backend: Backend, *, journal: Journal, parallelism: int = 10,
+               backup_dir: Path | None = None, observers: Sequence[ev.Observer] = (),
+               sleep: Callable[[float], None] = time.sleep) -> ApplyResult:
+    """Apply ``plan`` through ``backend``, recording each step in ``journal``; never prints.
+
+    Raises ``PlanError``/``StalePlanError`` before writing anything if the plan has errors,
+    another format version or server, or breaks its limits. Stale, failed and unconverged
+    runs are reported in the result (and by events), not raised.
+    """
+    check_plan(plan, backend)
+    if parallelism < 1:
+        raise PlanError("--parallelism must be at least 1")
+    executor = _Executor(plan, backend, journal, parallelism, backup_dir=backup_dir, observers=observers,
+                         sleep=sleep)
+    return executor.run()
+
+
+def result_details(result: ApplyResult) -> list[str]:
+    """One line per run that was not applied, for the end of the output."""
+    lines = [f"stale: {run}: {reason}" for run, reason in result.stale]
+    lines += [f"failed: {run}: {message}" for run, message in result.failed]
+    lines += [f"did not converge: {run}: {', '.join(fields)}" for run, fields in result.unconverged]
+    return lines

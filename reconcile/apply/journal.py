@@ -1,0 +1,172 @@
+"""The apply journal: JSON lines beside the plan recording each run's progress as it happens.
+
+Every record is flushed and fsynced before apply goes on, so after a crash, a SIGKILL or ^C
+the journal says for each run how far it got. Applying the same plan again reads it to skip
+what is finished and to re-check what was in flight. A journal written for another plan is
+refused (``plan_digest`` differs), so a resume never mixes two plans.
+
+Records (one JSON object a line)::
+
+    {"type": "plan", "plan_digest": "sha256:..", "base_url": .., "plan_created_at": .., "time": ..}
+    {"type": "run", "run": "acme/vision/abc123", "phase": "started", "time": ..}
+    {"type": "run", "run": .., "phase": "metadata_written" | "files_deleted" | "files_uploaded", ..}
+    {"type": "run", "run": .., "phase": "done" | "stale" | "failed" | "unconverged", ..}
+    {"type": "complete", "time": .., "summary": ..}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from reconcile.apply import events as ev
+from reconcile.errors import PlanError
+from reconcile.models import Plan
+from reconcile.planfile import plan_to_dict
+
+FINAL_PHASES = frozenset({"done", "stale", "unconverged"})
+"""Phases after which a run is not touched again by this plan (``failed`` is retried)."""
+
+
+def plan_digest(plan: Plan) -> str:
+    """sha256 over the plan's canonical JSON: the identity a journal belongs to."""
+    blob = json.dumps(plan_to_dict(plan), sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """What the journal knows about one run: every phase seen and the last outcome's data."""
+
+    phases: set[str] = field(default_factory=set)
+    last: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final(self) -> str | None:
+        """The finishing phase recorded last, if any (``failed`` included)."""
+        return self.last.get("phase") if self.last.get("phase") in (*FINAL_PHASES, "failed") else None
+
+
+class Journal:
+    """An open journal for one plan; also an ``Observer`` that records apply events."""
+
+    def __init__(self, path: Path, digest: str, runs: dict[str, RunRecord], handle: IO[str]) -> None:
+        self.path = path
+        self.digest = digest
+        self.runs = runs
+        self._handle = handle
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path, plan: Plan, *, replace_foreign: bool = False) -> Journal:
+        """Open (or create) the journal for ``plan``; refuse one written for another plan.
+
+        ``replace_foreign`` starts afresh over another plan's journal instead (``apply -f``
+        makes a new plan every time; re-planning already accounts for what was applied).
+        """
+        digest = plan_digest(plan)
+        runs: dict[str, RunRecord] = {}
+        if path.exists():
+            found, runs = _read(path)
+            if found is not None and found != digest:
+                if not replace_foreign:
+                    raise PlanError(
+                        f"the journal {path} was written while applying another plan ({found}), not "
+                        f"this one ({digest}). Finish that plan, or pass --journal with a new file, "
+                        f"or delete {path} if that apply is no longer wanted.")
+                path.unlink()
+                runs = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not path.exists()
+        handle = path.open("a", encoding="utf-8")
+        journal = cls(path, digest, runs, handle)
+        if fresh:
+            journal._write({"type": "plan", "plan_digest": digest, "base_url": plan.base_url,
+                            "plan_created_at": plan.created_at.isoformat()})
+        return journal
+
+    def record_for(self, run: str) -> RunRecord:
+        """What an earlier apply of this plan recorded for ``run`` (empty if nothing)."""
+        return self.runs.get(run, RunRecord())
+
+    def record(self, run: str, phase: str, **extra: Any) -> None:
+        """Append one run record, durably (flush + fsync) before returning."""
+        rec = self.runs.setdefault(run, RunRecord())
+        rec.phases.add(phase)
+        line = {"type": "run", "run": run, "phase": phase, **extra}
+        if phase in (*FINAL_PHASES, "failed"):
+            rec.last = line
+        self._write(line)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        record = {**record, "time": _now()}
+        text = json.dumps(record, sort_keys=True, allow_nan=True, default=str) + "\n"
+        with self._lock:
+            self._handle.write(text)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+
+    def __call__(self, event: ev.ApplyEvent) -> None:
+        """Observer: turn apply events into journal records."""
+        if isinstance(event, ev.RunStarted):
+            self.record(event.run, "started")
+        elif isinstance(event, ev.RunMetadataWritten):
+            self.record(event.run, "metadata_written", already=event.already)
+        elif isinstance(event, ev.RunFilesDeleted):
+            self.record(event.run, "files_deleted", files=event.files, bytes=event.bytes)
+        elif isinstance(event, ev.RunFilesUploaded):
+            self.record(event.run, "files_uploaded", files=event.files)
+        elif isinstance(event, ev.RunApplied):
+            self.record(event.run, "done", files_deleted=event.files_deleted, bytes_freed=event.bytes_freed,
+                        undo=event.undo.to_json() if event.undo else None)
+        elif isinstance(event, ev.RunStale):
+            self.record(event.run, "stale", reason=event.reason)
+        elif isinstance(event, ev.RunFailed):
+            self.record(event.run, "failed", message=event.message)
+        elif isinstance(event, ev.RunUnconverged):
+            self.record(event.run, "unconverged", fields=list(event.fields),
+                        undo=event.undo.to_json() if event.undo else None)
+        elif isinstance(event, ev.ApplyComplete):
+            self._write({"type": "complete", "summary": getattr(event.result, "summary_line", "")})
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._handle.close()
+
+
+def _read(path: Path) -> tuple[str | None, dict[str, RunRecord]]:
+    """The plan digest and per-run records of an existing journal.
+
+    A torn last line (the process died mid-write) is ignored: its record was never
+    acknowledged, so the step it describes is re-checked against the live run anyway.
+    """
+    digest: str | None = None
+    runs: dict[str, RunRecord] = {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise PlanError(f"{path}:{number}: the journal is damaged (not JSON); delete it to start "
+                            "over (runs already applied will then be reported stale)") from None
+        if record.get("type") == "plan":
+            digest = record.get("plan_digest")
+        elif record.get("type") == "run":
+            rec = runs.setdefault(record["run"], RunRecord())
+            rec.phases.add(record["phase"])
+            if record["phase"] in (*FINAL_PHASES, "failed"):
+                rec.last = record
+    return digest, runs

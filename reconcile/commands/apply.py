@@ -1,0 +1,112 @@
+"""``reconcile apply``: apply a saved plan, or plan from specs and apply after confirmation.
+
+Defaults: for ``apply PLAN.json`` the journal is ``PLAN.journal.jsonl`` and the undo plan
+``PLAN.undo.json``, beside the plan; for ``apply -f SPEC`` they are ``reconcile.journal.jsonl``
+and ``reconcile.undo.json`` in the current directory. ``--journal`` / ``--undo-out`` override.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from reconcile.apply.executor import ApplyResult, apply_plan, check_plan, result_details
+from reconcile.apply.journal import Journal
+from reconcile.apply.progress import observers_for
+from reconcile.apply.undo import write_undo
+from reconcile.backend import Backend
+from reconcile.commands.plan import build_plan
+from reconcile.errors import PlanError
+from reconcile.errors_handler import EXIT_ERROR, EXIT_OK
+from reconcile.models import Plan
+from reconcile.planfile import read_plan
+from reconcile.render import render
+
+CONFIRM = "Do you want to perform these actions? Only 'yes' will be accepted:"
+
+FROM_SPEC_JOURNAL = Path("reconcile.journal.jsonl")
+FROM_SPEC_UNDO = Path("reconcile.undo.json")
+
+
+def beside(plan_file: Path, suffix: str) -> Path:
+    """``plan.json`` -> ``plan<suffix>`` in the same directory (``.journal.jsonl``, ``.undo.json``)."""
+    stem = plan_file.name[:-5] if plan_file.name.endswith(".json") else plan_file.name
+    return plan_file.with_name(stem + suffix)
+
+
+def _confirm(auto_approve: bool) -> bool:
+    """Terraform's prompt: only the literal answer ``yes`` goes ahead."""
+    if auto_approve:
+        return True
+    if not sys.stdin.isatty():
+        raise PlanError(
+            "apply -f needs confirmation but there is no terminal to ask on. Pass --auto-approve, or save "
+            "the plan with `reconcile plan -f SPEC -o plan.json` and run `reconcile apply plan.json`. "
+            f"(apply -f keeps its journal in ./{FROM_SPEC_JOURNAL} and the undo plan in ./{FROM_SPEC_UNDO} "
+            "unless --journal / --undo-out say otherwise.)")
+    answer = click.prompt(f"\n{CONFIRM}", default="", show_default=False, prompt_suffix=" ")
+    return bool(answer.strip() == "yes")
+
+
+def execute(plan: Plan, backend: Backend, *, journal_path: Path, undo_out: Path, backup_dir: Path | None,
+            parallelism: int, replace_foreign_journal: bool = False) -> ApplyResult:
+    """Apply ``plan`` with the journal, progress observers and undo output; return the result."""
+    check_plan(plan, backend)  # refuse before creating a journal for a plan that cannot be applied
+    journal = Journal.open(journal_path, plan, replace_foreign=replace_foreign_journal)
+    try:
+        result = apply_plan(plan, backend, journal=journal, parallelism=parallelism, backup_dir=backup_dir,
+                            observers=observers_for(sys.stderr))
+    finally:
+        journal.close()
+    if result.undo is not None:
+        write_undo(result.undo, undo_out)
+        click.echo(f"Wrote the undo plan to {undo_out}; `reconcile apply {undo_out}` restores what was "
+                   "changed.", err=True)
+    return result
+
+
+def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journal: Path | None,
+        backup_dir: Path | None, undo_out: Path | None, targets: list[str], color: bool, parallelism: int,
+        log_format: str) -> int:
+    """Apply and print ``Apply complete: ...``; exit 0 only if every run was applied."""
+    from reconcile.backend.wandb_api import WandbBackend  # noqa: PLC0415 - importing wandb is slow
+
+    del log_format  # logging is configured by the CLI; the observers pick bar or lines by TTY
+    if plan_file is not None and targets:
+        raise PlanError("--target only works with -f; a saved plan is applied exactly as it is")
+    plan = read_plan(plan_file) if plan_file is not None else None
+    backend = WandbBackend()
+    try:
+        if plan is None:
+            plan = build_plan(files, targets, backend, parallelism=parallelism)
+            render(plan, sys.stdout, "text", color=color)
+            if plan.has_errors:
+                return EXIT_ERROR
+            if not plan.has_changes:
+                return EXIT_OK
+            if not _confirm(auto_approve):
+                click.echo("Apply cancelled.", err=True)
+                return EXIT_ERROR
+            journal_path, undo_path, foreign = journal or FROM_SPEC_JOURNAL, undo_out or FROM_SPEC_UNDO, True
+        else:
+            assert plan_file is not None
+            journal_path = journal or beside(plan_file, ".journal.jsonl")
+            undo_path = undo_out or beside(plan_file, ".undo.json")
+            foreign = False
+        result = execute(plan, backend, journal_path=journal_path, undo_out=undo_path, backup_dir=backup_dir,
+                         parallelism=parallelism, replace_foreign_journal=foreign)
+    finally:
+        backend.close()
+    for line in result_details(result):
+        click.echo(line, err=True)
+    click.echo(result.summary_line)
+    if result.skipped:
+        click.echo(f"({result.skipped} runs were finished by an earlier apply of this plan; "
+                   f"see {journal_path}.)", err=True)
+    if not result.ok:
+        click.echo("Not every run was applied: plan again for stale runs; apply the same plan again to "
+                   "retry failed ones (the journal skips what is done).", err=True)
+        return EXIT_ERROR
+    return EXIT_OK
