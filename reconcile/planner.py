@@ -1,0 +1,558 @@
+"""The pure planner: ``(spec, live runs) -> Plan``, with no I/O.
+
+Runs stream through ``Planner.add`` one at a time and only runs with changes or errors
+are kept, so memory stays flat however many runs a project has. This is the only
+module that uses deepdiff (for config/summary equality); no deepdiff object leaves it.
+
+Semantics (``../shared/CONTRACT.md``, "Spec format" and "Plan"): only the keys and
+fields a rule names are managed; a change appears only where live differs from desired;
+two rules wanting different values for one field are an error for that run; config
+removal is refused on merging servers (wandb/wandb#11055); running and pending runs are
+left alone unless a rule's ``match.state`` names that state (wandb/wandb#4377).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from reconcile import retention, selection, templates
+from reconcile.errors import PlanError
+from reconcile.fingerprint import FieldRef, fingerprint
+from reconcile.models import (
+    Change,
+    ChangeKind,
+    ChangeOp,
+    ConfigWrites,
+    KeyPath,
+    LiveFile,
+    LiveRun,
+    Plan,
+    Rule,
+    RunPlan,
+    Spec,
+)
+
+LIVE_STATES = ("running", "pending")
+"""States whose live process rewrites config and summary when it finishes (wandb/wandb#4377)."""
+
+_KIND_ORDER = {kind: i for i, kind in enumerate(ChangeKind)}
+_OP_ORDER = {op: i for i, op in enumerate(ChangeOp)}
+_TEXT_FIELDS = (
+    (ChangeKind.NAME, "name", "name"),
+    (ChangeKind.NOTES, "notes", "notes"),
+    (ChangeKind.GROUP, "group", "group"),
+    (ChangeKind.JOB_TYPE, "job_type", "job_type"),
+)
+
+
+class _Absent:
+    """A key that does not exist (distinct from a null value)."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT: Any = _Absent()
+
+
+# --------------------------------------------------------------------------- value equality
+
+
+def _comparable(value: Any) -> Any:
+    """Bools tagged so they never equal 0/1 (JSON true is not 1); tuples as lists."""
+    if isinstance(value, bool):
+        return f"\x00bool:{value}"
+    if isinstance(value, Mapping):
+        return {str(k): _comparable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_comparable(v) for v in value]
+    return value
+
+
+def same(a: Any, b: Any) -> bool:
+    """Whether two unwrapped config/summary values are equal as W&B would store them.
+
+    ``1 == 1.0`` (JSON encoders disagree on whether 1.0 keeps its point), ``True != 1``,
+    NaN equals NaN (a logged NaN stays NaN), and a missing key equals only a missing key.
+    """
+    if a is ABSENT or b is ABSENT:
+        return a is b
+    diff = DeepDiff(
+        _comparable(a), _comparable(b), ignore_type_in_groups=[(int, float)], ignore_nan_inequality=True
+    )
+    return not diff
+
+
+def lookup(mapping: Mapping[str, Any], path: KeyPath) -> Any:
+    """The value at ``path`` in nested ``mapping``, or ``ABSENT``."""
+    node: Any = mapping
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return ABSENT
+        node = node[key]
+    return node
+
+
+def _dotted(section: str, path: KeyPath) -> str:
+    return ".".join((section, *path))
+
+
+def _names(rules: Iterable[str]) -> str:
+    return " and ".join(repr(r) for r in dict.fromkeys(rules))
+
+
+# --------------------------------------------------------------------------- per-run planning
+
+
+@dataclass(slots=True)
+class _Want:
+    """One rule's desired state for one key: a value, or ABSENT."""
+
+    value: Any
+    rule: str
+    rename: tuple[KeyPath, KeyPath] | None = None
+
+
+@dataclass(slots=True)
+class _RunWork:
+    """What planning one run produced, before file decisions that wait for ``finish``."""
+
+    run: LiveRun
+    rules: list[Rule]
+    changes: list[Change] = dataclasses.field(default_factory=list)
+    errors: list[str] = dataclasses.field(default_factory=list)
+    fields: set[FieldRef] = dataclasses.field(default_factory=lambda: {("state",)})
+
+    def error(self, message: str) -> None:
+        self.errors.append(message)
+
+
+def _plan_text_fields(work: _RunWork) -> None:
+    run = work.run
+    for kind, attr, live_attr in _TEXT_FIELDS:
+        wants: dict[str, list[str]] = {}
+        for rule in work.rules:
+            template = getattr(rule.set, attr)
+            if template is None:
+                continue
+            value = _render(work, rule, attr, template)
+            if value is not None:
+                wants.setdefault(value, []).append(rule.name)
+        if not wants:
+            continue
+        if len(wants) > 1:
+            (v1, r1), (v2, r2) = list(wants.items())[:2]
+            work.error(f"rules {_names([*r1, *r2])} disagree on {attr} of {run.path}: {v1!r} vs {v2!r}")
+            continue
+        [(value, rules)] = wants.items()
+        live = getattr(run, live_attr)
+        # W&B clears these fields with "" and may read them back as null: treat the two alike.
+        if (live or "") == value:
+            continue
+        work.fields.add((attr,))
+        work.changes.append(Change(kind, ChangeOp.SET, (), live, value, tuple(dict.fromkeys(rules))))
+
+
+def _render(work: _RunWork, rule: Rule, what: str, template: str) -> str | None:
+    """Render a template against the run; an error for the run (never "") if it cannot."""
+    try:
+        for fld in templates.fields(template):
+            if fld.source in ("config", "summary"):
+                work.fields.add((fld.source, *fld.path))
+            elif fld.source != "id":
+                work.fields.add((fld.source,))
+        return templates.render(template, work.run)
+    except templates.TemplateError as exc:
+        work.error(f"rule {rule.name!r}: {what} template {template!r} for {work.run.path}: {exc}")
+        return None
+
+
+def _plan_tags(work: _RunWork) -> None:
+    run = work.run
+    present: dict[str, list[str]] = {}  # tag -> rules that want it
+    absent: dict[str, list[str]] = {}  # tag -> rules that remove it
+    exact: list[tuple[str, frozenset[str]]] = []  # rules giving the exact set
+    for rule in work.rules:
+        if rule.set.tags is not None:
+            wanted = {t for t in (_render(work, rule, "tags", t) for t in rule.set.tags) if t is not None}
+            exact.append((rule.name, frozenset(wanted)))
+            for tag in wanted:
+                present.setdefault(tag, []).append(rule.name)
+        for template in rule.add_tags:
+            tag = _render(work, rule, "add_tags", template)
+            if tag is not None:
+                present.setdefault(tag, []).append(rule.name)
+        for tag in rule.remove_tags:
+            absent.setdefault(tag, []).append(rule.name)
+    if not (present or absent or exact):
+        return
+    conflicted: set[str] = set()
+    for tag, adders in sorted(present.items()):
+        removers = absent.get(tag, []) + [name for name, wanted in exact if tag not in wanted]
+        if removers:
+            conflicted.add(tag)
+            work.error(
+                f"rules {_names([*adders, *removers])} disagree on tag {tag!r} of {run.path}: "
+                f"{_names(adders)} add it, {_names(removers)} remove it"
+            )
+    live = set(run.tags)
+    for tag, adders in present.items():
+        if tag not in live and tag not in conflicted:
+            work.changes.append(Change(ChangeKind.TAGS, ChangeOp.ADD, (tag,), None, tag, tuple(dict.fromkeys(adders))))
+    for tag in live - conflicted:
+        removers = absent.get(tag, []) + [name for name, wanted in exact if tag not in wanted]
+        if removers:
+            work.changes.append(
+                Change(ChangeKind.TAGS, ChangeOp.REMOVE, (tag,), tag, None, tuple(dict.fromkeys(removers)))
+            )
+    if any(c.kind is ChangeKind.TAGS for c in work.changes):
+        work.fields.add(("tags",))
+
+
+def _plan_section(work: _RunWork, kind: ChangeKind) -> None:
+    """Config or summary: set, unset and rename of the named keys only."""
+    run = work.run
+    section = kind.value
+    live_map = run.config if kind is ChangeKind.CONFIG else run.summary
+    wants: dict[KeyPath, list[_Want]] = {}
+    for rule in work.rules:
+        sets = rule.set.config if kind is ChangeKind.CONFIG else rule.set.summary
+        unsets = rule.unset_config if kind is ChangeKind.CONFIG else rule.unset_summary
+        renames = rule.rename_config if kind is ChangeKind.CONFIG else rule.rename_summary
+        for path, value in sets.items():
+            wants.setdefault(path, []).append(_Want(value, rule.name))
+        for path in unsets:
+            wants.setdefault(path, []).append(_Want(ABSENT, rule.name))
+        for old, new in renames:
+            old_value, new_value = lookup(live_map, old), lookup(live_map, new)
+            if old_value is ABSENT:
+                # Already done, or nothing to move; still claim the old key so a rule that
+                # sets it is reported instead of flip-flopping with this rename.
+                wants.setdefault(old, []).append(_Want(ABSENT, rule.name))
+            elif new_value is ABSENT:
+                wants.setdefault(new, []).append(_Want(old_value, rule.name, (old, new)))
+                wants.setdefault(old, []).append(_Want(ABSENT, rule.name, (old, new)))
+            elif same(old_value, new_value):
+                wants.setdefault(old, []).append(_Want(ABSENT, rule.name))
+            else:
+                work.fields.update({(section, *old), (section, *new)})
+                work.error(
+                    f"rule {rule.name!r}: cannot rename {_dotted(section, old)} to {_dotted(section, new)} "
+                    f"on {run.path}: both exist with different values ({old_value!r} vs {new_value!r}) and "
+                    f"the rename would destroy {_dotted(section, new)}; remove one of them first"
+                )
+
+    desired: dict[KeyPath, Any] = {}
+    for path, path_wants in wants.items():
+        first = path_wants[0]
+        other = next((w for w in path_wants[1:] if not same(w.value, first.value)), None)
+        if other is not None:
+            work.fields.add((section, *path))
+            work.error(
+                f"rules {_names([first.rule, other.rule])} disagree on {_dotted(section, path)} of {run.path}: "
+                f"{_show(first.value)} vs {_show(other.value)}"
+            )
+            continue
+        desired[path] = first.value
+    _drop_overlaps(work, section, desired, wants)
+
+    changes: dict[KeyPath, Change] = {}
+    for path, value in desired.items():
+        live = lookup(live_map, path)
+        rules = tuple(dict.fromkeys(w.rule for w in wants[path]))
+        if value is ABSENT:
+            if live is not ABSENT:
+                changes[path] = Change(kind, ChangeOp.UNSET, path, live, None, rules)
+        elif live is ABSENT or not same(live, value):
+            created = live is ABSENT
+            changes[path] = Change(kind, ChangeOp.SET, path, None if created else live, value, rules, created=created)
+
+    # A rename whose two halves are both still to do is one RENAME change.
+    for path_wants in wants.values():
+        for want in path_wants:
+            if want.rename is None:
+                continue
+            old, new = want.rename
+            if old in changes and new in changes and changes[new].op is ChangeOp.SET:
+                rules = tuple(dict.fromkeys((*changes[new].rules, *changes[old].rules)))
+                value = changes[new].after
+                del changes[old]
+                changes[new] = Change(kind, ChangeOp.RENAME, new, value, value, rules, from_key=old)
+
+    for path, change in changes.items():
+        if kind is ChangeKind.CONFIG and change.op in (ChangeOp.UNSET, ChangeOp.RENAME):
+            removed = change.from_key if change.op is ChangeOp.RENAME else path
+            assert removed is not None
+            removers = {w.rule for w in wants[removed] if w.value is ABSENT}
+            merging = [r.name for r in work.rules if r.name in removers and not _replaces(r)]
+            if merging:
+                work.fields.add((section, *removed))
+                work.error(_merge_removal_error(merging, run, removed, change.op))
+                continue
+        work.fields.add((section, *path))
+        if change.from_key is not None:
+            work.fields.add((section, *change.from_key))
+        work.changes.append(change)
+
+
+def _show(value: Any) -> str:
+    return "unset" if value is ABSENT else repr(value)
+
+
+def _drop_overlaps(
+    work: _RunWork, section: str, desired: dict[KeyPath, Any], wants: Mapping[KeyPath, list[_Want]]
+) -> None:
+    """Report and drop two keys where one contains the other and their wishes disagree."""
+    for outer in sorted(desired, key=len):
+        for inner in list(desired):
+            if outer not in desired or len(inner) <= len(outer) or inner[: len(outer)] != outer:
+                continue
+            outer_value = desired[outer]
+            # An unset or scalar outer key implies the inner key is absent.
+            implied = lookup(outer_value, inner[len(outer):]) if isinstance(outer_value, Mapping) else ABSENT
+            if same(implied, desired[inner]):
+                continue
+            work.error(
+                f"rules {_names([wants[outer][0].rule, wants[inner][0].rule])} disagree on "
+                f"{_dotted(section, inner)} of {work.run.path}: {_dotted(section, outer)} is "
+                f"{_show(outer_value)} but {_dotted(section, inner)} is {_show(desired[inner])}"
+            )
+            work.fields.update({(section, *outer), (section, *inner)})
+            del desired[outer], desired[inner]
+
+
+def _replaces(rule: Rule) -> bool:
+    return rule.target.config_writes is ConfigWrites.REPLACE
+
+
+def _merge_removal_error(rules: list[str], run: LiveRun, key: KeyPath, op: ChangeOp) -> str:
+    what = "unset" if op is ChangeOp.UNSET else "rename (which removes the old key)"
+    dotted = ".".join(key)
+    return (
+        f"rule {_names(rules)}: cannot {what} config.{dotted} on {run.path}: W&B deep-merges config "
+        f"writes (wandb/wandb#11055), so a removed key comes back. Set it to null instead "
+        f"(set: {{config: {{{dotted}: null}}}}), or declare `config_writes: replace` on the target "
+        f"if this server replaces config"
+    )
+
+
+# --------------------------------------------------------------------------- the planner
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A run whose file deletions wait for ``unless_top`` rankings (no LiveRun kept)."""
+
+    plan: RunPlan
+    selections: dict[str, list[LiveFile]]  # rule name -> files it selects
+
+
+class Planner:
+    """Streaming planner: ``add`` each live run once read, then ``finish`` for the Plan."""
+
+    def __init__(self, spec: Spec, *, now: datetime, base_url: str) -> None:
+        self.spec = spec
+        self.now = now
+        self.base_url = base_url
+        self.runs_read = 0
+        self.skipped_running = 0
+        self._errors: list[str] = []
+        self._rule_order = {rule.name: i for i, rule in enumerate(spec.rules)}
+        self._projects: dict[tuple[str, str], list[Rule]] = {}
+        for key, rules in selection.targets(spec).items():
+            usable = []
+            for rule in rules:
+                try:
+                    selection.validate_filters(rule)
+                except PlanError as exc:
+                    self._errors.append(str(exc))
+                    continue
+                usable.append(rule)
+            self._projects[key] = usable
+        self._seen: dict[tuple[str, str], set[str]] = {}
+        self._runs: list[RunPlan] = []
+        self._pending: list[_Pending] = []
+        self._scores: dict[str, list[tuple[str, float | None]]] = {}
+        self._files_selected: dict[str, int] = {}  # rule -> files it selected (delete-all guard)
+        self._files_spared: set[str] = set()  # rules that left some file of a matched run alone
+
+    def matching_rules(self, run: LiveRun) -> tuple[list[Rule], bool]:
+        """The rules that apply to ``run``, and whether matching rules were dropped because it is live."""
+        rules = self._projects.get((run.entity, run.project), [])
+        matched = [r for r in rules if selection.matches(r, run, self.now)]
+        if run.state not in LIVE_STATES:
+            return matched, False
+        # Only a rule that names the live state explicitly may touch a live run (wandb/wandb#4377).
+        named = [r for r in matched if r.match.state is not None and run.state in r.match.state]
+        return named, bool(matched) and not named
+
+    def add(self, run: LiveRun) -> None:
+        """Plan one live run (a run already seen in this plan is ignored: wandb/wandb#6614)."""
+        seen = self._seen.setdefault((run.entity, run.project), set())
+        if run.id in seen:
+            return
+        seen.add(run.id)
+        self.runs_read += 1
+        rules, skipped = self.matching_rules(run)
+        if skipped:
+            self.skipped_running += 1
+        if not rules:
+            return
+        work = _RunWork(run, rules)
+        _plan_text_fields(work)
+        _plan_tags(work)
+        _plan_section(work, ChangeKind.CONFIG)
+        _plan_section(work, ChangeKind.SUMMARY)
+        selections = self._select_files(work)
+        plan = RunPlan(
+            entity=run.entity,
+            project=run.project,
+            run_id=run.id,
+            storage_id=run.storage_id,
+            name=run.name,
+            fingerprint=fingerprint(run, work.fields),
+            fingerprint_fields=tuple(sorted(work.fields)),
+            changes=tuple(work.changes),
+            config_writes=ConfigWrites.REPLACE if any(_replaces(r) for r in rules) else ConfigWrites.MERGE,
+            project_internal_id=run.project_internal_id,
+            errors=tuple(work.errors),
+        )
+        waits = any(
+            r.files is not None and r.files.unless_top is not None and selections.get(r.name) for r in rules
+        )
+        if waits:
+            self._pending.append(_Pending(plan, selections))
+        else:
+            self._keep(plan, selections)
+
+    def _select_files(self, work: _RunWork) -> dict[str, list[LiveFile]]:
+        file_rules = [r for r in work.rules if r.files is not None]
+        if not file_rules:
+            return {}
+        run = work.run
+        work.fields.add(("files",))
+        if run.files is None:
+            # The caller fetches files when needs_files() says so; planning without them would be a lie.
+            work.error(f"the files of {run.path} were not read, so its files rules cannot be planned")
+            self._files_spared.update(r.name for r in file_rules)
+            return {}
+        keep = [g for r in work.rules if r.files is not None for g in r.files.keep]
+        selections: dict[str, list[LiveFile]] = {}
+        for rule in file_rules:
+            assert rule.files is not None
+            chosen = retention.select(rule.files, run.files, keep=keep, now=self.now)
+            if rule.files.unless_top is not None:
+                metric = rule.files.unless_top.metric
+                work.fields.add(("summary", *metric))
+                self._scores.setdefault(rule.name, []).append((run.id, retention.metric_value(run, metric)))
+            self._files_selected[rule.name] = self._files_selected.get(rule.name, 0) + len(chosen)
+            if len(chosen) < len(run.files):
+                self._files_spared.add(rule.name)
+            if chosen:
+                selections[rule.name] = chosen
+        return selections
+
+    def _keep(self, plan: RunPlan, selections: Mapping[str, list[LiveFile]]) -> None:
+        by_file: dict[str, tuple[LiveFile, list[str]]] = {}
+        for rule_name in sorted(selections, key=self._rule_order.__getitem__):
+            for file in selections[rule_name]:
+                by_file.setdefault(file.id, (file, []))[1].append(rule_name)
+        file_changes = [
+            Change(
+                ChangeKind.FILE, ChangeOp.DELETE, (file.name,), file, None, tuple(rules), file=file,
+                detail=retention.describe(file, self.now),
+            )
+            for file, rules in by_file.values()
+        ]
+        changes = sorted(
+            (*plan.changes, *file_changes), key=lambda c: (_KIND_ORDER[c.kind], c.key, _OP_ORDER[c.op])
+        )
+        if changes or plan.errors:
+            self._runs.append(dataclasses.replace(plan, changes=tuple(changes)))
+
+    def finish(self) -> Plan:
+        """Settle ``unless_top`` rankings, check the delete-all guard and the limits; the Plan."""
+        tops: dict[str, frozenset[str]] = {}
+        for rule in self.spec.rules:
+            if rule.files is not None and rule.files.unless_top is not None:
+                top = rule.files.unless_top
+                tops[rule.name] = retention.top_runs(self._scores.get(rule.name, []), top.goal, top.count)
+        for pending in self._pending:
+            selections = dict(pending.selections)
+            for rule_name, files in pending.selections.items():
+                if pending.plan.run_id in tops.get(rule_name, frozenset()):
+                    del selections[rule_name]
+                    self._files_selected[rule_name] -= len(files)
+                    self._files_spared.add(rule_name)
+            self._keep(pending.plan, selections)
+        self._pending.clear()
+
+        errors = list(self._errors)
+        for rule in self.spec.rules:
+            selected = self._files_selected.get(rule.name, 0)
+            if rule.files is None or rule.files.allow_delete_all or not selected:
+                continue
+            if rule.name not in self._files_spared:
+                errors.append(
+                    f"rule {rule.name!r} would delete every file ({selected}) of every run it matches; "
+                    f"check its files.delete globs {list(rule.files.delete)}, or set "
+                    f"files.allow_delete_all: true if that is really meant"
+                )
+        runs = tuple(sorted(self._runs, key=lambda r: r.path))
+        errors.extend(self._limit_errors(runs))
+        return Plan(
+            spec_digest=self.spec.digest,
+            created_at=self.now,
+            base_url=self.base_url,
+            runs=runs,
+            errors=tuple(errors),
+            skipped_running=self.skipped_running,
+            runs_read=self.runs_read,
+            limits=self.spec.limits,
+        )
+
+    def _limit_errors(self, runs: tuple[RunPlan, ...]) -> list[str]:
+        limits = self.spec.limits
+        changed = sum(1 for r in runs if r.changes)
+        deletions = sum(len(r.file_deletions) for r in runs)
+        freed = sum(c.file.size for r in runs for c in r.file_deletions if c.file is not None)
+        checks = (
+            ("max_changed_runs", limits.max_changed_runs, changed, "runs to change"),
+            ("max_file_deletions", limits.max_file_deletions, deletions, "files to delete"),
+            ("max_bytes", limits.max_bytes, freed, "bytes to delete"),
+        )
+        return [
+            f"limits.{name} is {limit} but the plan has {actual} {what} ({actual - limit} over); "
+            f"narrow the rules or raise the limit"
+            for name, limit, actual, what in checks
+            if limit is not None and actual > limit
+        ]
+
+
+def needs_files(spec: Spec, run: LiveRun, now: datetime) -> bool:
+    """Whether a rule with ``files:`` applies to ``run`` (so its file list must be fetched)."""
+    for rule in spec.rules:
+        if rule.files is None or (rule.target.entity, rule.target.project) != (run.entity, run.project):
+            continue
+        if run.state in LIVE_STATES and (rule.match.state is None or run.state not in rule.match.state):
+            continue
+        try:
+            if selection.matches(rule, run, now):
+                return True
+        except PlanError:
+            continue  # the planner reports the unusable filter as a plan error
+    return False
+
+
+def plan(spec: Spec, runs: Iterable[LiveRun], *, now: datetime, base_url: str) -> Plan:
+    """Plan every run of ``runs`` (streamed) against ``spec``; pure, no I/O."""
+    planner = Planner(spec, now=now, base_url=base_url)
+    for run in runs:
+        planner.add(run)
+    return planner.finish()
