@@ -9,6 +9,7 @@ and counted in a last line that says how to see them.
 
 from __future__ import annotations
 
+import html
 import re
 from typing import TextIO
 
@@ -61,25 +62,30 @@ def _cells(change: Change, plan: Plan) -> tuple[str, str, str]:
     if change.kind is ChangeKind.TAGS:
         tag = value_text(change.key[0] if change.key else change.after, VALUE_WIDTH)
         return (f"{sign} tags", "", tag) if sign == "+" else (f"{sign} tags", tag, "")
-    before = "" if sign == "+" and change.op is not ChangeOp.RENAME else value_text(change.before, VALUE_WIDTH)
-    after = value_text(change.before if change.op is ChangeOp.RENAME else change.after, VALUE_WIDTH)
+    if change.op is ChangeOp.RENAME:  # the value moves unchanged: show it on both sides
+        moved = value_text(change.before, VALUE_WIDTH)
+        return what, moved, moved
+    before = "" if sign == "+" else value_text(change.before, VALUE_WIDTH)
+    after = value_text(change.after, VALUE_WIDTH)
     return what, before, after
 
 
 def _run_section(run: RunPlan, plan: Plan) -> str:
-    title = escape(run_title(run))
     lines = ["| Change | Before | After | Rule |", "|---|---|---|---|"]
     for change in run.changes[:MAX_ROWS_PER_RUN]:
         what, before, after = _cells(change, plan)
-        rules = ", ".join(change.rules)
-        lines.append(f"| {escape(what)} | {escape(before)} | {escape(after)} | {escape(rules)} |")
+        rules = escape(", ".join(change.rules))
+        if change.detail:
+            rules += f"<br>({escape(change.detail)})"
+        lines.append(f"| {escape(what)} | {escape(before)} | {escape(after)} | {rules} |")
     hidden = len(run.changes) - MAX_ROWS_PER_RUN
     if hidden > 0:
         lines.append(f"| … {hidden} more changes of this run: see `reconcile show plan.json` | | | |")
     if len(run.changes) > COLLAPSE_OVER:
-        summary = f"{title} ({len(run.changes)} changes)"
+        # Inside an HTML block markdown escapes are not processed: escape as HTML only.
+        summary = f"{html.escape(run_title(run), quote=False)} ({len(run.changes)} changes)"
         return "\n".join([f"<details><summary>{summary}</summary>", "", *lines, "", "</details>", ""])
-    return "\n".join([f"#### {title}", "", *lines, ""])
+    return "\n".join([f"#### {escape(run_title(run))}", "", *lines, ""])
 
 
 def _errors_section(plan: Plan) -> list[str]:

@@ -2,9 +2,9 @@
 
 ``tests/testdata/golden/plan.json`` is ``representative_plan()`` as JSON; the text and
 markdown golden tests render it. After an intended change of the format or of the
-representative plan, regenerate every golden file with
-``RECONCILE_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_planfile.py tests/unit/test_render_*.py``
-and review the diff.
+representative plan, regenerate every golden file and review the diff:
+
+    RECONCILE_REGEN_GOLDEN=1 .venv/bin/python -m pytest tests/unit -k "planfile or render"
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ def representative_plan() -> Plan:
             Change(ChangeKind.CONFIG, ChangeOp.SET, ("long",), "x" * 30, "é" * 200, ("rule-a",)),
             Change(ChangeKind.SUMMARY, ChangeOp.SET, ("loss",), -float("inf"), 0.2, ("rule-a",)),
             Change(ChangeKind.SUMMARY, ChangeOp.SET, ("epochs",), 10, 12, ("rule-a",)),
-            Change(ChangeKind.FILE, ChangeOp.DELETE, (media.name,), media, None, ("prune-media",), file=media),
+            Change(ChangeKind.FILE, ChangeOp.DELETE, (media.name,), media, None, ("prune-media",),
+                   file=media),
             Change(ChangeKind.FILE, ChangeOp.ADD, ("restored.pt",), None, 4096, ("undo",),
                    source="backups/acme/vision/def456/restored.pt"),
         ),
@@ -120,7 +121,8 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        same_shape = type(a) is type(b) and len(a) == len(b)
+        return same_shape and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 
 
@@ -180,7 +182,8 @@ def test_planfile_document_carries_contract_fields() -> None:
     assert run["changes"][10]["file"] == {"id": "RmlsZToy", "name": "media/images/sample 1.png", "size": 2048,
                                           "updated_at": "2026-11-20T09:00:00Z",
                                           "url": "http://127.0.0.1:8080/files/2", "md5": "abc=="}
-    assert "from_key" not in run["changes"][1] and "created" not in run["changes"][1]
+    assert "from_key" not in run["changes"][1]
+    assert "created" not in run["changes"][1]
     assert doc["runs"][0]["changes"][1]["created"] is True
 
 
