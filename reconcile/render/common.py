@@ -20,7 +20,7 @@ _SIMPLE_FIELDS = {ChangeKind.NAME, ChangeKind.NOTES, ChangeKind.GROUP, ChangeKin
 
 def size_text(size: int) -> str:
     """Bytes as binary units, e.g. ``114.44 MiB``."""
-    return format_size(size, binary=True)
+    return str(format_size(size, binary=True))
 
 
 def summary_line(plan: Plan) -> str:
@@ -117,7 +117,13 @@ def age_text(updated_at: datetime, now: datetime) -> str:
 
 
 def file_note(change: Change, plan: Plan) -> str:
-    """``114.44 MiB, 320 days old`` for a deletion; size and backup for an undo re-upload."""
+    """``114.44 MiB, 320 days old`` for a deletion; size and backup for an undo re-upload.
+
+    The planner's display-only ``detail`` wins when set (it says the same, from the same
+    reference time); otherwise the note is formatted from the file itself.
+    """
+    if change.detail:
+        return change.detail
     if change.file is not None:
         return f"{size_text(change.file.size)}, {age_text(change.file.updated_at, plan.created_at)}"
     parts = []

@@ -75,7 +75,7 @@ def _run_section(run: RunPlan, plan: Plan) -> str:
     for change in run.changes[:MAX_ROWS_PER_RUN]:
         what, before, after = _cells(change, plan)
         rules = escape(", ".join(change.rules))
-        if change.detail:
+        if change.detail and change.kind is not ChangeKind.FILE:  # a file's detail is in its row
             rules += f"<br>({escape(change.detail)})"
         lines.append(f"| {escape(what)} | {escape(before)} | {escape(after)} | {rules} |")
     hidden = len(run.changes) - MAX_ROWS_PER_RUN

@@ -10,7 +10,7 @@ colors (green ``+``, yellow ``~``, red ``-``) only when asked for.
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -36,8 +36,8 @@ ALIGN_MAX = 48
 _COLORS = {"+": "green", "~": "yellow", "-": "red"}
 
 
-def _paint(text: str, color: bool, **style: object) -> str:
-    return click.style(text, **style) if color else text  # type: ignore[arg-type]
+def _paint(text: str, color: bool, **style: Any) -> str:
+    return click.style(text, **style) if color else text
 
 
 def _change_lines(change: Change, plan: Plan, align: int, color: bool) -> list[str]:
@@ -54,7 +54,7 @@ def _change_lines(change: Change, plan: Plan, align: int, color: bool) -> list[s
     if change.rules:
         line += "  " + _paint("# " + ", ".join(change.rules), color, dim=True)
     lines = [f"      {mark} {line}"]
-    if change.detail:
+    if change.detail and change.kind is not ChangeKind.FILE:  # a file's detail is its note above
         lines.append("        " + _paint("# " + change.detail, color, dim=True))
     return lines
 

@@ -72,7 +72,7 @@ def representative_plan() -> Plan:
             Change(ChangeKind.TAGS, ChangeOp.ADD, ("baseline",), None, "baseline", ("rule-a",)),
             Change(ChangeKind.TAGS, ChangeOp.REMOVE, ("wip",), "wip", None, ("cleanup",)),
             Change(ChangeKind.FILE, ChangeOp.DELETE, (ckpt.name,), ckpt, None, ("prune-checkpoints",),
-                   file=ckpt),
+                   file=ckpt, detail="114.44 MiB, 320 days old"),
         ),
         project_internal_id=42,
     )
@@ -95,7 +95,8 @@ def representative_plan() -> Plan:
             Change(ChangeKind.FILE, ChangeOp.DELETE, (media.name,), media, None, ("prune-media",),
                    file=media),
             Change(ChangeKind.FILE, ChangeOp.ADD, ("restored.pt",), None, 4096, ("undo",),
-                   source="backups/acme/vision/def456/restored.pt"),
+                   source="backups/acme/vision/def456/restored.pt",
+                   detail="re-upload from backups/acme/vision/def456/restored.pt"),
         ),
         config_writes=ConfigWrites.REPLACE,
         errors=("rules 'rule-a' and 'rule-c' set config.dataset to different values",),

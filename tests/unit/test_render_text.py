@@ -139,3 +139,11 @@ def test_render_text_skipped_running_note() -> None:
     assert "1 running or pending run was left alone" in one
     assert "7 running or pending runs were left alone" in many
     assert "wandb" not in one.splitlines()[-1]
+
+
+def test_render_text_file_note_from_detail_or_file() -> None:
+    """A file line shows the planner's detail when set, else size and age from the file, never both."""
+    text = _text(representative_plan())
+    assert text.count("114.44 MiB, 320 days old") == 1
+    assert '+ file "restored.pt" (re-upload from backups/acme/vision/def456/restored.pt)  # undo' in text
+    assert '(2 KiB, less than a day old)' in text
