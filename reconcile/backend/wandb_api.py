@@ -137,13 +137,14 @@ class WandbBackend:
     """
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
-                 timeout: int | None = None) -> None:
+                 timeout: int | None = None, files_per_page: int = FILES_PER_PAGE) -> None:
         """Connect to W&B; ``None`` arguments use W&B's own conventions.
 
         ``base_url`` defaults to WANDB_BASE_URL (else the wandb settings), ``api_key`` to
         WANDB_API_KEY or the netrc entry ``wandb login`` writes; ``timeout`` (seconds,
         wandb-core's retries included) to WANDB_HTTP_TIMEOUT or 19.
         """
+        self.files_per_page = files_per_page
         resolved = base_url or wandb_env.get_base_url(wandb_setup.singleton().settings.base_url)
         self.base_url: str = str(resolved).rstrip("/")
         self._secret = api_key or _stored_api_key(self.base_url)
@@ -196,7 +197,7 @@ class WandbBackend:
         variables: dict[str, Any] = {
             "project": run.project, "entity": run.entity, "name": run.id,
             "fileNames": [], "upload": False, "pattern": None,
-            "fileLimit": FILES_PER_PAGE, "fileCursor": None,
+            "fileLimit": self.files_per_page, "fileCursor": None,
         }
         files: list[LiveFile] = []
         while True:
