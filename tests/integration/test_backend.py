@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,8 @@ def test_iter_runs_streams_pages_and_parses_values_exactly(connect: Callable[...
     assert (first.group, first.job_type, first.notes, first.state) == ("g", "train", "n", "finished")
     assert first.created_at.isoformat() == "2025-06-01T12:00:00+00:00"
     assert isinstance(first.project_internal_id, int)
-    assert first.storage_id and first.files is None
+    assert first.storage_id
+    assert first.files is None
     assert runs[3].config["lr"] == 0.02
     assert runs[3].tags == ("even",)
     assert runs[3].name == "run-2"
@@ -154,7 +156,8 @@ def test_list_files_pages_and_delete_files_is_one_request(connect: Callable[...,
 
 def test_download_upload_round_trip(connect: Callable[..., Any], tmp_path: Path) -> None:
     """A downloaded file re-uploaded under a nested name lands with that name and the same bytes."""
-    emu, backend = connect({"runs": seed_runs(1, files=[{"name": "out/log.txt", "content": "hello\n" * 100}])})
+    log_file = {"name": "out/log.txt", "content": "hello\n" * 100}
+    _, backend = connect({"runs": seed_runs(1, files=[log_file])})
     run = backend.get_runs("ent", "proj", ["r000"])["r000"]
     (original,) = backend.list_files(run)
     backend.download_file(run, original, tmp_path / "log.txt")
@@ -203,3 +206,15 @@ def test_server_errors_become_retryable_after_retries(connect: Callable[..., Any
     assert caught.value.status == 500
     assert len(sleeps) == 1
     assert ops(emu)["Runs"] == 8  # 2 of our attempts x (1 + WANDB__GRAPHQL_RETRY_MAX=3) in wandb-core
+
+
+def test_one_backend_is_shared_across_threads(connect: Callable[..., Any]) -> None:
+    """Concurrent updates through one backend (one wandb.Api) all land, each exactly once."""
+    emu, backend = connect({"runs": seed_runs(30)})
+    runs = backend.get_runs("ent", "proj", [f"r{i:03d}" for i in range(30)])
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        updates = [RunUpdate(r.storage_id, notes=f"n-{r.id}") for r in runs.values()]
+        list(pool.map(backend.update_run, updates))
+    assert ops(emu)["UpsertBucket"] == 30
+    after = backend.get_runs("ent", "proj", list(runs))
+    assert {r.id: r.notes for r in after.values()} == {i: f"n-{i}" for i in runs}

@@ -40,11 +40,12 @@ def client_documents(function: Any) -> list[graphql.DocumentNode]:
     """The GraphQL documents in a client function's source, formatted as it formats them."""
     source = inspect.getsource(function)
     documents = []
-    for text in re.findall(r'"""(.*?)"""', source, flags=re.S):
-        if "mutation" not in text and "query" not in text:
+    for raw in re.findall(r'"""(.*?)"""', source, flags=re.S):
+        if "mutation" not in raw and "query" not in raw:
             continue  # a docstring
-        if "{{" in text:  # a str.format template: the only placeholder is RUN_FRAGMENT
-            text = text.replace("{{", "{").replace("}}", "}").replace("{}", RUN_FRAGMENT)
+        text = raw
+        if "{{" in raw:  # a str.format template: the only placeholder is RUN_FRAGMENT
+            text = raw.replace("{{", "{").replace("}}", "}").replace("{}", RUN_FRAGMENT)
         documents.append(graphql.parse(text))
     return documents
 
