@@ -184,6 +184,8 @@ def converged_indexes(rp: RunPlan, run: LiveRun, live_files: Sequence[LiveFile] 
 def revert(rp: RunPlan, run: LiveRun) -> LiveRun:  # noqa: PLR0912 - one branch per kind/op
     """``run`` with every planned change put back to its before-state, in memory.
 
+    Only changes whose after-state is live are put back: a planned field now holding a
+    third value was changed by someone else, and must keep the fingerprint from matching.
     If the fingerprint of the result equals the plan's, the run differs from what was
     planned only by (some of) our own changes: a resumed apply may finish the rest.
     """
@@ -191,7 +193,11 @@ def revert(rp: RunPlan, run: LiveRun) -> LiveRun:  # noqa: PLR0912 - one branch 
     tags = list(run.tags)
     strings: dict[str, Any] = {}
     files = list(run.files) if run.files is not None else None
+    ids = {f.id for f in files} if files is not None else None
+    sizes = {f.name: f.size for f in files} if files is not None else None
     for change in reversed(rp.changes):
+        if not _change_done(change, run, ids, sizes):
+            continue
         kind, op = change.kind, change.op
         if kind in (ChangeKind.CONFIG, ChangeKind.SUMMARY):
             tree = config if kind is ChangeKind.CONFIG else summary

@@ -1,0 +1,310 @@
+"""Unit tests of the apply executor against the in-memory backend (W&B-like semantics)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconcile.apply import events as ev
+from reconcile.apply.executor import ApplyResult, apply_plan
+from reconcile.apply.journal import Journal
+from reconcile.backend import RunUpdate
+from reconcile.backend.memory import MemoryBackend
+from reconcile.errors import BackendError, PlanError, RetryableError, StalePlanError
+from reconcile.models import ChangeKind, ChangeOp, ConfigWrites, Limits, Plan
+from tests.unit.apply_helpers import (
+    config_set,
+    file_delete,
+    live_file,
+    live_run,
+    make_plan,
+    run_plan,
+    string_set,
+    summary_set,
+    tag,
+    unset,
+)
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL: nothing in apply catches it."""
+
+
+def _apply(plan: Plan, backend: MemoryBackend, tmp_path: Path, **kw: Any) -> tuple[ApplyResult, list[Any]]:
+    seen: list[Any] = []
+    journal = Journal.open(tmp_path / "plan.journal.jsonl", plan)
+    try:
+        kw.setdefault("parallelism", 1)
+        result = apply_plan(plan, backend, journal=journal, observers=[seen.append, *kw.pop("observers", [])],
+                            sleep=kw.pop("sleep", lambda _s: None), **kw)
+    finally:
+        journal.close()
+    return result, seen
+
+
+def _calls(backend: MemoryBackend, name: str) -> list[Any]:
+    return [arg for op, arg in backend.calls if op == name]
+
+
+def test_apply_plan_sends_only_changed_config_subtree_on_merge(tmp_path: Path) -> None:
+    """On a merging server the UpsertBucket carries only the planned leaves, not the read config."""
+    run = live_run("a")
+    backend = MemoryBackend([run])
+    rp = run_plan(run, [config_set("optimizer.lr", None, 0.5, created=True), string_set(ChangeKind.NAME,
+                                                                                          run.name, "new")])
+    result, _ = _apply(make_plan(rp), backend, tmp_path)
+    assert result.ok and result.runs_changed == 1
+    [update] = _calls(backend, "update_run")
+    assert update == RunUpdate(storage_id="sid-a", display_name="new", config={"optimizer": {"lr": 0.5}})
+    stored = backend.run("acme", "vision", "a")
+    assert stored.config["optimizer"] == {"name": "sgd", "momentum": 0.9, "lr": 0.5}
+
+
+def test_apply_plan_sends_fresh_whole_config_on_replace(tmp_path: Path) -> None:
+    """On a replacing server the UpsertBucket carries the fresh config with the changes made."""
+    run = live_run("a")
+    backend = MemoryBackend([run], config_writes=ConfigWrites.REPLACE)
+    rp = run_plan(run, [unset(ChangeKind.CONFIG, "optimizer.momentum", 0.9)], config_writes=ConfigWrites.REPLACE)
+    # Someone adds an unrelated key after planning: the replace payload must keep it.
+    backend.runs["sid-a"] = dataclasses.replace(backend.runs["sid-a"], config={**run.config, "extra": 1})
+    result, _ = _apply(make_plan(rp), backend, tmp_path)
+    assert result.ok
+    [update] = _calls(backend, "update_run")
+    assert update.config == {"lr": 0.1, "optimizer": {"name": "sgd"}, "_wandb": {"v": 1}, "extra": 1}
+
+
+def test_apply_plan_builds_summary_from_fresh_read(tmp_path: Path) -> None:
+    """The whole summary sent is the fresh one plus the planned change (an unrelated new key survives)."""
+    run = live_run("a")
+    backend = MemoryBackend([run])
+    rp = run_plan(run, [summary_set("acc", 0.5, 0.9), unset(ChangeKind.SUMMARY, "loss", 0.2)])
+    backend.runs["sid-a"] = dataclasses.replace(backend.runs["sid-a"], summary={**run.summary, "new": 3})
+    result, _ = _apply(make_plan(rp), backend, tmp_path)
+    assert result.ok
+    [update] = _calls(backend, "update_run")
+    assert update.summary == {"acc": 0.9, "new": 3}
+    assert update.config is None and update.tags is None
+
+
+def test_apply_plan_tags_add_and_remove_in_one_update(tmp_path: Path) -> None:
+    """Tag changes become one whole tag list built from the fresh tags."""
+    run = live_run("a", tags=("wip", "keep"))
+    backend = MemoryBackend([run])
+    rp = run_plan(run, [tag(ChangeOp.ADD, "baseline"), tag(ChangeOp.REMOVE, "wip")])
+    result, _ = _apply(make_plan(rp), backend, tmp_path)
+    assert result.ok
+    [update] = _calls(backend, "update_run")
+    assert update.tags == ("keep", "baseline")
+
+
+def test_apply_plan_stale_run_untouched_others_applied(tmp_path: Path) -> None:
+    """A run whose fingerprinted field changed after planning gets no write and is reported stale."""
+    a, b = live_run("a"), live_run("b")
+    backend = MemoryBackend([a, b])
+    plan = make_plan(run_plan(a, [config_set("lr", 0.1, 0.2)]), run_plan(b, [config_set("lr", 0.1, 0.2)]))
+    backend.runs["sid-a"] = dataclasses.replace(backend.runs["sid-a"], config={**a.config, "lr": 0.3})
+    result, seen = _apply(plan, backend, tmp_path)
+    assert [r for r, _ in result.stale] == ["acme/vision/a"]
+    assert not result.ok and result.runs_changed == 1
+    assert [u.storage_id for u in _calls(backend, "update_run")] == ["sid-b"]
+    assert backend.run("acme", "vision", "a").config["lr"] == 0.3
+    assert "Apply complete: 1 runs changed, 0 files deleted (0 bytes freed), 1 stale, 0 failed." \
+        == result.summary_line
+    assert any(isinstance(e, ev.RunStale) for e in seen)
+
+
+def test_apply_plan_event_order(tmp_path: Path) -> None:
+    """Events: start, then started/metadata/files/applied per run, then complete."""
+    f1 = live_file("f1", "a.ckpt", 5)
+    run = live_run("a", files=[f1])
+    backend = MemoryBackend([run])
+    plan = make_plan(run_plan(run, [config_set("lr", 0.1, 0.2), file_delete(f1)]))
+    _, seen = _apply(plan, backend, tmp_path)
+    assert [type(e).__name__ for e in seen] == ["ApplyStart", "RunStarted", "RunMetadataWritten",
+                                                "RunFilesDeleted", "RunApplied", "ApplyComplete"]
+
+
+def test_apply_plan_deletes_all_files_of_a_run_in_one_request(tmp_path: Path) -> None:
+    """One delete_files per run with every still-present id; a file already gone is not an error."""
+    files = [live_file(f"f{i}", f"ckpt/{i}.pt", 100) for i in range(3)]
+    run = live_run("a", files=files)
+    backend = MemoryBackend([run])
+    plan = make_plan(run_plan(run, [file_delete(f) for f in files]))
+    # f0 disappears after planning (another cleanup); the fingerprint covers files, so refresh it.
+    backend.runs["sid-a"] = dataclasses.replace(backend.runs["sid-a"], files=tuple(files[1:]))
+    plan = make_plan(dataclasses.replace(plan.runs[0], fingerprint=run_plan(
+        dataclasses.replace(run, files=tuple(files[1:])), plan.runs[0].changes).fingerprint))
+    result, _ = _apply(plan, backend, tmp_path)
+    assert result.ok
+    assert _calls(backend, "delete_files") == [("acme/vision/a", ("f1", "f2"))]
+    assert backend.run("acme", "vision", "a").files == ()
+    assert result.files_deleted == 3 and result.bytes_freed == 300
+
+
+def test_apply_plan_unconverged_config_unset_on_merge_server(tmp_path: Path) -> None:
+    """A config unset a merging server cannot do is reported as not converged, naming the field."""
+    run = live_run("a")
+    backend = MemoryBackend([run])
+    plan = make_plan(run_plan(run, [unset(ChangeKind.CONFIG, "lr", 0.1), summary_set("acc", 0.5, 1.0)]))
+    result, seen = _apply(plan, backend, tmp_path)
+    assert result.unconverged == [("acme/vision/a", ("config.lr",))]
+    assert not result.ok and result.summary_line.endswith(", 1 did not converge.")
+    assert any(isinstance(e, ev.RunUnconverged) for e in seen)
+
+
+def test_apply_plan_retries_retryable_errors_with_injected_sleep(tmp_path: Path) -> None:
+    """A 429/5xx on the write is retried after a backoff sleep; the run is applied once."""
+    run = live_run("a")
+    backend = MemoryBackend([run])
+    plan = make_plan(run_plan(run, [config_set("lr", 0.1, 0.2)]))
+    sleeps: list[float] = []
+    original = backend.update_run
+    failures = [RetryableError("HTTP 429", status=429)]
+
+    def flaky(update: RunUpdate) -> None:
+        if failures:
+            raise failures.pop()
+        original(update)
+
+    backend.update_run = flaky  # type: ignore[method-assign]
+    result, _ = _apply(plan, backend, tmp_path, sleep=sleeps.append)
+    assert result.ok and len(sleeps) == 1
+    assert backend.run("acme", "vision", "a").config["lr"] == 0.2
+
+
+def test_apply_plan_failed_run_reports_server_message_others_continue(tmp_path: Path) -> None:
+    """A non-retryable failure marks that run failed with the server's message; the rest apply."""
+    a, b = live_run("a"), live_run("b")
+    backend = MemoryBackend([a, b])
+    original = backend.update_run
+
+    def refuse_a(update: RunUpdate) -> None:
+        if update.storage_id == "sid-a":
+            raise BackendError("input: upsertBucket permission denied")
+        original(update)
+
+    backend.update_run = refuse_a  # type: ignore[method-assign]
+    plan = make_plan(run_plan(a, [config_set("lr", 0.1, 0.2)]), run_plan(b, [config_set("lr", 0.1, 0.2)]))
+    result, _ = _apply(plan, backend, tmp_path, parallelism=4)
+    assert result.failed == [("acme/vision/a", "input: upsertBucket permission denied")]
+    assert backend.run("acme", "vision", "b").config["lr"] == 0.2
+
+
+@pytest.mark.parametrize(("change", "error"), [
+    ({"format_version": 2}, StalePlanError),
+    ({"base_url": "https://api.wandb.ai"}, StalePlanError),
+    ({"errors": ("rule x matched nothing",)}, PlanError),
+    ({"limits": Limits(max_changed_runs=1)}, PlanError),
+    ({"limits": Limits(max_file_deletions=0)}, PlanError),
+    ({"limits": Limits(max_bytes=5)}, PlanError),
+])
+def test_apply_plan_refuses_unusable_plans(tmp_path: Path, change: dict[str, Any], error: type[Exception]) -> None:
+    """Another format or server, plan errors, or broken limits: refused before any write."""
+    f1 = live_file("f1", "x.pt", 10)
+    a, b = live_run("a", files=[f1]), live_run("b")
+    backend = MemoryBackend([a, b])
+    plan = make_plan(run_plan(a, [file_delete(f1)]), run_plan(b, [config_set("lr", 0.1, 0.2)]))
+    plan = dataclasses.replace(plan, **change)
+    with pytest.raises(error):
+        _apply(plan, backend, tmp_path)
+    assert not _calls(backend, "update_run") and not _calls(backend, "delete_files")
+
+
+def test_apply_plan_journal_refuses_another_plans_journal(tmp_path: Path) -> None:
+    """A journal written for a different plan is refused with a message naming the file."""
+    run = live_run("a")
+    plan1 = make_plan(run_plan(run, [config_set("lr", 0.1, 0.2)]))
+    plan2 = make_plan(run_plan(run, [config_set("lr", 0.1, 0.3)]))
+    Journal.open(tmp_path / "j.jsonl", plan1).close()
+    with pytest.raises(PlanError, match="another plan"):
+        Journal.open(tmp_path / "j.jsonl", plan2)
+    Journal.open(tmp_path / "j.jsonl", plan2, replace_foreign=True).close()
+
+
+def _three_run_plan() -> tuple[Plan, MemoryBackend]:
+    runs, rps = [], []
+    for name in ("a", "b", "c"):
+        f1, f2 = live_file(f"{name}1", "old.ckpt", 7), live_file(f"{name}2", "older.ckpt", 9)
+        run = live_run(name, files=[f1, f2])
+        runs.append(run)
+        rps.append(run_plan(run, [config_set("lr", 0.1, 0.01), summary_set("acc", 0.5, 0.7),
+                                  tag(ChangeOp.ADD, "pruned"), file_delete(f1), file_delete(f2)]))
+    return make_plan(*rps), MemoryBackend(runs)
+
+
+@pytest.mark.parametrize("crash_after", ["RunStarted", "RunMetadataWritten", "RunFilesDeleted", "RunApplied"])
+def test_apply_plan_resumes_after_crash_without_writing_twice(tmp_path: Path, crash_after: str) -> None:
+    """Killed after any phase of run b, a second apply finishes the rest; nothing is written twice."""
+    plan, backend = _three_run_plan()
+
+    def crash(event: Any) -> None:
+        if type(event).__name__ == crash_after and getattr(event, "run", "") == "acme/vision/b":
+            raise Crash
+
+    with pytest.raises(Crash):
+        _apply(plan, backend, tmp_path, observers=[crash])
+    result, _ = _apply(plan, backend, tmp_path)
+    assert result.ok and result.runs_changed == 3 and result.files_deleted == 6
+    for run_id in ("a", "b", "c"):
+        stored = backend.run("acme", "vision", run_id)
+        assert (stored.config["lr"], stored.summary["acc"], stored.files) == (0.01, 0.7, ())
+        assert "pruned" in stored.tags
+    writes = [u.storage_id for u in _calls(backend, "update_run")]
+    deletes = [path for path, _ in _calls(backend, "delete_files")]
+    assert sorted(writes) == ["sid-a", "sid-b", "sid-c"]
+    assert sorted(deletes) == ["acme/vision/a", "acme/vision/b", "acme/vision/c"]
+
+
+def test_apply_plan_resumes_when_write_landed_but_was_not_journaled(tmp_path: Path) -> None:
+    """Killed between the UpsertBucket landing and its journal record: the re-run sees it and
+    only deletes the files."""
+    plan, backend = _three_run_plan()
+    original = backend.update_run
+
+    def land_then_die(update: RunUpdate) -> None:
+        original(update)
+        if update.storage_id == "sid-a":
+            raise Crash
+
+    backend.update_run = land_then_die  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        _apply(plan, backend, tmp_path)
+    backend.update_run = original  # type: ignore[method-assign]
+    result, _ = _apply(plan, backend, tmp_path)
+    assert result.ok
+    assert sorted(u.storage_id for u in _calls(backend, "update_run")) == ["sid-a", "sid-b", "sid-c"]
+
+
+def test_apply_plan_resumed_run_changed_by_someone_else_is_stale(tmp_path: Path) -> None:
+    """A run in flight at the crash that someone else then edited is stale, not finished."""
+    plan, backend = _three_run_plan()
+
+    def crash(event: Any) -> None:
+        if isinstance(event, ev.RunMetadataWritten) and event.run == "acme/vision/a":
+            raise Crash
+
+    with pytest.raises(Crash):
+        _apply(plan, backend, tmp_path, observers=[crash])
+    stored = backend.runs["sid-a"]
+    backend.runs["sid-a"] = dataclasses.replace(stored, summary={**stored.summary, "acc": 0.1})
+    result, _ = _apply(plan, backend, tmp_path)
+    assert [r for r, _ in result.stale] == ["acme/vision/a"]
+    assert len(backend.run("acme", "vision", "a").files or ()) == 2  # its files were not deleted
+
+
+def test_apply_plan_reports_journaled_stale_runs_again_without_writing(tmp_path: Path) -> None:
+    """Applying the same plan again skips finished runs and reports the stale ones again."""
+    a, b = live_run("a"), live_run("b")
+    backend = MemoryBackend([a, b])
+    plan = make_plan(run_plan(a, [config_set("lr", 0.1, 0.2)]), run_plan(b, [config_set("lr", 0.1, 0.2)]))
+    backend.runs["sid-a"] = dataclasses.replace(backend.runs["sid-a"], config={**a.config, "lr": 9})
+    _apply(plan, backend, tmp_path)
+    calls_before = len(backend.calls)
+    result, seen = _apply(plan, backend, tmp_path)
+    assert len(backend.calls) == calls_before  # nothing read, nothing written
+    assert result.skipped == 2 and [r for r, _ in result.stale] == ["acme/vision/a"]
+    assert result.runs_changed == 1
+    assert sum(isinstance(e, ev.RunSkipped) for e in seen) == 2

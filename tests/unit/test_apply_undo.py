@@ -1,0 +1,150 @@
+"""Unit tests of backups, the undo plan and its round trip through the memory backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconcile.apply.backup import backup_path
+from reconcile.apply.executor import ApplyResult, apply_plan
+from reconcile.apply.journal import Journal
+from reconcile.apply.undo import invert
+from reconcile.backend import RunUpdate
+from reconcile.backend.memory import MemoryBackend
+from reconcile.errors import ApplyError
+from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, Plan
+from reconcile.planfile import read_plan, write_plan
+from tests.unit.apply_helpers import (
+    config_set,
+    file_delete,
+    live_file,
+    live_run,
+    make_plan,
+    run_plan,
+    string_set,
+    summary_set,
+    tag,
+    unset,
+)
+
+
+def _apply(plan: Plan, backend: MemoryBackend, journal: Path, **kw: Any) -> ApplyResult:
+    handle = Journal.open(journal, plan)
+    try:
+        return apply_plan(plan, backend, journal=handle, parallelism=2, sleep=lambda _s: None, **kw)
+    finally:
+        handle.close()
+
+
+@pytest.mark.parametrize("name", ["../escape.pt", "a/../../b", "/etc/passwd", "nul\x00.pt", "a\\..\\b", ""])
+def test_backup_path_refuses_names_escaping_the_backup_dir(tmp_path: Path, name: str) -> None:
+    """Absolute names, .. segments, NUL and backslashes never become a path outside DIR."""
+    with pytest.raises(ApplyError, match="refusing to back up"):
+        backup_path(tmp_path, "acme", "vision", "a", name)
+
+
+def test_backup_path_places_file_under_entity_project_run(tmp_path: Path) -> None:
+    """DIR/<entity>/<project>/<run id>/<path in run>."""
+    assert backup_path(tmp_path, "acme", "vision", "a", "media/x.png") == \
+        tmp_path.resolve() / "acme" / "vision" / "a" / "media" / "x.png"
+
+
+def test_apply_plan_escaping_file_name_fails_run_and_keeps_file(tmp_path: Path) -> None:
+    """With --backup-dir, a file whose name would escape DIR is neither backed up nor deleted."""
+    evil = live_file("f1", "../../evil.pt", 3)
+    run = live_run("a", files=[evil])
+    backend = MemoryBackend([run])
+    backend.add_run(run, {"../../evil.pt": b"abc"})
+    result = _apply(make_plan(run_plan(run, [file_delete(evil)])), backend, tmp_path / "j.jsonl",
+                    backup_dir=tmp_path / "backup")
+    assert [r for r, _ in result.failed] == ["acme/vision/a"]
+    assert "refusing to back up" in result.failed[0][1]
+    assert backend.run("acme", "vision", "a").files == (evil,)
+    assert not (tmp_path / "evil.pt").exists()
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (config_set("lr", 0.1, 0.2), (ChangeOp.SET, 0.2, 0.1)),
+    (config_set("new", None, 1, created=True), (ChangeOp.UNSET, 1, None)),
+    (unset(ChangeKind.SUMMARY, "loss", 0.2), (ChangeOp.SET, None, 0.2)),
+    (tag(ChangeOp.ADD, "x"), (ChangeOp.REMOVE, "x", None)),
+    (tag(ChangeOp.REMOVE, "x"), (ChangeOp.ADD, None, "x")),
+    (string_set(ChangeKind.NOTES, None, "hello"), (ChangeOp.SET, "hello", None)),
+])
+def test_invert_swaps_before_and_after(change: Change, expected: tuple[Any, ...]) -> None:
+    """Each inverse sets the before-value back (created keys unset, tag add <-> remove)."""
+    inverse = invert(change)
+    assert inverse is not None
+    assert (inverse.op, inverse.before, inverse.after) == expected
+    assert inverse.kind is change.kind and inverse.key == change.key
+
+
+def test_invert_reverses_a_rename() -> None:
+    """A rename a -> b is undone by the rename b -> a."""
+    rename = Change(ChangeKind.SUMMARY, ChangeOp.RENAME, ("b",), 1, 1, ("r",), from_key=("a",))
+    inverse = invert(rename)
+    assert inverse is not None and (inverse.key, inverse.from_key) == (("a",), ("b",))
+
+
+def test_backup_and_undo_round_trip_restores_files_and_metadata(tmp_path: Path) -> None:
+    """Apply with backups, then apply the undo plan: bytes, config, summary, tags and name are back."""
+    ckpt, keep = live_file("f1", "ckpt/1.pt", 5), live_file("f2", "best.pt", 4)
+    run = live_run("a", files=[ckpt, keep])
+    backend = MemoryBackend(config_writes=ConfigWrites.REPLACE)
+    backend.add_run(run, {"ckpt/1.pt": b"12345", "best.pt": b"best"})
+    original = backend.run("acme", "vision", "a")
+    changes = [config_set("lr", 0.1, 0.2), config_set("added", None, "x", created=True),
+               summary_set("acc", 0.5, 0.8), unset(ChangeKind.SUMMARY, "loss", 0.2), tag(ChangeOp.ADD, "t"),
+               tag(ChangeOp.REMOVE, "wip"), string_set(ChangeKind.NAME, run.name, "renamed"), file_delete(ckpt)]
+    plan = make_plan(run_plan(run, changes, config_writes=ConfigWrites.REPLACE))
+    result = _apply(plan, backend, tmp_path / "j.jsonl", backup_dir=tmp_path / "backup")
+    assert result.ok and result.undo is not None
+    assert (tmp_path / "backup/acme/vision/a/ckpt/1.pt").read_bytes() == b"12345"
+    write_plan(result.undo, tmp_path / "undo.json")
+    undo = read_plan(tmp_path / "undo.json")
+    [undo_rp] = undo.runs
+    adds = [c for c in undo_rp.changes if c.kind is ChangeKind.FILE]
+    assert [(c.op, c.key, c.after) for c in adds] == [(ChangeOp.ADD, ("ckpt/1.pt",), 5)]
+    undone = _apply(undo, backend, tmp_path / "undo.journal.jsonl")
+    assert undone.ok, undone
+    restored = backend.run("acme", "vision", "a")
+    assert (restored.config, restored.summary, restored.name) == (original.config, original.summary, original.name)
+    assert sorted(restored.tags) == sorted(original.tags)
+    by_name = {f.name: f for f in restored.files or ()}
+    assert backend.contents[by_name["ckpt/1.pt"].id] == b"12345"
+    assert backend.contents[by_name["best.pt"].id] == b"best"
+
+
+def test_undo_plan_refused_for_run_changed_since(tmp_path: Path) -> None:
+    """The undo plan's fingerprint comes from the read-back state: a later edit makes it stale."""
+    run = live_run("a")
+    backend = MemoryBackend([run])
+    result = _apply(make_plan(run_plan(run, [config_set("lr", 0.1, 0.2)])), backend, tmp_path / "j.jsonl")
+    assert result.undo is not None
+    backend.update_run(RunUpdate(storage_id="sid-a", config={"lr": 0.3}))
+    undone = _apply(result.undo, backend, tmp_path / "u.jsonl")
+    assert [r for r, _ in undone.stale] == ["acme/vision/a"]
+    assert backend.run("acme", "vision", "a").config["lr"] == 0.3
+
+
+def test_undo_plan_includes_runs_finished_before_a_crash(tmp_path: Path) -> None:
+    """After a resumed apply, the undo plan still covers runs the first attempt finished."""
+    a, b = live_run("a"), live_run("b")
+    backend = MemoryBackend([a, b])
+    plan = make_plan(run_plan(a, [config_set("lr", 0.1, 0.2)]), run_plan(b, [config_set("lr", 0.1, 0.3)]))
+
+    class Crash(BaseException):
+        pass
+
+    def crash(event: Any) -> None:
+        if type(event).__name__ == "RunStarted" and event.run == "acme/vision/b":
+            raise Crash
+
+    journal = tmp_path / "j.jsonl"
+    with pytest.raises(Crash):
+        _apply(plan, backend, journal, observers=[crash])
+    result = _apply(plan, backend, journal)
+    assert result.undo is not None
+    assert sorted(r.path for r in result.undo.runs) == ["acme/vision/a", "acme/vision/b"]
