@@ -43,7 +43,8 @@ def live_file(file_id: str, name: str, size: int = 10) -> LiveFile:
 
 def config_set(key: str, before: Any, after: Any, *, created: bool = False) -> Change:
     """config.<key> = after."""
-    return Change(ChangeKind.CONFIG, ChangeOp.SET, tuple(key.split(".")), before, after, ("r",), created=created)
+    return Change(ChangeKind.CONFIG, ChangeOp.SET, tuple(key.split(".")), before, after, ("r",),
+                  created=created)
 
 
 def summary_set(key: str, before: Any, after: Any, *, created: bool = False) -> Change:

@@ -56,7 +56,8 @@ def test_apply_plan_sends_only_changed_config_subtree_on_merge(tmp_path: Path) -
     rp = run_plan(run, [config_set("optimizer.lr", None, 0.5, created=True), string_set(ChangeKind.NAME,
                                                                                           run.name, "new")])
     result, _ = _apply(make_plan(rp), backend, tmp_path)
-    assert result.ok and result.runs_changed == 1
+    assert result.ok
+    assert result.runs_changed == 1
     [update] = _calls(backend, "update_run")
     assert update == RunUpdate(storage_id="sid-a", display_name="new", config={"optimizer": {"lr": 0.5}})
     stored = backend.run("acme", "vision", "a")
@@ -67,7 +68,8 @@ def test_apply_plan_sends_fresh_whole_config_on_replace(tmp_path: Path) -> None:
     """On a replacing server the UpsertBucket carries the fresh config with the changes made."""
     run = live_run("a")
     backend = MemoryBackend([run], config_writes=ConfigWrites.REPLACE)
-    rp = run_plan(run, [unset(ChangeKind.CONFIG, "optimizer.momentum", 0.9)], config_writes=ConfigWrites.REPLACE)
+    rp = run_plan(run, [unset(ChangeKind.CONFIG, "optimizer.momentum", 0.9)],
+                  config_writes=ConfigWrites.REPLACE)
     # Someone adds an unrelated key after planning: the replace payload must keep it.
     backend.runs["sid-a"] = dataclasses.replace(backend.runs["sid-a"], config={**run.config, "extra": 1})
     result, _ = _apply(make_plan(rp), backend, tmp_path)
@@ -86,7 +88,8 @@ def test_apply_plan_builds_summary_from_fresh_read(tmp_path: Path) -> None:
     assert result.ok
     [update] = _calls(backend, "update_run")
     assert update.summary == {"acc": 0.9, "new": 3}
-    assert update.config is None and update.tags is None
+    assert update.config is None
+    assert update.tags is None
 
 
 def test_apply_plan_tags_add_and_remove_in_one_update(tmp_path: Path) -> None:
@@ -108,11 +111,12 @@ def test_apply_plan_stale_run_untouched_others_applied(tmp_path: Path) -> None:
     backend.runs["sid-a"] = dataclasses.replace(backend.runs["sid-a"], config={**a.config, "lr": 0.3})
     result, seen = _apply(plan, backend, tmp_path)
     assert [r for r, _ in result.stale] == ["acme/vision/a"]
-    assert not result.ok and result.runs_changed == 1
+    assert not result.ok
+    assert result.runs_changed == 1
     assert [u.storage_id for u in _calls(backend, "update_run")] == ["sid-b"]
     assert backend.run("acme", "vision", "a").config["lr"] == 0.3
-    assert "Apply complete: 1 runs changed, 0 files deleted (0 bytes freed), 1 stale, 0 failed." \
-        == result.summary_line
+    assert result.summary_line \
+        == "Apply complete: 1 runs changed, 0 files deleted (0 bytes freed), 1 stale, 0 failed."
     assert any(isinstance(e, ev.RunStale) for e in seen)
 
 
@@ -141,7 +145,8 @@ def test_apply_plan_deletes_all_files_of_a_run_in_one_request(tmp_path: Path) ->
     assert result.ok
     assert _calls(backend, "delete_files") == [("acme/vision/a", ("f1", "f2"))]
     assert backend.run("acme", "vision", "a").files == ()
-    assert result.files_deleted == 3 and result.bytes_freed == 300
+    assert result.files_deleted == 3
+    assert result.bytes_freed == 300
 
 
 def test_apply_plan_unconverged_config_unset_on_merge_server(tmp_path: Path) -> None:
@@ -151,7 +156,8 @@ def test_apply_plan_unconverged_config_unset_on_merge_server(tmp_path: Path) -> 
     plan = make_plan(run_plan(run, [unset(ChangeKind.CONFIG, "lr", 0.1), summary_set("acc", 0.5, 1.0)]))
     result, seen = _apply(plan, backend, tmp_path)
     assert result.unconverged == [("acme/vision/a", ("config.lr",))]
-    assert not result.ok and result.summary_line.endswith(", 1 did not converge.")
+    assert not result.ok
+    assert result.summary_line.endswith(", 1 did not converge.")
     assert any(isinstance(e, ev.RunUnconverged) for e in seen)
 
 
@@ -171,7 +177,8 @@ def test_apply_plan_retries_retryable_errors_with_injected_sleep(tmp_path: Path)
 
     backend.update_run = flaky  # type: ignore[method-assign]
     result, _ = _apply(plan, backend, tmp_path, sleep=sleeps.append)
-    assert result.ok and len(sleeps) == 1
+    assert result.ok
+    assert len(sleeps) == 1
     assert backend.run("acme", "vision", "a").config["lr"] == 0.2
 
 
@@ -201,7 +208,8 @@ def test_apply_plan_failed_run_reports_server_message_others_continue(tmp_path: 
     ({"limits": Limits(max_file_deletions=0)}, PlanError),
     ({"limits": Limits(max_bytes=5)}, PlanError),
 ])
-def test_apply_plan_refuses_unusable_plans(tmp_path: Path, change: dict[str, Any], error: type[Exception]) -> None:
+def test_apply_plan_refuses_unusable_plans(tmp_path: Path, change: dict[str, Any],
+                                           error: type[Exception]) -> None:
     """Another format or server, plan errors, or broken limits: refused before any write."""
     f1 = live_file("f1", "x.pt", 10)
     a, b = live_run("a", files=[f1]), live_run("b")
@@ -210,7 +218,8 @@ def test_apply_plan_refuses_unusable_plans(tmp_path: Path, change: dict[str, Any
     plan = dataclasses.replace(plan, **change)
     with pytest.raises(error):
         _apply(plan, backend, tmp_path)
-    assert not _calls(backend, "update_run") and not _calls(backend, "delete_files")
+    assert not _calls(backend, "update_run")
+    assert not _calls(backend, "delete_files")
 
 
 def test_apply_plan_journal_refuses_another_plans_journal(tmp_path: Path) -> None:
@@ -247,7 +256,9 @@ def test_apply_plan_resumes_after_crash_without_writing_twice(tmp_path: Path, cr
     with pytest.raises(Crash):
         _apply(plan, backend, tmp_path, observers=[crash])
     result, _ = _apply(plan, backend, tmp_path)
-    assert result.ok and result.runs_changed == 3 and result.files_deleted == 6
+    assert result.ok
+    assert result.runs_changed == 3
+    assert result.files_deleted == 6
     for run_id in ("a", "b", "c"):
         stored = backend.run("acme", "vision", run_id)
         assert (stored.config["lr"], stored.summary["acc"], stored.files) == (0.01, 0.7, ())
@@ -305,6 +316,7 @@ def test_apply_plan_reports_journaled_stale_runs_again_without_writing(tmp_path:
     calls_before = len(backend.calls)
     result, seen = _apply(plan, backend, tmp_path)
     assert len(backend.calls) == calls_before  # nothing read, nothing written
-    assert result.skipped == 2 and [r for r, _ in result.stale] == ["acme/vision/a"]
+    assert result.skipped == 2
+    assert [r for r, _ in result.stale] == ["acme/vision/a"]
     assert result.runs_changed == 1
     assert sum(isinstance(e, ev.RunSkipped) for e in seen) == 2

@@ -78,14 +78,16 @@ def test_invert_swaps_before_and_after(change: Change, expected: tuple[Any, ...]
     inverse = invert(change)
     assert inverse is not None
     assert (inverse.op, inverse.before, inverse.after) == expected
-    assert inverse.kind is change.kind and inverse.key == change.key
+    assert inverse.kind is change.kind
+    assert inverse.key == change.key
 
 
 def test_invert_reverses_a_rename() -> None:
     """A rename a -> b is undone by the rename b -> a."""
     rename = Change(ChangeKind.SUMMARY, ChangeOp.RENAME, ("b",), 1, 1, ("r",), from_key=("a",))
     inverse = invert(rename)
-    assert inverse is not None and (inverse.key, inverse.from_key) == (("a",), ("b",))
+    assert inverse is not None
+    assert (inverse.key, inverse.from_key) == (("a",), ("b",))
 
 
 def test_backup_and_undo_round_trip_restores_files_and_metadata(tmp_path: Path) -> None:
@@ -97,10 +99,12 @@ def test_backup_and_undo_round_trip_restores_files_and_metadata(tmp_path: Path) 
     original = backend.run("acme", "vision", "a")
     changes = [config_set("lr", 0.1, 0.2), config_set("added", None, "x", created=True),
                summary_set("acc", 0.5, 0.8), unset(ChangeKind.SUMMARY, "loss", 0.2), tag(ChangeOp.ADD, "t"),
-               tag(ChangeOp.REMOVE, "wip"), string_set(ChangeKind.NAME, run.name, "renamed"), file_delete(ckpt)]
+               tag(ChangeOp.REMOVE, "wip"), string_set(ChangeKind.NAME, run.name, "renamed"),
+               file_delete(ckpt)]
     plan = make_plan(run_plan(run, changes, config_writes=ConfigWrites.REPLACE))
     result = _apply(plan, backend, tmp_path / "j.jsonl", backup_dir=tmp_path / "backup")
-    assert result.ok and result.undo is not None
+    assert result.ok
+    assert result.undo is not None
     assert (tmp_path / "backup/acme/vision/a/ckpt/1.pt").read_bytes() == b"12345"
     write_plan(result.undo, tmp_path / "undo.json")
     undo = read_plan(tmp_path / "undo.json")
@@ -110,7 +114,8 @@ def test_backup_and_undo_round_trip_restores_files_and_metadata(tmp_path: Path) 
     undone = _apply(undo, backend, tmp_path / "undo.journal.jsonl")
     assert undone.ok, undone
     restored = backend.run("acme", "vision", "a")
-    assert (restored.config, restored.summary, restored.name) == (original.config, original.summary, original.name)
+    assert (restored.config, restored.summary) == (original.config, original.summary)
+    assert restored.name == original.name
     assert sorted(restored.tags) == sorted(original.tags)
     by_name = {f.name: f for f in restored.files or ()}
     assert backend.contents[by_name["ckpt/1.pt"].id] == b"12345"
