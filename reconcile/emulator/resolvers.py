@@ -108,7 +108,7 @@ def _viewer(_: Any, info: GraphQLResolveInfo) -> dict[str, Any]:
     viewer = info.context.store.viewer()
     return {"id": "VXNlcjox", "name": viewer["username"], "username": viewer["username"],
             "email": f"{viewer['username']}@example.invalid", "entity": viewer["entity"], "admin": False,
-            "flags": "{}", "teams": {"edges": [{"node": {"id": "RW50aXR5OjE=", "name": viewer["entity"]},
+            "flags": "{}", "deletedAt": None, "apiKeys": {"edges": []}, "teams": {"edges": [{"node": {"id": "RW50aXR5OjE=", "name": viewer["entity"]},
                                                  "cursor": "0"}]}}
 
 
