@@ -173,95 +173,111 @@ def _render(work: _RunWork, rule: Rule, what: str, template: str) -> str | None:
         return None
 
 
-def _plan_tags(work: _RunWork) -> None:
-    run = work.run
-    present: dict[str, list[str]] = {}  # tag -> rules that want it
-    absent: dict[str, list[str]] = {}  # tag -> rules that remove it
-    exact: list[tuple[str, frozenset[str]]] = []  # rules giving the exact set
+_TagWishes = tuple[dict[str, list[str]], dict[str, list[str]], list[tuple[str, frozenset[str]]]]
+
+
+def _tag_wishes(work: _RunWork) -> _TagWishes:
+    """Per tag, the rules that want it present and the rules that remove it; the exact sets."""
+    present: dict[str, list[str]] = {}
+    absent: dict[str, list[str]] = {}
+    exact: list[tuple[str, frozenset[str]]] = []
     for rule in work.rules:
+        wanted: list[str | None] = []
         if rule.set.tags is not None:
-            wanted = {t for t in (_render(work, rule, "tags", t) for t in rule.set.tags) if t is not None}
-            exact.append((rule.name, frozenset(wanted)))
-            for tag in wanted:
-                present.setdefault(tag, []).append(rule.name)
-        for template in rule.add_tags:
-            tag = _render(work, rule, "add_tags", template)
+            exact_tags = [_render(work, rule, "tags", t) for t in rule.set.tags]
+            exact.append((rule.name, frozenset(t for t in exact_tags if t is not None)))
+            wanted.extend(exact_tags)
+        wanted.extend(_render(work, rule, "add_tags", t) for t in rule.add_tags)
+        for tag in wanted:
             if tag is not None:
                 present.setdefault(tag, []).append(rule.name)
         for tag in rule.remove_tags:
             absent.setdefault(tag, []).append(rule.name)
-    if not (present or absent or exact):
-        return
+    return present, absent, exact
+
+
+def _plan_tags(work: _RunWork) -> None:
+    """Per-tag add/remove changes from exact sets, add_tags and remove_tags."""
+    run = work.run
+    present, absent, exact = _tag_wishes(work)
+
+    def removers(tag: str) -> list[str]:
+        return absent.get(tag, []) + [name for name, wanted in exact if tag not in wanted]
+
     conflicted: set[str] = set()
     for tag, adders in sorted(present.items()):
-        removers = absent.get(tag, []) + [name for name, wanted in exact if tag not in wanted]
-        if removers:
+        if removers(tag):
             conflicted.add(tag)
             work.error(
-                f"rules {_names([*adders, *removers])} disagree on tag {tag!r} of {run.path}: "
-                f"{_names(adders)} add it, {_names(removers)} remove it"
+                f"rules {_names([*adders, *removers(tag)])} disagree on tag {tag!r} of {run.path}: "
+                f"{_names(adders)} add it, {_names(removers(tag))} remove it"
             )
     live = set(run.tags)
     for tag, adders in present.items():
         if tag not in live and tag not in conflicted:
-            work.changes.append(Change(ChangeKind.TAGS, ChangeOp.ADD, (tag,), None, tag, tuple(dict.fromkeys(adders))))
+            rules = tuple(dict.fromkeys(adders))
+            work.changes.append(Change(ChangeKind.TAGS, ChangeOp.ADD, (tag,), None, tag, rules))
     for tag in live - conflicted:
-        removers = absent.get(tag, []) + [name for name, wanted in exact if tag not in wanted]
-        if removers:
-            work.changes.append(
-                Change(ChangeKind.TAGS, ChangeOp.REMOVE, (tag,), tag, None, tuple(dict.fromkeys(removers)))
-            )
+        if removers(tag):
+            rules = tuple(dict.fromkeys(removers(tag)))
+            work.changes.append(Change(ChangeKind.TAGS, ChangeOp.REMOVE, (tag,), tag, None, rules))
     if any(c.kind is ChangeKind.TAGS for c in work.changes):
         work.fields.add(("tags",))
 
 
-def _plan_section(work: _RunWork, kind: ChangeKind) -> None:
-    """Config or summary: set, unset and rename of the named keys only."""
-    run = work.run
+def _section_wishes(work: _RunWork, kind: ChangeKind) -> dict[KeyPath, list[_Want]]:
+    """Every rule's desired state per key path of config or summary (renames resolved on the run)."""
     section = kind.value
-    live_map = run.config if kind is ChangeKind.CONFIG else run.summary
+    live_map = work.run.config if kind is ChangeKind.CONFIG else work.run.summary
     wants: dict[KeyPath, list[_Want]] = {}
     for rule in work.rules:
-        sets = rule.set.config if kind is ChangeKind.CONFIG else rule.set.summary
-        unsets = rule.unset_config if kind is ChangeKind.CONFIG else rule.unset_summary
-        renames = rule.rename_config if kind is ChangeKind.CONFIG else rule.rename_summary
-        for path, value in sets.items():
+        config = kind is ChangeKind.CONFIG
+        for path, value in (rule.set.config if config else rule.set.summary).items():
             wants.setdefault(path, []).append(_Want(value, rule.name))
-        for path in unsets:
+        for path in rule.unset_config if config else rule.unset_summary:
             wants.setdefault(path, []).append(_Want(ABSENT, rule.name))
-        for old, new in renames:
+        for old, new in rule.rename_config if config else rule.rename_summary:
             old_value, new_value = lookup(live_map, old), lookup(live_map, new)
-            if old_value is ABSENT:
-                # Already done, or nothing to move; still claim the old key so a rule that
-                # sets it is reported instead of flip-flopping with this rename.
+            if old_value is ABSENT or (new_value is not ABSENT and same(old_value, new_value)):
+                # Done, nothing to move, or only the old copy left to drop. The old key is
+                # still claimed so a rule that sets it is reported instead of flip-flopping.
                 wants.setdefault(old, []).append(_Want(ABSENT, rule.name))
             elif new_value is ABSENT:
                 wants.setdefault(new, []).append(_Want(old_value, rule.name, (old, new)))
                 wants.setdefault(old, []).append(_Want(ABSENT, rule.name, (old, new)))
-            elif same(old_value, new_value):
-                wants.setdefault(old, []).append(_Want(ABSENT, rule.name))
             else:
                 work.fields.update({(section, *old), (section, *new)})
                 work.error(
                     f"rule {rule.name!r}: cannot rename {_dotted(section, old)} to {_dotted(section, new)} "
-                    f"on {run.path}: both exist with different values ({old_value!r} vs {new_value!r}) and "
-                    f"the rename would destroy {_dotted(section, new)}; remove one of them first"
+                    f"on {work.run.path}: both exist with different values ({old_value!r} vs {new_value!r}) "
+                    f"and the rename would destroy {_dotted(section, new)}; remove one of them first"
                 )
+    return wants
 
+
+def _resolve(work: _RunWork, section: str, wants: Mapping[KeyPath, list[_Want]]) -> dict[KeyPath, Any]:
+    """One desired state per key path; disagreeing rules are an error for the run."""
     desired: dict[KeyPath, Any] = {}
     for path, path_wants in wants.items():
         first = path_wants[0]
         other = next((w for w in path_wants[1:] if not same(w.value, first.value)), None)
-        if other is not None:
-            work.fields.add((section, *path))
-            work.error(
-                f"rules {_names([first.rule, other.rule])} disagree on {_dotted(section, path)} of {run.path}: "
-                f"{_show(first.value)} vs {_show(other.value)}"
-            )
+        if other is None:
+            desired[path] = first.value
             continue
-        desired[path] = first.value
+        work.fields.add((section, *path))
+        work.error(
+            f"rules {_names([first.rule, other.rule])} disagree on {_dotted(section, path)} of "
+            f"{work.run.path}: {_show(first.value)} vs {_show(other.value)}"
+        )
     _drop_overlaps(work, section, desired, wants)
+    return desired
 
+
+def _section_changes(
+    kind: ChangeKind, live_map: Mapping[str, Any], desired: Mapping[KeyPath, Any],
+    wants: Mapping[KeyPath, list[_Want]],
+) -> dict[KeyPath, Change]:
+    """The changes that bring ``live_map`` to ``desired``; a two-halved rename becomes one RENAME."""
     changes: dict[KeyPath, Change] = {}
     for path, value in desired.items():
         live = lookup(live_map, path)
@@ -269,31 +285,35 @@ def _plan_section(work: _RunWork, kind: ChangeKind) -> None:
         if value is ABSENT:
             if live is not ABSENT:
                 changes[path] = Change(kind, ChangeOp.UNSET, path, live, None, rules)
-        elif live is ABSENT or not same(live, value):
-            created = live is ABSENT
-            changes[path] = Change(kind, ChangeOp.SET, path, None if created else live, value, rules, created=created)
+        elif live is ABSENT:
+            changes[path] = Change(kind, ChangeOp.SET, path, None, value, rules, created=True)
+        elif not same(live, value):
+            changes[path] = Change(kind, ChangeOp.SET, path, live, value, rules)
+    renames = {w.rename for path_wants in wants.values() for w in path_wants if w.rename is not None}
+    for old, new in sorted(renames):
+        if old in changes and new in changes and changes[new].op is ChangeOp.SET:
+            rules = tuple(dict.fromkeys((*changes[new].rules, *changes[old].rules)))
+            value = changes[new].after
+            del changes[old]
+            changes[new] = Change(kind, ChangeOp.RENAME, new, value, value, rules, from_key=old)
+    return changes
 
-    # A rename whose two halves are both still to do is one RENAME change.
-    for path_wants in wants.values():
-        for want in path_wants:
-            if want.rename is None:
-                continue
-            old, new = want.rename
-            if old in changes and new in changes and changes[new].op is ChangeOp.SET:
-                rules = tuple(dict.fromkeys((*changes[new].rules, *changes[old].rules)))
-                value = changes[new].after
-                del changes[old]
-                changes[new] = Change(kind, ChangeOp.RENAME, new, value, value, rules, from_key=old)
 
-    for path, change in changes.items():
+def _plan_section(work: _RunWork, kind: ChangeKind) -> None:
+    """Config or summary: set, unset and rename of the named keys only."""
+    section = kind.value
+    wants = _section_wishes(work, kind)
+    desired = _resolve(work, section, wants)
+    live_map = work.run.config if kind is ChangeKind.CONFIG else work.run.summary
+    for path, change in _section_changes(kind, live_map, desired, wants).items():
         if kind is ChangeKind.CONFIG and change.op in (ChangeOp.UNSET, ChangeOp.RENAME):
-            removed = change.from_key if change.op is ChangeOp.RENAME else path
-            assert removed is not None
+            removed = change.from_key if change.from_key is not None else path
             removers = {w.rule for w in wants[removed] if w.value is ABSENT}
             merging = [r.name for r in work.rules if r.name in removers and not _replaces(r)]
             if merging:
+                # Never promise a removal the server will undo (wandb/wandb#11055).
                 work.fields.add((section, *removed))
-                work.error(_merge_removal_error(merging, run, removed, change.op))
+                work.error(_merge_removal_error(merging, work.run, removed, change.op))
                 continue
         work.fields.add((section, *path))
         if change.from_key is not None:

@@ -38,13 +38,16 @@ def glob_matches(name: str, patterns: Sequence[str]) -> bool:
     return bool(patterns) and glob.globmatch(name, list(patterns), flags=_FLAGS)
 
 
-def select(rule: FilesRule, files: Iterable[LiveFile], *, keep: Sequence[str], now: datetime) -> list[LiveFile]:
+def select(
+    rule: FilesRule, files: Iterable[LiveFile], *, keep: Sequence[str], now: datetime
+) -> list[LiveFile]:
     """The files ``rule`` would delete from one run, before ``unless_top``.
 
-    ``keep`` holds the keep globs of every rule that matches the run (any rule's keep
-    wins). ``keep_last`` ranks the candidates left after protection and the
+    ``keep`` holds the keep globs of the other rules that match the run (any rule's keep
+    wins; the rule's own are always added). ``keep_last`` ranks the candidates left after protection and the
     ``older_than``/``larger_than`` narrowing, so it can only spare more files.
     """
+    keep = (*rule.keep, *keep)
     candidates = [
         f
         for f in files

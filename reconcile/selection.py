@@ -10,8 +10,9 @@ documented, so tag conditions become one ``$in`` per tag under ``$and``.
 from __future__ import annotations
 
 import math
+import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -25,7 +26,9 @@ MAX_SERVER_IDS = 1000
 
 _OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$regex"})
 _LOGICAL = frozenset({"$and", "$or", "$nor"})
-_SIMPLE_KEYS = frozenset({"state", "name", "displayName", "display_name", "tags", "group", "jobType", "createdAt"})
+_SIMPLE_KEYS = frozenset(
+    {"state", "name", "displayName", "display_name", "tags", "group", "jobType", "createdAt"}
+)
 _MISSING = object()
 
 
@@ -133,24 +136,20 @@ def matches(rule: Rule, run: LiveRun, now: datetime) -> bool:
     validate_filters(rule)
     if not m.all and not _has_condition(rule):
         return False  # an empty match selects nothing: `all: true` is the only way to match every run
-    if m.ids is not None and run.id not in m.ids:
-        return False
-    if m.state is not None and run.state not in m.state:
-        return False
-    if m.tags is not None and not set(m.tags) <= set(run.tags):
-        return False
-    if m.group is not None and run.group != m.group:
-        return False
-    if m.job_type is not None and run.job_type != m.job_type:
-        return False
     before = _created_before(rule, now)
-    if before is not None and not run.created_at < before:
-        return False
-    if m.created_after is not None and not run.created_at > m.created_after:
-        return False
-    if m.name is not None and (run.name is None or not fnmatch.fnmatch(run.name, m.name, flags=fnmatch.CASE)):
-        return False
-    return m.filters is None or _eval(rule, run, m.filters)
+    checks: tuple[Callable[[], bool], ...] = (
+        lambda: m.ids is None or run.id in m.ids,
+        lambda: m.state is None or run.state in m.state,
+        lambda: m.tags is None or set(m.tags) <= set(run.tags),
+        lambda: m.group is None or run.group == m.group,
+        lambda: m.job_type is None or run.job_type == m.job_type,
+        lambda: before is None or run.created_at < before,
+        lambda: m.created_after is None or run.created_at > m.created_after,
+        lambda: m.name is None
+        or (run.name is not None and fnmatch.fnmatch(run.name, m.name, flags=fnmatch.CASE)),
+        lambda: m.filters is None or _eval(rule, run, m.filters),
+    )
+    return all(check() for check in checks)
 
 
 # ---- the Mongo-style filter, evaluated on a LiveRun
@@ -180,7 +179,9 @@ def _validate(rule: Rule, flt: Any) -> None:
                     try:
                         re.compile(str(operand))
                     except re.error as exc:
-                        raise PlanError(f"rule {rule.name!r}: match.filters {key}: bad $regex: {exc}") from exc
+                        raise PlanError(
+                            f"rule {rule.name!r}: match.filters {key}: bad $regex: {exc}"
+                        ) from exc
 
 
 def _unsupported(rule: Rule, what: str) -> str:
@@ -265,20 +266,21 @@ def _candidates(value: Any) -> list[Any]:
 
 
 def _apply_op(op: str, operand: Any, value: Any) -> bool:
+    if op in _NEGATED:
+        return not _apply_op(_NEGATED[op], operand, value)
     if op == "$exists":
         return (value is not _MISSING) == bool(operand)
     if op == "$eq":
         return any(_equal(v, operand) for v in _candidates(value))
-    if op == "$ne":
-        return not _apply_op("$eq", operand, value)
     if op == "$in":
         return any(_apply_op("$eq", item, value) for item in operand)
-    if op == "$nin":
-        return not _apply_op("$in", operand, value)
     if op == "$regex":
         pattern = re.compile(str(operand))
         return any(isinstance(v, str) and pattern.search(v) is not None for v in _candidates(value))
     return any(_compare(op, v, operand) for v in _candidates(value))
+
+
+_NEGATED = {"$ne": "$eq", "$nin": "$in"}
 
 
 def _equal(value: Any, operand: Any) -> bool:
@@ -307,24 +309,26 @@ def _as_time(operand: Any) -> datetime | None:
 
 
 def _is_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and not (isinstance(x, float) and math.isnan(x))
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return False
+    return not (isinstance(x, float) and math.isnan(x))
+
+
+_ORDER = {
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+}
 
 
 def _compare(op: str, value: Any, operand: Any) -> bool:
-    if value is _MISSING or value is None:
-        return False
     if isinstance(value, datetime):
         operand = _as_time(operand)
-        if operand is None:
-            return False
-    elif _is_number(value) and _is_number(operand):
-        pass
-    elif not (isinstance(value, str) and isinstance(operand, str)):
-        return False  # MongoDB compares only within one type
-    if op == "$gt":
-        return bool(value > operand)
-    if op == "$gte":
-        return bool(value >= operand)
-    if op == "$lt":
-        return bool(value < operand)
-    return bool(value <= operand)
+        comparable = operand is not None
+    else:
+        # MongoDB compares only within one type: numbers with numbers, strings with strings.
+        comparable = (_is_number(value) and _is_number(operand)) or (
+            isinstance(value, str) and isinstance(operand, str)
+        )
+    return comparable and bool(_ORDER[op](value, operand))

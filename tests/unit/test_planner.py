@@ -58,7 +58,12 @@ def run(run_id: str = "abc123", **over: Any) -> LiveRun:
         "name": "brave-river-1",
         "state": "finished",
         "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
-        "config": {"_wandb": {"cli_version": "0.31.0"}, "lr": 0.1, "model": "resnet50", "optimizer": {"name": "sgd"}},
+        "config": {
+            "_wandb": {"cli_version": "0.31.0"},
+            "lr": 0.1,
+            "model": "resnet50",
+            "optimizer": {"name": "sgd"},
+        },
         "summary": {"val_acc": 0.91, "loss": 0.2, "_runtime": 12},
         "tags": ("wip",),
         "group": "g1",
@@ -148,7 +153,12 @@ def test_plan_config_unset_on_replace_target() -> None:
     """On a replacing server a config unset is planned; an absent key is no change."""
     p = plan_of(rule(target=REPLACE, unset_config=(("model",), ("nope",))))
     [change] = only_changes(p)
-    assert (change.kind, change.op, change.key, change.before) == (ChangeKind.CONFIG, ChangeOp.UNSET, ("model",), "resnet50")
+    assert (change.kind, change.op, change.key, change.before) == (
+        ChangeKind.CONFIG,
+        ChangeOp.UNSET,
+        ("model",),
+        "resnet50",
+    )
     assert p.runs[0].config_writes is ConfigWrites.REPLACE
 
 
@@ -175,7 +185,12 @@ def test_plan_internal_keys_are_left_alone() -> None:
     """Unnamed internal keys never appear; named ones are managed."""
     p = plan_of(rule(set={"config": {("lr",): 0.1}, "summary": {("_runtime",): 13}}))
     [change] = only_changes(p)
-    assert (change.kind, change.key, change.before, change.after) == (ChangeKind.SUMMARY, ("_runtime",), 12, 13)
+    assert (change.kind, change.key, change.before, change.after) == (
+        ChangeKind.SUMMARY,
+        ("_runtime",),
+        12,
+        13,
+    )
 
 
 @pytest.mark.parametrize(
@@ -212,7 +227,10 @@ def test_plan_config_rename_needs_replace_target() -> None:
     assert "config.lr" in error
     [change] = only_changes(plan_of(rule("mv", target=REPLACE, **r)))
     assert (change.op, change.key, change.from_key, change.after) == (
-        ChangeOp.RENAME, ("learning_rate",), ("lr",), 0.1,
+        ChangeOp.RENAME,
+        ("learning_rate",),
+        ("lr",),
+        0.1,
     )
 
 
@@ -354,8 +372,14 @@ def test_plan_same_value_twice_lists_both_rules() -> None:
 def test_plan_idempotent_when_run_already_matches() -> None:
     """A run that already looks like the spec gives no RunPlan."""
     r = rule(
-        set={"config": {("lr",): 0.1}, "summary": {("val_acc",): 0.91}, "tags": ("wip",), "name": "brave-river-1",
-             "group": "g1", "job_type": "train"},
+        set={
+            "config": {("lr",): 0.1},
+            "summary": {("val_acc",): 0.91},
+            "tags": ("wip",),
+            "name": "brave-river-1",
+            "group": "g1",
+            "job_type": "train",
+        },
         add_tags=("wip",),
         remove_tags=("old",),
         unset_summary=(("gone",),),
@@ -419,7 +443,10 @@ def test_plan_runs_sorted_by_path_and_changes_by_kind() -> None:
 @pytest.mark.parametrize(
     ("limits", "message"),
     [
-        (Limits(max_changed_runs=2), "limits.max_changed_runs is 2 but the plan has 3 runs to change (1 over)"),
+        (
+            Limits(max_changed_runs=2),
+            "limits.max_changed_runs is 2 but the plan has 3 runs to change (1 over)",
+        ),
         (Limits(max_changed_runs=3), None),
     ],
 )
@@ -446,7 +473,11 @@ def test_plan_streams_and_keeps_only_changed_runs() -> None:
     p = builder.finish()
     assert [rp.run_id for rp in p.runs] == ["7"]
     assert (p.runs_read, len(consumed), p.created_at, p.base_url, p.spec_digest) == (
-        1000, 1000, NOW, URL, "sha256:digest",
+        1000,
+        1000,
+        NOW,
+        URL,
+        "sha256:digest",
     )
 
 

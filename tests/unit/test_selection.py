@@ -190,7 +190,13 @@ def test_matches_evaluates_filters_client_side(flt: dict[str, Any], expected: bo
 
 @pytest.mark.parametrize(
     "flt",
-    [{"username": "me"}, {"config.x": {"$all": [1]}}, {"$where": "1"}, {"summary.x": 1}, {"tags": {"$in": "a"}}],
+    [
+        {"username": "me"},
+        {"config.x": {"$all": [1]}},
+        {"$where": "1"},
+        {"summary.x": 1},
+        {"tags": {"$in": "a"}},
+    ],
 )
 def test_matches_refuses_filters_it_cannot_check(flt: dict[str, Any]) -> None:
     """An unknown key or operator is a PlanError naming the rule."""

@@ -1,0 +1,136 @@
+"""Tests of file retention selectors: globs, keep, system files, age, size, keep_last, ranking."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from reconcile import retention
+from reconcile.models import FilesRule, Goal, LiveFile, LiveRun, UnlessTop
+
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+
+def f(name: str, *, days: float = 100, size: int = 1000) -> LiveFile:
+    """A file last updated ``days`` before NOW."""
+    return LiveFile(id=f"id-{name}", name=name, size=size, updated_at=NOW - timedelta(days=days))
+
+
+def names(files: list[LiveFile]) -> list[str]:
+    """The names of files."""
+    return [x.name for x in files]
+
+
+def select(rule: FilesRule, files: list[LiveFile], keep: tuple[str, ...] = ()) -> list[str]:
+    """Names the rule would delete."""
+    return names(retention.select(rule, files, keep=keep, now=NOW))
+
+
+def test_select_globs_star_within_segment_globstar_across() -> None:
+    """`*` stays inside one path segment; `**` crosses segments."""
+    files = [f("a.ckpt"), f("ckpt/b.ckpt"), f("media/images/x/y.png"), f("media/c.png")]
+    assert select(FilesRule(delete=("*.ckpt",)), files) == ["a.ckpt"]
+    assert select(FilesRule(delete=("**/*.ckpt",)), files) == ["a.ckpt", "ckpt/b.ckpt"]
+    assert select(FilesRule(delete=("media/images/**",)), files) == ["media/images/x/y.png"]
+
+
+def test_select_keep_protects() -> None:
+    """Keep globs (from any matching rule) win over delete."""
+    files = [f("model-best.ckpt"), f("a.ckpt")]
+    assert select(FilesRule(delete=("*.ckpt",), keep=("model-best.*",)), files) == ["a.ckpt"]
+    assert select(FilesRule(delete=("*.ckpt",)), files, keep=("a.*",)) == ["model-best.ckpt"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "wandb-metadata.json",
+        "wandb-summary.json",
+        "config.yaml",
+        "requirements.txt",
+        "output.log",
+        "diff.patch",
+        "code/train.py",
+        "code/src/model.py",
+    ],
+)
+def test_select_protects_system_files(name: str) -> None:
+    """W&B's own files survive a catch-all delete unless allow_system_files is set."""
+    files = [f(name)]
+    assert select(FilesRule(delete=("**",)), files) == []
+    assert select(FilesRule(delete=("**",), allow_system_files=True), files) == [name]
+
+
+def test_select_older_than_and_larger_than_narrow() -> None:
+    """Only old enough and large enough candidates are deleted (strictly)."""
+    files = [
+        f("old-big", days=40, size=2000),
+        f("new-big", days=10, size=2000),
+        f("old-small", days=40, size=10),
+        f("edge", days=30, size=1000),
+    ]
+    rule = FilesRule(delete=("*",), older_than=timedelta(days=30), larger_than=1000)
+    assert select(rule, files) == ["old-big"]
+
+
+def test_select_keep_last_keeps_newest_with_name_ties() -> None:
+    """keep_last spares the N newest candidates; equal times break by name."""
+    files = [f("c", days=1), f("b", days=1), f("a", days=5), f("d", days=9)]
+    assert select(FilesRule(delete=("*",), keep_last=2), files) == ["a", "d"]
+    assert select(FilesRule(delete=("*",), keep_last=1), files) == ["a", "c", "d"]
+    assert select(FilesRule(delete=("*",), keep_last=10), files) == []
+
+
+def test_select_keep_last_counts_only_remaining_candidates() -> None:
+    """keep_last ranks what survives protection and narrowing, so it only spares more."""
+    files = [f("best.ckpt", days=0), f("new.ckpt", days=1), f("a.ckpt", days=50), f("b.ckpt", days=60)]
+    rule = FilesRule(delete=("*.ckpt",), keep=("best.*",), older_than=timedelta(days=30), keep_last=1)
+    assert select(rule, files) == ["b.ckpt"]
+
+
+def run_with(summary: dict[str, Any]) -> LiveRun:
+    """A run with this summary."""
+    return LiveRun("e", "p", "r", "s", None, "finished", NOW, {}, summary, ())
+
+
+@pytest.mark.parametrize(
+    ("summary", "expected"),
+    [
+        ({"acc": 0.5}, 0.5),
+        ({"acc": 3}, 3.0),
+        ({"acc": float("nan")}, None),
+        ({"acc": True}, None),
+        ({"acc": "0.5"}, None),
+        ({}, None),
+    ],
+)
+def test_metric_value_numbers_only(summary: dict[str, Any], expected: float | None) -> None:
+    """Missing, NaN, bool and string metrics count as missing."""
+    assert retention.metric_value(run_with(summary), ("acc",)) == expected
+
+
+def test_metric_value_nested() -> None:
+    """Nested metrics are looked up by key path."""
+    assert retention.metric_value(run_with({"val": {"acc": 0.7}}), ("val", "acc")) == 0.7
+
+
+def test_top_runs_ranks_by_goal_missing_last_ties_by_id() -> None:
+    """Maximize/minimize, missing last, ties by run id."""
+    scores = [("d", None), ("b", 0.9), ("a", 0.9), ("c", 0.1), ("e", None)]
+    assert retention.top_runs(scores, Goal.MAXIMIZE, 2) == {"a", "b"}
+    assert retention.top_runs(scores, Goal.MINIMIZE, 2) == {"c", "a"}
+    assert retention.top_runs(scores, Goal.MAXIMIZE, 4) == {"a", "b", "c", "d"}
+    assert retention.top_runs(scores, Goal.MAXIMIZE, 0) == frozenset()
+
+
+def test_describe_shows_size_and_age() -> None:
+    """Display detail has a human size and an age in days."""
+    assert retention.describe(f("x", days=320, size=120_000_000), NOW) == "114.44 MiB, 320 days old"
+    assert retention.describe(f("x", days=1, size=10), NOW) == "10 bytes, 1 day old"
+
+
+def test_unless_top_model_is_plain_data() -> None:
+    """UnlessTop carries a key path metric (sanity for the planner tests)."""
+    assert UnlessTop(("val_acc",), Goal.MAXIMIZE, 3).metric == ("val_acc",)
