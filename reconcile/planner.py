@@ -14,6 +14,7 @@ left alone unless a rule's ``match.state`` names that state (wandb/wandb#4377).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,6 +84,10 @@ def same(a: Any, b: Any) -> bool:
     """
     if a is ABSENT or b is ABSENT:
         return a is b
+    if type(a) is type(b) and isinstance(a, str | int | type(None)):
+        return bool(a == b)  # the common case, ~100x cheaper than DeepDiff (bool is exact-typed here)
+    if type(a) is float and type(b) is float:
+        return a == b or (math.isnan(a) and math.isnan(b))
     diff = DeepDiff(
         _comparable(a), _comparable(b), ignore_type_in_groups=[(int, float)], ignore_nan_inequality=True
     )
