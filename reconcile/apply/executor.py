@@ -68,9 +68,9 @@ class ApplyResult:
     @property
     def summary_line(self) -> str:
         """``Apply complete: R runs changed, F files deleted (S freed), X stale, Y failed.``"""
+        freed = humanfriendly.format_size(self.bytes_freed, binary=True)  # as the plan's summary line
         line = (f"Apply complete: {self.runs_changed} runs changed, {self.files_deleted} files deleted "
-                f"({humanfriendly.format_size(self.bytes_freed)} freed), {len(self.stale)} stale, "
-                f"{len(self.failed)} failed")
+                f"({freed} freed), {len(self.stale)} stale, {len(self.failed)} failed")
         if self.unconverged:
             line += f", {len(self.unconverged)} did not converge"
         return line + "."

@@ -27,7 +27,7 @@ class ProgressBar:
         self._bar: Any = None
 
     def _status(self, _item: Any) -> str:
-        return f"{self.files} files deleted ({humanfriendly.format_size(self.bytes)} freed)"
+        return f"{self.files} files deleted ({humanfriendly.format_size(self.bytes, binary=True)} freed)"
 
     def __call__(self, event: ev.ApplyEvent) -> None:
         """Observer: start, advance and finish the bar."""
