@@ -1,0 +1,63 @@
+"""The loop users write today with the public ``wandb`` API: the change set of ``benchmarks/fixture.py``.
+
+    WANDB_BASE_URL=http://127.0.0.1:PORT WANDB_API_KEY=... python benchmarks/loop.py [--no-files]
+
+One run at a time, no sleeps, no batching: what a W&B user's cleanup script looks like
+(list runs with a filter; per run: edit config/tags/name, move a summary metric,
+``run.update()``; list the run's files and ``file.delete()`` each one to go).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from pathlib import Path
+
+import wandb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.fixture import (  # noqa: E402 - after the path fix, so the script runs from anywhere
+    ADD_TAGS, ENTITY, KEEP_CHECKPOINTS, NEW_CONFIG, PROJECT, REMOVE_TAGS, RENAME_SUMMARY, expected_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Apply the change set run by run; print how many runs and files were touched."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--no-files", action="store_true", help="skip the file deletions")
+    args = parser.parse_args(argv)
+    api = wandb.Api(timeout=60)
+    changed = deleted = 0
+    for run in api.runs(f"{ENTITY}/{PROJECT}", filters={"state": "finished"}):
+        for key, value in NEW_CONFIG.items():
+            if isinstance(value, dict):
+                run.config.setdefault(key, {}).update(value)
+            else:
+                run.config[key] = value
+        run.tags = [t for t in run.tags if t not in REMOVE_TAGS] + [t for t in ADD_TAGS if t not in run.tags]
+        run.name = expected_name(run.config, run.id)
+        old, new = RENAME_SUMMARY
+        if old in run.summary:
+            run.summary[new] = run.summary[old]
+            del run.summary[old]
+        run.update()  # UpsertBucket with the whole config, then a second one with the whole summary
+        changed += 1
+        if args.no_files:
+            continue
+        checkpoints = []
+        for f in run.files():
+            if fnmatch.fnmatchcase(f.name, "media/images/*"):
+                f.delete()
+                deleted += 1
+            elif fnmatch.fnmatchcase(f.name, "checkpoints/*.pt") and f.name != "checkpoints/best.pt":
+                checkpoints.append(f)
+        checkpoints.sort(key=lambda f: f.updated_at, reverse=True)
+        for f in checkpoints[KEEP_CHECKPOINTS:]:
+            f.delete()
+            deleted += 1
+    print(f"loop: updated {changed} runs, deleted {deleted} files")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

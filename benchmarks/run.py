@@ -1,0 +1,286 @@
+"""Benchmark reconcile against the loop users write today, on the local emulator.
+
+    .venv/bin/python benchmarks/run.py                     # 1,000 runs x 20 files at 20 ms: loop vs reconcile
+    .venv/bin/python benchmarks/run.py --runs 100 --files 20
+    .venv/bin/python benchmarks/run.py --only scale --scale 100000
+
+Each phase gets a fresh copy of one seeded database and its own emulator subprocess (so the
+server's CPU and memory are not the client's); the client runs in a subprocess too and its peak
+RSS comes from ``os.wait4``. See ``benchmarks/README.md`` for what each column means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import fixture  # noqa: E402 - after the path fix, so the script runs from anywhere
+from reconcile.emulator.testing import running_emulator  # noqa: E402
+
+BENCH_API_KEY = "local-" + "b" * 40  # the emulator accepts any key; this one is a placeholder
+LISTING = "Runs"  # the client's paged runs query (operation name parsed from the query text)
+
+
+@dataclasses.dataclass
+class Step:
+    """One client process: its command, exit code, wall time, peak RSS and output."""
+
+    label: str
+    argv: list[str]
+    returncode: int
+    seconds: float
+    max_rss_mib: float
+    stdout: str
+    stderr: str
+
+
+@dataclasses.dataclass
+class Phase:
+    """One way of doing the change set (or one scale measurement) against its own emulator."""
+
+    name: str
+    steps: list[Step]
+    seconds: float
+    requests: int
+    operations: dict[str, int]
+    listing_requests: int  # Runs pages that list the project (not the batched re-reads)
+    db: Path
+
+    @property
+    def max_rss_mib(self) -> float:
+        """The largest client process's peak RSS."""
+        return max(s.max_rss_mib for s in self.steps)
+
+    @property
+    def ok(self) -> bool:
+        """Every client process exited 0."""
+        return all(s.returncode == 0 for s in self.steps)
+
+
+def client_env(url: str, home: Path) -> dict[str, str]:
+    """The environment of a client process: pointed at the emulator, nothing written to the real home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    home.mkdir(parents=True, exist_ok=True)
+    env.update({
+        "WANDB_BASE_URL": url, "WANDB_API_KEY": BENCH_API_KEY, "WANDB_SILENT": "true", "WANDB_DIR": str(home),
+        "WANDB_CONFIG_DIR": str(home / "config"), "WANDB_CACHE_DIR": str(home / "cache"), "HOME": str(home),
+        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def run_client(label: str, argv: Sequence[str], env: Mapping[str, str], workdir: Path) -> Step:
+    """Run one client process to the end; its peak RSS is that process's own (``os.wait4``)."""
+    out_path, err_path = workdir / f"{label}.stdout", workdir / f"{label}.stderr"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=dict(env),
+                                cwd=workdir)
+        # wait4 reaps exactly this child and returns its rusage: the emulator (also our child) is not counted.
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Step(label, list(argv), proc.returncode, seconds, usage.ru_maxrss / 1024,
+                out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
+
+
+def run_phase(name: str, base_db: Path, workdir: Path, latency_ms: int,
+              commands: Sequence[tuple[str, list[str]]], *, listing_steps: Sequence[str] = ()) -> Phase:
+    """Copy the seeded database, serve it with latency from a subprocess emulator and run ``commands``.
+
+    ``listing_steps`` names the steps whose ``Runs`` requests are listing pages (the loop's listing, the
+    plan's listing); ``Runs`` requests of other steps are batched re-reads.
+    """
+    db = fixture.copy_db(base_db, workdir / f"{name}.sqlite")
+    steps: list[Step] = []
+    listing = 0
+    with running_emulator(db=db, latency_ms=latency_ms, subprocess=True) as emu:
+        env = client_env(emu.url, workdir / f"{name}-home")
+        emu.reset_stats()
+        start = time.perf_counter()
+        for label, argv in commands:
+            before = emu.stats()["operations"].get(LISTING, 0)
+            step = run_client(f"{name}-{label}", argv, env, workdir)
+            steps.append(step)
+            if label in listing_steps:
+                listing += emu.stats()["operations"].get(LISTING, 0) - before
+            if step.returncode != 0:
+                break
+        seconds = time.perf_counter() - start
+        stats = emu.stats()
+    return Phase(name, steps, seconds, stats["requests"], stats["operations"], listing, db)
+
+
+def reconcile_argv(*args: str) -> list[str]:
+    """``python -m reconcile ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "reconcile", *args]
+
+
+def compare(a: Path, b: Path, *, show: int = 5) -> list[str]:
+    """Differences between two end states (empty when identical), at most ``show`` described."""
+    left, right = dict(fixture.end_state(a)), dict(fixture.end_state(b))
+    diffs = [f"run only in {a.name if k in left else b.name}: {k}" for k in sorted(set(left) ^ set(right))]
+    for key in sorted(set(left) & set(right)):
+        for field in left[key]:
+            if left[key][field] != right[key][field]:
+                diffs.append(f"{key} {field}: {left[key][field]!r} != {right[key][field]!r}")
+    return diffs[:show] + ([f"... and {len(diffs) - show} more"] if len(diffs) > show else [])
+
+
+def changed_runs(before: Path, after: Path) -> int:
+    """How many runs differ between two databases."""
+    old = dict(fixture.end_state(before))
+    return sum(1 for key, state in fixture.end_state(after) if old.get(key) != state)
+
+
+def _fmt(value: float, unit: str = "") -> str:
+    if value >= 100:
+        return f"{value:,.0f}{unit}"
+    return f"{value:,.1f}{unit}" if value >= 10 else f"{value:,.2f}{unit}"
+
+
+def print_table(rows: Sequence[tuple[str, Sequence[str]]], header: Sequence[str]) -> None:
+    """A plain fixed-width table on stdout."""
+    widths = [max(len(header[i]), *(len(r[1][i - 1]) if i else len(r[0]) for r in rows))
+              for i in range(len(header))]
+    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))
+    print(line)
+    print("-" * len(line))
+    for label, cells in rows:
+        print("  ".join([label.ljust(widths[0]), *(c.rjust(w) for c, w in zip(cells, widths[1:]))]))
+
+
+def _fail(phase: Phase) -> int:
+    step = phase.steps[-1]
+    print(f"\n{phase.name}: `{' '.join(step.argv[1:])}` exited {step.returncode}\n"
+          f"--- stdout (tail)\n{step.stdout[-3000:]}\n--- stderr (tail)\n{step.stderr[-3000:]}", file=sys.stderr)
+    return 1
+
+
+def compare_mode(args: argparse.Namespace, workdir: Path) -> int:
+    """Loop vs reconcile on the same data; verify identical end states; print the table."""
+    t0 = time.perf_counter()
+    data = fixture.generate(args.runs, args.files)
+    (workdir / "fixture.json").write_text(json.dumps(data), encoding="utf-8")
+    base = workdir / "base.sqlite"
+    fixture.seed_db(data, base)
+    del data
+    spec_path = fixture.write_spec(fixture.spec(files=args.files > 0), workdir / "spec.yaml")
+    print(f"seeded {args.runs} runs x {args.files} files in {time.perf_counter() - t0:.1f} s; "
+          f"emulator latency {args.latency_ms} ms; work dir {workdir}", flush=True)
+    phases: dict[str, Phase] = {}
+    if args.only in (None, "reconcile"):
+        plan_file = workdir / "plan.json"
+        phases["reconcile"] = phase = run_phase("reconcile", base, workdir, args.latency_ms, [
+            ("plan", reconcile_argv("plan", "-f", str(spec_path), "-o", str(plan_file), "--no-color",
+                                    "--parallelism", str(args.parallelism))),
+            ("apply", reconcile_argv("apply", str(plan_file), "--no-color", "--parallelism",
+                                     str(args.parallelism))),
+        ], listing_steps=("plan",))
+        if not phase.ok:
+            return _fail(phase)
+        print(f"reconcile: {phase.seconds:.1f} s, {phase.requests} requests", flush=True)
+    if args.only in (None, "loop"):
+        loop = [sys.executable, str(Path(__file__).with_name("loop.py"))] + (["--no-files"] if not args.files else [])
+        phases["loop"] = phase = run_phase("loop", base, workdir, args.latency_ms, [("loop", loop)],
+                                           listing_steps=("loop",))
+        if not phase.ok:
+            return _fail(phase)
+        print(f"loop: {phase.seconds:.1f} s, {phase.requests} requests", flush=True)
+
+    some = next(iter(phases.values()))
+    changed = changed_runs(base, some.db)
+    identical: bool | None = None
+    if len(phases) == 2:
+        diffs = compare(phases["loop"].db, phases["reconcile"].db)
+        identical = not diffs
+        if diffs:
+            print("END STATES DIFFER (loop vs reconcile):\n  " + "\n  ".join(diffs), file=sys.stderr)
+    header = ["", "wall s", "requests", "req/run", "req/changed run*", "peak RSS MiB"]
+    rows = []
+    for phase in phases.values():
+        rows.append((phase.name, [
+            _fmt(phase.seconds), f"{phase.requests:,}", _fmt(phase.requests / max(args.runs, 1)),
+            _fmt((phase.requests - phase.listing_requests) / max(changed, 1)), _fmt(phase.max_rss_mib)]))
+    if len(phases) == 2:
+        loop_p, rec = phases["loop"], phases["reconcile"]
+        rows.append(("loop / reconcile", [
+            f"{loop_p.seconds / rec.seconds:.1f}x", f"{loop_p.requests / rec.requests:.1f}x", "", "",
+            f"{loop_p.max_rss_mib / rec.max_rss_mib:.2f}x"]))
+    print()
+    print(f"{args.runs:,} runs x {args.files} files, {changed:,} runs changed, latency {args.latency_ms} ms, "
+          f"parallelism {args.parallelism}")
+    print_table(rows, header)
+    print("* excluding the Runs pages that list the project")
+    for phase in phases.values():
+        steps = ", ".join(f"{s.label.split('-', 1)[1]} {s.seconds:.1f} s / {s.max_rss_mib:.0f} MiB"
+                          for s in phase.steps)
+        ops = ", ".join(f"{k} {v}" for k, v in sorted(phase.operations.items(), key=lambda kv: -kv[1]))
+        print(f"{phase.name}: {steps}; listing pages {phase.listing_requests}; operations: {ops}")
+    if identical is not None:
+        print(f"end states identical: {'yes' if identical else 'NO'}")
+    return 0 if identical in (None, True) else 1
+
+
+def scale_mode(args: argparse.Namespace, workdir: Path) -> int:
+    """No-op and full plans over ``--scale`` runs (no files), and a no-op plan of 1,000 runs."""
+    rows = []
+    noop = fixture.write_spec(fixture.noop_spec(), workdir / "noop.yaml")
+    full = fixture.write_spec(fixture.spec(files=False), workdir / "full.yaml")
+    for runs, specs in ((args.scale, (("no-op plan", noop), ("full plan", full))), (1000, (("no-op plan", noop),))):
+        t0 = time.perf_counter()
+        base = workdir / f"scale-{runs}.sqlite"
+        fixture.seed_db(fixture.generate(runs, 0), base)
+        print(f"seeded {runs:,} runs in {time.perf_counter() - t0:.1f} s", flush=True)
+        for label, spec_path in specs:
+            name = f"{label.split()[0]}-{runs}"
+            phase = run_phase(name, base, workdir, args.latency_ms, [
+                ("plan", reconcile_argv("plan", "-f", str(spec_path), "-o", str(workdir / f"{name}.json"),
+                                        "--no-color", "--parallelism", str(args.parallelism)))],
+                listing_steps=("plan",))
+            if not phase.ok:
+                return _fail(phase)
+            summary = [line for line in phase.steps[0].stdout.splitlines() if line.startswith(("Plan:", "No "))]
+            rows.append((f"{label}, {runs:,} runs", [
+                _fmt(phase.seconds), f"{phase.requests:,}", _fmt(phase.max_rss_mib),
+                (summary[-1] if summary else "")[:60]]))
+            print(f"{rows[-1][0]}: {phase.seconds:.1f} s", flush=True)
+    print()
+    print(f"scale (no files), latency {args.latency_ms} ms, parallelism {args.parallelism}")
+    print_table(rows, ["", "wall s", "requests", "peak RSS MiB", "plan"])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, run the chosen benchmark, print its table; exit 1 if anything failed."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=1000, help="runs in the fixture (default 1000)")
+    parser.add_argument("--files", type=int, default=20, help="files per run (default 20)")
+    parser.add_argument("--latency-ms", type=int, default=20, help="emulator latency per request (default 20)")
+    parser.add_argument("--scale", type=int, default=100_000, help="runs for --only scale (default 100000)")
+    parser.add_argument("--only", choices=("loop", "reconcile", "scale"),
+                        help="one phase only (loop and reconcile run by default; scale only when asked)")
+    parser.add_argument("--parallelism", type=int, default=10, help="reconcile --parallelism (default 10)")
+    parser.add_argument("--workdir", type=Path, help="keep databases, plan and logs here (default: a temp dir)")
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = workdir.resolve()
+    if args.only == "scale":
+        return scale_mode(args, workdir)
+    return compare_mode(args, workdir)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
