@@ -6,8 +6,10 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from reconcile.emulator.fixture import load_fixture
 from reconcile.emulator.server import Settings, make_server
@@ -15,7 +17,7 @@ from reconcile.emulator.store import Store
 from reconcile.errors import ReconcileError
 
 
-def open_store(db: Path | None, seed: Path | dict[str, object] | None) -> Store:
+def open_store(db: Path | None, seed: Path | Mapping[str, Any] | None) -> Store:
     """Open (and with ``seed``, reset and fill) the database; no ``db`` means a fresh temporary file."""
     if db is None:
         db = Path(tempfile.mkdtemp(prefix="reconcile-emulator-")) / "emulator.sqlite"
@@ -26,19 +28,38 @@ def open_store(db: Path | None, seed: Path | dict[str, object] | None) -> Store:
     return store
 
 
-def run(*, host: str = "127.0.0.1", port: int = 8080, db: Path | None = None, seed: Path | None = None,
-        api_key: str | None = None, latency_ms: int = 0, fail_rate: float = 0.0, rate_limit: float | None = None,
-        config_writes: str = "merge", hang_rate: float = 0.0, drop_rate: float = 0.0) -> int:
+def run(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    db: Path | None = None,
+    seed: Path | None = None,
+    api_key: str | None = None,
+    latency_ms: int = 0,
+    fail_rate: float = 0.0,
+    rate_limit: float | None = None,
+    config_writes: str = "merge",
+    hang_rate: float = 0.0,
+    drop_rate: float = 0.0,
+) -> int:
     """Serve until SIGINT/SIGTERM, printing ``serving http://HOST:PORT`` first; returns the exit code."""
     store = open_store(db, seed)
-    settings = Settings(api_key=api_key, latency_ms=latency_ms, fail_rate=fail_rate, rate_limit=rate_limit,
-                        config_writes=config_writes, hang_rate=hang_rate, drop_rate=drop_rate)
+    settings = Settings(
+        api_key=api_key,
+        latency_ms=latency_ms,
+        fail_rate=fail_rate,
+        rate_limit=rate_limit,
+        config_writes=config_writes,
+        hang_rate=hang_rate,
+        drop_rate=drop_rate,
+    )
     try:
         server = make_server(store, settings, host=host, port=port)
     except OSError as exc:
         store.close()
-        raise ReconcileError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port "
-                             "(0 picks a free one)") from exc
+        raise ReconcileError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port (0 picks a free one)"
+        ) from exc
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -11,8 +11,12 @@ import argparse
 import os
 import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
+
+import wandb
 
 from reconcile.emulator.fixture import parse_fixture, synthetic_runs
 from reconcile.emulator.server import Settings, make_server
@@ -33,8 +37,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
 
-    import threading
-
     tmp = Path(tempfile.mkdtemp(prefix="emulator-bench-"))
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ["WANDB_DIR"] = str(tmp)
@@ -49,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     server = make_server(store, Settings())
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    import wandb
-
-    api = wandb.Api(overrides={"base_url": server.url}, api_key=BENCH_API_KEY)
+    api: Any = wandb.Api(overrides={"base_url": server.url}, api_key=BENCH_API_KEY)
     timings = []
     for _ in range(args.repeat):
         api.flush()
@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         it = iter(runs)
         next(it)  # loads exactly the first page
         timings.append(time.perf_counter() - start)
-    print(f"one page of {args.page} runs (lazy fragment) via wandb: best {min(timings) * 1000:.0f} ms, "
-          f"median {sorted(timings)[len(timings) // 2] * 1000:.0f} ms")
+    print(
+        f"one page of {args.page} runs (lazy fragment) via wandb: best {min(timings) * 1000:.0f} ms, "
+        f"median {sorted(timings)[len(timings) // 2] * 1000:.0f} ms"
+    )
     timings = []
     for _ in range(args.repeat):
         api.flush()
@@ -69,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         next(iter(runs))
         timings.append(time.perf_counter() - start)
-    print(f"one page of {args.page} runs (full fragment) via wandb: best {min(timings) * 1000:.0f} ms, "
-          f"median {sorted(timings)[len(timings) // 2] * 1000:.0f} ms")
+    print(
+        f"one page of {args.page} runs (full fragment) via wandb: best {min(timings) * 1000:.0f} ms, "
+        f"median {sorted(timings)[len(timings) // 2] * 1000:.0f} ms"
+    )
 
     api.flush()
     rss_before = _rss_mib()
@@ -80,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         count += 1
         if count % (args.page * 10) == 0:
             api.flush()  # the client caches its Runs objects; drop them so only the server is measured
-    print(f"filtered listing of {count} runs in pages of {args.page}: {time.perf_counter() - start:.1f} s; "
-          f"max RSS {rss_before:.0f} -> {_rss_mib():.0f} MiB (server and client in one process)")
+    print(
+        f"filtered listing of {count} runs in pages of {args.page}: {time.perf_counter() - start:.1f} s; "
+        f"max RSS {rss_before:.0f} -> {_rss_mib():.0f} MiB (server and client in one process)"
+    )
     server.shutdown()
     store.close()
     return 0

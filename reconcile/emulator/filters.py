@@ -85,7 +85,7 @@ def _field(key: str) -> _Field:
         return _Field("json", "r.config", _json_path(path, key))
     for prefix in _SUMMARY_PREFIXES:
         if key.startswith(prefix):
-            return _Field("json", "r.summary", _json_path(key[len(prefix):].split("."), key))
+            return _Field("json", "r.summary", _json_path(key[len(prefix) :].split("."), key))
     raise FilterError(
         f"unsupported filter key {key!r}: the emulator knows {sorted(_COLUMNS)}, config.<key> and "
         "summary_metrics.<key>"
@@ -143,7 +143,8 @@ def _eq(field: _Field, key: str, value: Any) -> SqlFragment:
     type_guard = f"{ts} = 'text'" if isinstance(value, str) else f"{ts} IN ('integer', 'real')"
     element = (
         f"({ts} = 'array' AND EXISTS (SELECT 1 FROM json_each({field.column}, '{field.path}') AS e "
-        "WHERE e.value = ? AND e.type " + ("= 'text'" if isinstance(value, str) else "IN ('integer','real')")
+        "WHERE e.value = ? AND e.type "
+        + ("= 'text'" if isinstance(value, str) else "IN ('integer','real')")
         + "))"
     )
     return f"(({type_guard} AND {vs} = ?) OR {element})", [value, value]
@@ -162,7 +163,9 @@ def _compare(field: _Field, key: str, op: str, value: Any) -> SqlFragment:
     if field.kind == "column":
         return f"{field.value_sql} {sql_op} ?", [value]
     # Mongo compares only within a type bracket: numbers with numbers, strings with strings.
-    guard = f"{field.type_sql} = 'text'" if isinstance(value, str) else f"{field.type_sql} IN ('integer','real')"
+    guard = (
+        f"{field.type_sql} = 'text'" if isinstance(value, str) else f"{field.type_sql} IN ('integer','real')"
+    )
     return f"({guard} AND {field.value_sql} {sql_op} ?)", [value]
 
 

@@ -19,9 +19,27 @@ from reconcile.errors import ReconcileError
 
 RUN_STATES = ("running", "finished", "crashed", "failed", "killed", "pending")
 _RUN_KEYS = {
-    "entity", "project", "id", "name", "display_name", "state", "created_at", "heartbeat_at", "config",
-    "summary", "tags", "group", "job_type", "notes", "description", "user", "sweep", "commit",
-    "system_metrics", "history_line_count", "files",
+    "entity",
+    "project",
+    "id",
+    "name",
+    "display_name",
+    "state",
+    "created_at",
+    "heartbeat_at",
+    "config",
+    "summary",
+    "tags",
+    "group",
+    "job_type",
+    "notes",
+    "description",
+    "user",
+    "sweep",
+    "commit",
+    "system_metrics",
+    "history_line_count",
+    "files",
 }
 _FILE_KEYS = {"name", "size", "updated_at", "content", "mimetype", "md5"}
 _EPOCH = datetime(2026, 1, 1)
@@ -157,8 +175,11 @@ def _run(raw: Any, index: int, defaults: Mapping[str, Any]) -> SeedRun:
     state = raw.get("state", "finished")
     if state not in RUN_STATES:
         raise FixtureError(f"{where}: state {state!r} is not one of {', '.join(RUN_STATES)}")
-    created = to_iso(raw["created_at"], where) if "created_at" in raw else (
-        _EPOCH + timedelta(seconds=index)).isoformat()
+    created = (
+        to_iso(raw["created_at"], where)
+        if "created_at" in raw
+        else (_EPOCH + timedelta(seconds=index)).isoformat()
+    )
     heartbeat = to_iso(raw["heartbeat_at"], where) if "heartbeat_at" in raw else created
     config = raw.get("config") or {}
     summary = raw.get("summary") or {}
@@ -205,8 +226,9 @@ def parse_fixture(data: Any) -> Fixture:
         raise FixtureError("a fixture must be a mapping with a `runs:` list")
     unknown = set(data) - {"runs", "projects", "viewer", "defaults"}
     if unknown:
-        raise FixtureError(f"unknown top-level fixture keys {sorted(unknown)}; allowed: runs, projects, viewer, "
-                           "defaults")
+        raise FixtureError(
+            f"unknown top-level fixture keys {sorted(unknown)}; allowed: runs, projects, viewer, defaults"
+        )
     runs_raw = data.get("runs") or []
     if not isinstance(runs_raw, list):
         raise FixtureError("`runs` must be a list")
@@ -220,14 +242,16 @@ def parse_fixture(data: Any) -> Fixture:
         seen.add(key)
     projects: list[tuple[str, str]] = []
     for i, proj in enumerate(data.get("projects") or []):
-        if not isinstance(proj, dict) or not isinstance(proj.get("entity"), str) or not isinstance(
-                proj.get("name", proj.get("project")), str):
+        entity_name = proj.get("entity") if isinstance(proj, dict) else None
+        project_name = proj.get("name", proj.get("project")) if isinstance(proj, dict) else None
+        if not isinstance(entity_name, str) or not isinstance(project_name, str):
             raise FixtureError(f"projects[{i}]: needs entity and name")
-        projects.append((proj["entity"], proj.get("name", proj.get("project"))))
+        projects.append((entity_name, project_name))
     viewer = data.get("viewer") or {}
     entity = viewer.get("entity") or (runs[0].entity if runs else "emulator")
-    return Fixture(runs=runs, projects=projects, viewer_entity=entity,
-                   viewer_username=viewer.get("username") or entity)
+    return Fixture(
+        runs=runs, projects=projects, viewer_entity=entity, viewer_username=viewer.get("username") or entity
+    )
 
 
 def load_fixture(source: Path | str | Mapping[str, Any] | None) -> Fixture:
@@ -249,8 +273,9 @@ def load_fixture(source: Path | str | Mapping[str, Any] | None) -> Fixture:
     return parse_fixture(data)
 
 
-def synthetic_runs(count: int, *, entity: str = "acme", project: str = "bench",
-                   files_per_run: int = 0, file_size: int = 1024) -> Iterator[dict[str, Any]]:
+def synthetic_runs(
+    count: int, *, entity: str = "acme", project: str = "bench", files_per_run: int = 0, file_size: int = 1024
+) -> Iterator[dict[str, Any]]:
     """Yield ``count`` fixture run dicts with varied config/summary/tags, for benchmarks and paging tests."""
     states = ("finished", "finished", "crashed", "failed", "killed")
     for i in range(count):
@@ -261,8 +286,12 @@ def synthetic_runs(count: int, *, entity: str = "acme", project: str = "bench",
             "name": f"run-{i}",
             "state": states[i % len(states)],
             "created_at": (_EPOCH + timedelta(minutes=i)).isoformat(),
-            "config": {"lr": [0.1, 0.01, 0.001][i % 3], "batch": 32 * (1 + i % 4),
-                       "model": ["resnet50", "vit", "mlp"][i % 3], "optimizer": {"name": "sgd", "momentum": 0.9}},
+            "config": {
+                "lr": [0.1, 0.01, 0.001][i % 3],
+                "batch": 32 * (1 + i % 4),
+                "model": ["resnet50", "vit", "mlp"][i % 3],
+                "optimizer": {"name": "sgd", "momentum": 0.9},
+            },
             "summary": {"val_acc": round((i * 7919 % 1000) / 1000, 3), "loss": round(1 / (1 + i), 6)},
             "tags": ["bench", f"shard-{i % 10}"],
             "group": f"g{i % 5}",

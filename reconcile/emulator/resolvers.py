@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from graphql import (
     DocumentNode,
+    ExecutionResult,
     GraphQLError,
     GraphQLResolveInfo,
     GraphQLSchema,
@@ -63,8 +64,14 @@ def _json_arg(value: Any, name: str) -> Any:
 
 
 def _project_node(row: sqlite3.Row) -> dict[str, Any]:
-    return {"id": project_internal_id(row["id"]), "internalId": project_internal_id(row["id"]), "name": row["name"],
-            "entityName": row["entity"], "readOnly": False, "_pk": row["id"]}
+    return {
+        "id": project_internal_id(row["id"]),
+        "internalId": project_internal_id(row["id"]),
+        "name": row["name"],
+        "entityName": row["entity"],
+        "readOnly": False,
+        "_pk": row["id"],
+    }
 
 
 def _run_node(row: sqlite3.Row) -> dict[str, Any]:
@@ -98,53 +105,74 @@ def _run_node(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _page_info(edges: list[dict[str, Any]], has_next: bool) -> dict[str, Any]:
-    return {"startCursor": edges[0]["cursor"] if edges else None,
-            "endCursor": edges[-1]["cursor"] if edges else None,
-            "hasNextPage": has_next, "hasPreviousPage": False}
+    return {
+        "startCursor": edges[0]["cursor"] if edges else None,
+        "endCursor": edges[-1]["cursor"] if edges else None,
+        "hasNextPage": has_next,
+        "hasPreviousPage": False,
+    }
 
 
 # ---- Query ----------------------------------------------------------------------------------------
-def _viewer(_: Any, info: GraphQLResolveInfo) -> dict[str, Any]:
+def _viewer(_: Any, info: GraphQLResolveInfo[Context]) -> dict[str, Any]:
     viewer = info.context.store.viewer()
-    return {"id": "VXNlcjox", "name": viewer["username"], "username": viewer["username"],
-            "email": f"{viewer['username']}@example.invalid", "entity": viewer["entity"], "admin": False,
-            "flags": "{}", "deletedAt": None, "apiKeys": {"edges": []}, "teams": {"edges": [{"node": {"id": "RW50aXR5OjE=", "name": viewer["entity"]},
-                                                 "cursor": "0"}]}}
+    return {
+        "id": "VXNlcjox",
+        "name": viewer["username"],
+        "username": viewer["username"],
+        "email": f"{viewer['username']}@example.invalid",
+        "entity": viewer["entity"],
+        "admin": False,
+        "flags": "{}",
+        "deletedAt": None,
+        "apiKeys": {"edges": []},
+        "teams": {"edges": [{"node": {"id": "RW50aXR5OjE=", "name": viewer["entity"]}, "cursor": "0"}]},
+    }
 
 
-def _project(_: Any, info: GraphQLResolveInfo, name: str | None = None,
-             entityName: str | None = None) -> dict[str, Any] | None:  # noqa: N803 - GraphQL argument name
+def _project(
+    _: Any, info: GraphQLResolveInfo[Context], name: str | None = None, entityName: str | None = None
+) -> dict[str, Any] | None:
     store: Store = info.context.store
     entity = entityName or store.viewer()["entity"]
     row = store.project(entity, name or "uncategorized")
     return _project_node(row) if row else None
 
 
-def _server_info(_: Any, __: GraphQLResolveInfo) -> dict[str, Any]:
+def _server_info(_: Any, __: GraphQLResolveInfo[Context]) -> dict[str, Any]:
     # No features advertised: uploads register on PUT (SaaS behaviour), so the client skips
     # MarkRunFilesUploaded (protocol §7, §13.7).
     return {"features": []}
 
 
 # ---- Project --------------------------------------------------------------------------------------
-def _run_count(project: dict[str, Any], info: GraphQLResolveInfo, filters: str | None = None) -> int:
+def _run_count(project: dict[str, Any], info: GraphQLResolveInfo[Context], filters: str | None = None) -> int:
     try:
         return info.context.store.count_runs(project["_pk"], filters)
     except FilterError as exc:
         raise GraphQLError(str(exc)) from exc
 
 
-def _project_run(project: dict[str, Any], info: GraphQLResolveInfo, name: str) -> dict[str, Any] | None:
+def _project_run(
+    project: dict[str, Any], info: GraphQLResolveInfo[Context], name: str
+) -> dict[str, Any] | None:
     row = info.context.store.run(project["_pk"], name)
     return _run_node(row) if row else None
 
 
-def _project_runs(project: dict[str, Any], info: GraphQLResolveInfo, filters: str | None = None,
-                  after: str | None = None, first: int | None = None, order: str | None = None,
-                  **_: Any) -> dict[str, Any]:
+def _project_runs(
+    project: dict[str, Any],
+    info: GraphQLResolveInfo[Context],
+    filters: str | None = None,
+    after: str | None = None,
+    first: int | None = None,
+    order: str | None = None,
+    **_: Any,
+) -> dict[str, Any]:
     try:
-        page, has_next = info.context.store.list_runs(project["_pk"], filters=filters, order=order, after=after,
-                                                      first=first)
+        page, has_next = info.context.store.list_runs(
+            project["_pk"], filters=filters, order=order, after=after, first=first
+        )
     except (FilterError, StoreError) as exc:
         raise GraphQLError(str(exc)) from exc
     edges = [{"node": _run_node(row), "cursor": cursor} for row, cursor in page]
@@ -152,7 +180,7 @@ def _project_runs(project: dict[str, Any], info: GraphQLResolveInfo, filters: st
 
 
 # ---- Run ------------------------------------------------------------------------------------------
-def _file_count(run: dict[str, Any], info: GraphQLResolveInfo) -> int:
+def _file_count(run: dict[str, Any], info: GraphQLResolveInfo[Context]) -> int:
     return info.context.store.count_files(run["_pk"])
 
 
@@ -161,27 +189,51 @@ def _file_url(base: str, path: tuple[str, str, str], name: str) -> str:
     return f"{base}/files/{entity}/{project}/{run}/{quote(name)}"
 
 
-def _run_files(run: dict[str, Any], info: GraphQLResolveInfo, names: list[str | None] | None = None,
-               after: str | None = None, first: int | None = None, pattern: str | None = None,
-               **_: Any) -> dict[str, Any]:
+def _run_files(
+    run: dict[str, Any],
+    info: GraphQLResolveInfo[Context],
+    names: list[str | None] | None = None,
+    after: str | None = None,
+    first: int | None = None,
+    pattern: str | None = None,
+    **_: Any,
+) -> dict[str, Any]:
     ctx: Context = info.context
     try:
-        page, has_next = ctx.store.list_files(run["_pk"], names=[n for n in names or [] if n is not None],
-                                              pattern=pattern, after=after, first=first)
+        page, has_next = ctx.store.list_files(
+            run["_pk"],
+            names=[n for n in names or [] if n is not None],
+            pattern=pattern,
+            after=after,
+            first=first,
+        )
     except StoreError as exc:
         raise GraphQLError(str(exc)) from exc
     edges = []
     for row, cursor in page:
         url = _file_url(ctx.base_url, run["_path"], row["name"])
-        edges.append({"cursor": cursor, "node": {
-            "id": file_id(row["pk"]), "name": row["name"], "displayName": row["name"], "url": url, "directUrl": url,
-            "sizeBytes": row["size"], "mimetype": row["mimetype"] or "application/octet-stream",
-            "updatedAt": row["updated_at"], "md5": row["md5"], "digest": row["md5"]}})
+        edges.append(
+            {
+                "cursor": cursor,
+                "node": {
+                    "id": file_id(row["pk"]),
+                    "name": row["name"],
+                    "displayName": row["name"],
+                    "url": url,
+                    "directUrl": url,
+                    "sizeBytes": row["size"],
+                    "mimetype": row["mimetype"] or "application/octet-stream",
+                    "updatedAt": row["updated_at"],
+                    "md5": row["md5"],
+                    "digest": row["md5"],
+                },
+            }
+        )
     return {"edges": edges, "pageInfo": _page_info(edges, has_next)}
 
 
 # ---- Mutation -------------------------------------------------------------------------------------
-def _upsert_bucket(_: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+def _upsert_bucket(_: Any, info: GraphQLResolveInfo[Context], input: dict[str, Any]) -> dict[str, Any]:
     ctx: Context = info.context
     fields = dict(input)
     fields.pop("clientMutationId", None)
@@ -190,16 +242,26 @@ def _upsert_bucket(_: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> d
         if fields[key] is not None and not isinstance(fields[key], dict):
             raise GraphQLError(f"{key} must be a JSON object")
     storage_id = fields.pop("id", None)
-    name, project, entity = fields.pop("name", None), fields.pop("modelName", None), fields.pop("entityName", None)
+    name, project, entity = (
+        fields.pop("name", None),
+        fields.pop("modelName", None),
+        fields.pop("entityName", None),
+    )
     try:
-        row, inserted = ctx.store.upsert_run(storage_id=storage_id, entity=entity, project=project, name=name,
-                                             fields=fields, config_writes=ctx.config_writes)
+        row, inserted = ctx.store.upsert_run(
+            storage_id=storage_id,
+            entity=entity,
+            project=project,
+            name=name,
+            fields=fields,
+            config_writes=ctx.config_writes,
+        )
     except StoreError as exc:
         raise GraphQLError(str(exc)) from exc
     return {"bucket": _run_node(row), "inserted": inserted, "updateAvailable": False}
 
 
-def _delete_files(_: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+def _delete_files(_: Any, info: GraphQLResolveInfo[Context], input: dict[str, Any]) -> dict[str, Any]:
     try:
         info.context.store.delete_files(list(input["files"]), input.get("projectId"))
     except StoreError as exc:
@@ -213,7 +275,7 @@ def _run_path_or_error(store: Store, entity: str, project: str, run: str) -> Non
         raise GraphQLError(f"run {entity}/{project}/{run} not found")
 
 
-def _create_run_files(_: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+def _create_run_files(_: Any, info: GraphQLResolveInfo[Context], input: dict[str, Any]) -> dict[str, Any]:
     ctx: Context = info.context
     entity, project, run = input["entityName"], input["projectName"], input["runName"]
     _run_path_or_error(ctx.store, entity, project, run)
@@ -227,7 +289,7 @@ def _create_run_files(_: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -
     }
 
 
-def _mark_uploaded(_: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+def _mark_uploaded(_: Any, info: GraphQLResolveInfo[Context], input: dict[str, Any]) -> dict[str, Any]:
     # Files are registered on PUT already; accepted as a no-op (protocol §13.7).
     _run_path_or_error(info.context.store, input["entityName"], input["projectName"], input["runName"])
     return {"success": True}
@@ -270,31 +332,43 @@ class Executor:
             cached = self._cache.get(query)
         if cached is not None:
             return cached
+        document: DocumentNode | list[GraphQLError]
         try:
-            document: DocumentNode | list[GraphQLError] = parse(query)
+            parsed = parse(query)
         except GraphQLError as exc:
             document = [exc]
         else:
-            errors = validate(self.schema, document)
-            if errors:
-                document = errors
+            errors = validate(self.schema, parsed)
+            document = errors or parsed
         with self._lock:
             if len(self._cache) > 512:
                 self._cache.clear()
             self._cache[query] = document
         return document
 
-    def run(self, query: str, variables: dict[str, Any] | None, operation: str | None, *, base_url: str,
-            config_writes: str) -> dict[str, Any]:
+    def run(
+        self,
+        query: str,
+        variables: dict[str, Any] | None,
+        operation: str | None,
+        *,
+        base_url: str,
+        config_writes: str,
+    ) -> dict[str, Any]:
         """Execute one request body and return the response envelope (``data`` and/or ``errors``)."""
         document = self._document(query)
         if isinstance(document, list):
             return {"errors": [e.formatted for e in document]}
-        result = execute(self.schema, document, variable_values=variables or {}, operation_name=operation or None,
-                         context_value=Context(self.store, base_url, config_writes))
-        if not isinstance(result, object) or hasattr(result, "__await__"):  # pragma: no cover - all resolvers sync
+        result = execute(
+            self.schema,
+            document,
+            variable_values=variables or {},
+            operation_name=operation or None,
+            context_value=Context(self.store, base_url, config_writes),
+        )
+        if not isinstance(result, ExecutionResult):  # pragma: no cover - every resolver is synchronous
             raise TypeError("async resolvers are not supported")
-        envelope: dict[str, Any] = {"data": result.data}  # type: ignore[union-attr]
-        if result.errors:  # type: ignore[union-attr]
-            envelope["errors"] = [e.formatted for e in result.errors]  # type: ignore[union-attr]
+        envelope: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            envelope["errors"] = [e.formatted for e in result.errors]
         return envelope

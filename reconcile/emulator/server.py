@@ -98,7 +98,11 @@ class Stats:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"requests": self.requests, "operations": dict(self.operations), "statuses": dict(self.statuses)}
+            return {
+                "requests": self.requests,
+                "operations": dict(self.operations),
+                "statuses": dict(self.statuses),
+            }
 
 
 class EmulatorServer(ThreadingHTTPServer):
@@ -108,8 +112,9 @@ class EmulatorServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], store: Store, settings: Settings, *,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, address: tuple[str, int], store: Store, settings: Settings, *, rng: random.Random | None = None
+    ) -> None:
         self.store = store
         self.executor = Executor(store)
         self.settings = settings
@@ -123,7 +128,7 @@ class EmulatorServer(ThreadingHTTPServer):
     def url(self) -> str:
         """``http://HOST:PORT`` this server answers on."""
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def chance(self, rate: float) -> bool:
         """True with probability ``rate``."""
@@ -145,13 +150,13 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     # Never log requests: headers carry the API key, and stderr noise slows tests.
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     # ---- plumbing ------------------------------------------------------------------------------
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -163,21 +168,31 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, body: bytes = b"", headers: Iterable[tuple[str, str]] = (),
-              content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: Iterable[tuple[str, str]] = (),
+        content_type: str = "application/json",
+    ) -> None:
         """Write status line, headers and body in a single send (protocol §0 latency trap)."""
         self.server.stats.status(status)
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
-        lines = [f"HTTP/1.1 {status} {phrase}", f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
-                 *(f"{k}: {v}" for k, v in headers)]
+        lines = [
+            f"HTTP/1.1 {status} {phrase}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+            *(f"{k}: {v}" for k, v in headers),
+        ]
         if self.close_connection:
             lines.append("Connection: close")
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
     def _send_stream(self, size: int, chunks: Iterable[bytes]) -> None:
         self.server.stats.status(200)
-        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
-                ).encode("latin-1")
+        head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+        ).encode("latin-1")
         first = True
         for chunk in chunks:
             self.wfile.write(head + chunk if first else chunk)
@@ -194,7 +209,7 @@ class _Handler(BaseHTTPRequestHandler):
         if scheme.lower() != "basic":
             return False
         try:
-            user, _, key = base64.b64decode(encoded, validate=True).decode().partition(":")
+            _, _, key = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             return False
         return hmac.compare_digest(key.encode(), expected.encode())
@@ -212,18 +227,27 @@ class _Handler(BaseHTTPRequestHandler):
         if server.chance(settings.drop_rate):
             # Promise a body, send half of it, then close: the client sees a truncated response.
             body = _json_body({"data": None, "padding": "x" * 64})
-            self.wfile.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-                             f"\r\n\r\n".encode() + body[: len(body) // 2])
+            self.wfile.write(
+                f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+                f"\r\n\r\n".encode()
+                + body[: len(body) // 2]
+            )
             self.close_connection = True
             server.stats.status(0)
             return True
         if not server.limiter.allow(settings.rate_limit):
-            self._send(429, _json_body({"errors": [{"message": "rate limit exceeded"}]}),
-                       [("Retry-After", "1"), ("RateLimit-Remaining", "0"), ("RateLimit-Reset", "1")])
+            self._send(
+                429,
+                _json_body({"errors": [{"message": "rate limit exceeded"}]}),
+                [("Retry-After", "1"), ("RateLimit-Remaining", "0"), ("RateLimit-Reset", "1")],
+            )
             return True
         if server.chance(settings.fail_rate):
-            self._send(500, _json_body({"errors": [{"message": "injected failure (--fail-rate)"}]}),
-                       [("Retry-After", "0")])
+            self._send(
+                500,
+                _json_body({"errors": [{"message": "injected failure (--fail-rate)"}]}),
+                [("Retry-After", "0")],
+            )
             return True
         if not self._authorized():
             self._send(401, _json_body({"errors": [{"message": "invalid api key"}]}))
@@ -235,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
         return f"http://{host}" if host else self.server.url
 
     # ---- routes --------------------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path.startswith("/_emulator/"):
             self._control_get(path)
@@ -244,7 +268,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self._faults():
             return
         if path.startswith("/files/"):
-            parts = [unquote(p) for p in path[len("/files/"):].split("/", 3)]
+            parts = [unquote(p) for p in path[len("/files/") :].split("/", 3)]
             found = self.server.store.file_content(*parts) if len(parts) == 4 else None
             if found is None:
                 self._send(404, b"file not found", content_type="text/plain")
@@ -256,24 +280,27 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(404, b"not found", content_type="text/plain")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         body = self._read_body()
         path = urlsplit(self.path).path
         self.server.stats.request("PUT /upload")
         if self._faults():
             return
-        parts = [unquote(p) for p in path[len("/upload/"):].split("/", 3)] if path.startswith("/upload/") else []
+        parts = (
+            [unquote(p) for p in path[len("/upload/") :].split("/", 3)] if path.startswith("/upload/") else []
+        )
         if len(parts) != 4:
             self._send(404, b"not found", content_type="text/plain")
             return
         try:
-            self.server.store.put_file(*parts, body)
+            entity, project, run, name = parts
+            self.server.store.put_file(entity, project, run, name, body)
         except StoreError as exc:
             self._send(403, str(exc).encode(), content_type="text/plain")
             return
         self._send(200)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self._read_body()
         path = urlsplit(self.path).path
         if path.startswith("/_emulator/"):
@@ -298,8 +325,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self._faults():
             return
         settings = self.server.settings
-        envelope = self.server.executor.run(query, variables, request.get("operationName"),
-                                            base_url=self._base_url(), config_writes=settings.config_writes)
+        envelope = self.server.executor.run(
+            query,
+            variables,
+            request.get("operationName"),
+            base_url=self._base_url(),
+            config_writes=settings.config_writes,
+        )
         self._send(200, _json_body(envelope))
 
     # ---- control endpoints (not counted, never faulted, no auth: loopback test hooks) -------------
@@ -335,7 +367,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, _json_body(self.server.settings.public()))
 
 
-def make_server(store: Store, settings: Settings, *, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
+def make_server(
+    store: Store, settings: Settings, *, host: str = "127.0.0.1", port: int = 0
+) -> EmulatorServer:
     """Bind an emulator server (``port=0`` picks a free port); call ``serve_forever()`` to serve."""
     server = EmulatorServer((host, port), store, settings)
     server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -209,13 +209,30 @@ class Store:
         run_rows = []
         file_rows = []
         for pk, run in enumerate(fixture.runs, start=1):
-            run_rows.append((
-                pk, projects[(run.entity, run.project)], run.id, run.display_name, run.state, run.created_at,
-                run.heartbeat_at, run.heartbeat_at, json.dumps(run.config), json.dumps(run.summary),
-                json.dumps(run.tags), run.group, run.job_type, run.notes, run.description,
-                run.username or fixture.viewer_username, run.sweep, run.commit, json.dumps(run.system_metrics),
-                run.history_line_count,
-            ))
+            run_rows.append(
+                (
+                    pk,
+                    projects[(run.entity, run.project)],
+                    run.id,
+                    run.display_name,
+                    run.state,
+                    run.created_at,
+                    run.heartbeat_at,
+                    run.heartbeat_at,
+                    json.dumps(run.config),
+                    json.dumps(run.summary),
+                    json.dumps(run.tags),
+                    run.group,
+                    run.job_type,
+                    run.notes,
+                    run.description,
+                    run.username or fixture.viewer_username,
+                    run.sweep,
+                    run.commit,
+                    json.dumps(run.system_metrics),
+                    run.history_line_count,
+                )
+            )
             for f in run.files:
                 md5 = f.md5 or (_md5_b64(f.content) if f.content is not None else None)
                 file_rows.append((pk, f.name, f.size, f.updated_at, f.mimetype, md5, f.content))
@@ -225,13 +242,20 @@ class Store:
             try:
                 for table in ("files", "runs", "projects", "mutations", "meta"):
                     c.execute(f"DELETE FROM {table}")
-                c.executemany("INSERT INTO projects (id, entity, name) VALUES (?, ?, ?)",
-                              [(pid, e, n) for (e, n), pid in projects.items()])
+                c.executemany(
+                    "INSERT INTO projects (id, entity, name) VALUES (?, ?, ?)",
+                    [(pid, e, n) for (e, n), pid in projects.items()],
+                )
                 c.executemany("INSERT INTO runs VALUES (" + ",".join("?" * 20) + ")", run_rows)
-                c.executemany("INSERT INTO files (run_pk, name, size, updated_at, mimetype, md5, content) "
-                              "VALUES (?, ?, ?, ?, ?, ?, ?)", file_rows)
-                c.executemany("INSERT INTO meta VALUES (?, ?)", [
-                    ("viewer_entity", fixture.viewer_entity), ("viewer_username", fixture.viewer_username)])
+                c.executemany(
+                    "INSERT INTO files (run_pk, name, size, updated_at, mimetype, md5, content) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    file_rows,
+                )
+                c.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [("viewer_entity", fixture.viewer_entity), ("viewer_username", fixture.viewer_username)],
+                )
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -249,11 +273,14 @@ class Store:
 
     def project(self, entity: str, name: str) -> sqlite3.Row | None:
         """The project row, or None."""
-        rows = self._query("SELECT id, entity, name FROM projects WHERE entity = ? AND name = ?", (entity, name))
+        rows = self._query(
+            "SELECT id, entity, name FROM projects WHERE entity = ? AND name = ?", (entity, name)
+        )
         return rows[0] if rows else None
 
-    _RUN_SELECT = ("SELECT r.*, p.entity AS entity, p.name AS project FROM runs r "
-                   "JOIN projects p ON p.id = r.project_id")
+    _RUN_SELECT = (
+        "SELECT r.*, p.entity AS entity, p.name AS project FROM runs r JOIN projects p ON p.id = r.project_id"
+    )
 
     def run(self, project_id: int, name: str) -> sqlite3.Row | None:
         """One run of a project by run id (W&B's ``name``), or None."""
@@ -263,21 +290,25 @@ class Store:
     def count_runs(self, project_id: int, filters: str | None) -> int:
         """``runCount(filters)``: the number of runs that match."""
         where, params = compile_filter(filters)
-        rows = self._query(f"SELECT COUNT(*) AS n FROM runs r WHERE r.project_id = ? AND ({where})",
-                           [project_id, *params])
+        rows = self._query(
+            f"SELECT COUNT(*) AS n FROM runs r WHERE r.project_id = ? AND ({where})", [project_id, *params]
+        )
         return int(rows[0]["n"])
 
-    def list_runs(self, project_id: int, *, filters: str | None, order: str | None, after: str | None,
-                  first: int | None) -> tuple[list[tuple[sqlite3.Row, str]], bool]:
+    def list_runs(
+        self, project_id: int, *, filters: str | None, order: str | None, after: str | None, first: int | None
+    ) -> tuple[list[tuple[sqlite3.Row, str]], bool]:
         """One page of runs with their cursors, and whether more follow."""
         where, params = compile_filter(filters)
         compiled = compile_order(order)
         after_sql, after_params = _after(compiled.expr, compiled.descending, after)
         limit = min(MAX_PAGE_SIZE, 50 if first is None else max(first, 0))
         direction = "DESC" if compiled.descending else "ASC"
-        sql = (f"SELECT r.*, p.entity AS entity, p.name AS project, {compiled.expr} AS sort_key FROM runs r "
-               f"JOIN projects p ON p.id = r.project_id WHERE r.project_id = ? AND ({where}) AND ({after_sql}) "
-               f"ORDER BY sort_key {direction}, r.pk {direction} LIMIT ?")
+        sql = (
+            f"SELECT r.*, p.entity AS entity, p.name AS project, {compiled.expr} AS sort_key FROM runs r "
+            f"JOIN projects p ON p.id = r.project_id WHERE r.project_id = ? AND ({where}) AND ({after_sql}) "
+            f"ORDER BY sort_key {direction}, r.pk {direction} LIMIT ?"
+        )
         rows = self._query(sql, [project_id, *params, *after_params, limit + 1])
         page = [(row, _encode_cursor(row["sort_key"], row["pk"])) for row in rows[:limit]]
         return page, len(rows) > limit
@@ -286,10 +317,18 @@ class Store:
         """``fileCount``: every file of the run, whatever the names/pattern filter (protocol §6)."""
         return int(self._query("SELECT COUNT(*) AS n FROM files WHERE run_pk = ?", (run_pk,))[0]["n"])
 
-    def list_files(self, run_pk: int, *, names: Sequence[str] | None, pattern: str | None, after: str | None,
-                   first: int | None) -> tuple[list[tuple[sqlite3.Row, str]], bool]:
+    def list_files(
+        self,
+        run_pk: int,
+        *,
+        names: Sequence[str] | None,
+        pattern: str | None,
+        after: str | None,
+        first: int | None,
+    ) -> tuple[list[tuple[sqlite3.Row, str]], bool]:
         """One page of a run's files ordered by name: ``names`` exact, ``pattern`` SQL LIKE."""
-        conds, params = ["f.run_pk = ?"], [run_pk]
+        conds: list[str] = ["f.run_pk = ?"]
+        params: list[Any] = [run_pk]
         if names:
             conds.append(f"f.name IN ({','.join('?' * len(names))})")
             params.extend(names)
@@ -304,15 +343,20 @@ class Store:
         limit = min(MAX_PAGE_SIZE, 50 if first is None else max(first, 0))
         rows = self._query(
             "SELECT f.pk, f.name, f.size, f.updated_at, f.mimetype, f.md5 FROM files f "
-            f"WHERE {' AND '.join(conds)} ORDER BY f.name, f.pk LIMIT ?", [*params, limit + 1])
+            f"WHERE {' AND '.join(conds)} ORDER BY f.name, f.pk LIMIT ?",
+            [*params, limit + 1],
+        )
         return [(row, _encode_cursor(row["name"], row["pk"])) for row in rows[:limit]], len(rows) > limit
 
-    def file_content(self, entity: str, project: str, run: str, name: str) -> tuple[int, Iterator[bytes]] | None:
+    def file_content(
+        self, entity: str, project: str, run: str, name: str
+    ) -> tuple[int, Iterator[bytes]] | None:
         """The size and bytes of a run file, or None when it does not exist."""
         rows = self._query(
             "SELECT f.size, f.content FROM files f JOIN runs r ON r.pk = f.run_pk JOIN projects p "
             "ON p.id = r.project_id WHERE p.entity = ? AND p.name = ? AND r.name = ? AND f.name = ?",
-            (entity, project, run, name))
+            (entity, project, run, name),
+        )
         if not rows:
             return None
         size, content = int(rows[0]["size"]), rows[0]["content"]
@@ -323,23 +367,38 @@ class Store:
     def mutations(self) -> list[dict[str, Any]]:
         """The mutation log, oldest first."""
         return [
-            {"seq": row["seq"], "time": row["time"], "operation": row["operation"], "run": row["run"],
-             "fields": json.loads(row["fields"])}
+            {
+                "seq": row["seq"],
+                "time": row["time"],
+                "operation": row["operation"],
+                "run": row["run"],
+                "fields": json.loads(row["fields"]),
+            }
             for row in self._query("SELECT * FROM mutations ORDER BY seq")
         ]
 
     # ---- writes --------------------------------------------------------------------------------
     def _log(self, operation: str, run: str | None, fields: dict[str, Any]) -> None:
-        self._conn.execute("INSERT INTO mutations (time, operation, run, fields) VALUES (?, ?, ?, ?)",
-                           (utc_now(), operation, run, json.dumps(fields)))
+        self._conn.execute(
+            "INSERT INTO mutations (time, operation, run, fields) VALUES (?, ?, ?, ?)",
+            (utc_now(), operation, run, json.dumps(fields)),
+        )
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn, self._lock)
 
-    def upsert_run(self, *, storage_id: str | None, entity: str | None, project: str | None, name: str | None,
-                   fields: dict[str, Any], config_writes: str, operation: str = "UpsertBucket",
-                   ) -> tuple[sqlite3.Row, bool]:
-        """Apply an UpsertBucket: null/absent fields stay, config merges (or replaces), summary and tags replace.
+    def upsert_run(
+        self,
+        *,
+        storage_id: str | None,
+        entity: str | None,
+        project: str | None,
+        name: str | None,
+        fields: dict[str, Any],
+        config_writes: str,
+        operation: str = "UpsertBucket",
+    ) -> tuple[sqlite3.Row, bool]:
+        """Apply an UpsertBucket: null/absent fields stay; config merges (or replaces); summary, tags replace.
 
         Returns the run row after the write and whether the run was created.
         """
@@ -354,9 +413,16 @@ class Store:
         if not (entity and project and name):
             raise StoreError("upsertBucket needs id, or name with entityName and modelName")
         with self._transaction() as c:
-            proj = c.execute("SELECT id FROM projects WHERE entity = ? AND name = ?", (entity, project)).fetchone()
-            row = None if proj is None else c.execute(
-                "SELECT * FROM runs WHERE project_id = ? AND name = ?", (proj["id"], name)).fetchone()
+            proj = c.execute(
+                "SELECT id FROM projects WHERE entity = ? AND name = ?", (entity, project)
+            ).fetchone()
+            row = (
+                None
+                if proj is None
+                else c.execute(
+                    "SELECT * FROM runs WHERE project_id = ? AND name = ?", (proj["id"], name)
+                ).fetchone()
+            )
             inserted = False
             if row is None:
                 if storage_id:
@@ -364,20 +430,31 @@ class Store:
                 # Api.create_run's path: create the project and run on demand.
                 if proj is None:
                     c.execute("INSERT INTO projects (entity, name) VALUES (?, ?)", (entity, project))
-                    proj = c.execute("SELECT id FROM projects WHERE entity = ? AND name = ?",
-                                     (entity, project)).fetchone()
+                    proj = c.execute(
+                        "SELECT id FROM projects WHERE entity = ? AND name = ?", (entity, project)
+                    ).fetchone()
                 now = utc_now()
                 c.execute(
-                    "INSERT INTO runs (project_id, name, state, created_at, heartbeat_at, updated_at, config, "
-                    "summary, tags, username, system_metrics, history_line_count) "
+                    "INSERT INTO runs (project_id, name, state, created_at, heartbeat_at, updated_at, "
+                    "config, summary, tags, username, system_metrics, history_line_count) "
                     "VALUES (?, ?, 'running', ?, ?, ?, '{}', '{}', '[]', ?, '{}', 0)",
-                    (proj["id"], name, now, now, now, entity))
-                row = c.execute("SELECT * FROM runs WHERE project_id = ? AND name = ?", (proj["id"], name)).fetchone()
+                    (proj["id"], name, now, now, now, entity),
+                )
+                row = c.execute(
+                    "SELECT * FROM runs WHERE project_id = ? AND name = ?", (proj["id"], name)
+                ).fetchone()
                 inserted = True
             updates: dict[str, Any] = {}
-            columns = {"displayName": "display_name", "notes": "notes", "description": "description",
-                       "groupName": "group_name", "jobType": "job_type", "state": "state", "commit": "commit_hash",
-                       "sweep": "sweep_name"}
+            columns = {
+                "displayName": "display_name",
+                "notes": "notes",
+                "description": "description",
+                "groupName": "group_name",
+                "jobType": "job_type",
+                "state": "state",
+                "commit": "commit_hash",
+                "sweep": "sweep_name",
+            }
             for key, column in columns.items():
                 if fields.get(key) is not None:
                     updates[column] = fields[key]
@@ -386,7 +463,8 @@ class Store:
             if fields.get("config") is not None:
                 sent = fields["config"]
                 updates["config"] = json.dumps(
-                    sent if config_writes == "replace" else deep_merge(json.loads(row["config"]), sent))
+                    sent if config_writes == "replace" else deep_merge(json.loads(row["config"]), sent)
+                )
             if fields.get("summaryMetrics") is not None:
                 updates["summary"] = json.dumps(fields["summaryMetrics"])
             updates["updated_at"] = utc_now()
@@ -398,10 +476,10 @@ class Store:
         return result, inserted
 
     def delete_files(self, ids: Sequence[str], project_id: int | None) -> int:
-        """Delete every listed file at once; unknown (already deleted) ids are a no-op. Returns the count deleted.
+        """Delete every listed file at once; unknown (already deleted) ids are a no-op. Returns the count.
 
         Ids of another run are deleted too (file ids are global); with ``project_id`` given, an id of a
-        file in another project is an error and nothing is deleted (W&B's behaviour is unknown, protocol §14.4).
+        file in another project is an error and nothing is deleted (W&B's behaviour is unknown, §14.4).
         """
         pks = [_decode_file_id(i) for i in ids]
         if not pks:
@@ -411,18 +489,25 @@ class Store:
             rows = c.execute(
                 "SELECT f.pk, f.name, r.name AS run, r.project_id, p.entity, p.name AS project FROM files f "
                 "JOIN runs r ON r.pk = f.run_pk JOIN projects p ON p.id = r.project_id "
-                f"WHERE f.pk IN ({placeholders}) ORDER BY f.pk", pks).fetchall()
+                f"WHERE f.pk IN ({placeholders}) ORDER BY f.pk",
+                pks,
+            ).fetchall()
             if project_id is not None:
                 foreign = [file_id(row["pk"]) for row in rows if row["project_id"] != project_id]
                 if foreign:
-                    raise StoreError(f"files {foreign} do not belong to project {project_id}; nothing was deleted")
+                    raise StoreError(
+                        f"files {foreign} do not belong to project {project_id}; nothing was deleted"
+                    )
             c.execute(f"DELETE FROM files WHERE pk IN ({placeholders})", pks)
             by_run: dict[str, list[sqlite3.Row]] = {}
             for row in rows:
                 by_run.setdefault(f"{row['entity']}/{row['project']}/{row['run']}", []).append(row)
             for run_path, files in by_run.items():
-                self._log("deleteFiles", run_path, {"files": [f["name"] for f in files],
-                                                    "ids": [file_id(f["pk"]) for f in files]})
+                self._log(
+                    "deleteFiles",
+                    run_path,
+                    {"files": [f["name"] for f in files], "ids": [file_id(f["pk"]) for f in files]},
+                )
             missing = sorted(set(ids) - {file_id(row["pk"]) for row in rows})
             if missing:
                 self._log("deleteFiles", None, {"already_deleted": missing})
@@ -432,15 +517,20 @@ class Store:
         """Store an uploaded file's bytes, registering it on the run (SaaS registers on PUT, §13.7)."""
         with self._transaction() as c:
             row = c.execute(
-                "SELECT r.pk FROM runs r JOIN projects p ON p.id = r.project_id WHERE p.entity = ? AND p.name = ? "
-                "AND r.name = ?", (entity, project, run)).fetchone()
+                "SELECT r.pk FROM runs r JOIN projects p ON p.id = r.project_id "
+                "WHERE p.entity = ? AND p.name = ? "
+                "AND r.name = ?",
+                (entity, project, run),
+            ).fetchone()
             if row is None:
                 raise StoreError(f"run {entity}/{project}/{run} not found")
             c.execute(
                 "INSERT INTO files (run_pk, name, size, updated_at, md5, content) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (run_pk, name) DO UPDATE SET size = excluded.size, updated_at = excluded.updated_at, "
+                "ON CONFLICT (run_pk, name) DO UPDATE SET size = excluded.size, "
+                "updated_at = excluded.updated_at, "
                 "md5 = excluded.md5, content = excluded.content",
-                (row["pk"], name, len(data), utc_now(), _md5_b64(data), data))
+                (row["pk"], name, len(data), utc_now(), _md5_b64(data), data),
+            )
             self._log("upload", f"{entity}/{project}/{run}", {"file": name, "size": len(data)})
 
     def log(self, operation: str, run: str | None, fields: dict[str, Any]) -> None:

@@ -1,9 +1,9 @@
 """Start the emulator for tests: in a background thread (fast) or as a ``python -m reconcile`` subprocess.
 
-    with running_emulator(seed={"runs": [...]}) as emu:
-        api = wandb.Api(overrides={"base_url": emu.url}, api_key=KEY)
-        ...
-        assert emu.stats()["operations"]["UpsertBucket"] == 2
+with running_emulator(seed={"runs": [...]}) as emu:
+    api = wandb.Api(overrides={"base_url": emu.url}, api_key=KEY)
+    ...
+    assert emu.stats()["operations"]["UpsertBucket"] == 2
 """
 
 from __future__ import annotations
@@ -37,8 +37,12 @@ class EmulatorHandle:
 
     def _call(self, path: str, payload: Mapping[str, Any] | None = None) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
-        request = urllib.request.Request(self.url + path, data=data, method="GET" if data is None else "POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method="GET" if data is None else "POST",
+            headers={"Content-Type": "application/json"},
+        )
         with _OPENER.open(request, timeout=10) as response:
             return json.loads(response.read())
 
@@ -70,11 +74,20 @@ class EmulatorHandle:
 
 
 @contextmanager
-def running_emulator(*, seed: Mapping[str, Any] | Path | str | None = None, db: Path | None = None,
-                     api_key: str | None = None, latency_ms: int = 0, fail_rate: float = 0.0,
-                     rate_limit: float | None = None, config_writes: str = "merge", subprocess: bool = False,
-                     hang_rate: float = 0.0, hang_seconds: float = 35.0, drop_rate: float = 0.0,
-                     ) -> Iterator[EmulatorHandle]:
+def running_emulator(
+    *,
+    seed: Mapping[str, Any] | Path | str | None = None,
+    db: Path | None = None,
+    api_key: str | None = None,
+    latency_ms: int = 0,
+    fail_rate: float = 0.0,
+    rate_limit: float | None = None,
+    config_writes: str = "merge",
+    subprocess: bool = False,
+    hang_rate: float = 0.0,
+    hang_seconds: float = 35.0,
+    drop_rate: float = 0.0,
+) -> Iterator[EmulatorHandle]:
     """Run an emulator on 127.0.0.1 and a free port for the duration of the ``with`` block.
 
     ``seed`` resets ``db`` to that fixture (dict or file); without it an existing ``db`` is served as is.
@@ -84,19 +97,34 @@ def running_emulator(*, seed: Mapping[str, Any] | Path | str | None = None, db: 
     if db is None:
         db = Path(tempfile.mkdtemp(prefix="reconcile-emulator-")) / "emulator.sqlite"
     if subprocess:
-        with _subprocess_emulator(seed=seed, db=db, api_key=api_key, latency_ms=latency_ms, fail_rate=fail_rate,
-                                  rate_limit=rate_limit, config_writes=config_writes) as handle:
+        with _subprocess_emulator(
+            seed=seed,
+            db=db,
+            api_key=api_key,
+            latency_ms=latency_ms,
+            fail_rate=fail_rate,
+            rate_limit=rate_limit,
+            config_writes=config_writes,
+        ) as handle:
             if hang_rate or drop_rate:
                 handle.set_faults(hang_rate=hang_rate, hang_seconds=hang_seconds, drop_rate=drop_rate)
             yield handle
         return
     store = open_store(db, Path(seed) if isinstance(seed, str) else seed)
-    settings = Settings(api_key=api_key, latency_ms=latency_ms, fail_rate=fail_rate, rate_limit=rate_limit,
-                        config_writes=config_writes, hang_rate=hang_rate, hang_seconds=hang_seconds,
-                        drop_rate=drop_rate)
+    settings = Settings(
+        api_key=api_key,
+        latency_ms=latency_ms,
+        fail_rate=fail_rate,
+        rate_limit=rate_limit,
+        config_writes=config_writes,
+        hang_rate=hang_rate,
+        hang_seconds=hang_seconds,
+        drop_rate=drop_rate,
+    )
     server = make_server(store, settings)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-                              name="emulator")
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="emulator"
+    )
     thread.start()
 
     def stop() -> None:
@@ -113,11 +141,32 @@ def running_emulator(*, seed: Mapping[str, Any] | Path | str | None = None, db: 
 
 
 @contextmanager
-def _subprocess_emulator(*, seed: Mapping[str, Any] | Path | str | None, db: Path, api_key: str | None,
-                         latency_ms: int, fail_rate: float, rate_limit: float | None,
-                         config_writes: str) -> Iterator[EmulatorHandle]:
-    argv = [sys.executable, "-m", "reconcile", "emulator", "--port", "0", "--db", str(db),
-            "--latency-ms", str(latency_ms), "--fail-rate", str(fail_rate), "--config-writes", config_writes]
+def _subprocess_emulator(
+    *,
+    seed: Mapping[str, Any] | Path | str | None,
+    db: Path,
+    api_key: str | None,
+    latency_ms: int,
+    fail_rate: float,
+    rate_limit: float | None,
+    config_writes: str,
+) -> Iterator[EmulatorHandle]:
+    argv = [
+        sys.executable,
+        "-m",
+        "reconcile",
+        "emulator",
+        "--port",
+        "0",
+        "--db",
+        str(db),
+        "--latency-ms",
+        str(latency_ms),
+        "--fail-rate",
+        str(fail_rate),
+        "--config-writes",
+        config_writes,
+    ]
     if isinstance(seed, Mapping):
         seed_file = db.with_suffix(".seed.json")
         seed_file.write_text(json.dumps(seed, default=str), encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Module-scoped emulator and wandb.Api for the emulator tests (Api construction spawns wandb-core, ~0.3 s)."""
+"""Module-scoped emulator and wandb.Api for emulator tests (building an Api spawns wandb-core, ~0.3 s)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import wandb
 
 from reconcile.emulator.testing import EmulatorHandle, running_emulator
 from tests.conftest import TEST_API_KEY
@@ -48,8 +49,6 @@ def emu(module_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 @pytest.fixture(scope="module")
 def api(emu: EmulatorHandle) -> Any:
     """A real wandb.Api pointed at the module's emulator."""
-    import wandb
-
     return wandb.Api(overrides={"base_url": emu.url}, api_key=TEST_API_KEY)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import wandb
 
 from tests.conftest import TEST_API_KEY
 
@@ -22,15 +23,11 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _api(url: str, key: str = TEST_API_KEY) -> Any:
-    import wandb
-
     return wandb.Api(overrides={"base_url": url}, api_key=key)
 
 
 def test_wrong_api_key_gets_401_and_authentication_error(emulator: Callable[..., Any]) -> None:
-    """With --api-key, another key fails wandb.Api construction with AuthenticationError; the right one works."""
-    import wandb
-
+    """With --api-key, another key fails wandb.Api() with AuthenticationError; the right one works."""
     emu = emulator(seed=FIXTURE, api_key=TEST_API_KEY)
     with pytest.raises(wandb.errors.AuthenticationError, match="invalid api key"):
         _api(emu.url, "local-" + "f" * 40)
@@ -41,8 +38,6 @@ def test_wrong_api_key_gets_401_and_authentication_error(emulator: Callable[...,
 
 def test_fail_rate_answers_500_and_the_client_gives_up(emulator: Callable[..., Any]) -> None:
     """--fail-rate 1 answers every request 500 (Retry-After: 0); the client retries, then raises."""
-    import wandb
-
     emu = emulator(seed=FIXTURE)
     api = _api(emu.url)
     emu.set_faults(fail_rate=1.0)
@@ -94,9 +89,12 @@ def test_drop_rate_closes_the_connection_mid_response(emulator: Callable[..., An
     """drop_rate 1 sends half a response and closes the connection."""
     emu = emulator(seed=FIXTURE, drop_rate=1.0)
     body = json.dumps({"query": "query Viewer { viewer { id } }"}).encode()
-    with pytest.raises((http.client.IncompleteRead, ConnectionError)):
-        with _OPENER.open(urllib.request.Request(emu.url + "/graphql", data=body), timeout=5) as response:
-            response.read()
+    request = urllib.request.Request(emu.url + "/graphql", data=body)
+    with (
+        pytest.raises((http.client.IncompleteRead, ConnectionError)),
+        _OPENER.open(request, timeout=5) as response,
+    ):
+        response.read()
 
 
 def test_hang_rate_keeps_the_client_waiting(emulator: Callable[..., Any]) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import wandb
+from wandb.apis.public.files import File
 
 from reconcile.emulator.store import deterministic_chunks
 from reconcile.emulator.testing import EmulatorHandle
@@ -19,8 +21,6 @@ pytestmark = pytest.mark.integration
 
 def _client_delete_document() -> str:
     """The deleteFiles mutation exactly as wandb's File.delete writes it."""
-    from wandb.apis.public.files import File
-
     match = re.search(r'"""\s*(mutation deleteFiles.*?)"""', inspect.getsource(File.delete), re.DOTALL)
     assert match, "wandb's File.delete no longer carries a deleteFiles document"
     return match.group(1)
@@ -51,7 +51,8 @@ def test_files_by_like_pattern_span_pages_and_len_is_total(api: Any, emu: Emulat
     assert emu.stats()["operations"]["RunFiles"] == 3
     assert len(files) == 25
     assert [f.name for f in run.files(pattern="media/images/img-_.png")] == [
-        f"media/images/img-{i}.png" for i in range(3)]
+        f"media/images/img-{i}.png" for i in range(3)
+    ]
 
 
 def test_run_file_returns_one_file_with_metadata(api: Any) -> None:
@@ -64,8 +65,6 @@ def test_run_file_returns_one_file_with_metadata(api: Any) -> None:
 
 def test_run_file_missing_raises_comm_error(api: Any) -> None:
     """run.file on an absent name fails as against W&B ("list index out of range")."""
-    import wandb
-
     with pytest.raises(wandb.errors.CommError):
         _run(api, "acme/vision/abc123").file("nope.bin")
 
@@ -94,7 +93,8 @@ def test_twenty_files_deleted_in_one_delete_files_request(api: Any, emu: Emulato
     start = len(emu.mutations())
     emu.reset_stats()
     answer = api._service_api.execute_graphql(
-        _client_delete_document(), {"files": [f.id for f in ckpts], "projectId": run._project_internal_id})
+        _client_delete_document(), {"files": [f.id for f in ckpts], "projectId": run._project_internal_id}
+    )
     assert answer == {"deleteFiles": {"success": True}}
     assert emu.stats()["operations"] == {"deleteFiles": 1}
     entries = emu.mutations()[start:]
@@ -103,11 +103,17 @@ def test_twenty_files_deleted_in_one_delete_files_request(api: Any, emu: Emulato
     assert entries[0]["run"] == "acme/vision/files1"
     assert sorted(entries[0]["fields"]["files"]) == sorted(f.name for f in ckpts)
     remaining = [f.name for f in _run(api, "acme/vision/files1").files()]
-    assert remaining == ["config.yaml", "media/images/img-0.png", "media/images/img-1.png",
-                         "media/images/img-2.png", "output.log"]
+    assert remaining == [
+        "config.yaml",
+        "media/images/img-0.png",
+        "media/images/img-1.png",
+        "media/images/img-2.png",
+        "output.log",
+    ]
     # Deleting again is an idempotent success (W&B's behaviour is unknown, protocol §14.4).
     again = api._service_api.execute_graphql(
-        _client_delete_document(), {"files": [f.id for f in ckpts], "projectId": run._project_internal_id})
+        _client_delete_document(), {"files": [f.id for f in ckpts], "projectId": run._project_internal_id}
+    )
     assert again == {"deleteFiles": {"success": True}}
 
 
@@ -117,7 +123,9 @@ def test_delete_files_with_another_projects_id_deletes_nothing(api: Any) -> None
     file = run.file("notes.txt")
     other_project = _run(api, "acme/filters/f1")._project_internal_id
     with pytest.raises(Exception, match="do not belong to project"):
-        api._service_api.execute_graphql(_client_delete_document(), {"files": [file.id], "projectId": other_project})
+        api._service_api.execute_graphql(
+            _client_delete_document(), {"files": [file.id], "projectId": other_project}
+        )
     assert _run(api, "acme/vision/abc123").file("notes.txt").id == file.id
 
 

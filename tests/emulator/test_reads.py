@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import wandb
 
 from reconcile.emulator.testing import EmulatorHandle
 from tests.emulator.conftest import names
@@ -26,7 +27,17 @@ def test_runs_listing_spans_three_pages(api: Any, emu: EmulatorHandle) -> None:
     emu.reset_stats()
     runs = api.runs("acme/vision", per_page=4)
     ids = names(runs)
-    assert ids == ["abc123", "merge1", "replace1", "summary1", "tags1", "files1", "upload1", "meta1", "spare1"]
+    assert ids == [
+        "abc123",
+        "merge1",
+        "replace1",
+        "summary1",
+        "tags1",
+        "files1",
+        "upload1",
+        "meta1",
+        "spare1",
+    ]
     assert emu.stats()["operations"]["Runs"] == 3
     assert len(runs) == 9
 
@@ -52,7 +63,7 @@ def test_runs_full_fragment_carries_config_and_summary(api: Any, emu: EmulatorHa
 
 
 def test_run_exposes_every_field_reconcile_reads(api: Any) -> None:
-    """api.run returns id, storage id, name, state, config, summary, tags, group, job type, notes, times, user."""
+    """api.run returns id, storage id, name, state, config, summary, tags, group, job type, notes, user."""
     api.flush()
     run = api.run("acme/vision/abc123")
     assert run.id == "abc123"
@@ -63,7 +74,12 @@ def test_run_exposes_every_field_reconcile_reads(api: Any) -> None:
     assert run.rawconfig["_wandb"] == {"cli_version": "0.31.0"}
     assert run.summary_metrics == {"val_acc": 0.91, "loss": 0.2, "nested": {"p": 1}}
     assert run.tags == ["wip", "baseline"]
-    assert (run.group, run.job_type, run.notes, run.description) == ("g1", "train", "first run", "a description")
+    assert (run.group, run.job_type, run.notes, run.description) == (
+        "g1",
+        "train",
+        "first run",
+        "a description",
+    )
     assert run.created_at == "2026-01-02T03:04:05"
     assert run.heartbeat_at == "2026-01-02T05:00:00"
     assert run.user.username == "alice"
@@ -77,7 +93,8 @@ def test_run_raw_fields_have_w_and_b_wire_types(api: Any) -> None:
         """query Run($project: String!, $entity: String!, $name: String!) {
              project(name: $project, entityName: $entity) { internalId run(name: $name) {
                projectId config summaryMetrics historyKeys } } }""",
-        {"entity": "acme", "project": "vision", "name": "abc123"})
+        {"entity": "acme", "project": "vision", "name": "abc123"},
+    )
     run = data["project"]["run"]
     assert isinstance(run["projectId"], int)
     assert json.loads(run["config"])["lr"] == {"value": 0.1, "desc": None}
@@ -89,8 +106,6 @@ def test_run_raw_fields_have_w_and_b_wire_types(api: Any) -> None:
 
 def test_missing_run_raises_comm_error(api: Any) -> None:
     """api.run on an unknown id fails with wandb's CommError, as against W&B."""
-    import wandb
-
     api.flush()
     with pytest.raises(wandb.errors.CommError):
         api.run("acme/vision/nope")
@@ -134,7 +149,9 @@ FILTER_CASES: list[tuple[dict[str, Any], set[str]]] = [
 
 
 @pytest.mark.parametrize(("filters", "expected"), FILTER_CASES, ids=[json.dumps(c[0]) for c in FILTER_CASES])
-def test_runs_filter_operator_selects_the_right_runs(api: Any, filters: dict[str, Any], expected: set[str]) -> None:
+def test_runs_filter_operator_selects_the_right_runs(
+    api: Any, filters: dict[str, Any], expected: set[str]
+) -> None:
     """Each supported Mongo operator and key selects exactly the matching runs, and runCount agrees."""
     api.flush()
     runs = api.runs("acme/filters", filters=filters, per_page=2)
@@ -142,24 +159,29 @@ def test_runs_filter_operator_selects_the_right_runs(api: Any, filters: dict[str
     assert len(runs) == len(expected)
 
 
-@pytest.mark.parametrize("filters", [{"bogus": 1}, {"state": {"$near": 1}}, {"$where": "1"},
-                                     {"config.opt": {"name": "sgd"}}, {"$and": []}])
+@pytest.mark.parametrize(
+    "filters",
+    [{"bogus": 1}, {"state": {"$near": 1}}, {"$where": "1"}, {"config.opt": {"name": "sgd"}}, {"$and": []}],
+)
 def test_runs_unknown_filter_is_an_error_not_a_wrong_answer(api: Any, filters: dict[str, Any]) -> None:
     """A filter the emulator does not understand fails the listing with a GraphQL error."""
     api.flush()
-    with pytest.raises(Exception, match="unsupported|not supported|non-empty"):
+    with pytest.raises(Exception, match=r"unsupported|not supported|non-empty"):
         list(api.runs("acme/filters", filters=filters))
 
 
-@pytest.mark.parametrize(("order", "expected"), [
-    ("+created_at", ["f1", "f2", "f3", "f4", "f5"]),
-    ("-created_at", ["f5", "f4", "f3", "f2", "f1"]),
-    ("+summary_metrics.val_acc", ["f4", "f1", "f5", "f2", "f3"]),
-    ("-summary_metrics.val_acc", ["f3", "f2", "f5", "f1", "f4"]),
-    # Numbers before strings; the tie f1/f4 on 0.1 is broken by creation order, across a page edge.
-    ("+config.lr.value", ["f3", "f2", "f1", "f4", "f5"]),
-    ("-config.lr", ["f5", "f4", "f1", "f2", "f3"]),
-])
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ("+created_at", ["f1", "f2", "f3", "f4", "f5"]),
+        ("-created_at", ["f5", "f4", "f3", "f2", "f1"]),
+        ("+summary_metrics.val_acc", ["f4", "f1", "f5", "f2", "f3"]),
+        ("-summary_metrics.val_acc", ["f3", "f2", "f5", "f1", "f4"]),
+        # Numbers before strings; the tie f1/f4 on 0.1 is broken by creation order, across a page edge.
+        ("+config.lr.value", ["f3", "f2", "f1", "f4", "f5"]),
+        ("-config.lr", ["f5", "f4", "f1", "f2", "f3"]),
+    ],
+)
 def test_runs_order_sorts_across_pages(api: Any, order: str, expected: list[str]) -> None:
     """order ascending/descending on time, config and summary keys, stable over 2-run pages."""
     api.flush()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import wandb
 
 from reconcile.emulator.testing import running_emulator
 from tests.conftest import TEST_API_KEY
@@ -21,8 +22,6 @@ FIXTURE = Path(__file__).with_name("fixture.yaml")
 
 
 def _api(url: str) -> Any:
-    import wandb
-
     return wandb.Api(overrides={"base_url": url}, api_key=TEST_API_KEY)
 
 
@@ -52,12 +51,29 @@ def test_restart_on_same_db_keeps_every_change(tmp_path: Path) -> None:
         assert emu.mutations() == []
 
 
-def test_cli_serves_with_key_from_env_and_stops_on_sigterm(tmp_path: Path, wandb_env: Callable[..., Any]) -> None:
-    """`python -m reconcile emulator --port 0` prints its URL, serves the client, exits 0 on SIGTERM, never logs the key."""
+def test_cli_serves_with_key_from_env_and_stops_on_sigterm(
+    tmp_path: Path, wandb_env: Callable[..., Any]
+) -> None:
+    """The CLI prints its URL, serves the client, exits 0 on SIGTERM and never prints the key."""
     env = dict(os.environ, RECONCILE_EMULATOR_API_KEY=TEST_API_KEY)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reconcile", "emulator", "--port", "0", "--db", str(tmp_path / "cli.sqlite"),
-         "--seed", str(FIXTURE)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "reconcile",
+            "emulator",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "cli.sqlite"),
+            "--seed",
+            str(FIXTURE),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -86,9 +102,24 @@ def test_bad_fixture_fails_the_cli_with_a_clear_message(tmp_path: Path) -> None:
     """A fixture with an unknown key stops the command with exit 1 and names the key."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("runs:\n  - {entity: e, project: p, id: r, colour: red}\n")
-    result = subprocess.run([sys.executable, "-m", "reconcile", "emulator", "--port", "0", "--db",
-                             str(tmp_path / "x.sqlite"), "--seed", str(bad)],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reconcile",
+            "emulator",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "x.sqlite"),
+            "--seed",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1
     assert "colour" in result.stderr
     assert "Traceback" not in result.stderr

@@ -14,11 +14,14 @@ from reconcile.emulator.resolvers import operation_name
 from reconcile.emulator.store import MAX_PAGE_SIZE, Store, deep_merge
 
 
-@pytest.mark.parametrize(("query", "name"), [
-    ("#graphql\n        query Runs($project: String!) { x }", "Runs"),
-    ("mutation deleteFiles($files: [ID!]!) { x }", "deleteFiles"),
-    ("# query Fake\n{ viewer { id } }", "<anonymous>"),
-])
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("#graphql\n        query Runs($project: String!) { x }", "Runs"),
+        ("mutation deleteFiles($files: [ID!]!) { x }", "deleteFiles"),
+        ("# query Fake\n{ viewer { id } }", "<anonymous>"),
+    ],
+)
 def test_operation_name_is_parsed_from_the_query_text(query: str, name: str) -> None:
     """The first `query|mutation Name` names the operation, comments and all."""
     assert operation_name(query) == name
@@ -28,18 +31,32 @@ def test_deep_merge_merges_dicts_and_replaces_everything_else() -> None:
     """Dicts merge recursively; lists, scalars and type changes replace (protocol §13.1)."""
     stored = {"a": {"value": {"x": 1, "l": [1, 2]}, "desc": None}, "b": {"value": 1, "desc": "d"}}
     sent = {"a": {"value": {"y": 2, "l": [3]}, "desc": None}, "b": {"value": {"n": 1}, "desc": None}}
-    assert deep_merge(stored, sent) == {"a": {"value": {"x": 1, "y": 2, "l": [3]}, "desc": None},
-                                        "b": {"value": {"n": 1}, "desc": None}}
+    assert deep_merge(stored, sent) == {
+        "a": {"value": {"x": 1, "y": 2, "l": [3]}, "desc": None},
+        "b": {"value": {"n": 1}, "desc": None},
+    }
 
 
-@pytest.mark.parametrize("data", [
-    {"runs": [{"entity": "e", "project": "p"}]},
-    {"runs": [{"entity": "e", "project": "p", "id": "r", "state": "sleeping"}]},
-    {"runs": [{"entity": "e", "project": "p", "id": "r", "created_at": "yesterday"}]},
-    {"runs": [{"entity": "e", "project": "p", "id": "r"}, {"entity": "e", "project": "p", "id": "r"}]},
-    {"runs": [{"entity": "e", "project": "p", "id": "r", "files": [{"name": "a", "size": 3, "content": "ab"}]}]},
-    {"runs": [], "extra": 1},
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"runs": [{"entity": "e", "project": "p"}]},
+        {"runs": [{"entity": "e", "project": "p", "id": "r", "state": "sleeping"}]},
+        {"runs": [{"entity": "e", "project": "p", "id": "r", "created_at": "yesterday"}]},
+        {"runs": [{"entity": "e", "project": "p", "id": "r"}, {"entity": "e", "project": "p", "id": "r"}]},
+        {
+            "runs": [
+                {
+                    "entity": "e",
+                    "project": "p",
+                    "id": "r",
+                    "files": [{"name": "a", "size": 3, "content": "ab"}],
+                }
+            ]
+        },
+        {"runs": [], "extra": 1},
+    ],
+)
 def test_fixture_errors_are_reported(data: dict[str, Any]) -> None:
     """Malformed fixtures raise FixtureError instead of seeding something half-right."""
     with pytest.raises(FixtureError):
@@ -48,17 +65,39 @@ def test_fixture_errors_are_reported(data: dict[str, Any]) -> None:
 
 def test_fixture_normalises_times_config_and_names() -> None:
     """Times become zone-less UTC, config is wrapped as {value, desc}, `name` is the display name."""
-    fixture = parse_fixture({"runs": [{"entity": "e", "project": "p", "id": "r", "name": "nice",
-                                       "created_at": "2026-01-02T05:04:05+02:00", "config": {"lr": 1}}]})
+    fixture = parse_fixture(
+        {
+            "runs": [
+                {
+                    "entity": "e",
+                    "project": "p",
+                    "id": "r",
+                    "name": "nice",
+                    "created_at": "2026-01-02T05:04:05+02:00",
+                    "config": {"lr": 1},
+                }
+            ]
+        }
+    )
     run = fixture.runs[0]
     assert (run.created_at, run.display_name) == ("2026-01-02T03:04:05", "nice")
     assert run.config == {"lr": {"value": 1, "desc": None}}
     assert fixture.viewer_entity == "e"
 
 
-@pytest.mark.parametrize("bad", ['{"a": 1', '[1]', '{"config.x": {"$foo": 1}}', '{"tags": {"$gt": "a"}}',
-                                 '{"duration": 5}', '{"createdAt": {"$gt": "soon"}}',
-                                 '{"state": {"$regex": "("}}', '{"state": {"$in": "finished"}}'])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"a": 1',
+        "[1]",
+        '{"config.x": {"$foo": 1}}',
+        '{"tags": {"$gt": "a"}}',
+        '{"duration": 5}',
+        '{"createdAt": {"$gt": "soon"}}',
+        '{"state": {"$regex": "("}}',
+        '{"state": {"$in": "finished"}}',
+    ],
+)
 def test_filter_compilation_refuses_what_it_does_not_understand(bad: str) -> None:
     """Unknown keys/operators, bad operands and invalid JSON raise FilterError."""
     with pytest.raises(FilterError):
@@ -89,7 +128,9 @@ def test_store_pages_with_keyset_cursors_and_caps_first(big_store: Store) -> Non
     cursor = None
     pages = 0
     while True:
-        page, more = big_store.list_runs(project["id"], filters=None, order="-created_at", after=cursor, first=5000)
+        page, more = big_store.list_runs(
+            project["id"], filters=None, order="-created_at", after=cursor, first=5000
+        )
         pages += 1
         seen.extend(row["name"] for row, _ in page)
         assert len(page) <= MAX_PAGE_SIZE
@@ -107,8 +148,9 @@ def test_store_orders_by_json_keys_with_ties_over_pages(big_store: Store) -> Non
     seen: list[str] = []
     cursor = None
     while True:
-        page, more = big_store.list_runs(project["id"], filters='{"state": "finished"}', order="+config.lr",
-                                         after=cursor, first=333)
+        page, more = big_store.list_runs(
+            project["id"], filters='{"state": "finished"}', order="+config.lr", after=cursor, first=333
+        )
         seen.extend(row["name"] for row, _ in page)
         if not more:
             break
@@ -120,8 +162,20 @@ def test_store_seed_resets_and_files_stream_deterministically(tmp_path: Path) ->
     """Seeding twice leaves only the second fixture; a seeded file streams its declared size."""
     store = Store(tmp_path / "s.sqlite", reset=True)
     store.seed(parse_fixture({"runs": list(synthetic_runs(3, entity="e", project="p"))}))
-    store.seed(parse_fixture({"runs": [{"entity": "e", "project": "q", "id": "r",
-                                        "files": [{"name": "big.bin", "size": 3_000_000}]}]}))
+    store.seed(
+        parse_fixture(
+            {
+                "runs": [
+                    {
+                        "entity": "e",
+                        "project": "q",
+                        "id": "r",
+                        "files": [{"name": "big.bin", "size": 3_000_000}],
+                    }
+                ]
+            }
+        )
+    )
     assert store.project("e", "p") is None
     found = store.file_content("e", "q", "r", "big.bin")
     assert found is not None

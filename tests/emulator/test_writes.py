@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from wandb.apis.public.runs import RUN_FRAGMENT
 
 from reconcile.emulator.store import run_storage_id
 from reconcile.emulator.testing import EmulatorHandle
@@ -73,11 +74,18 @@ def test_null_input_fields_leave_the_run_unchanged(api: Any, emu: EmulatorHandle
     """A summary-only UpsertBucket leaves config, tags and names alone and answers inserted: false."""
     before = _reread(api, "acme/vision/meta1")
     answer = api._service_api.execute_graphql(
-        SUMMARY_ONLY, {"id": run_storage_id("acme", "vision", "meta1"), "summaryMetrics": json.dumps({"s": 1})})
+        SUMMARY_ONLY,
+        {"id": run_storage_id("acme", "vision", "meta1"), "summaryMetrics": json.dumps({"s": 1})},
+    )
     assert answer["upsertBucket"]["bucket"]["id"] == before.storage_id
     assert answer["upsertBucket"]["inserted"] is False
     after = _reread(api, "acme/vision/meta1")
-    assert (after.config, after.tags, after.name, after.summary_metrics) == ({"k": 1}, ["t"], "meta1", {"s": 1})
+    assert (after.config, after.tags, after.name, after.summary_metrics) == (
+        {"k": 1},
+        ["t"],
+        "meta1",
+        {"s": 1},
+    )
     last = emu.mutations()[-1]
     assert last["operation"] == "UpsertBucket"
     assert last["run"] == "acme/vision/meta1"
@@ -86,14 +94,23 @@ def test_null_input_fields_leave_the_run_unchanged(api: Any, emu: EmulatorHandle
 
 def test_upsert_bucket_answers_with_the_run_fragment(api: Any) -> None:
     """run.update's document gets the updated bucket back with RunFragment fields."""
-    from wandb.apis.public.runs import RUN_FRAGMENT
-
-    mutation = """mutation UpsertBucket($id: String!, $config: JSONString!, $notes: String) {
+    mutation = (
+        """mutation UpsertBucket($id: String!, $config: JSONString!, $notes: String) {
       upsertBucket(input: {id: $id, config: $config, notes: $notes}) { bucket { ...RunFragment } inserted } }
-    """ + RUN_FRAGMENT
-    answer = api._service_api.execute_graphql(mutation, {
-        "id": run_storage_id("acme", "vision", "spare1"), "config": json.dumps({"n": {"value": 5, "desc": None}}),
-        "notes": "hi", "entity": "acme", "project": "vision", "name": "spare1"})  # undeclared extras are ignored
+    """
+        + RUN_FRAGMENT
+    )
+    answer = api._service_api.execute_graphql(
+        mutation,
+        {
+            "id": run_storage_id("acme", "vision", "spare1"),
+            "config": json.dumps({"n": {"value": 5, "desc": None}}),
+            "notes": "hi",
+            "entity": "acme",
+            "project": "vision",
+            "name": "spare1",
+        },
+    )  # undeclared extras are ignored
     bucket = answer["upsertBucket"]["bucket"]
     assert json.loads(bucket["config"]) == {"n": {"value": 5, "desc": None}}
     assert bucket["notes"] == "hi"
@@ -104,7 +121,8 @@ def test_upsert_bucket_with_unknown_run_id_is_an_error(api: Any) -> None:
     """Updating a storage id that names no run fails instead of creating one."""
     with pytest.raises(Exception, match="not found"):
         api._service_api.execute_graphql(
-            SUMMARY_ONLY, {"id": run_storage_id("acme", "vision", "ghost"), "summaryMetrics": "{}"})
+            SUMMARY_ONLY, {"id": run_storage_id("acme", "vision", "ghost"), "summaryMetrics": "{}"}
+        )
 
 
 def test_every_update_is_in_the_mutation_log_in_order(api: Any, emu: EmulatorHandle) -> None:
