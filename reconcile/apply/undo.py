@@ -8,12 +8,13 @@ after the apply, so applying the undo plan refuses a run that changed since.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
 from reconcile.apply.events import UndoRecord
-from reconcile.models import FORMAT_VERSION, Change, ChangeKind, ChangeOp, Plan, RunPlan
+from reconcile.models import FORMAT_VERSION, Change, ChangeKind, ChangeOp, ConfigWrites, Plan, RunPlan
 from reconcile.planfile import write_plan
 
 _STRING_KINDS = (ChangeKind.NAME, ChangeKind.NOTES, ChangeKind.GROUP, ChangeKind.JOB_TYPE)
@@ -51,6 +52,12 @@ def undo_run(rp: RunPlan, record: UndoRecord) -> RunPlan | None:
     changes: list[Change] = []
     for index in record.inverted:
         inverse = invert(rp.changes[index])
+        if inverse is not None and inverse.kind is ChangeKind.CONFIG and inverse.op is ChangeOp.UNSET \
+                and rp.config_writes is ConfigWrites.MERGE:
+            # Said up front: a merging server keeps config keys (wandb/wandb#11055), so applying
+            # this undo will report the key as not converged rather than remove it.
+            inverse = dataclasses.replace(inverse, detail="a merging W&B server cannot remove config keys "
+                                                          "(wandb/wandb#11055); apply reports it unconverged")
         if inverse is not None:
             changes.append(inverse)
     for name, size, source in record.restored_files:

@@ -1,0 +1,112 @@
+"""Unit tests of the apply journal, the progress/log observers and the command's plumbing."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from reconcile.apply import events as ev
+from reconcile.apply.executor import ApplyResult
+from reconcile.apply.journal import Journal, plan_digest
+from reconcile.apply.progress import LogObserver, ProgressBar, observers_for
+from reconcile.commands.apply import beside
+from reconcile.errors import PlanError
+from reconcile.models import Plan
+from tests.unit.apply_helpers import config_set, live_run, make_plan, run_plan
+
+
+def _plan() -> Plan:
+    run = live_run("a")
+    return make_plan(run_plan(run, [config_set("lr", 0.1, 0.2)]))
+
+
+def test_journal_records_each_phase_as_a_json_line(tmp_path: Path) -> None:
+    """Each event becomes one JSON line with the run, phase and time; the header names the plan."""
+    plan = _plan()
+    journal = Journal.open(tmp_path / "j.jsonl", plan)
+    journal(ev.RunStarted("acme/vision/a"))
+    journal(ev.RunMetadataWritten("acme/vision/a"))
+    journal(ev.RunStale("acme/vision/b", "changed"))
+    journal.close()
+    lines = [json.loads(x) for x in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert lines[0]["type"] == "plan"
+    assert lines[0]["plan_digest"] == plan_digest(plan)
+    assert [(x["run"], x["phase"]) for x in lines[1:]] == [
+        ("acme/vision/a", "started"), ("acme/vision/a", "metadata_written"), ("acme/vision/b", "stale")]
+    assert all("time" in x for x in lines)
+
+
+def test_journal_reopen_reads_phases_and_ignores_a_torn_last_line(tmp_path: Path) -> None:
+    """A record cut short by a crash is ignored; earlier records are kept for the resume."""
+    plan = _plan()
+    journal = Journal.open(tmp_path / "j.jsonl", plan)
+    journal(ev.RunStarted("acme/vision/a"))
+    journal(ev.RunApplied("acme/vision/b", changes=1, files_deleted=0, bytes_freed=0))
+    journal.close()
+    with (tmp_path / "j.jsonl").open("a") as fh:
+        fh.write('{"type": "run", "run": "acme/vision/a", "pha')
+    again = Journal.open(tmp_path / "j.jsonl", plan)
+    assert again.record_for("acme/vision/a").phases == {"started"}
+    assert again.record_for("acme/vision/b").final == "done"
+    assert again.record_for("acme/vision/c").phases == set()
+    again.close()
+
+
+def test_journal_damaged_in_the_middle_is_refused(tmp_path: Path) -> None:
+    """Garbage before the last line is not a crash artefact: refuse with a way out."""
+    path = tmp_path / "j.jsonl"
+    path.write_text("not json\n{}\n")
+    with pytest.raises(PlanError, match="damaged"):
+        Journal.open(path, _plan())
+
+
+def test_log_observer_binds_run_and_level_by_outcome() -> None:
+    """Non-TTY: one structlog line per event with run=..., problems at warning/error."""
+    observer = LogObserver()
+    with capture_logs() as logs:
+        observer(ev.RunApplied("acme/vision/a", changes=2, files_deleted=1, bytes_freed=10))
+        observer(ev.RunStale("acme/vision/b", "changed"))
+        observer(ev.RunFailed("acme/vision/c", "HTTP 500"))
+        observer(ev.RunUnconverged("acme/vision/d", ("config.lr",)))
+    assert [(x["event"], x["run"], x["log_level"]) for x in logs] == [
+        ("run_applied", "acme/vision/a", "info"), ("run_stale", "acme/vision/b", "warning"),
+        ("run_failed", "acme/vision/c", "error"), ("run_unconverged", "acme/vision/d", "error")]
+
+
+def test_progress_bar_counts_runs_files_and_bytes() -> None:
+    """The bar advances per finished run and shows files deleted and bytes freed."""
+    stream = io.StringIO()
+    bar = ProgressBar(stream)
+    bar(ev.ApplyStart(total_runs=2, total_files=3, total_bytes=3072, plan_digest="d"))
+    bar(ev.RunFilesDeleted("acme/vision/a", files=3, bytes=3072))
+    bar(ev.RunApplied("acme/vision/a", changes=1, files_deleted=3, bytes_freed=3072))
+    bar(ev.RunStale("acme/vision/b", "changed"))
+    bar(ev.ApplyComplete(result=ApplyResult()))
+    assert (bar.files, bar.bytes) == (3, 3072)
+    assert "3 files deleted (3 KiB freed)" in bar._status(None)
+
+
+def test_observers_for_non_tty_is_structlog_lines() -> None:
+    """Without a terminal the observers are log lines, not a bar."""
+    observers = observers_for(io.StringIO())
+    assert [type(o) for o in observers] == [LogObserver]
+
+
+def test_apply_result_summary_line_mentions_unconverged_only_when_any() -> None:
+    """The final line's shape is a public interface."""
+    result = ApplyResult(runs_changed=3, files_deleted=2, bytes_freed=2048)
+    assert result.summary_line == \
+        "Apply complete: 3 runs changed, 2 files deleted (2 KiB freed), 0 stale, 0 failed."
+    result.unconverged.append(("acme/vision/a", ("config.lr",)))
+    assert result.summary_line.endswith("0 stale, 0 failed, 1 did not converge.")
+    assert not result.ok
+
+
+def test_beside_names_journal_and_undo_next_to_the_plan(tmp_path: Path) -> None:
+    """plan.json -> plan.journal.jsonl and plan.undo.json in the same directory."""
+    assert beside(tmp_path / "plan.json", ".journal.jsonl") == tmp_path / "plan.journal.jsonl"
+    assert beside(tmp_path / "p.undo.json", ".undo.json") == tmp_path / "p.undo.undo.json"
