@@ -84,8 +84,8 @@ _MERGE_TAG = f"{_TAG}merge"
 _TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
                "number": "a number", "boolean": "true or false", "null": "null"}
 _PATTERN_HINTS = {
-    "^[^/\\s]+$": "must not contain '/' or whitespace",
-    "^\\S(.*\\S)?$": "must not be blank, span lines, or start or end with whitespace",
+    "^[^/\\s]*$": "must not contain '/' or whitespace",
+    "^(\\S(.*\\S)?)?$": "must not be blank, span lines, or start or end with whitespace",
 }
 _ACTIONS = ("set", "add_tags", "remove_tags", "unset", "rename", "files")
 _CONDITIONS = ("ids", "filters", "name", "tags", "state", "group", "job_type", "created_before",
@@ -506,6 +506,8 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[JsonPath, 
     """(path, at the key?, message) for one schema error, worded for a person editing YAML."""
     path: JsonPath = tuple(error.absolute_path)
     kind, expected, instance = error.validator, error.validator_value, error.instance
+    if "propertyNames" in error.relative_schema_path:  # the error is about a key, reported at its mapping
+        return [(path, False, f"has an invalid key {_short(instance)}: keys must not be empty")]
     if kind == "additionalProperties" and isinstance(instance, dict):
         allowed = list(error.schema.get("properties", {}))
         out = []
@@ -546,8 +548,6 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[JsonPath, 
     if kind == "uniqueItems" and isinstance(instance, list):
         dupes = [v for i, v in enumerate(instance) if v in instance[:i]]
         return [(path, False, f"lists {_short(dupes[0]) if dupes else 'an item'} more than once")]
-    if kind == "propertyNames":
-        return [(path, False, "has an empty key")]
     message = error.message
     return [(path, False, message if len(message) <= 200 else message[:197] + "...")]
 
@@ -580,10 +580,15 @@ class _Builder:
 
     def build(self) -> None:
         data = self.doc.data
-        for error in _validator().iter_errors(data):
+        errors = list(_validator().iter_errors(data))
+        # A value of the wrong type fails other keywords too (`version: "1"` is no integer and not 1): say it once.
+        wrong_type = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+        for error in errors:
+            if tuple(error.absolute_path) in wrong_type and error.validator != "type":
+                continue
             for path, at_key, message in _schema_messages(error):
                 if any(path[: len(bad)] == bad for bad in self.doc.bad_paths):
-                    continue
+                    continue  # already reported while reading the YAML
                 self.issue(path, message, at_key=at_key)
         if not isinstance(data, dict):
             return
@@ -679,7 +684,7 @@ class _Builder:
     def match(self, path: JsonPath, raw: Any) -> Match | None:
         if not isinstance(raw, dict):
             return None
-        if not any(c in raw for c in _CONDITIONS) and "all" not in raw:
+        if not raw:  # other keys are conditions, or unknown keys the schema already reported
             self.issue(path, "match has no conditions; add one (" + ", ".join(_CONDITIONS)
                        + ") or write `all: true` to match every run")
         name = self.get(raw, path, "name")
@@ -773,6 +778,8 @@ class _Builder:
         if isinstance(value, int):
             return value
         try:
+            if not _SIZE.fullmatch(value):  # humanfriendly alone reads "5 parsecs" as 5 petabytes
+                raise ValueError(value)
             size = humanfriendly.parse_size(value)
             if size < 0:
                 raise ValueError(value)
@@ -884,6 +891,8 @@ def _dotted(path: KeyPath) -> str:
 
 
 _RANGE = re.compile(r"(.)-(.)")
+_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(b|bytes?|[kmgtpe](i?b)?|(kilo|mega|giga|tera|peta|exa|kibi|mebi|gibi|tebi|pebi|exbi)"
+                   r"(bytes?)?)?\s*", re.IGNORECASE)
 
 
 def _glob_problem(pattern: str, *, file_path: bool) -> str | None:
