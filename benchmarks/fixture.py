@@ -82,7 +82,8 @@ def _files(i: int, count: int, created: datetime) -> list[dict[str, Any]]:
     for j, name in enumerate(names):
         size = (350_000_000 + i % 7 * 1_000_000) if name.endswith(".pt") else (
             180_000 + j * 1000 if name.endswith(".png") else 2_000 + j * 100)
-        out.append({"name": name, "size": size, "updated_at": (created + timedelta(minutes=10 + j)).isoformat()})
+        updated = (created + timedelta(minutes=10 + j)).isoformat()
+        out.append({"name": name, "size": size, "updated_at": updated})
     return out
 
 
@@ -162,13 +163,15 @@ def end_state(db: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         files: dict[int, list[str]] = {}
         for run_pk, name in conn.execute("SELECT run_pk, name FROM files"):
             files.setdefault(run_pk, []).append(name)
-        rows = conn.execute("SELECT pk, name, display_name, config, summary, tags, group_name, job_type, notes "
-                            "FROM runs ORDER BY name")
+        rows = conn.execute("SELECT pk, name, display_name, config, summary, tags, group_name, job_type, "
+                            "notes FROM runs ORDER BY name")
         for pk, name, display, config, summary, tags, group, job_type, notes in rows:
             yield name, {
-                "config": {k: v.get("value") if isinstance(v, dict) else v for k, v in json.loads(config).items()},
+                "config": {k: v.get("value") if isinstance(v, dict) else v
+                           for k, v in json.loads(config).items()},
                 "summary": json.loads(summary), "tags": sorted(json.loads(tags)), "name": display,
-                "group": group, "job_type": job_type, "notes": notes or None, "files": sorted(files.get(pk, [])),
+                "group": group, "job_type": job_type, "notes": notes or None,
+                "files": sorted(files.get(pk, [])),
             }
     finally:
         conn.close()

@@ -17,8 +17,16 @@ from pathlib import Path
 import wandb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.fixture import (  # noqa: E402 - after the path fix, so the script runs from anywhere
-    ADD_TAGS, ENTITY, KEEP_CHECKPOINTS, NEW_CONFIG, PROJECT, REMOVE_TAGS, RENAME_SUMMARY, expected_name)
+from benchmarks.fixture import (
+    ADD_TAGS,
+    ENTITY,
+    KEEP_CHECKPOINTS,
+    NEW_CONFIG,
+    PROJECT,
+    REMOVE_TAGS,
+    RENAME_SUMMARY,
+    expected_name,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import subprocess
 import sys
@@ -22,11 +21,10 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks import fixture  # noqa: E402 - after the path fix, so the script runs from anywhere
-from reconcile.emulator.testing import running_emulator  # noqa: E402
+from benchmarks import fixture
+from reconcile.emulator.testing import running_emulator
 
 BENCH_API_KEY = "local-" + "b" * 40  # the emulator accepts any key; this one is a placeholder
 LISTING = "Runs"  # the client's paged runs query (operation name parsed from the query text)
@@ -154,17 +152,20 @@ def print_table(rows: Sequence[tuple[str, Sequence[str]]], header: Sequence[str]
     """A plain fixed-width table on stdout."""
     widths = [max(len(header[i]), *(len(r[1][i - 1]) if i else len(r[0]) for r in rows))
               for i in range(len(header))]
-    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))
+    pairs = enumerate(zip(header, widths, strict=True))
+    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in pairs)
     print(line)
     print("-" * len(line))
     for label, cells in rows:
-        print("  ".join([label.ljust(widths[0]), *(c.rjust(w) for c, w in zip(cells, widths[1:]))]))
+        cells_text = (c.rjust(w) for c, w in zip(cells, widths[1:], strict=True))
+        print("  ".join([label.ljust(widths[0]), *cells_text]))
 
 
 def _fail(phase: Phase) -> int:
     step = phase.steps[-1]
     print(f"\n{phase.name}: `{' '.join(step.argv[1:])}` exited {step.returncode}\n"
-          f"--- stdout (tail)\n{step.stdout[-3000:]}\n--- stderr (tail)\n{step.stderr[-3000:]}", file=sys.stderr)
+          f"--- stdout (tail)\n{step.stdout[-3000:]}\n--- stderr (tail)\n{step.stderr[-3000:]}",
+          file=sys.stderr)
     return 1
 
 
@@ -192,7 +193,8 @@ def compare_mode(args: argparse.Namespace, workdir: Path) -> int:
             return _fail(phase)
         print(f"reconcile: {phase.seconds:.1f} s, {phase.requests} requests", flush=True)
     if args.only in (None, "loop"):
-        loop = [sys.executable, str(Path(__file__).with_name("loop.py"))] + (["--no-files"] if not args.files else [])
+        loop = [sys.executable, str(Path(__file__).with_name("loop.py"))]
+        loop += [] if args.files else ["--no-files"]
         phases["loop"] = phase = run_phase("loop", base, workdir, args.latency_ms, [("loop", loop)],
                                            listing_steps=("loop",))
         if not phase.ok:
@@ -238,7 +240,8 @@ def scale_mode(args: argparse.Namespace, workdir: Path) -> int:
     rows = []
     noop = fixture.write_spec(fixture.noop_spec(), workdir / "noop.yaml")
     full = fixture.write_spec(fixture.spec(files=False), workdir / "full.yaml")
-    for runs, specs in ((args.scale, (("no-op plan", noop), ("full plan", full))), (1000, (("no-op plan", noop),))):
+    plans = ((args.scale, (("no-op plan", noop), ("full plan", full))), (1000, (("no-op plan", noop),)))
+    for runs, specs in plans:
         t0 = time.perf_counter()
         base = workdir / f"scale-{runs}.sqlite"
         fixture.seed_db(fixture.generate(runs, 0), base)
@@ -251,7 +254,8 @@ def scale_mode(args: argparse.Namespace, workdir: Path) -> int:
                 listing_steps=("plan",))
             if not phase.ok:
                 return _fail(phase)
-            summary = [line for line in phase.steps[0].stdout.splitlines() if line.startswith(("Plan:", "No "))]
+            summary = [line for line in phase.steps[0].stdout.splitlines()
+                       if line.startswith(("Plan:", "No "))]
             rows.append((f"{label}, {runs:,} runs", [
                 _fmt(phase.seconds), f"{phase.requests:,}", _fmt(phase.max_rss_mib),
                 (summary[-1] if summary else "")[:60]]))
@@ -264,15 +268,16 @@ def scale_mode(args: argparse.Namespace, workdir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, run the chosen benchmark, print its table; exit 1 if anything failed."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1000, help="runs in the fixture (default 1000)")
     parser.add_argument("--files", type=int, default=20, help="files per run (default 20)")
-    parser.add_argument("--latency-ms", type=int, default=20, help="emulator latency per request (default 20)")
+    parser.add_argument("--latency-ms", type=int, default=20, help="emulator latency per request")
     parser.add_argument("--scale", type=int, default=100_000, help="runs for --only scale (default 100000)")
     parser.add_argument("--only", choices=("loop", "reconcile", "scale"),
                         help="one phase only (loop and reconcile run by default; scale only when asked)")
     parser.add_argument("--parallelism", type=int, default=10, help="reconcile --parallelism (default 10)")
-    parser.add_argument("--workdir", type=Path, help="keep databases, plan and logs here (default: a temp dir)")
+    parser.add_argument("--workdir", type=Path, help="keep databases, plans, logs here")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
