@@ -212,9 +212,14 @@ def export(project_path: str, filters: str | None, ids: tuple[str, ...], out: Pa
               help="Requests per second above which it answers 429 with Retry-After.")
 @click.option("--config-writes", type=click.Choice(["merge", "replace"]), default="merge",
               show_default=True, help="How UpsertBucket's config is stored (W&B cloud merges).")
+@click.option("--hang-rate", type=click.FloatRange(0, 1), default=0.0, hidden=True,
+              help="Share of requests that sleep past the client's timeout (reliability tests).")
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, hidden=True,
+              help="Share of requests whose connection closes mid-response (reliability tests).")
 @common_options
 def emulator(host: str, port: int, db: Path | None, seed: Path | None, api_key: str | None,
-             latency_ms: int, fail_rate: float, rate_limit: float | None, config_writes: str) -> None:
+             latency_ms: int, fail_rate: float, rate_limit: float | None, config_writes: str,
+             hang_rate: float, drop_rate: float) -> None:
     """Serve a local W&B-compatible GraphQL API backed by SQLite.
 
     \b
@@ -230,7 +235,8 @@ def emulator(host: str, port: int, db: Path | None, seed: Path | None, api_key: 
 
     _exit(handle_errors(lambda: command.run(
         host=host, port=port, db=db, seed=seed, api_key=api_key, latency_ms=latency_ms,
-        fail_rate=fail_rate, rate_limit=rate_limit, config_writes=config_writes)))
+        fail_rate=fail_rate, rate_limit=rate_limit, config_writes=config_writes,
+        hang_rate=hang_rate, drop_rate=drop_rate)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,8 +30,10 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 class EmulatorHandle:
     """A running emulator: its URL and the test hooks (stats, mutation log, faults)."""
 
-    def __init__(self, url: str, stop: Any) -> None:
+    def __init__(self, url: str, stop: Any, pid: int | None = None) -> None:
         self.url = url
+        self.pid = pid
+        """The emulator's process id in subprocess mode (None in thread mode)."""
         self._stop = stop
         self._stopped = False
 
@@ -196,7 +198,7 @@ def _subprocess_emulator(
                 proc.kill()
                 raise
 
-        handle = EmulatorHandle(url, stop)
+        handle = EmulatorHandle(url, stop, pid=proc.pid)
         try:
             yield handle
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -136,3 +137,24 @@ def test_every_update_is_in_the_mutation_log_in_order(api: Any, emu: EmulatorHan
     assert entries[0]["fields"]["config"]["lr"] == {"value": 0.3, "desc": None}
     assert set(entries[1]["fields"]) == {"summaryMetrics"}
     assert entries[0]["seq"] < entries[1]["seq"]
+
+
+def test_concurrent_config_merges_lose_no_update(api: Any, emu: EmulatorHandle) -> None:
+    """20 UpsertBuckets from 10 threads (the client's concurrency) all land: merges of distinct keys."""
+    mutation = """mutation UpsertBucket($id: String!, $config: JSONString!) {
+      upsertBucket(input: {id: $id, config: $config}) { bucket { id } } }"""
+    start = len(emu.mutations())
+
+    def write(i: int) -> None:
+        run_id = f"f{i % 5 + 1}"
+        config = json.dumps({f"k{i}": {"value": i, "desc": None}})
+        api._service_api.execute_graphql(
+            mutation, {"id": run_storage_id("acme", "filters", run_id), "config": config}
+        )
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        list(pool.map(write, range(20)))
+    assert len(emu.mutations()) == start + 20
+    for n in range(5):
+        config = _reread(api, f"acme/filters/f{n + 1}").config
+        assert {k for k in config if k.startswith("k")} == {f"k{i}" for i in range(20) if i % 5 == n}
