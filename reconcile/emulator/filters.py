@@ -210,6 +210,13 @@ def _join(parts: list[SqlFragment], glue: str, empty: str) -> SqlFragment:
     return "(" + f" {glue} ".join(f"({s})" for s, _ in parts) + ")", params
 
 
+def _in(field: _Field, key: str, values: list[Any]) -> SqlFragment:
+    # One SQL IN for plain string columns: apply re-reads batches of run ids as {"name": {"$in": [...]}}.
+    if field.kind == "column" and not field.is_time and values and all(isinstance(v, str) for v in values):
+        return f"{field.value_sql} IN ({','.join('?' * len(values))})", list(values)
+    return _join([_eq(field, key, v) for v in values], "OR", "0")
+
+
 def _key_condition(key: str, operand: Any) -> SqlFragment:
     field = _field(key)
     if not isinstance(operand, dict):
@@ -232,7 +239,7 @@ def _key_condition(key: str, operand: Any) -> SqlFragment:
         elif op in ("$in", "$nin"):
             if not isinstance(value, list):
                 raise FilterError(f"filter on {key!r}: {op} needs a list")
-            any_of = _join([_eq(field, key, v) for v in value], "OR", "0")
+            any_of = _in(field, key, value)
             parts.append(any_of if op == "$in" else _not(any_of))
         elif op == "$exists":
             parts.append(_exists(field, key, value))

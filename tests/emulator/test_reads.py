@@ -199,3 +199,12 @@ def test_empty_project_lists_nothing(api: Any) -> None:
     """A fixture project without runs exists and lists no runs."""
     api.flush()
     assert names(api.runs("acme/empty")) == []
+
+
+def test_runs_filter_by_many_names_in_one_listing(api: Any) -> None:
+    """A batched re-read by run ids ({"name": {"$in": [...]}}) returns exactly those runs."""
+    api.flush()
+    wanted = ["f2", "f4", "nope"]
+    assert set(names(api.runs("acme/filters", filters={"name": {"$in": wanted}}))) == {"f2", "f4"}
+    api.flush()
+    assert set(names(api.runs("acme/filters", filters={"name": {"$nin": wanted}}))) == {"f1", "f3", "f5"}
