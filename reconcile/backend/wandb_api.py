@@ -54,6 +54,9 @@ RUNS_ORDER = "+created_at"
 
 _HTTP_CODE = re.compile(r"\bHTTP (\d{3})\b")
 _TIMEOUT_MARKERS = ("did not respond in time", "timed out", "timeout")
+# A connection cut mid-response: wandb-core reports "unexpected EOF" with no HTTP status.
+# Transient like a timeout, and like one the request may or may not have been applied.
+_DROPPED_MARKERS = ("unexpected eof", "connection reset", "broken pipe", "connection aborted")
 _KEY_HINT = "Set WANDB_API_KEY or run `wandb login`."
 
 # One UpsertBucket variable per RunUpdate field: (variable, GraphQL type, input field).
@@ -436,6 +439,8 @@ def translate_error(exc: BaseException, doing: str, *,
     if status is None and (match := _HTTP_CODE.search(message)):
         status = int(match.group(1))  # "giving up after N attempt(s) ... HTTP 503: ..."
     timed_out = timed_out or (status is None and any(m in message.lower() for m in _TIMEOUT_MARKERS))
+    if status is None and not timed_out and any(m in message.lower() for m in _DROPPED_MARKERS):
+        return RetryableError(f"the connection to W&B broke while trying to {doing}: {message}. Try again.")
     return _classify(exc, status, timed_out, f"while trying to {doing}: {message}")
 
 
