@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 FIGURES: Counter[str] = Counter()
-"""Totals the tests add to: ``kills`` survived, ``faults`` injected, ``inputs`` tried."""
+"""Totals the tests add to: ``kills`` survived, ``faults`` injected (and by kind), ``inputs`` tried,
+``edits`` made by a concurrent writer, ``secret_checks`` (outputs searched for the API key)."""
 
 
 def record(**counts: int) -> None:
@@ -28,8 +29,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(
             f"reliability: {FIGURES['kills']} SIGKILLs survived, {FIGURES['faults']} faults injected "
             f"({FIGURES['faults_500']} x 500, {FIGURES['faults_429']} x 429, {FIGURES['faults_dropped']} "
-            f"hung or dropped), {FIGURES['inputs']} hostile inputs tried, {FIGURES['secret_checks']} "
-            "outputs checked for the API key")
+            f"hung or dropped), {FIGURES['edits']} concurrent edits kept, {FIGURES['inputs']} hostile inputs "
+            f"tried, {FIGURES['secret_checks']} outputs checked for the API key")
 
 
 def reconcile(*args: str, env: dict[str, str], timeout: float = 60,
