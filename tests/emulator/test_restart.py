@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from tests.conftest import TEST_API_KEY
 pytestmark = pytest.mark.integration
 
 FIXTURE = Path(__file__).with_name("fixture.yaml")
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _api(url: str) -> Any:
@@ -123,3 +126,37 @@ def test_bad_fixture_fails_the_cli_with_a_clear_message(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "colour" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_hidden_drop_rate_flag_truncates_responses(tmp_path: Path) -> None:
+    """`--drop-rate 1` (hidden, for the reliability suite) cuts every response short."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconcile",
+            "emulator",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "d.sqlite"),
+            "--drop-rate",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[1]
+        request = urllib.request.Request(url + "/graphql", data=b'{"query": "query V { viewer { id } }"}')
+        with (
+            pytest.raises((http.client.IncompleteRead, ConnectionError)),
+            _OPENER.open(request, timeout=5) as resp,
+        ):
+            resp.read()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+    assert proc.returncode == 0
