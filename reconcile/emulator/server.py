@@ -177,7 +177,10 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         """Write status line, headers and body in a single send (protocol §0 latency trap)."""
         self.server.stats.status(status)
-        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = ""
         lines = [
             f"HTTP/1.1 {status} {phrase}",
             f"Content-Type: {content_type}",
@@ -315,6 +318,8 @@ class _Handler(BaseHTTPRequestHandler):
             request = json.loads(body or b"{}")
             query = request.get("query") or ""
             variables = request.get("variables")
+            if isinstance(variables, str):  # some GraphQL clients send the variables as a JSON string
+                variables = json.loads(variables or "{}")
             if not isinstance(query, str) or (variables is not None and not isinstance(variables, dict)):
                 raise ValueError("query must be a string and variables an object")
         except ValueError as exc:

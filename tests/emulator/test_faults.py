@@ -103,3 +103,12 @@ def test_hang_rate_keeps_the_client_waiting(emulator: Callable[..., Any]) -> Non
     body = json.dumps({"query": "query Viewer { viewer { id } }"}).encode()
     with pytest.raises((TimeoutError, socket.timeout, urllib.error.URLError)):
         _OPENER.open(urllib.request.Request(emu.url + "/graphql", data=body), timeout=0.2)
+
+
+def test_telemetry_posts_get_an_empty_200(emulator: Callable[..., Any]) -> None:
+    """wandb-core's exit-time OpenTelemetry POST is answered 200 with an empty body (protocol §0)."""
+    emu = emulator(seed=FIXTURE)
+    request = urllib.request.Request(emu.url + "/sdk/otel/v1/metrics", data=b"\x00" * 29)
+    with _OPENER.open(request, timeout=5) as response:
+        assert (response.status, response.read()) == (200, b"")
+    assert emu.stats()["statuses"] == {"200": 1}
