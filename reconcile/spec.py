@@ -81,15 +81,32 @@ _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("null", "bool", "int", "float", "str", "timestamp")}
 _MERGE_TAG = f"{_TAG}merge"
-_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
-               "number": "a number", "boolean": "true or false", "null": "null"}
+_TYPE_NAMES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
 _PATTERN_HINTS = {
     "^[^/\\s]*$": "must not contain '/' or whitespace",
     "^(\\S(.*\\S)?)?$": "must not be blank, span lines, or start or end with whitespace",
 }
 _ACTIONS = ("set", "add_tags", "remove_tags", "unset", "rename", "files")
-_CONDITIONS = ("ids", "filters", "name", "tags", "state", "group", "job_type", "created_before",
-               "created_after", "older_than")
+_CONDITIONS = (
+    "ids",
+    "filters",
+    "name",
+    "tags",
+    "state",
+    "group",
+    "job_type",
+    "created_before",
+    "created_after",
+    "older_than",
+)
 
 
 # --------------------------------------------------------------------------- public API
@@ -123,7 +140,9 @@ def inspect_paths(paths: Sequence[Path]) -> LoadResult:
             data = file.read_bytes()
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            results.append(_FileResult(name, issues=[SpecIssue(name, 0, 0, "", f"cannot read the file: {reason}")]))
+            results.append(
+                _FileResult(name, issues=[SpecIssue(name, 0, 0, "", f"cannot read the file: {reason}")])
+            )
             continue
         digest.update(data)
         results.append(_read_file(name, data))
@@ -221,7 +240,9 @@ def _read_file(name: str, data: bytes) -> _FileResult:
     except _Abort as abort:
         result.issues.append(abort.issue)
     except RecursionError:
-        result.issues.append(SpecIssue(name, 0, 0, "", f"the document is nested too deeply (limit {MAX_DEPTH})"))
+        result.issues.append(
+            SpecIssue(name, 0, 0, "", f"the document is nested too deeply (limit {MAX_DEPTH})")
+        )
     return result
 
 
@@ -241,8 +262,15 @@ def _decode(name: str, data: bytes) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise _Abort(SpecIssue(name, line, column, "", f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-                                                      "save it as UTF-8")) from exc
+        raise _Abort(
+            SpecIssue(
+                name,
+                line,
+                column,
+                "",
+                f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x}); save it as UTF-8",
+            )
+        ) from exc
 
 
 # --------------------------------------------------------------------------- YAML
@@ -296,7 +324,7 @@ class _Document:
     def _abort(self, pos: _Pos, path: JsonPath, message: str) -> _Abort:
         return _Abort(SpecIssue(self.file, pos[0], pos[1], render_path(path), message))
 
-    def _compose(self, text: str) -> tuple[yaml.Node | None, int]:
+    def _compose(self, text: str) -> tuple[yaml.Node | None, int]:  # noqa: PLR0912, PLR0915 - one event loop reads best
         """Build the node graph from libyaml's events with an explicit stack (no recursion)."""
         resolver = yaml.resolver.Resolver()
         anchors: dict[str, yaml.Node] = {}
@@ -323,12 +351,20 @@ class _Document:
                 if isinstance(event, yaml.DocumentStartEvent):
                     documents += 1
                     if documents > 1:
-                        raise self._abort(_pos(event.start_mark), (), "a spec file holds one YAML document; "
-                                          "move the part after '---' into its own file")
+                        raise self._abort(
+                            _pos(event.start_mark),
+                            (),
+                            "a spec file holds one YAML document; "
+                            "move the part after '---' into its own file",
+                        )
                 elif isinstance(event, yaml.AliasEvent):
                     if event.anchor not in anchors:
-                        raise self._abort(_pos(event.start_mark), (), f"unknown alias *{event.anchor}; "
-                                          f"define the anchor &{event.anchor} before using it")
+                        raise self._abort(
+                            _pos(event.start_mark),
+                            (),
+                            f"unknown alias *{event.anchor}; "
+                            f"define the anchor &{event.anchor} before using it",
+                        )
                     attach(anchors[event.anchor])
                 elif isinstance(event, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                     nodes += 1
@@ -337,9 +373,15 @@ class _Document:
                     if isinstance(event, yaml.ScalarEvent):
                         if tag is None or tag == "!":
                             tag = resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
-                        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+                        node = yaml.ScalarNode(
+                            tag, event.value, event.start_mark, event.end_mark, event.style
+                        )
                     else:
-                        kind = yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode
+                        kind = (
+                            yaml.SequenceNode
+                            if isinstance(event, yaml.SequenceStartEvent)
+                            else yaml.MappingNode
+                        )
                         if tag is None or tag == "!":
                             tag = resolver.resolve(kind, None, event.implicit)
                         node = kind(tag, [], event.start_mark, event.end_mark, event.flow_style)
@@ -349,8 +391,11 @@ class _Document:
                     if not isinstance(event, yaml.ScalarEvent):
                         stack.append(_Frame(node))
                         if len(stack) > MAX_DEPTH:
-                            raise self._abort(_pos(event.start_mark), (), f"the document is nested more than "
-                                              f"{MAX_DEPTH} levels deep")
+                            raise self._abort(
+                                _pos(event.start_mark),
+                                (),
+                                f"the document is nested more than {MAX_DEPTH} levels deep",
+                            )
                 elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                     stack.pop().node.end_mark = event.end_mark
         except yaml.MarkedYAMLError as exc:
@@ -359,9 +404,13 @@ class _Document:
             problem = " ".join(filter(None, [exc.context, exc.problem]))
             raise self._abort(pos, (), f"invalid YAML: {problem or exc}") from exc
         except yaml.reader.ReaderError as exc:
-            raise self._abort(_text_pos(text, exc.position), (), f"invalid YAML: {exc.reason} "
-                              f"(character #x{exc.character:04x})" if isinstance(exc.character, int)
-                              else f"invalid YAML: {exc.reason}") from exc
+            raise self._abort(
+                _text_pos(text, exc.position),
+                (),
+                f"invalid YAML: {exc.reason} (character #x{exc.character:04x})"
+                if isinstance(exc.character, int)
+                else f"invalid YAML: {exc.reason}",
+            ) from exc
         except yaml.YAMLError as exc:
             raise self._abort((0, 0), (), f"invalid YAML: {exc}") from exc
         return root, nodes
@@ -371,16 +420,25 @@ class _Document:
         self._budget -= 1
         pos = _pos(node.start_mark)
         if self._budget < 0:
-            raise self._abort(pos, path, f"YAML aliases expand this document beyond {MAX_ALIAS_EXPANSION} extra "
-                              "values; a spec should not need that many (is it an alias bomb?)")
+            raise self._abort(
+                pos,
+                path,
+                f"YAML aliases expand this document beyond {MAX_ALIAS_EXPANSION} extra "
+                "values; a spec should not need that many (is it an alias bomb?)",
+            )
         if depth > MAX_DEPTH:
-            raise self._abort(pos, path, f"the document is nested more than {MAX_DEPTH} levels deep "
-                              "(counting what aliases expand to)")
+            raise self._abort(
+                pos,
+                path,
+                f"the document is nested more than {MAX_DEPTH} levels deep (counting what aliases expand to)",
+            )
         self.marks.setdefault(path, pos)
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, path)
         if id(node) in self._active:
-            raise self._abort(pos, path, "a YAML alias refers to a node that contains it; a spec must be a tree")
+            raise self._abort(
+                pos, path, "a YAML alias refers to a node that contains it; a spec must be a tree"
+            )
         self._active.add(id(node))
         try:
             if isinstance(node, yaml.SequenceNode):
@@ -399,8 +457,10 @@ class _Document:
         if node.tag != expected:
             self.issue(node, path, f"YAML tag {node.tag} is not supported in a spec; remove it")
 
-    def _pairs(self, node: yaml.MappingNode, path: JsonPath, depth: int) -> Iterator[tuple[str, yaml.Node, yaml.Node]]:
-        """The key/value pairs of a mapping with YAML merge keys (``<<: *base``) applied; explicit keys win."""
+    def _pairs(
+        self, node: yaml.MappingNode, path: JsonPath, depth: int
+    ) -> Iterator[tuple[str, yaml.Node, yaml.Node]]:
+        """The key/value pairs of a mapping with merge keys (``<<: *base``) applied; explicit keys win."""
         seen: dict[str, yaml.Node] = {}
         merged: list[tuple[str, yaml.Node, yaml.Node]] = []
         for key_node, value in node.value:
@@ -422,7 +482,9 @@ class _Document:
                 seen[key] = key_node
                 yield key, key_node, value
 
-    def _merge_sources(self, value: yaml.Node, path: JsonPath, depth: int) -> list[tuple[str, yaml.Node, yaml.Node]]:
+    def _merge_sources(
+        self, value: yaml.Node, path: JsonPath, depth: int
+    ) -> list[tuple[str, yaml.Node, yaml.Node]]:
         sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
         out: list[tuple[str, yaml.Node, yaml.Node]] = []
         for source in sources:
@@ -430,7 +492,9 @@ class _Document:
                 self.issue(source, path, "a merge key '<<' takes a mapping or a list of mappings")
                 continue
             if id(source) in self._active or depth > MAX_DEPTH:
-                raise self._abort(_pos(source.start_mark), path, "a YAML merge refers to a mapping that contains it")
+                raise self._abort(
+                    _pos(source.start_mark), path, "a YAML merge refers to a mapping that contains it"
+                )
             self._active.add(id(source))
             try:
                 self._budget -= len(source.value)
@@ -466,13 +530,16 @@ def _validator() -> jsonschema.protocols.Validator:
     try:
         document = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ReconcileError(f"the spec schema is missing at {SCHEMA_PATH}; reinstall reconcile "
-                             "(pip install -e .) from a complete checkout") from exc
+        raise ReconcileError(
+            f"the spec schema is missing at {SCHEMA_PATH}; reinstall reconcile "
+            "(pip install -e .) from a complete checkout"
+        ) from exc
     except (OSError, ValueError) as exc:
-        raise ReconcileError(f"the spec schema at {SCHEMA_PATH} cannot be read ({exc}); "
-                             "restore it from the repository") from exc
+        raise ReconcileError(
+            f"the spec schema at {SCHEMA_PATH} cannot be read ({exc}); restore it from the repository"
+        ) from exc
     cls = jsonschema.validators.validator_for(document)
-    return cls(document)  # type: ignore[no-any-return]
+    return cls(document)
 
 
 def render_path(path: JsonPath) -> str:
@@ -502,7 +569,9 @@ def _type_of(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[JsonPath, bool, str]]:
+def _schema_messages(  # noqa: PLR0911, PLR0912 - one wording per JSON Schema keyword
+    error: jsonschema.ValidationError,
+) -> list[tuple[JsonPath, bool, str]]:
     """(path, at the key?, message) for one schema error, worded for a person editing YAML."""
     path: JsonPath = tuple(error.absolute_path)
     kind, expected, instance = error.validator, error.validator_value, error.instance
@@ -519,21 +588,42 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[JsonPath, 
             out.append(((*path, key), True, f"unknown key {key!r}{hint}"))
         return out
     if kind == "required" and isinstance(instance, dict):
-        hint = {"version": "; start the file with `version: 1`"}
-        return [(path, False, f"missing required key {k!r}{hint.get(k, '')}") for k in expected if k not in instance]
+        hints = {"version": "; start the file with `version: 1`"}
+        return [
+            (path, False, f"missing required key {k!r}{hints.get(k, '')}")
+            for k in expected
+            if k not in instance
+        ]
     if kind in ("anyOf", "oneOf"):
         return _alternatives_messages(error, path)
     if kind == "type":
         types = [expected] if isinstance(expected, str) else list(expected)
-        return [(path, False, f"must be {' or '.join(_TYPE_NAMES.get(t, t) for t in types)}, not {_type_of(instance)}")]
+        return [
+            (
+                path,
+                False,
+                f"must be {' or '.join(_TYPE_NAMES.get(t, t) for t in types)}, not {_type_of(instance)}",
+            )
+        ]
     if kind == "const":
         if path == ("version",):
             supported = ", ".join(str(v) for v in SPEC_VERSIONS)
-            return [(path, False, f"unsupported spec version {_short(instance)}: this build reads spec version "
-                                  f"{supported}; write `version: 1` or upgrade reconcile")]
+            return [
+                (
+                    path,
+                    False,
+                    f"unsupported spec version {_short(instance)}: this build reads spec version "
+                    f"{supported}; write `version: 1` or upgrade reconcile",
+                )
+            ]
         if path[-1:] == ("all",):
-            return [(path, False, "`all` can only be true (match every run); remove it to match by the other "
-                                  "conditions")]
+            return [
+                (
+                    path,
+                    False,
+                    "`all` can only be true (match every run); remove it to match by the other conditions",
+                )
+            ]
         return [(path, False, f"must be {_short(expected)}")]
     if kind == "enum":
         return [(path, False, f"must be one of {', '.join(map(str, expected))}, not {_short(instance)}")]
@@ -552,7 +642,9 @@ def _schema_messages(error: jsonschema.ValidationError) -> list[tuple[JsonPath, 
     return [(path, False, message if len(message) <= 200 else message[:197] + "...")]
 
 
-def _alternatives_messages(error: jsonschema.ValidationError, path: JsonPath) -> list[tuple[JsonPath, bool, str]]:
+def _alternatives_messages(
+    error: jsonschema.ValidationError, path: JsonPath
+) -> list[tuple[JsonPath, bool, str]]:
     context = list(error.context or ())
     if context and all(e.validator == "required" for e in context):
         wanted = [e.validator_value[0] for e in context]
@@ -564,7 +656,9 @@ def _alternatives_messages(error: jsonschema.ValidationError, path: JsonPath) ->
         return _schema_messages(max(relevant, key=lambda e: len(e.relative_path)))
     types = [e.validator_value for e in context if e.validator == "type"]
     names = [_TYPE_NAMES.get(t, t) for t in types if isinstance(t, str)]
-    return [(path, False, f"must be {' or '.join(names) or 'something else'}, not {_type_of(error.instance)}")]
+    return [
+        (path, False, f"must be {' or '.join(names) or 'something else'}, not {_type_of(error.instance)}")
+    ]
 
 
 # --------------------------------------------------------------------------- building models
@@ -581,7 +675,8 @@ class _Builder:
     def build(self) -> None:
         data = self.doc.data
         errors = list(_validator().iter_errors(data))
-        # A value of the wrong type fails other keywords too (`version: "1"` is no integer and not 1): say it once.
+        # A value of the wrong type fails other keywords too (`version: "1"` is no integer and
+        # not 1): say it once.
         wrong_type = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
         for error in errors:
             if tuple(error.absolute_path) in wrong_type and error.validator != "type":
@@ -633,13 +728,19 @@ class _Builder:
 
     def target(self, raw: Mapping[str, Any]) -> Target:
         writes = raw.get("config_writes")
-        return Target(entity=raw.get("entity"), project=raw.get("project"),
-                      config_writes=ConfigWrites(writes) if writes is not None else None)
+        return Target(
+            entity=raw.get("entity"),
+            project=raw.get("project"),
+            config_writes=ConfigWrites(writes) if writes is not None else None,
+        )
 
     def limits(self, raw: Mapping[str, Any]) -> Limits:
         max_bytes = self.size(("limits", "max_bytes"), raw["max_bytes"]) if "max_bytes" in raw else None
-        return Limits(max_changed_runs=raw.get("max_changed_runs"),
-                      max_file_deletions=raw.get("max_file_deletions"), max_bytes=max_bytes)
+        return Limits(
+            max_changed_runs=raw.get("max_changed_runs"),
+            max_file_deletions=raw.get("max_file_deletions"),
+            max_bytes=max_bytes,
+        )
 
     # rules --------------------------------------------------------------------
 
@@ -661,13 +762,18 @@ class _Builder:
         set_block = self.set_block((*base, "set"), raw.get("set"))
         add_tags = self.tag_templates((*base, "add_tags"), self.get(raw, base, "add_tags") or [])
         remove_tags = self.tag_templates((*base, "remove_tags"), self.get(raw, base, "remove_tags") or [])
-        unset_config = self.key_paths((*base, "unset", "config"), self.get(unset, (*base, "unset"), "config") or [])
-        unset_summary = self.key_paths((*base, "unset", "summary"),
-                                       self.get(unset, (*base, "unset"), "summary") or [])
-        rename_config = self.renames((*base, "rename", "config"),
-                                     self.get(rename, (*base, "rename"), "config") or {})
-        rename_summary = self.renames((*base, "rename", "summary"),
-                                      self.get(rename, (*base, "rename"), "summary") or {})
+        unset_config = self.key_paths(
+            (*base, "unset", "config"), self.get(unset, (*base, "unset"), "config") or []
+        )
+        unset_summary = self.key_paths(
+            (*base, "unset", "summary"), self.get(unset, (*base, "unset"), "summary") or []
+        )
+        rename_config = self.renames(
+            (*base, "rename", "config"), self.get(rename, (*base, "rename"), "config") or {}
+        )
+        rename_summary = self.renames(
+            (*base, "rename", "summary"), self.get(rename, (*base, "rename"), "summary") or {}
+        )
         files = self.files((*base, "files"), raw.get("files"))
         self.conflicts(base, "config", set_block.config, unset_config, rename_config)
         self.conflicts(base, "summary", set_block.summary, unset_summary, rename_summary)
@@ -675,36 +781,56 @@ class _Builder:
         if not schema_clean or match is None or len(self.result.issues) > before:
             return None
         return Rule(
-            name=raw["name"], location=self.location(base), target=self.target(raw.get("target", {})),
-            match=match, set=set_block, add_tags=add_tags, remove_tags=remove_tags,
-            unset_config=unset_config, unset_summary=unset_summary, rename_config=rename_config,
-            rename_summary=rename_summary, files=files,
+            name=raw["name"],
+            location=self.location(base),
+            target=self.target(raw.get("target", {})),
+            match=match,
+            set=set_block,
+            add_tags=add_tags,
+            remove_tags=remove_tags,
+            unset_config=unset_config,
+            unset_summary=unset_summary,
+            rename_config=rename_config,
+            rename_summary=rename_summary,
+            files=files,
         )
 
     def match(self, path: JsonPath, raw: Any) -> Match | None:
         if not isinstance(raw, dict):
             return None
         if not raw:  # other keys are conditions, or unknown keys the schema already reported
-            self.issue(path, "match has no conditions; add one (" + ", ".join(_CONDITIONS)
-                       + ") or write `all: true` to match every run")
+            self.issue(
+                path,
+                "match has no conditions; add one ("
+                + ", ".join(_CONDITIONS)
+                + ") or write `all: true` to match every run",
+            )
         name = self.get(raw, path, "name")
         if name is not None:
             self.glob((*path, "name"), name, file_path=False)
         before = self.instant((*path, "created_before"), self.get(raw, path, "created_before"))
         after = self.instant((*path, "created_after"), self.get(raw, path, "created_after"))
         if before is not None and after is not None and after >= before:
-            self.issue((*path, "created_after"), "created_after is not before created_before: the rule would "
-                                                 "match no run")
+            self.issue(
+                (*path, "created_after"),
+                "created_after is not before created_before: the rule would match no run",
+            )
         older_text = self.get(raw, path, "older_than")
         older = self.duration((*path, "older_than"), older_text) if older_text is not None else None
         state = self.get(raw, path, "state")
         ids, tags = self.get(raw, path, "ids"), self.get(raw, path, "tags")
         return Match(
-            ids=tuple(ids) if ids is not None else None, filters=self.get(raw, path, "filters"), name=name,
+            ids=tuple(ids) if ids is not None else None,
+            filters=self.get(raw, path, "filters"),
+            name=name,
             tags=tuple(tags) if tags is not None else None,
             state=(state,) if isinstance(state, str) else tuple(state) if state is not None else None,
-            group=self.get(raw, path, "group"), job_type=self.get(raw, path, "job_type"), created_before=before,
-            created_after=after, older_than=older, all=raw.get("all") is True,
+            group=self.get(raw, path, "group"),
+            job_type=self.get(raw, path, "job_type"),
+            created_before=before,
+            created_after=after,
+            older_than=older,
+            all=raw.get("all") is True,
         )
 
     def set_block(self, path: JsonPath, raw: Any) -> SetBlock:
@@ -717,8 +843,10 @@ class _Builder:
                 self.template((*path, field), texts[field])
         tags = self.get(raw, path, "tags")
         return SetBlock(
-            config=_flatten(self.get(raw, path, "config") or {}), summary=_flatten(self.get(raw, path, "summary") or {}),
-            tags=self.tag_templates((*path, "tags"), tags) if tags is not None else None, **texts,
+            config=_flatten(self.get(raw, path, "config") or {}),
+            summary=_flatten(self.get(raw, path, "summary") or {}),
+            tags=self.tag_templates((*path, "tags"), tags) if tags is not None else None,
+            **texts,
         )
 
     def files(self, path: JsonPath, raw: Any) -> FilesRule | None:
@@ -734,11 +862,13 @@ class _Builder:
             unless_top = UnlessTop(metric=metric or (), goal=Goal(top["goal"]), count=top["count"])
         older, larger = self.get(raw, path, "older_than"), self.get(raw, path, "larger_than")
         return FilesRule(
-            delete=tuple(self.get(raw, path, "delete") or ()), keep=tuple(self.get(raw, path, "keep") or ()),
+            delete=tuple(self.get(raw, path, "delete") or ()),
+            keep=tuple(self.get(raw, path, "keep") or ()),
             keep_last=self.get(raw, path, "keep_last"),
             older_than=self.duration((*path, "older_than"), older) if older is not None else None,
             larger_than=self.size((*path, "larger_than"), larger) if larger is not None else None,
-            unless_top=unless_top, allow_system_files=raw.get("allow_system_files") is True,
+            unless_top=unless_top,
+            allow_system_files=raw.get("allow_system_files") is True,
             allow_delete_all=raw.get("allow_delete_all") is True,
         )
 
@@ -767,26 +897,26 @@ class _Builder:
             return None
         try:
             seconds = humanfriendly.parse_timespan(text)
-            if not math.isfinite(seconds) or seconds < 0:
-                raise ValueError(text)
-            return timedelta(seconds=seconds)
+            span = timedelta(seconds=seconds) if math.isfinite(seconds) and seconds >= 0 else None
         except (humanfriendly.InvalidTimespan, ValueError, TypeError, ArithmeticError):
+            span = None
+        if span is None:
             self.issue(path, f"{_short(text)} is not a duration; {hint}")
-            return None
+        return span
 
     def size(self, path: JsonPath, value: int | str) -> int | None:
         if isinstance(value, int):
             return value
-        try:
-            if not _SIZE.fullmatch(value):  # humanfriendly alone reads "5 parsecs" as 5 petabytes
-                raise ValueError(value)
-            size = humanfriendly.parse_size(value)
-            if size < 0:
-                raise ValueError(value)
-            return int(size)
-        except (humanfriendly.InvalidSize, ValueError, TypeError, ArithmeticError):
+        size: int | None = None
+        if _SIZE.fullmatch(value):  # humanfriendly alone reads "5 parsecs" as 5 petabytes
+            try:
+                size = int(humanfriendly.parse_size(value))
+            except (humanfriendly.InvalidSize, ValueError, TypeError, ArithmeticError):
+                size = None
+        if size is None or size < 0:
             self.issue(path, f"{_short(value)} is not a size; write bytes or a size such as 50MB or 1.5GiB")
             return None
+        return size
 
     def instant(self, path: JsonPath, text: str | None) -> datetime | None:
         if text is None:
@@ -808,8 +938,11 @@ class _Builder:
         if isinstance(value, str):
             parts = tuple(value.split("."))
             if any(not p for p in parts):
-                self.issue(path, f"key path {_short(value)} has an empty part; write `a.b`, or a list "
-                                 "[\"a.b\", \"c\"] for a key that contains a dot")
+                self.issue(
+                    path,
+                    f"key path {_short(value)} has an empty part; write `a.b`, or a list "
+                    '["a.b", "c"] for a key that contains a dot',
+                )
                 return None
             return parts
         return tuple(value)
@@ -835,35 +968,61 @@ class _Builder:
                 if other_old == old and _overlap(new, old) and old != new:
                     self.issue((*path, ".".join(old)), f"moves {_dotted(old)} inside itself", at_key=True)
                 elif other_old != old and _overlap(new, other_old):
-                    self.issue((*path, ".".join(other_old)), f"chained renames: {_dotted(new)} is renamed again; "
-                               "rename each key straight to its final name", at_key=True)
+                    self.issue(
+                        (*path, ".".join(other_old)),
+                        f"chained renames: {_dotted(new)} is renamed again; "
+                        "rename each key straight to its final name",
+                        at_key=True,
+                    )
         return tuple(pairs)
 
     # conflicts ----------------------------------------------------------------
 
-    def conflicts(self, base: JsonPath, namespace: str, desired: Mapping[KeyPath, Any],
-                  unset: Sequence[KeyPath], renames: Sequence[tuple[KeyPath, KeyPath]]) -> None:
+    def conflicts(
+        self,
+        base: JsonPath,
+        namespace: str,
+        desired: Mapping[KeyPath, Any],
+        unset: Sequence[KeyPath],
+        renames: Sequence[tuple[KeyPath, KeyPath]],
+    ) -> None:
         """Operations in one rule that contradict each other on the same key."""
         for j, gone in enumerate(unset):
             for key in desired:
                 if _overlap(gone, key):
-                    self.issue((*base, "unset", namespace, j), f"unset {namespace}.{_dotted(gone)} conflicts with "
-                               f"set {namespace}.{_dotted(key)} in the same rule")
+                    self.issue(
+                        (*base, "unset", namespace, j),
+                        f"unset {namespace}.{_dotted(gone)} conflicts with "
+                        f"set {namespace}.{_dotted(key)} in the same rule",
+                    )
         for old, new in renames:
             where = (*base, "rename", namespace, ".".join(old))
             for key in desired:
                 if _overlap(new, key) or _overlap(old, key):
-                    self.issue(where, f"rename of {namespace}.{_dotted(old)} -> {_dotted(new)} conflicts with set "
-                               f"{namespace}.{_dotted(key)} in the same rule", at_key=True)
+                    self.issue(
+                        where,
+                        f"rename of {namespace}.{_dotted(old)} -> {_dotted(new)} conflicts with set "
+                        f"{namespace}.{_dotted(key)} in the same rule",
+                        at_key=True,
+                    )
             for gone in unset:
                 if _overlap(new, gone) or _overlap(old, gone):
-                    self.issue(where, f"rename of {namespace}.{_dotted(old)} -> {_dotted(new)} conflicts with "
-                               f"unset {namespace}.{_dotted(gone)} in the same rule", at_key=True)
+                    self.issue(
+                        where,
+                        f"rename of {namespace}.{_dotted(old)} -> {_dotted(new)} conflicts with "
+                        f"unset {namespace}.{_dotted(gone)} in the same rule",
+                        at_key=True,
+                    )
 
-    def tag_conflicts(self, base: JsonPath, set_block: SetBlock, add: Sequence[str], remove: Sequence[str]) -> None:
+    def tag_conflicts(
+        self, base: JsonPath, set_block: SetBlock, add: Sequence[str], remove: Sequence[str]
+    ) -> None:
         if set_block.tags is not None and (add or remove):
-            self.issue((*base, "set", "tags"), "set.tags is the exact set of tags; it cannot be combined with "
-                                               "add_tags or remove_tags in one rule")
+            self.issue(
+                (*base, "set", "tags"),
+                "set.tags is the exact set of tags; it cannot be combined with "
+                "add_tags or remove_tags in one rule",
+            )
         for j, tag in enumerate(remove):
             if tag in add:
                 self.issue((*base, "remove_tags", j), f"tag {tag!r} is both added and removed by this rule")
@@ -891,11 +1050,14 @@ def _dotted(path: KeyPath) -> str:
 
 
 _RANGE = re.compile(r"(.)-(.)")
-_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*(b|bytes?|[kmgtpe](i?b)?|(kilo|mega|giga|tera|peta|exa|kibi|mebi|gibi|tebi|pebi|exbi)"
-                   r"(bytes?)?)?\s*", re.IGNORECASE)
+_SIZE = re.compile(
+    r"\s*\d+(\.\d+)?\s*(b|bytes?|[kmgtpe](i?b)?|(kilo|mega|giga|tera|peta|exa|kibi|mebi|gibi|tebi|pebi|exbi)"
+    r"(bytes?)?)?\s*",
+    re.IGNORECASE,
+)
 
 
-def _glob_problem(pattern: str, *, file_path: bool) -> str | None:
+def _glob_problem(pattern: str, *, file_path: bool) -> str | None:  # noqa: PLR0911, PLR0912 - a list of checks
     """Why ``pattern`` is not a usable glob, or None. wcmatch accepts nearly anything, so the
     mistakes that silently match nothing are caught here."""
     if not pattern.strip():
@@ -923,7 +1085,7 @@ def _glob_problem(pattern: str, *, file_path: bool) -> str | None:
             end = pattern.find("]", j)
             if end < 0:
                 return "has an unclosed '['; write [[] for a literal '['"
-            for low, high in _RANGE.findall(pattern[j if pattern[j - 1] != "]" else j - 1:end]):
+            for low, high in _RANGE.findall(pattern[j if pattern[j - 1] != "]" else j - 1 : end]):
                 if low > high:
                     return f"has a reversed range {low}-{high} that matches nothing"
             i = end + 1
@@ -934,7 +1096,7 @@ def _glob_problem(pattern: str, *, file_path: bool) -> str | None:
             glob.translate(pattern, flags=FILE_GLOB_FLAGS)
         else:
             fnmatch.translate(pattern, flags=NAME_GLOB_FLAGS)
-    except Exception as exc:  # noqa: BLE001 - wcmatch raises several types; any of them means "bad glob"
+    except Exception as exc:
         return f"is not a valid glob ({exc})"
     return None
 
@@ -953,30 +1115,61 @@ def _merge(results: Sequence[_FileResult], digest: str) -> tuple[Spec | None, li
                 spec_target = result.target
             elif result.target[0] != spec_target[0]:
                 loc = result.target[1]
-                issues.append(SpecIssue(loc.file, loc.line, loc.column, "target",
-                                        f"differs from the spec target at {spec_target[1]}; give `target` in one "
-                                        "file only (a rule can override it with its own `target`)"))
+                issues.append(
+                    SpecIssue(
+                        loc.file,
+                        loc.line,
+                        loc.column,
+                        "target",
+                        f"differs from the spec target at {spec_target[1]}; give `target` in one "
+                        "file only (a rule can override it with its own `target`)",
+                    )
+                )
         if result.limits is not None:
             if spec_limits is None:
                 spec_limits = result.limits
             elif result.limits[0] != spec_limits[0]:
                 loc = result.limits[1]
-                issues.append(SpecIssue(loc.file, loc.line, loc.column, "limits",
-                                        f"differ from the limits at {spec_limits[1]}; give `limits` in one file only"))
+                issues.append(
+                    SpecIssue(
+                        loc.file,
+                        loc.line,
+                        loc.column,
+                        "limits",
+                        f"differ from the limits at {spec_limits[1]}; give `limits` in one file only",
+                    )
+                )
     names: dict[str, Location] = {}
     for result in results:
         for index, name, loc in result.rule_names:
             if name in names:
-                issues.append(SpecIssue(loc.file, loc.line, loc.column, f"rules[{index}].name",
-                                        f"duplicate rule name {name!r}: also at {names[name]}; rule names must be "
-                                        "unique across all spec files"))
+                issues.append(
+                    SpecIssue(
+                        loc.file,
+                        loc.line,
+                        loc.column,
+                        f"rules[{index}].name",
+                        f"duplicate rule name {name!r}: also at {names[name]}; rule names must be "
+                        "unique across all spec files",
+                    )
+                )
             else:
                 names[name] = loc
     if issues or any(r.issues for r in results) or not results:
         return None, issues
     target = spec_target[0] if spec_target else Target()
-    rules = tuple(dataclasses.replace(rule, target=rule.target.over(target))
-                  for result in results for rule in result.rules if rule is not None)
-    spec = Spec(version=SPEC_VERSIONS[-1], target=target, limits=spec_limits[0] if spec_limits else Limits(),
-                rules=rules, digest=digest, sources=tuple(r.file for r in results))
+    rules = tuple(
+        dataclasses.replace(rule, target=rule.target.over(target))
+        for result in results
+        for rule in result.rules
+        if rule is not None
+    )
+    spec = Spec(
+        version=SPEC_VERSIONS[-1],
+        target=target,
+        limits=spec_limits[0] if spec_limits else Limits(),
+        rules=rules,
+        digest=digest,
+        sources=tuple(r.file for r in results),
+    )
     return spec, issues

@@ -31,7 +31,10 @@ def run(specs: list[Path], *, color: bool) -> int:
             bad_files.add(issue.file)
         problems += len(result.issues)
     if problems:
-        click.echo(f"{problems} problem(s) in {len(bad_files)} file(s); fix them and run "
-                   "`reconcile validate` again.", err=True)
+        click.echo(
+            f"{problems} problem(s) in {len(bad_files)} file(s); fix them and run "
+            "`reconcile validate` again.",
+            err=True,
+        )
         return EXIT_ERROR
     return EXIT_OK

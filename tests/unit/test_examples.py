@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reconcile.models import ConfigWrites
 from reconcile.spec import SCHEMA_PATH, load_spec, validate_paths
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
@@ -38,8 +39,13 @@ def schema_keys() -> set[str]:
 def test_examples_cover_the_documented_use_cases() -> None:
     """The six documented examples exist, plus a GitOps directory of several files."""
     names = {p.name for p in SPECS}
-    assert {"backfill-config.yaml", "rename-metric.yaml", "tag-hygiene.yaml", "checkpoint-retention.yaml",
-            "best-of-sweep.yaml"} <= names
+    assert {
+        "backfill-config.yaml",
+        "rename-metric.yaml",
+        "tag-hygiene.yaml",
+        "checkpoint-retention.yaml",
+        "best-of-sweep.yaml",
+    } <= names
     assert len(list(GITOPS.glob("*.yaml"))) >= 3
 
 
@@ -48,7 +54,10 @@ def test_examples_carry_the_modeline_and_a_header(path: Path) -> None:
     """The first line points editors at the schema; a comment header says what the spec is for."""
     lines = path.read_text(encoding="utf-8").splitlines()
     relative = Path("..") / ".." if path.parent == GITOPS else Path("..")
-    assert lines[0] == f"# yaml-language-server: $schema={(relative / 'schemas' / 'reconcile.schema.json').as_posix()}"
+    assert (
+        lines[0]
+        == f"# yaml-language-server: $schema={(relative / 'schemas' / 'reconcile.schema.json').as_posix()}"
+    )
     assert (path.parent / lines[0].split("=", 1)[1]).resolve() == SCHEMA_PATH
     header = [line for line in lines[1:] if line.startswith("#")]
     assert len(" ".join(header)) > 60
@@ -63,7 +72,7 @@ def test_examples_validate(path: Path) -> None:
     # Config removal cannot be promised on W&B cloud (wandb/wandb#11055): only with `replace`.
     for rule in spec.rules:
         if rule.unset_config or rule.rename_config:
-            assert rule.target.config_writes is not None and rule.target.config_writes.value == "replace", rule.name
+            assert rule.target.config_writes is ConfigWrites.REPLACE, rule.name
 
 
 KEY_LINE = re.compile(r"^(?P<indent>\s*(?:-\s+)?)(?P<key>[a-z_]+):")
@@ -80,8 +89,11 @@ def typo_cases() -> list[tuple[Path, int, str]]:
     return cases
 
 
-@pytest.mark.parametrize(("path", "line", "key"), typo_cases(),
-                         ids=lambda v: str(v.relative_to(EXAMPLES)) if isinstance(v, Path) else str(v))
+@pytest.mark.parametrize(
+    ("path", "line", "key"),
+    typo_cases(),
+    ids=lambda v: str(v.relative_to(EXAMPLES)) if isinstance(v, Path) else str(v),
+)
 def test_examples_typo_in_any_key_fails_on_its_line(tmp_path: Path, path: Path, line: int, key: str) -> None:
     """Misspelling any schema key of an example is reported as an unknown key on that very line."""
     copy_dir = tmp_path / path.parent.name

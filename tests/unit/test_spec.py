@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from reconcile import spec as spec_module
 from reconcile.errors import ReconcileError, SpecError
 from reconcile.models import ConfigWrites, Goal, Limits, Target
 from reconcile.spec import MAX_DEPTH, inspect_paths, load_spec, render_path, validate_paths
@@ -54,8 +55,7 @@ def test_load_spec_builds_every_model_from_the_contract_example() -> None:
     assert m.created_after == datetime(2025, 6, 1, 10, 30, tzinfo=timezone.utc)
     assert m.older_than == timedelta(days=90)
     assert m.all is True
-    assert rule.set.config == {("dataset",): "cifar10", ("optimizer", "lr"): 0.1, ("empty",): {},
-                               ("a.b",): 1}
+    assert rule.set.config == {("dataset",): "cifar10", ("optimizer", "lr"): 0.1, ("empty",): {}, ("a.b",): 1}
     assert rule.set.summary == {("best/val_acc",): 0.93}
     assert rule.set.name == "{config.model}-lr{config.lr}"
     assert (rule.set.notes, rule.set.group, rule.set.job_type) == ("...", "baselines", "train")
@@ -73,16 +73,29 @@ def test_load_spec_builds_every_model_from_the_contract_example() -> None:
     assert files.older_than == timedelta(days=30)
     assert files.larger_than == 50_000_000
     assert files.unless_top is not None
-    assert (files.unless_top.metric, files.unless_top.goal, files.unless_top.count) == (("val_acc",), Goal.MAXIMIZE, 3)
+    assert (files.unless_top.metric, files.unless_top.goal, files.unless_top.count) == (
+        ("val_acc",),
+        Goal.MAXIMIZE,
+        3,
+    )
     assert (files.allow_system_files, files.allow_delete_all) == (False, False)
     assert spec.sources == (str(TESTDATA / "full.yaml"),)
 
 
 def test_load_spec_reads_offsets_and_naive_times_as_utc(tmp_path: Path) -> None:
     """A time with an offset is converted to UTC; one without an offset is taken as UTC."""
-    spec = load_spec([write(tmp_path / "s.yaml", (
-        "version: 1\nrules:\n  - name: r\n    match:\n      created_after: 2026-01-01T12:00:00+02:00\n"
-        "      created_before: '2026-02-01 08:00:00'\n    add_tags: [x]\n"))])
+    spec = load_spec(
+        [
+            write(
+                tmp_path / "s.yaml",
+                (
+                    "version: 1\nrules:\n  - name: r\n    match:\n"
+                    "      created_after: 2026-01-01T12:00:00+02:00\n"
+                    "      created_before: '2026-02-01 08:00:00'\n    add_tags: [x]\n"
+                ),
+            )
+        ]
+    )
     m = spec.rules[0].match
     assert m.created_after == datetime(2026, 1, 1, 10, tzinfo=timezone.utc)
     assert m.created_before == datetime(2026, 2, 1, 8, tzinfo=timezone.utc)
@@ -91,8 +104,14 @@ def test_load_spec_reads_offsets_and_naive_times_as_utc(tmp_path: Path) -> None:
 
 def test_load_spec_defaults_when_optional_parts_are_missing(tmp_path: Path) -> None:
     """No target, no limits, a bare rule: everything optional is None/empty."""
-    spec = load_spec([write(tmp_path / "s.yaml", "version: 1\nrules:\n  - name: r\n    match: {state: killed}\n"
-                                                   "    remove_tags: [x]\n")])
+    spec = load_spec(
+        [
+            write(
+                tmp_path / "s.yaml",
+                "version: 1\nrules:\n  - name: r\n    match: {state: killed}\n    remove_tags: [x]\n",
+            )
+        ]
+    )
     assert spec.target == Target()
     assert spec.limits == Limits()
     rule = spec.rules[0]
@@ -106,17 +125,32 @@ def test_load_spec_defaults_when_optional_parts_are_missing(tmp_path: Path) -> N
 
 def test_load_spec_target_config_writes_and_rule_override(tmp_path: Path) -> None:
     """config_writes is an enum; a rule's target is merged over the spec's target."""
-    spec = load_spec([write(tmp_path / "s.yaml", (
-        "version: 1\ntarget: {entity: e, project: p, config_writes: replace}\nrules:\n"
-        "  - name: r\n    target: {project: q, config_writes: merge}\n    match: {all: true}\n    add_tags: [x]\n"))])
+    spec = load_spec(
+        [
+            write(
+                tmp_path / "s.yaml",
+                (
+                    "version: 1\ntarget: {entity: e, project: p, config_writes: replace}\nrules:\n"
+                    "  - name: r\n    target: {project: q, config_writes: merge}\n"
+                    "    match: {all: true}\n    add_tags: [x]\n"
+                ),
+            )
+        ]
+    )
     assert spec.target.config_writes is ConfigWrites.REPLACE
     assert spec.rules[0].target == Target("e", "q", ConfigWrites.MERGE)
 
 
 def test_load_spec_digest_is_sha256_of_file_bytes_in_load_order(tmp_path: Path) -> None:
     """The digest hashes the files' bytes in load order (directory members sorted by name)."""
-    a = write(tmp_path / "d" / "b.yaml", "version: 1\nrules:\n  - name: b\n    match: {all: true}\n    add_tags: [b]\n")
-    b = write(tmp_path / "d" / "a.yml", "version: 1\nrules:\n  - name: a\n    match: {all: true}\n    add_tags: [a]\n")
+    a = write(
+        tmp_path / "d" / "b.yaml",
+        "version: 1\nrules:\n  - name: b\n    match: {all: true}\n    add_tags: [b]\n",
+    )
+    b = write(
+        tmp_path / "d" / "a.yml",
+        "version: 1\nrules:\n  - name: a\n    match: {all: true}\n    add_tags: [a]\n",
+    )
     write(tmp_path / "d" / "notes.txt", "not a spec")
     spec = load_spec([tmp_path / "d"])
     assert [r.name for r in spec.rules] == ["a", "b"]
@@ -131,7 +165,10 @@ def test_load_spec_raises_spec_error_with_every_issue_sorted(tmp_path: Path) -> 
     with pytest.raises(SpecError) as info:
         load_spec([two, one])
     assert [(i.file, i.line, i.path) for i in info.value.issues] == [
-        (str(one), 2, "foo"), (str(one), 3, "bar"), (str(two), 1, "version")]
+        (str(one), 2, "foo"),
+        (str(one), 3, "bar"),
+        (str(two), 1, "version"),
+    ]
 
 
 def test_render_path_quotes_keys_that_are_not_plain() -> None:
@@ -159,8 +196,13 @@ def test_merge_duplicate_rule_names_across_files_name_both_places() -> None:
     first = TESTDATA / "duplicates" / "a.yaml"
     second = TESTDATA / "duplicates" / "b.yaml"
     assert only_issue([first, second]) == (
-        str(second), 6, 11, "rules[1].name",
-        f"duplicate rule name 'shared': also at {first}:3:11; rule names must be unique across all spec files")
+        str(second),
+        6,
+        11,
+        "rules[1].name",
+        f"duplicate rule name 'shared': also at {first}:3:11; "
+        "rule names must be unique across all spec files",
+    )
 
 
 def test_merge_equal_targets_are_fine_but_different_ones_are_an_error(tmp_path: Path) -> None:
@@ -169,13 +211,21 @@ def test_merge_equal_targets_are_fine_but_different_ones_are_an_error(tmp_path: 
     b = write(tmp_path / "b.yaml", "version: 1\ntarget: {entity: e}\nlimits: {max_bytes: 1000}\n")
     c = write(tmp_path / "c.yaml", "version: 1\ntarget: {entity: f}\n")
     assert validate_paths([a, b]) == []
-    assert only_issue([a, c]) == (str(c), 2, 9, "target", f"differs from the spec target at {a}:2:9; give "
-                                  "`target` in one file only (a rule can override it with its own `target`)")
+    assert only_issue([a, c]) == (
+        str(c),
+        2,
+        9,
+        "target",
+        f"differs from the spec target at {a}:2:9; give "
+        "`target` in one file only (a rule can override it with its own `target`)",
+    )
 
 
 def test_merge_reads_a_file_named_twice_once(tmp_path: Path) -> None:
     """-f a.yaml -f DIR containing a.yaml does not duplicate its rules."""
-    a = write(tmp_path / "a.yaml", "version: 1\nrules:\n  - name: r\n    match: {all: true}\n    add_tags: [x]\n")
+    a = write(
+        tmp_path / "a.yaml", "version: 1\nrules:\n  - name: r\n    match: {all: true}\n    add_tags: [x]\n"
+    )
     spec = load_spec([a, tmp_path])
     assert [r.name for r in spec.rules] == ["r"]
 
@@ -186,13 +236,16 @@ def test_missing_paths_and_empty_directories_are_issues(tmp_path: Path) -> None:
     found = validate_paths([tmp_path / "nope.yaml", tmp_path / "empty"])
     assert [(i.file, i.line, i.message) for i in found] == [
         (str(tmp_path / "empty"), 0, "the directory holds no .yaml or .yml files"),
-        (str(tmp_path / "nope.yaml"), 0, "no such file or directory; check the path")]
+        (str(tmp_path / "nope.yaml"), 0, "no such file or directory; check the path"),
+    ]
     assert validate_paths([])[0].message.startswith("no spec files given")
 
 
 def test_inspect_paths_reports_rule_counts_per_file(tmp_path: Path) -> None:
     """Per-file reports carry the number of rules and that file's issues."""
-    good = write(tmp_path / "good.yaml", "version: 1\nrules:\n  - name: r\n    match: {all: true}\n    add_tags: [x]\n")
+    good = write(
+        tmp_path / "good.yaml", "version: 1\nrules:\n  - name: r\n    match: {all: true}\n    add_tags: [x]\n"
+    )
     bad = write(tmp_path / "bad.yaml", "version: 1\nrules: []\noops: 1\n")
     result = inspect_paths([good, bad])
     assert result.spec is None
@@ -201,8 +254,6 @@ def test_inspect_paths_reports_rule_counts_per_file(tmp_path: Path) -> None:
 
 def test_missing_schema_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Without the schema file, loading says where it looked and how to fix it."""
-    import reconcile.spec as spec_module
-
     monkeypatch.setattr(spec_module, "SCHEMA_PATH", tmp_path / "missing.json")
     spec_module._validator.cache_clear()
     try:
@@ -230,8 +281,12 @@ HOSTILE: dict[str, tuple[bytes, int, int, str]] = {
     "recursive-alias": (b"version: 1\nrules: &r [*r]\n", 2, 8, "refers to a node that contains it"),
     "recursive-merge": (b"version: 1\nx: &m {<<: *m}\n", 2, 4, "merge refers to a mapping that contains it"),
     "deep-flow": (b"[" * 100_000 + b"]" * 100_000, 1, MAX_DEPTH + 1, f"nested more than {MAX_DEPTH} levels"),
-    "deep-block": (b"".join(b"  " * i + b"k:\n" for i in range(MAX_DEPTH + 5)), MAX_DEPTH + 1, 2 * MAX_DEPTH + 1,
-                   f"nested more than {MAX_DEPTH} levels"),
+    "deep-block": (
+        b"".join(b"  " * i + b"k:\n" for i in range(MAX_DEPTH + 5)),
+        MAX_DEPTH + 1,
+        2 * MAX_DEPTH + 1,
+        f"nested more than {MAX_DEPTH} levels",
+    ),
     "custom-tag": (b"version: !!python/object:os.system 1\n", 1, 10, "YAML tag"),
     "huge-int": (b"version: " + b"9" * 5000 + b"\n", 1, 10, "is not a valid int"),
 }
@@ -257,14 +312,24 @@ def test_hostile_alias_bomb_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path / "bomb.yaml", "\n".join(lines) + "\n")
     (issue,) = validate_paths([path])
     assert "YAML aliases expand this document beyond" in issue.message
-    assert issue.path.startswith("a") and issue.path.count("[") >= 3  # deep inside the expansion
+    assert issue.path.startswith("a")
+    assert issue.path.count("[") >= 3  # deep inside the expansion
 
 
 def test_hostile_aliases_within_budget_are_expanded(tmp_path: Path) -> None:
     """Ordinary anchors and merge keys (shared match blocks) still work."""
-    spec = load_spec([write(tmp_path / "s.yaml", (
-        "version: 1\nrules:\n  - name: a\n    match: &m {state: finished, tags: [t]}\n    add_tags: &tags [x]\n"
-        "  - name: b\n    match: {<<: *m, state: crashed}\n    add_tags: *tags\n"))])
+    spec = load_spec(
+        [
+            write(
+                tmp_path / "s.yaml",
+                (
+                    "version: 1\nrules:\n  - name: a\n    match: &m {state: finished, tags: [t]}\n"
+                    "    add_tags: &tags [x]\n"
+                    "  - name: b\n    match: {<<: *m, state: crashed}\n    add_tags: *tags\n"
+                ),
+            )
+        ]
+    )
     assert spec.rules[1].match.state == ("crashed",)
     assert spec.rules[1].match.tags == ("t",)
     assert spec.rules[1].add_tags == ("x",)
@@ -272,8 +337,11 @@ def test_hostile_aliases_within_budget_are_expanded(tmp_path: Path) -> None:
 
 def test_hostile_ten_megabyte_string_gives_a_short_message(tmp_path: Path) -> None:
     """A 10 MB value is checked without a traceback and the message stays short."""
-    path = write(tmp_path / "s.yaml", "version: 1\nrules:\n  - name: r\n    match: {all: true}\n"
-                                      "    set: {name: '{" + "x" * 10_000_000 + "'}\n")
+    path = write(
+        tmp_path / "s.yaml",
+        "version: 1\nrules:\n  - name: r\n    match: {all: true}\n"
+        "    set: {name: '{" + "x" * 10_000_000 + "'}\n",
+    )
     (issue,) = validate_paths([path])
     assert (issue.line, issue.column, issue.path) == (5, 17, "rules[0].set.name")
     assert len(issue.message) <= 400
@@ -281,6 +349,13 @@ def test_hostile_ten_megabyte_string_gives_a_short_message(tmp_path: Path) -> No
 
 def test_hostile_yaml_11_keys_stay_text(tmp_path: Path) -> None:
     """Keys such as `on`/`yes`/`1` are read as written, not as booleans or numbers."""
-    spec = load_spec([write(tmp_path / "s.yaml", "version: 1\nrules:\n  - name: r\n    match: {all: true}\n"
-                                                   "    set: {summary: {on: 1, 2: two, null: 3}}\n")])
+    spec = load_spec(
+        [
+            write(
+                tmp_path / "s.yaml",
+                "version: 1\nrules:\n  - name: r\n    match: {all: true}\n"
+                "    set: {summary: {on: 1, 2: two, null: 3}}\n",
+            )
+        ]
+    )
     assert spec.rules[0].set.summary == {("on",): 1, ("2",): "two", ("null",): 3}

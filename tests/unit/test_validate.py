@@ -41,8 +41,10 @@ def test_validate_errors_exit_1_with_file_line_col_path_message(tmp_path: Path) 
     assert code == 1
     assert out == ""
     lines = err.splitlines()
-    assert lines[0] == (f"{bad}:3:5: rules[0]: the rule needs at least one of: set, add_tags, remove_tags, unset, "
-                        "rename, files")
+    assert lines[0] == (
+        f"{bad}:3:5: rules[0]: the rule needs at least one of: set, add_tags, remove_tags, unset, "
+        "rename, files"
+    )
     assert lines[1] == f"{bad}:5:5: rules[0].add_tgs: unknown key 'add_tgs'; did you mean 'add_tags'?"
     assert re.fullmatch(r"2 problem\(s\) in 1 file\(s\).*", lines[2])
     assert "Traceback" not in err
@@ -74,10 +76,14 @@ def test_validate_needs_no_credentials_and_no_network(tmp_path: Path) -> None:
     """validate runs in a fresh interpreter without importing wandb (so no key and no network)."""
     spec = tmp_path / "s.yaml"
     spec.write_text(GOOD)
-    code = ("import sys; from pathlib import Path; from reconcile.commands import validate; "
-            f"rc = validate.run([Path({str(spec)!r})], color=False); "
-            "print(rc, any(m == 'wandb' or m.startswith('wandb.') for m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    code = (
+        "import sys; from pathlib import Path; from reconcile.commands import validate; "
+        f"rc = validate.run([Path({str(spec)!r})], color=False); "
+        "print(rc, any(m == 'wandb' or m.startswith('wandb.') for m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert done.stdout.splitlines()[-1] == "0 False"
 
 
