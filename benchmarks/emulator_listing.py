@@ -1,6 +1,6 @@
 """Measure the emulator with the real wandb client: seeding, one 1,000-run page, a long paged listing.
 
-    python -m reconcile.emulator.benchmark --runs 100000
+    python benchmarks/emulator_listing.py --runs 100000
 
 The emulator runs as its own process (``reconcile emulator``) so its memory is measured alone.
 Prints one line per measurement; the figures go into ``benchmarks/README.md`` ("Emulator").
