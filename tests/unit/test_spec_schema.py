@@ -206,6 +206,10 @@ INVALID: dict[str, tuple[str, list[tuple[int, int, str, str]]]] = {
         'version: 1\nrules:\n  - name: r\n    match:\n      name: "[abc"\n    add_tags: [x]\n',
         [(5, 13, "rules[0].match.name", "has an unclosed '['")],
     ),
+    "match-name-glob-huge": (
+        'version: 1\nrules:\n  - name: r\n    match:\n      name: "' + "*a" * 600 + '"\n    add_tags: [x]\n',
+        [(5, 13, "rules[0].match.name", "is 1200 characters long; a glob may have at most 1024")],
+    ),
     "match-date-garbage": (
         "version: 1\nrules:\n  - name: r\n    match:\n      created_before: yesterday\n    add_tags: [x]\n",
         [(5, 23, "rules[0].match.created_before", "is not a date")],
