@@ -35,8 +35,8 @@ SPECS: dict[str, str | bytes] = {
     + "}}\n",
     "deep-block": HEAD + "  - name: d\n    match: {all: true}\n    set:\n      config:\n"
     + "".join("  " * (i + 4) + f"k{i}:\n" for i in range(2000)) + "  " * 2004 + "v: 1\n",
-    "deep-dotted-path": HEAD + "  - name: p\n    match: {all: true}\n    set:\n      config:\n        "
-    + ".".join(["k"] * 5000) + ": 1\n    unset: {summary: [" + ".".join(["k"] * 5000) + "]}\n",
+    "deep-dotted-path": HEAD + "  - name: p\n    match: {all: true}\n    set:\n      config:\n        \""
+    + ".".join(["k"] * 5000) + "\": 1\n    unset: {summary: [" + ".".join(["k"] * 5000) + "]}\n",
     "unicode-tricks": HEAD + '  - name: "r\u202eelu\u200b"\n    match: {name: "h\u200b*\u202e", tags: ["t\u0430g"],'
     ' all: true}\n    set: {tags: ["\u202egnp.exe", "zw\u200dj", "\u0430dmin"], name: "\u0430dmin\u202e"}\n'
     '    files: {delete: ["*\u202e.ckpt", "**/\u200b*", "\u0441kpt/*"]}\n',
@@ -114,8 +114,8 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path
 
 def test_hostile_specs_validate_and_plan_without_crashing(emulator: Callable[..., Any], wandb_env: Any,
                                                           sandbox: tuple[Path, Path]) -> None:
-    """Every hostile spec is validated, planned (-o) and, if a plan came out, shown: exit 0/1/2, no
-    traceback, no crash log, and only the plan files appear in the working directory."""
+    """Every hostile spec is validated, planned (-o) and, if a plan came out, shown, applied and planned
+    again (no changes): exit 0/1/2, no traceback, no crash log, and only plan/journal/undo files appear."""
     work, crash = sandbox
     wandb_env(emulator(seed={"runs": RUNS}).url)
     specs = work / "specs"
@@ -133,13 +133,18 @@ def test_hostile_specs_validate_and_plan_without_crashing(emulator: Callable[...
         tried += 1
         if Path(plan).exists():
             assert_handled(cli("show", plan, "--format", "markdown"), f"show {name}")
+            applied = cli("apply", plan)
+            assert_handled(applied, f"apply {name}")
+            if applied.exit_code == 0:  # what was applied stays applied: planning again finds nothing
+                again = cli("plan", "-f", spec, "--detailed-exitcode")
+                assert again.exit_code == 0, f"{name}: {again.output[-2000:]}"
     assert not (work / "PWNED").exists()
     # A 10 MB glob is refused up front (it took wcmatch ~25 s to translate, at validate and again at plan).
     assert "a glob may have at most 1024" in cli("validate", "specs/10mb-glob.yaml").output
     assert_handled(cli("plan", "-f", "specs", "--detailed-exitcode"), "plan the whole directory")
     record(inputs=tried)
     new = set(snapshot(work)) - set(before)
-    assert all(p.endswith(".plan.json") for p in new), sorted(new)
+    assert all(p.endswith((".plan.json", ".plan.journal.jsonl", ".plan.undo.json")) for p in new), sorted(new)
     assert not list(crash.glob("reconcile-crash-*")), "a crash log was written"
 
 
