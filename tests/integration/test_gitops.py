@@ -58,7 +58,9 @@ def test_workflow_commands_plan_then_apply_then_no_changes(ci_env: dict[str, str
     plan_steps = _steps("plan")
     validate = _bash(plan_steps["Validate"], tmp_path, ci_env)
     assert validate.returncode == 0, validate.stderr
-    assert validate.stdout.count(": valid") == len(list((DEMO / "spec").glob("*.yaml")))
+    lines = validate.stdout.strip().splitlines()
+    assert sorted(lines) == lines and len(lines) == len(list((DEMO / "spec").glob("*.yaml")))
+    assert all(re.fullmatch(r"specs/\S+\.yaml: valid \(\d+ rules?\)", line) for line in lines), lines
 
     planned = _bash(plan_steps["Plan"], tmp_path, ci_env)
     assert planned.returncode == 0, planned.stderr
