@@ -64,7 +64,7 @@ def subprocess_env(wandb_env: Any, tmp_path: Path) -> Any:
     """``env(url, **extra)``: the environment for a reconcile subprocess against an emulator."""
 
     def make(url: str, **extra: str) -> dict[str, str]:
-        env = wandb_env(url)
+        env: dict[str, str] = dict(wandb_env(url))
         env.update(extra)
         return env
 

@@ -72,7 +72,7 @@ class Editor(threading.Thread):
                 self.send(run_id, config=json.dumps({"theirs": {"value": edit, "desc": None}}), tags=tags,
                           notes=f"edit {edit}")
                 self.unplanned[run_id] = edit
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             self.error = exc
 
 
@@ -116,14 +116,16 @@ def test_concurrent_writer_edits_survive_and_planned_conflicts_are_stale(
         assert (path in stale and not our_writes) or (our_writes and max(our_writes) < theirs_at[path]), path
     for path in stale:
         assert not [m for m in ours if m["run"] == path], f"{path} was written after being reported stale"
-    assert stale <= {f"acme/fleet/{r}" for r in PLANNED_EDITS}, "an edit of an unplanned field made a run stale"
+    assert stale <= {f"acme/fleet/{r}" for r in PLANNED_EDITS}, "an unplanned field's edit made a run stale"
 
     reader = api(emu.url)
     for run in reader.runs("acme/fleet", per_page=1000):
         if run.id in editor.planned:
             assert run.name == editor.planned[run.id]  # never overwritten by apply
         else:
-            assert run.name == f"audited-{run.id}" and run.config["audit"] == {"reviewed": True}
+            assert run.name == f"audited-{run.id}"
+            assert run.config["audit"] == {"reviewed": True}
         if run.id in editor.unplanned:
             assert run.config["theirs"] == editor.unplanned[run.id], run.id
-            assert "theirs" in run.tags and run.notes == f"edit {editor.unplanned[run.id]}", run.id
+            assert "theirs" in run.tags, run.id
+            assert run.notes == f"edit {editor.unplanned[run.id]}", run.id

@@ -37,7 +37,7 @@ def kill_schedule(rng: random.Random) -> list[tuple[str, float]]:
     return points
 
 
-def test_crash_resume_sigkill_at_ten_points_converges_to_clean_apply(
+def test_crash_resume_sigkill_at_ten_points_converges_to_clean_apply(  # noqa: PLR0915 - one scenario
         emulator: Callable[..., Any], subprocess_env: Any, tmp_path: Path) -> None:
     """Ten SIGKILLs at seeded points, a resume after each: same state as a clean apply, every run written
     once, every file deleted once, no stale report, and planning again shows no changes."""

@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from wandb.errors import CommError
 
+from reconcile.backend.wandb_api import translate_error
 from reconcile.cli import main
-from tests.reliability.conftest import record, reconcile
+from reconcile.errors import RetryableError
+from tests.reliability.conftest import reconcile, record
 from tests.reliability.fleet import SPEC, deleted_files, fleet, state, writes_per_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,10 +39,11 @@ def expected(seed_run: dict[str, Any]) -> tuple[Any, ...]:
 def original(seed_run: dict[str, Any]) -> tuple[Any, ...]:
     """The state of one seeded run before any apply."""
     files = sorted(f["name"] for f in seed_run["files"]) if "ckpt" in seed_run["tags"] else None
-    return (seed_run["config"], seed_run["summary"], sorted(seed_run["tags"]), seed_run["name"], seed_run.get("notes"), files)
+    return (seed_run["config"], seed_run["summary"], sorted(seed_run["tags"]), seed_run["name"],
+            seed_run.get("notes"), files)
 
 
-def test_fault_storm_every_run_applied_or_reported_never_half_written(
+def test_fault_storm_every_run_applied_or_reported_never_half_written(  # noqa: PLR0915 - one scenario
         emulator: Callable[..., Any], subprocess_env: Any, tmp_path: Path) -> None:
     """30% 500s, 20 req/s rate limit, 3% hangs past a 3 s client timeout, 3% dropped responses."""
     seed = fleet(RUNS, files_every=10)
@@ -70,7 +74,8 @@ def test_fault_storm_every_run_applied_or_reported_never_half_written(
                 finals[rec["run"]] = rec["phase"]
     reported = {r for r, phase in finals.items() if phase != "done"}
     if result.returncode == 0:
-        assert len(finals) == RUNS and not reported
+        assert len(finals) == RUNS
+        assert not reported
         assert f"Apply complete: {RUNS} runs changed" in result.stdout
     else:
         # Exit 1 only with a reason: the runs not applied are named, or apply could not start at all.
@@ -105,11 +110,6 @@ def test_fault_storm_every_run_applied_or_reported_never_half_written(
 def test_fault_dropped_connection_is_retryable_with_unknown_outcome() -> None:
     """wandb-core's "unexpected EOF" (a response cut mid-body) is retried like a timeout, not reported
     as W&B refusing the request (found by the storm above: 9 of 60 runs failed on one dropped reply)."""
-    from wandb.errors import CommError
-
-    from reconcile.backend.wandb_api import translate_error
-    from reconcile.errors import RetryableError
-
     error = translate_error(CommError("unexpected EOF"), "update run x")
     assert isinstance(error, RetryableError)
     assert error.status is None  # may have landed: the retry re-reads before sending again

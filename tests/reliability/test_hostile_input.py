@@ -4,6 +4,7 @@ paths, metric names with dots and slashes, NaN/Infinity/huge ints), applied with
 names. Nothing may crash (exit 3 or a traceback), and nothing outside ``--backup-dir`` and the
 plan/journal/undo files may be written."""
 
+# ruff: noqa: E501 - the hostile YAML literals below read best one spec line per source line
 from __future__ import annotations
 
 import os
@@ -22,7 +23,7 @@ from tests.reliability.fleet import api
 pytestmark = pytest.mark.integration
 
 HEAD = "version: 1\ntarget: {entity: acme, project: h}\nrules:\n"
-LEVELS = "".join(f"{c}: &{c} [" + ", ".join([f"*{p}"] * 9) + "]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+LEVELS = "".join(f"{c}: &{c} [" + ", ".join([f"*{p}"] * 9) + "]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
 SPECS: dict[str, str | bytes] = {
     "alias-bomb": HEAD.replace("rules:\n", 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", '
                                '"lol"]\n' + LEVELS + "rules:\n")
@@ -164,7 +165,8 @@ def test_hostile_runs_apply_with_hostile_backup_dirs_writes_only_inside_them(
         assert_handled(cli("plan", "-f", "prune.yaml", "-o", plan), f"plan for --backup-dir {backup!r}")
         applied = cli("apply", plan, "--backup-dir", backup)
         assert_handled(applied, f"apply --backup-dir {backup!r}")
-        assert applied.exit_code == 1 and "failed: acme/h/h1: refusing to back up" in applied.stderr
+        assert applied.exit_code == 1
+        assert "failed: acme/h/h1: refusing to back up" in applied.stderr
         allowed |= {plan, f"p{number}.journal.jsonl", f"p{number}.undo.json", os.path.normpath(backup)}
         live = {f.name for f in api(emu.url).run("acme/h/h2").files()}
         assert not live & set(SAFE_FILES), "safe names are backed up, then deleted"

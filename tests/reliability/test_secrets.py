@@ -8,14 +8,13 @@ import base64
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
+import yaml
 
 from reconcile.emulator.testing import EmulatorHandle
-from tests.reliability.conftest import record, reconcile
+from tests.reliability.conftest import reconcile, record
 from tests.reliability.fleet import SPEC, fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -44,7 +43,7 @@ def leaks(text: str) -> list[str]:
     return [n for n in NEEDLES if n in text]
 
 
-def test_secrets_api_key_never_leaves_the_process(emulator: Callable[..., Any], tmp_path: Path) -> None:
+def test_secrets_api_key_never_leaves_the_process(tmp_path: Path) -> None:  # noqa: PLR0915 - one scenario
     """validate, plan, show, apply (with backups), export, emulator; then 401, 500 and a crash."""
     work, tmpdir = tmp_path / "work", tmp_path / "tmpdir"
     work.mkdir()
@@ -52,8 +51,6 @@ def test_secrets_api_key_never_leaves_the_process(emulator: Callable[..., Any], 
     env = dict(os.environ, WANDB_API_KEY=KEY, TMPDIR=str(tmpdir), RECONCILE_EMULATOR_API_KEY=KEY)
     db = tmp_path / "emu.sqlite"
     seed = tmp_path / "seed.yaml"
-    import yaml
-
     seed.write_text(yaml.safe_dump(fleet(10, files_every=5)), encoding="utf-8")
     server = subprocess.Popen([sys.executable, "-m", "reconcile", "emulator", "--port", "0", "--db", str(db),
                                "--seed", str(seed), *LOUD], env=env, stdout=subprocess.PIPE,
