@@ -60,6 +60,16 @@ def _stay_on_loopback(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.
     monkeypatch.setenv("WANDB__GRAPHQL_RETRY_WAIT_MAX_SECONDS", "1")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test starts with structlog's defaults: an in-process CLI run configures it globally."""
+    import structlog
+
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
+
+
 @pytest.fixture
 def wandb_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], dict[str, str]]:
     """Point WANDB_BASE_URL / WANDB_API_KEY at an emulator URL; returns the env for subprocesses."""
