@@ -67,9 +67,6 @@ MAX_DEPTH = 100
 MAX_ALIAS_EXPANSION = 100_000
 """How many values YAML aliases may add on top of the nodes written in the file."""
 
-MAX_GLOB = 1024
-"""Longest glob accepted: wcmatch needs ~25 s to translate a 10 MB one (then again at plan time)."""
-
 FILE_GLOB_FLAGS = glob.GLOBSTAR
 """wcmatch flags for ``files.delete``/``keep`` globs (the same as ``reconcile.retention``)."""
 
@@ -1077,8 +1074,6 @@ def _glob_problem(pattern: str, *, file_path: bool) -> str | None:  # noqa: PLR0
         return "is blank"
     if len(pattern) > MAX_GLOB_LENGTH:  # wcmatch takes tens of seconds to translate a 10 MB pattern
         return f"is {len(pattern)} characters long; a glob may have at most {MAX_GLOB_LENGTH}"
-    if len(pattern) > MAX_GLOB:
-        return f"is {len(pattern)} characters long; a glob may have at most {MAX_GLOB}"
     if "\x00" in pattern:
         return "contains a NUL character"
     if file_path and pattern.startswith("/"):
