@@ -44,7 +44,7 @@ def handle_errors(command: Callable[[], int]) -> int:
         return exc.exit_code
     except (click.ClickException, click.Abort):
         raise
-    except Exception:  # noqa: BLE001 - the last line of defence: report, never a raw traceback
+    except Exception:  # the last line of defence: report, never a raw traceback
         text = redact_text(traceback.format_exc())
         fd, crash_log = tempfile.mkstemp(prefix="reconcile-crash-", suffix=".log")
         with os.fdopen(fd, "w") as fh:

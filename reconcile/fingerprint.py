@@ -54,7 +54,7 @@ def field_value(run: LiveRun, ref: FieldRef) -> Any:
 
 def fingerprint(run: LiveRun, fields: Iterable[FieldRef]) -> str:
     """sha256 over the canonical JSON of the named live fields of ``run``."""
-    refs = sorted(set(tuple(f) for f in fields))
+    refs = sorted({tuple(f) for f in fields})
     payload = [[list(ref), field_value(run, ref)] for ref in refs]
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=repr, allow_nan=True)
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()

@@ -41,7 +41,8 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {k: REDACTED if str(k).lower() in _SECRET_FIELDS else _redact_value(v) for k, v in value.items()}
+        return {k: REDACTED if str(k).lower() in _SECRET_FIELDS else _redact_value(v)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_redact_value(v) for v in value)
     if isinstance(value, BaseException):
@@ -49,7 +50,9 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
-def redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact_processor(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """structlog processor: drop secrets from every field of every event."""
     for k in list(event_dict):
         event_dict[k] = REDACTED if k.lower() in _SECRET_FIELDS else _redact_value(event_dict[k])

@@ -572,7 +572,7 @@ def _type_of(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _schema_messages(  # noqa: PLR0911, PLR0912 - one wording per JSON Schema keyword
+def _schema_messages(  # noqa: PLR0912 - one wording per JSON Schema keyword
     error: jsonschema.ValidationError,
 ) -> list[tuple[JsonPath, bool, str]]:
     """(path, at the key?, message) for one schema error, worded for a person editing YAML."""
@@ -1067,7 +1067,7 @@ _SIZE = re.compile(
 )
 
 
-def _glob_problem(pattern: str, *, file_path: bool) -> str | None:  # noqa: PLR0911, PLR0912 - a list of checks
+def _glob_problem(pattern: str, *, file_path: bool) -> str | None:  # noqa: PLR0912 - a list of checks
     """Why ``pattern`` is not a usable glob, or None. wcmatch accepts nearly anything, so the
     mistakes that silently match nothing are caught here."""
     if not pattern.strip():

@@ -83,7 +83,7 @@ def apply_changes(tree: Mapping[str, Any], changes: Iterable[Change]) -> dict[st
     return out
 
 
-def _change_done(  # noqa: PLR0911 - one answer per kind/op row of the Change table
+def _change_done(
         change: Change, run: LiveRun, file_ids: set[str] | None = None,
         file_sizes: Mapping[str, int] | None = None) -> bool:
     """Whether the live run already shows this change's after-state."""

@@ -20,7 +20,7 @@ from reconcile.planfile import write_plan
 _STRING_KINDS = (ChangeKind.NAME, ChangeKind.NOTES, ChangeKind.GROUP, ChangeKind.JOB_TYPE)
 
 
-def invert(change: Change) -> Change | None:  # noqa: PLR0911 - one return per kind/op row
+def invert(change: Change) -> Change | None:
     """The change that undoes ``change`` (``None`` for a file deletion: see ``restored_files``)."""
     rules = tuple(f"undo:{r}" for r in change.rules) or ("undo",)
     kind, op = change.kind, change.op

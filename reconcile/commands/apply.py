@@ -71,7 +71,7 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
         backup_dir: Path | None, undo_out: Path | None, targets: list[str], color: bool, parallelism: int,
         log_format: str) -> int:
     """Apply and print ``Apply complete: ...``; exit 0 only if every run was applied."""
-    from reconcile.backend.wandb_api import WandbBackend  # noqa: PLC0415 - importing wandb is slow
+    from reconcile.backend.wandb_api import WandbBackend
 
     del log_format  # logging is configured by the CLI; the observers pick bar or lines by TTY
     if plan_file is not None and targets:

@@ -75,7 +75,7 @@ def _runs(backend: Backend, entity: str, project: str, query: Mapping[str, Any] 
             yield run
 
 
-class _SpecDumper(yaml.SafeDumper):
+class _SpecDumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no type stubs here
     """Block-style YAML; NaN and infinities as YAML's .nan/.inf."""
 
 
@@ -90,7 +90,8 @@ _SpecDumper.add_representer(float, _float)
 
 def dump_spec(spec: Mapping[str, Any]) -> str:
     """The spec as YAML text, keys in the order written."""
-    return yaml.dump(dict(spec), Dumper=_SpecDumper, sort_keys=False, allow_unicode=True, width=100)
+    text: str = yaml.dump(dict(spec), Dumper=_SpecDumper, sort_keys=False, allow_unicode=True, width=100)
+    return text
 
 
 def run(project_path: str, *, filters: str | None, ids: list[str], out: Path | None) -> int:

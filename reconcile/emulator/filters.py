@@ -217,7 +217,7 @@ def _in(field: _Field, key: str, values: list[Any]) -> SqlFragment:
     return _join([_eq(field, key, v) for v in values], "OR", "0")
 
 
-def _key_condition(key: str, operand: Any) -> SqlFragment:
+def _key_condition(key: str, operand: Any) -> SqlFragment:  # noqa: PLR0912 - one branch per operator
     field = _field(key)
     if not isinstance(operand, dict):
         return _eq(field, key, operand)
