@@ -6,7 +6,7 @@
 
 Each phase gets a fresh copy of one seeded database and its own emulator subprocess (so the
 server's CPU and memory are not the client's); the client runs in a subprocess too and its peak
-RSS comes from ``os.wait4``. See ``benchmarks/README.md`` for what each column means.
+RSS is its own VmHWM (``benchmarks/peak_rss.py``). See ``benchmarks/README.md`` for what each column means.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -79,17 +80,22 @@ def client_env(url: str, home: Path) -> dict[str, str]:
 
 
 def run_client(label: str, argv: Sequence[str], env: Mapping[str, str], workdir: Path) -> Step:
-    """Run one client process to the end; its peak RSS is that process's own (``os.wait4``)."""
+    """Run one Python client process (``[python, ...]``) to the end and measure its own peak RSS.
+
+    The client runs under ``benchmarks/peak_rss.py``, which reads the process's VmHWM at exit: the
+    rusage of a child would include this harness's RSS at fork time (see that module).
+    """
     out_path, err_path = workdir / f"{label}.stdout", workdir / f"{label}.stderr"
+    rss_path = workdir / f"{label}.peak-rss"
+    rss_path.unlink(missing_ok=True)
+    wrapped = [argv[0], str(Path(__file__).with_name("peak_rss.py")), str(rss_path), *argv[1:]]
     with out_path.open("wb") as out, err_path.open("wb") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=dict(env),
-                                cwd=workdir)
-        # wait4 reaps exactly this child and returns its rusage: the emulator (also our child) is not counted.
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(wrapped, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=dict(env),
+                              cwd=workdir, check=False)
         seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Step(label, list(argv), proc.returncode, seconds, usage.ru_maxrss / 1024,
+    peak = int(rss_path.read_text()) / 1024 if rss_path.exists() else math.nan
+    return Step(label, list(argv), proc.returncode, seconds, peak,
                 out_path.read_text(errors="replace"), err_path.read_text(errors="replace"))
 
 
