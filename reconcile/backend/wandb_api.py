@@ -435,7 +435,7 @@ def translate_error(exc: BaseException, doing: str, *,
         status = cause.response.status_code
     elif isinstance(cause, (requests.ConnectionError, requests.Timeout)):
         timed_out = True
-    message = _redacted(message, secrets) or type(exc).__name__
+    message = (_redacted(message, secrets) or type(exc).__name__).strip().rstrip(".")
     if status is None and (match := _HTTP_CODE.search(message)):
         status = int(match.group(1))  # "giving up after N attempt(s) ... HTTP 503: ..."
     timed_out = timed_out or (status is None and any(m in message.lower() for m in _TIMEOUT_MARKERS))
@@ -447,7 +447,8 @@ def translate_error(exc: BaseException, doing: str, *,
 def _classify(exc: BaseException, status: int | None, timed_out: bool, what: str) -> BackendError:
     """Pick the error class from the HTTP status and the kind of exception."""
     if timed_out:
-        return RetryableError(f"W&B did not answer in time {what}. Try again, or raise the timeout.")
+        return RetryableError(f"W&B did not answer in time {what}. Check WANDB_BASE_URL and that the "
+                              "server is up, then try again (WANDB_HTTP_TIMEOUT raises the timeout).")
     if isinstance(exc, (AuthenticationError, UsageError)) or status in (401, 403):
         return AuthError(f"W&B refused the credentials {what}. Check WANDB_API_KEY (or run "
                          "`wandb login`) and the base URL.", status=status)
