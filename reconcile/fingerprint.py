@@ -17,17 +17,27 @@ from reconcile.models import LiveRun
 
 FieldRef = tuple[str, ...]
 
-_ABSENT = {"<absent>": True}  # distinguishes a missing key from a null value
+class _Absent:
+    """A key that does not exist (distinct from a null value)."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT: Any = _Absent()
+"""What ``lookup`` returns for a missing key; shared by the planner and apply."""
+
+_ABSENT_JSON = {"<absent>": True}  # how a missing key is hashed: no JSON value looks like it
 
 _SIMPLE = {"tags", "name", "notes", "group", "job_type", "state", "created_at"}
 
 
 def lookup(mapping: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    """The value at ``path`` in nested ``mapping``, or ``_ABSENT``."""
+    """The value at ``path`` in nested ``mapping``, or ``ABSENT``."""
     node: Any = mapping
     for key in path:
         if not isinstance(node, Mapping) or key not in node:
-            return _ABSENT
+            return ABSENT
         node = node[key]
     return node
 
@@ -45,7 +55,7 @@ def field_value(run: LiveRun, ref: FieldRef) -> Any:
         return run.created_at.isoformat()
     if head == "files":
         if run.files is None:
-            return _ABSENT
+            return ABSENT
         return sorted([f.id, f.name, f.size, f.updated_at.isoformat()] for f in run.files)
     if head in _SIMPLE:
         return getattr(run, head)
@@ -55,6 +65,9 @@ def field_value(run: LiveRun, ref: FieldRef) -> Any:
 def fingerprint(run: LiveRun, fields: Iterable[FieldRef]) -> str:
     """sha256 over the canonical JSON of the named live fields of ``run``."""
     refs = sorted({tuple(f) for f in fields})
-    payload = [[list(ref), field_value(run, ref)] for ref in refs]
+    payload = []
+    for ref in refs:
+        value = field_value(run, ref)
+        payload.append([list(ref), _ABSENT_JSON if value is ABSENT else value])
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=repr, allow_nan=True)
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()

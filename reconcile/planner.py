@@ -24,7 +24,7 @@ from deepdiff import DeepDiff
 
 from reconcile import retention, selection, templates
 from reconcile.errors import PlanError
-from reconcile.fingerprint import FieldRef, fingerprint
+from reconcile.fingerprint import ABSENT, FieldRef, fingerprint, lookup
 from reconcile.models import (
     Change,
     ChangeKind,
@@ -50,16 +50,6 @@ _TEXT_FIELDS = (
     (ChangeKind.GROUP, "group", "group"),
     (ChangeKind.JOB_TYPE, "job_type", "job_type"),
 )
-
-
-class _Absent:
-    """A key that does not exist (distinct from a null value)."""
-
-    def __repr__(self) -> str:
-        return "<absent>"
-
-
-ABSENT: Any = _Absent()
 
 
 # --------------------------------------------------------------------------- value equality
@@ -93,15 +83,6 @@ def same(a: Any, b: Any) -> bool:
     )
     return not diff
 
-
-def lookup(mapping: Mapping[str, Any], path: KeyPath) -> Any:
-    """The value at ``path`` in nested ``mapping``, or ``ABSENT``."""
-    node: Any = mapping
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            return ABSENT
-        node = node[key]
-    return node
 
 
 def _dotted(section: str, path: KeyPath) -> str:

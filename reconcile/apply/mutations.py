@@ -15,10 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reconcile.backend import RunUpdate
-from reconcile.fingerprint import lookup
+from reconcile.fingerprint import ABSENT, lookup
 from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, KeyPath, LiveFile, LiveRun, RunPlan
-
-_ABSENT = lookup({}, ("x",))  # the fingerprint module's "missing key" marker
 
 _STRING_FIELDS = {
     ChangeKind.NAME: "name",
@@ -91,11 +89,11 @@ def _change_done(
     if kind in (ChangeKind.CONFIG, ChangeKind.SUMMARY):
         tree = run.config if kind is ChangeKind.CONFIG else run.summary
         if op is ChangeOp.UNSET:
-            return lookup(tree, change.key) is _ABSENT
+            return lookup(tree, change.key) is ABSENT
         now = lookup(tree, change.key)
-        if now is _ABSENT or not same_value(now, change.after):
+        if now is ABSENT or not same_value(now, change.after):
             return False
-        old_gone = change.from_key is None or lookup(tree, change.from_key) is _ABSENT
+        old_gone = change.from_key is None or lookup(tree, change.from_key) is ABSENT
         return op is not ChangeOp.RENAME or old_gone
     if kind is ChangeKind.TAGS:
         tag = change.key[0]
