@@ -11,6 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Every hypothesis test sees the same examples on every run (CI included), so a failure
+# always reproduces; explore more locally with --hypothesis-seed=random.
+settings.register_profile("reconcile", derandomize=True, deadline=None)
+settings.load_profile("reconcile")
 
 TEST_API_KEY = "local-" + "0123456789abcdef" * 2 + "01234567"  # 46 chars: wandb needs 40+
 """The key tests use; recognisable so the secrets tests can look for it."""
