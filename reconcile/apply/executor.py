@@ -300,7 +300,8 @@ class _Executor:
         self.emit(ev.RunMetadataWritten(rp.path))
 
     def _delete_files(self, rp: RunPlan, live: LiveRun) -> None:
-        files = self._list_files(live)
+        # The staleness check listed the files moments ago; list again only if it did not.
+        files = live.files if live.files is not None else self._list_files(live)
         todo = pending_deletions(rp, files)
         backup_dir = self.backup_dir
         if backup_dir is not None:
