@@ -15,13 +15,15 @@ config values, and a plan without such values is plain JSON.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
+import textwrap
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from reconcile.errors import PlanError, StalePlanError
 from reconcile.models import (
@@ -101,8 +103,8 @@ def run_to_dict(run: RunPlan) -> dict[str, Any]:
     }
 
 
-def plan_to_dict(plan: Plan) -> dict[str, Any]:
-    """The whole plan as the JSON document ``-o`` writes and ``--format json`` prints."""
+def _header_to_dict(plan: Plan) -> dict[str, Any]:
+    """Everything of the plan's JSON document but its runs."""
     return {
         "format_version": plan.format_version,
         "spec_digest": plan.spec_digest,
@@ -122,13 +124,41 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             "max_file_deletions": plan.limits.max_file_deletions,
             "max_bytes": plan.limits.max_bytes,
         },
-        "runs": [run_to_dict(r) for r in plan.runs],
     }
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The whole plan as the JSON document ``-o`` writes and ``--format json`` prints."""
+    return {**_header_to_dict(plan), "runs": [run_to_dict(r) for r in plan.runs]}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=True)
+
+
+def dump(plan: Plan, stream: TextIO) -> None:
+    """Write the plan's indented JSON (exactly ``dumps``) one run at a time.
+
+    Never holds the whole document in memory: a 100,000-run plan would otherwise need its
+    dict and its text at once on top of the plan itself.
+    """
+    if not plan.runs:
+        stream.write(_json(plan_to_dict(plan)) + "\n")
+        return
+    head = _json(_header_to_dict(plan))
+    stream.write(head[: head.rindex("}")].rstrip() + ',\n  "runs": [\n')
+    for index, run in enumerate(plan.runs):
+        if index:
+            stream.write(",\n")
+        stream.write(textwrap.indent(_json(run_to_dict(run)), "    "))
+    stream.write("\n  ]\n}\n")
 
 
 def dumps(plan: Plan) -> str:
     """The plan as indented JSON text (NaN/Infinity allowed, see the module docstring)."""
-    return json.dumps(plan_to_dict(plan), indent=2, ensure_ascii=False, allow_nan=True) + "\n"
+    buffer = io.StringIO()
+    dump(plan, buffer)
+    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------- from JSON
@@ -296,12 +326,11 @@ def write_plan(plan: Plan, path: Path) -> None:
     never half of one. The file is created 0600: config values may be private.
     """
     path = Path(path)
-    text = dumps(plan)
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            dump(plan, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)

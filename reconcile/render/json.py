@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TextIO
 
 from reconcile.models import Plan
-from reconcile.planfile import dumps
+from reconcile.planfile import dump
 
 
 def render(plan: Plan, stream: TextIO, *, color: bool = False) -> None:
     """Write the plan as the same JSON ``-o`` saves (``color`` is ignored: JSON has none)."""
     del color
-    stream.write(dumps(plan))
+    dump(plan, stream)

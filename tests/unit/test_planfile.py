@@ -267,3 +267,13 @@ def test_planfile_read_non_object(tmp_path: Path) -> None:
     path.write_text("[]")
     with pytest.raises(PlanError, match="expected a JSON object"):
         read_plan(path)
+
+
+@pytest.mark.parametrize("runs", ["all", "none"])
+def test_planfile_streamed_text_equals_one_json_document(runs: str) -> None:
+    """The run-by-run writer produces exactly the indented JSON of the whole document."""
+    plan = representative_plan()
+    if runs == "none":
+        plan = dataclasses.replace(plan, runs=())
+    expected = json.dumps(plan_to_dict(plan), indent=2, ensure_ascii=False, allow_nan=True) + "\n"
+    assert dumps(plan) == expected
