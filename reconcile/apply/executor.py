@@ -14,7 +14,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -185,8 +185,7 @@ class _Executor:
                 todo.append(rp)
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool:
             try:
-                for start in range(0, len(todo), BATCH_SIZE):
-                    self._batch(todo[start:start + BATCH_SIZE], pool)
+                self._pipeline(todo, pool)
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
@@ -224,14 +223,48 @@ class _Executor:
                 out[rp.path] = live if live is not None else ApplyError("the run no longer exists")
         return out
 
-    def _batch(self, batch: Sequence[RunPlan], pool: ThreadPoolExecutor) -> None:
-        fresh = self._read(batch, "staleness check")
-        futures = [pool.submit(self._write_run, rp, fresh[rp.path]) for rp in batch]
-        written = [w for w in (f.result() for f in futures) if w is not None]
-        if not written:
-            return
-        readback = self._read([w.rp for w in written], "read-back")
-        for future in [pool.submit(self._verify_run, w.rp, readback[w.rp.path]) for w in written]:
+    def _pipeline(self, todo: Sequence[RunPlan], pool: ThreadPoolExecutor) -> None:
+        """Re-read, write and verify in batches without a barrier between them.
+
+        Each batch of runs is re-read in one request and its writes queued on the pool; the
+        next batch is read as soon as the queue runs short, and written runs are read back
+        (again in batches) while later ones are still being written, so the workers never
+        wait for a batch's slowest run. At most about two batches are read ahead of their
+        writes, which keeps the gap between a run's staleness check and its write short.
+        """
+        writes: set[Future[_Written | None]] = set()
+        verifies: list[Future[None]] = []
+        written: list[_Written] = []
+        ahead = max(BATCH_SIZE, 2 * self.parallelism)
+
+        def harvest(*, block: bool) -> None:
+            nonlocal writes
+            if not writes:
+                return
+            done, pending = wait(writes, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            writes = set(pending)
+            written.extend(w for w in (f.result() for f in done) if w is not None)
+
+        def verify(*, drain: bool) -> None:
+            while len(written) >= BATCH_SIZE or (drain and written):
+                group = written[:BATCH_SIZE]
+                del written[:BATCH_SIZE]
+                readback = self._read([w.rp for w in group], "read-back")
+                verifies.extend(pool.submit(self._verify_run, w.rp, readback[w.rp.path]) for w in group)
+
+        for start in range(0, len(todo), BATCH_SIZE):
+            while len(writes) > ahead:
+                harvest(block=True)
+            batch = todo[start:start + BATCH_SIZE]
+            fresh = self._read(batch, "staleness check")
+            writes.update(pool.submit(self._write_run, rp, fresh[rp.path]) for rp in batch)
+            harvest(block=False)
+            verify(drain=False)
+        while writes:
+            harvest(block=True)
+            verify(drain=False)
+        verify(drain=True)
+        for future in verifies:
             future.result()
 
     # ------------------------------------------------------------------ one run
