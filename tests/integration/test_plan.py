@@ -1,0 +1,153 @@
+"""`reconcile plan` and `show` against a seeded emulator with the real wandb client: the JSON
+plan's content for the shipped examples, exit codes 0/1/2, --target, running runs, and the
+checkpoint-retention example deleting exactly the expected files in one request per run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from reconcile.cli import main
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = REPO / "examples"
+MB = 1_000_000
+
+
+def _ckpt(name: str, day: int, size: int = 120 * MB) -> dict[str, Any]:
+    return {"name": name, "size": size, "updated_at": f"2026-09-{day:02d}T10:00:00Z"}
+
+
+def _run(run_id: str, **extra: Any) -> dict[str, Any]:
+    run = {"entity": "acme", "project": "vision", "id": run_id, "name": f"name-{run_id}", "state": "finished",
+           "created_at": "2026-09-01T00:00:00Z", "config": {"model": "resnet50", "lr": 0.1, "batch_size": 64},
+           "summary": {"val_acc": 0.9, "loss": 0.3}, "tags": [], "group": "g", "job_type": "train", "notes": ""}
+    run.update(extra)
+    return run
+
+
+FIXTURE = {"runs": [
+    _run("a1", files=[_ckpt(f"checkpoints/epoch-{i}.pt", i) for i in range(1, 7)]
+         + [_ckpt("checkpoints/model-best.pt", 3), _ckpt("small.ckpt", 2, size=1 * MB),
+            {"name": "output.log", "size": 50 * MB, "updated_at": "2026-09-01T00:00:00Z"}]),
+    _run("a2", files=[_ckpt("model.ckpt", 5), _ckpt("nested/dir/step-9.ckpt", 6), _ckpt("checkpoints/x.pt", 7),
+                      _ckpt("checkpoints/y.pt", 8), _ckpt("checkpoints/z.pt", 9)]),
+    _run("a3", files=[_ckpt("checkpoints/only.pt", 4)]),
+    _run("live", state="running", files=[_ckpt(f"checkpoints/{i}.pt", i) for i in range(1, 6)]),
+    _run("b1", summary={"val_acc": 0.8, "val_loss": 0.5, "loss": 0.2}),
+]}
+
+
+def invoke(*args: str) -> Result:
+    """Run the CLI in-process (the wandb-core service is shared between calls)."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def seeded(emulator: Any, wandb_env: Any) -> Any:
+    """An emulator seeded with FIXTURE, with WANDB_* pointing at it."""
+    handle = emulator(seed=FIXTURE)
+    wandb_env(handle.url)
+    return handle
+
+
+def _plan_json(tmp_path: Path, *specs: Path, extra: tuple[str, ...] = ()) -> tuple[Result, dict[str, Any]]:
+    out = tmp_path / "plan.json"
+    args = [a for spec in specs for a in ("-f", str(spec))]
+    result = invoke("plan", *args, "-o", str(out), "--format", "json", "--detailed-exitcode", *extra)
+    return result, json.loads(out.read_text()) if out.exists() else {}
+
+
+def test_plan_checkpoint_retention_example_deletes_exactly_the_expected_files(seeded: Any,
+                                                                              tmp_path: Path) -> None:
+    """keep / keep_last 3 / larger_than / system files decide the candidates; apply deletes them in one
+    deleteFiles per run and nothing else."""
+    result, plan = _plan_json(tmp_path, EXAMPLES / "checkpoint-retention.yaml")
+    assert result.exit_code == 2, result.output
+    planned = {run["path"]: sorted(c["file"]["name"] for c in run["changes"] if c["kind"] == "file")
+               for run in plan["runs"]}
+    assert planned == {
+        # 6 epochs + model-best (kept by name) + small.ckpt (under 10MB) + output.log (system file):
+        # the newest 3 of the 6 candidates survive.
+        "acme/vision/a1": ["checkpoints/epoch-1.pt", "checkpoints/epoch-2.pt", "checkpoints/epoch-3.pt"],
+        "acme/vision/a2": ["model.ckpt", "nested/dir/step-9.ckpt"],
+    }
+    assert all(c["rules"] == ["prune-checkpoints"] and c["op"] == "delete"
+               for run in plan["runs"] for c in run["changes"])
+    assert plan["summary"]["files_to_delete"] == 5
+    assert plan["summary"]["bytes_to_free"] == 5 * 120 * MB
+
+    seeded.reset_stats()
+    applied = invoke("apply", str(tmp_path / "plan.json"))
+    assert applied.exit_code == 0, applied.output
+    assert seeded.stats()["operations"].get("deleteFiles") == 2
+    deletes = [m for m in seeded.mutations() if m["operation"] == "deleteFiles"]
+    assert sorted(m["run"] for m in deletes) == ["acme/vision/a1", "acme/vision/a2"]
+
+    again = invoke("plan", "-f", str(EXAMPLES / "checkpoint-retention.yaml"), "--detailed-exitcode")
+    assert again.exit_code == 0, again.output
+    assert "No changes. Runs match the spec." in again.output
+
+
+def test_plan_rename_metric_example_then_apply_converges(seeded: Any, tmp_path: Path) -> None:
+    """Summary renames are planned per run with before/after and rule, applied, and planned away."""
+    result, plan = _plan_json(tmp_path, EXAMPLES / "rename-metric.yaml")
+    assert result.exit_code == 2, result.output
+    b1 = next(r for r in plan["runs"] if r["path"] == "acme/vision/b1")
+    renames = {(c["from_key"][0], c["key"][0]): c["after"] for c in b1["changes"] if c["op"] == "rename"}
+    assert renames == {("val_acc", "val/accuracy"): 0.8, ("val_loss", "val/loss"): 0.5}
+    assert plan["skipped_running"] == 1  # `live` is running and the rule does not name that state
+    assert "acme/vision/live" not in {r["path"] for r in plan["runs"]}
+    assert b1["fingerprint"].startswith("sha256:")
+    applied = invoke("apply", str(tmp_path / "plan.json"))
+    assert applied.exit_code == 0, applied.output
+    again = invoke("plan", "-f", str(EXAMPLES / "rename-metric.yaml"), "--detailed-exitcode")
+    assert again.exit_code == 0, again.output
+
+
+def test_plan_target_restricts_to_the_named_runs(seeded: Any, tmp_path: Path) -> None:
+    """--target plans only the named runs."""
+    result, plan = _plan_json(tmp_path, EXAMPLES / "rename-metric.yaml", extra=("--target", "acme/vision/b1"))
+    assert result.exit_code == 2, result.output
+    assert [r["path"] for r in plan["runs"]] == ["acme/vision/b1"]
+
+
+def test_plan_exit_1_on_plan_errors_and_no_plan_file(seeded: Any, tmp_path: Path) -> None:
+    """A template naming a missing key and a config unset on a merging server are run errors: exit 1,
+    the errors are printed, and -o is not written."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("version: 1\ntarget: {entity: acme, project: vision}\nrules:\n"
+                    "  - name: bad-template\n    match: {ids: [a1]}\n    set: {name: '{config.nope}'}\n"
+                    "  - name: drop-debug\n    match: {ids: [a2]}\n    unset: {config: [lr]}\n")
+    result, plan = _plan_json(tmp_path, spec)
+    assert result.exit_code == 1
+    assert plan == {}
+    assert "config.nope" in result.output
+    assert "11055" in result.output  # the merge behaviour behind the refusal is named
+
+
+def test_plan_no_changes_exits_0(seeded: Any, tmp_path: Path) -> None:
+    """A spec that already holds exits 0 with --detailed-exitcode and says so."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("version: 1\ntarget: {entity: acme, project: vision}\nrules:\n"
+                    "  - name: already\n    match: {all: true}\n    set: {config: {model: resnet50}, group: g}\n")
+    result = invoke("plan", "-f", str(spec), "--detailed-exitcode")
+    assert result.exit_code == 0, result.output
+    assert result.output.rstrip().endswith("No changes. Runs match the spec.")
+
+
+def test_show_renders_a_saved_plan_as_markdown(seeded: Any, tmp_path: Path) -> None:
+    """`show --format markdown` of a saved plan has the marker, the summary and each run."""
+    result, _ = _plan_json(tmp_path, EXAMPLES / "rename-metric.yaml")
+    assert result.exit_code == 2
+    shown = invoke("show", str(tmp_path / "plan.json"), "--format", "markdown")
+    assert shown.exit_code == 0
+    assert shown.output.startswith("<!-- reconcile-plan -->")
+    assert "acme/vision/b1" in shown.output
+    assert "Plan: 4 runs to change" in shown.output
