@@ -12,7 +12,7 @@ from types import FrameType
 from typing import Any
 
 from reconcile.emulator.fixture import load_fixture
-from reconcile.emulator.server import Settings, make_server
+from reconcile.emulator.server import Settings, make_server, serving
 from reconcile.emulator.store import Store
 from reconcile.errors import ReconcileError
 
@@ -66,17 +66,12 @@ def run(
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    thread = threading.Thread(target=server.serve_forever, name="emulator", daemon=True)
-    thread.start()
-    print(f"serving {server.url}", flush=True)
     try:
-        while not stop.wait(0.5):
-            pass
+        with serving(store, server):
+            print(f"serving {server.url}", flush=True)
+            while not stop.wait(0.5):
+                pass
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        store.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print("emulator stopped", file=sys.stderr, flush=True)

@@ -16,7 +16,8 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -379,3 +380,19 @@ def make_server(
     server = EmulatorServer((host, port), store, settings)
     server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return server
+
+
+@contextmanager
+def serving(store: Store, server: EmulatorServer, *, poll_interval: float = 0.5) -> Iterator[EmulatorServer]:
+    """Serve ``server`` in a background thread for the block; then stop it and close ``store``."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True, name="emulator"
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        store.close()

@@ -13,15 +13,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from reconcile.commands.emulator import open_store
-from reconcile.emulator.server import Settings, make_server
+from reconcile.emulator.server import Settings, make_server, serving
 
 # Control requests must not go through an HTTP proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -123,23 +122,13 @@ def running_emulator(
         hang_seconds=hang_seconds,
         drop_rate=drop_rate,
     )
-    server = make_server(store, settings)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="emulator"
-    )
-    thread.start()
-
-    def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        store.close()
-
-    handle = EmulatorHandle(server.url, stop)
-    try:
-        yield handle
-    finally:
-        handle.stop()
+    with ExitStack() as stack:
+        server = stack.enter_context(serving(store, make_server(store, settings), poll_interval=0.05))
+        handle = EmulatorHandle(server.url, stack.close)
+        try:
+            yield handle
+        finally:
+            handle.stop()
 
 
 @contextmanager
