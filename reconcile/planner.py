@@ -110,7 +110,8 @@ class _RunWork:
     """What planning one run produced, before file decisions that wait for ``finish``."""
 
     run: LiveRun
-    rules: list[Rule]
+    rules: list[Rule]  # the rules that may change the run
+    keepers: list[Rule]  # every rule matching the run: their keep globs protect its files
     changes: list[Change] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
     fields: set[FieldRef] = dataclasses.field(default_factory=lambda: {("state",)})
@@ -177,8 +178,10 @@ def _tag_wishes(work: _RunWork) -> _TagWishes:
         for tag in wanted:
             if tag is not None:
                 present.setdefault(tag, []).append(rule.name)
-        for tag in rule.remove_tags:
-            absent.setdefault(tag, []).append(rule.name)
+        for template in rule.remove_tags:
+            tag = _render(work, rule, "remove_tags", template)
+            if tag is not None:
+                absent.setdefault(tag, []).append(rule.name)
     return present, absent, exact
 
 
@@ -228,6 +231,9 @@ def _section_wishes(work: _RunWork, kind: ChangeKind) -> dict[KeyPath, list[_Wan
                 # Done, nothing to move, or only the old copy left to drop. The old key is
                 # still claimed so a rule that sets it is reported instead of flip-flopping.
                 wants.setdefault(old, []).append(_Want(ABSENT, rule.name))
+                if old_value is not ABSENT:
+                    # Dropping the old copy is safe only while the new key still holds the value.
+                    work.fields.add((section, *new))
             elif new_value is ABSENT:
                 wants.setdefault(new, []).append(_Want(old_value, rule.name, (old, new)))
                 wants.setdefault(old, []).append(_Want(ABSENT, rule.name, (old, new)))
@@ -292,6 +298,22 @@ def _plan_section(work: _RunWork, kind: ChangeKind) -> None:
     desired = _resolve(work, section, wants)
     live_map = work.run.config if kind is ChangeKind.CONFIG else work.run.summary
     for path, change in _section_changes(kind, live_map, desired, wants).items():
+        if change.op in (ChangeOp.SET, ChangeOp.RENAME) and (blocker := _scalar_parent(live_map, path)):
+            work.fields.add((section, *blocker))
+            work.error(
+                f"rule {_names(change.rules)}: cannot set {_dotted(section, path)} on {work.run.path}: "
+                f"{_dotted(section, blocker)} is {lookup(live_map, blocker)!r}, not a mapping, and would be "
+                f"replaced; set {_dotted(section, blocker)} itself if that is meant"
+            )
+            continue
+        keeps_keys = change.op is ChangeOp.SET and _merge_keeps(change.before, change.after)
+        if kind is ChangeKind.CONFIG and keeps_keys:
+            merging = [name for name in change.rules if not _replaces(_rule_named(work, name))]
+            if merging:
+                work.fields.add((section, *path))
+                work.error(_merge_removal_error(merging, work.run, path, ChangeOp.UNSET,
+                                                what="replace the mapping (which removes keys of)"))
+                continue
         if kind is ChangeKind.CONFIG and change.op in (ChangeOp.UNSET, ChangeOp.RENAME):
             removed = change.from_key if change.from_key is not None else path
             removers = {w.rule for w in wants[removed] if w.value is ABSENT}
@@ -337,8 +359,72 @@ def _replaces(rule: Rule) -> bool:
     return rule.target.config_writes is ConfigWrites.REPLACE
 
 
-def _merge_removal_error(rules: list[str], run: LiveRun, key: KeyPath, op: ChangeOp) -> str:
-    what = "unset" if op is ChangeOp.UNSET else "rename (which removes the old key)"
+def _scalar_parent(live_map: Mapping[str, Any], path: KeyPath) -> KeyPath | None:
+    """The first proper prefix of ``path`` that holds a live non-mapping value, if any."""
+    for end in range(1, len(path)):
+        value = lookup(live_map, path[:end])
+        if value is ABSENT:
+            return None
+        if not isinstance(value, Mapping):
+            return path[:end]
+    return None
+
+
+def _merge_keeps(before: Any, after: Any) -> bool:
+    """Whether deep-merging mapping ``after`` into mapping ``before`` keeps keys ``after`` lacks."""
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        return False
+    return any(key not in after or _merge_keeps(value, after[key]) for key, value in before.items())
+
+
+def _rule_named(work: _RunWork, name: str) -> Rule:
+    return next(r for r in work.rules if r.name == name)
+
+
+def _match_fields(rule: Rule) -> set[FieldRef]:
+    """The live fields a rule's match reads: if they change, the run may no longer match."""
+    m = rule.match
+    fields: set[FieldRef] = {("state",)}
+    for present, ref in ((m.name, ("name",)), (m.tags, ("tags",)), (m.group, ("group",)),
+                         (m.job_type, ("job_type",))):
+        if present is not None:
+            fields.add(ref)
+    if m.filters is not None:
+        fields.update(_filter_fields(m.filters))
+    return fields
+
+
+_FILTER_FIELDS: dict[str, FieldRef] = {
+    "tags": ("tags",), "displayName": ("name",), "display_name": ("name",), "group": ("group",),
+    "jobType": ("job_type",), "state": ("state",),
+    "createdAt": ("created_at",), "created_at": ("created_at",),
+}
+
+
+def _filter_fields(flt: Any) -> set[FieldRef]:
+    """The fields a W&B filter reads (``config.X`` -> the config key path, and so on)."""
+    out: set[FieldRef] = set()
+    if isinstance(flt, list):
+        for item in flt:
+            out |= _filter_fields(item)
+    elif isinstance(flt, Mapping):
+        for key, value in flt.items():
+            if key.startswith("$"):
+                out |= _filter_fields(value)
+            elif key in _FILTER_FIELDS:
+                out.add(_FILTER_FIELDS[key])
+            elif key.startswith(("config.", "summary_metrics.")):
+                head, _, rest = key.partition(".")
+                parts = tuple(rest.split("."))
+                if head == "config" and parts[-1] == "value" and len(parts) > 1:
+                    parts = parts[:-1]
+                out.add(("config" if head == "config" else "summary", *parts))
+    return out
+
+
+def _merge_removal_error(rules: list[str] | tuple[str, ...], run: LiveRun, key: KeyPath, op: ChangeOp,
+                         what: str | None = None) -> str:
+    what = what or ("unset" if op is ChangeOp.UNSET else "rename (which removes the old key)")
     dotted = ".".join(key)
     return (
         f"rule {_names(rules)}: cannot {what} config.{dotted} on {run.path}: W&B deep-merges config "
@@ -388,15 +474,18 @@ class Planner:
         self._files_selected: dict[str, int] = {}  # rule -> files it selected (delete-all guard)
         self._files_spared: set[str] = set()  # rules that left some file of a matched run alone
 
-    def matching_rules(self, run: LiveRun) -> tuple[list[Rule], bool]:
-        """The rules that apply to ``run``, and whether matching rules were dropped because it is live."""
+    def matching_rules(self, run: LiveRun) -> tuple[list[Rule], list[Rule]]:
+        """The rules that may change ``run``, and every rule that matches it.
+
+        They differ for a live run: only a rule that names its state explicitly may touch it
+        (wandb/wandb#4377), but the ``keep`` globs of every matching rule still protect files.
+        """
         rules = self._projects.get((run.entity, run.project), [])
         matched = [r for r in rules if selection.matches(r, run, self.now)]
         if run.state not in LIVE_STATES:
-            return matched, False
-        # Only a rule that names the live state explicitly may touch a live run (wandb/wandb#4377).
+            return matched, matched
         named = [r for r in matched if r.match.state is not None and run.state in r.match.state]
-        return named, bool(matched) and not named
+        return named, matched
 
     def add(self, run: LiveRun) -> None:
         """Plan one live run (a run already seen in this plan is ignored: wandb/wandb#6614)."""
@@ -405,12 +494,14 @@ class Planner:
             return
         seen.add(run.id)
         self.runs_read += 1
-        rules, skipped = self.matching_rules(run)
-        if skipped:
+        rules, matched = self.matching_rules(run)
+        if matched and not rules:
             self.skipped_running += 1
         if not rules:
             return
-        work = _RunWork(run, rules)
+        work = _RunWork(run, rules, keepers=matched)
+        for rule in rules:
+            work.fields.update(_match_fields(rule))
         _plan_text_fields(work)
         _plan_tags(work)
         _plan_section(work, ChangeKind.CONFIG)
@@ -448,7 +539,7 @@ class Planner:
             work.error(f"the files of {run.path} were not read, so its files rules cannot be planned")
             self._files_spared.update(r.name for r in file_rules)
             return {}
-        keep = [g for r in work.rules if r.files is not None for g in r.files.keep]
+        keep = [g for r in work.keepers if r.files is not None for g in r.files.keep]
         selections: dict[str, list[LiveFile]] = {}
         for rule in file_rules:
             assert rule.files is not None
@@ -458,7 +549,11 @@ class Planner:
                 work.fields.add(("summary", *metric))
                 self._scores.setdefault(rule.name, []).append((run.id, retention.metric_value(run, metric)))
             self._files_selected[rule.name] = self._files_selected.get(rule.name, 0) + len(chosen)
-            if len(chosen) < len(run.files):
+            # System files are never candidates unless allowed, so they do not count as spared:
+            # every real run has them, and `delete: ["**"]` must still trip the guard.
+            deletable = [f for f in run.files
+                         if rule.files.allow_system_files or not retention.is_system_file(f.name)]
+            if len(chosen) < len(deletable):
                 self._files_spared.add(rule.name)
             if chosen:
                 selections[rule.name] = chosen

@@ -38,6 +38,11 @@ def glob_matches(name: str, patterns: Sequence[str]) -> bool:
     return bool(patterns) and glob.globmatch(name, list(patterns), flags=_FLAGS)
 
 
+def is_system_file(name: str) -> bool:
+    """Whether ``name`` is one of the files W&B writes for every run (protected by default)."""
+    return glob_matches(name, SYSTEM_FILES)
+
+
 def select(
     rule: FilesRule, files: Iterable[LiveFile], *, keep: Sequence[str], now: datetime
 ) -> list[LiveFile]:
@@ -53,7 +58,7 @@ def select(
         for f in files
         if glob_matches(f.name, rule.delete)
         and not glob_matches(f.name, keep)
-        and (rule.allow_system_files or not glob_matches(f.name, SYSTEM_FILES))
+        and (rule.allow_system_files or not is_system_file(f.name))
         and (rule.older_than is None or f.updated_at < now - rule.older_than)
         and (rule.larger_than is None or f.size > rule.larger_than)
     ]

@@ -109,6 +109,10 @@ def render(template: str, run: LiveRun) -> str:
         if fld is None:
             continue
         value = _value(run, fld)
+        if value is None:
+            raise TemplateError(f"the run's {fld.text} is null")
+        if isinstance(value, (Mapping, list, tuple)):
+            raise TemplateError(f"the run's {fld.text} is a {type(value).__name__}, not a single value")
         try:
             out.append(format(value, fld.format_spec))
         except (ValueError, TypeError) as exc:

@@ -525,3 +525,57 @@ def test_plan_fingerprint_covers_exactly_the_fields_read() -> None:
     # A change to an unread field leaves the fingerprint alone; a read field changes it.
     assert fingerprint(dataclasses.replace(live, notes="x"), rp.fingerprint_fields) == rp.fingerprint
     assert fingerprint(dataclasses.replace(live, tags=("u",)), rp.fingerprint_fields) != rp.fingerprint
+
+
+def test_plan_set_under_a_scalar_is_an_error_not_a_silent_overwrite() -> None:
+    """Setting summary.b.c where summary.b is a number would destroy b: an error naming it."""
+    p = plan_of(rule("deep", set={"summary": {("val_acc", "top1"): 1}}))
+    [rp] = p.runs
+    assert rp.changes == ()
+    [error] = rp.errors
+    assert "summary.val_acc is 0.91, not a mapping" in error
+
+
+def test_plan_config_empty_mapping_on_merge_target_is_refused() -> None:
+    """Replacing a config mapping by {} cannot converge on a merging server (wandb/wandb#11055)."""
+    p = plan_of(rule("empty", set={"config": {("optimizer",): {}}}))
+    [rp] = p.runs
+    assert rp.changes == ()
+    assert "11055" in rp.errors[0]
+    ok = plan_of(rule("empty", target=REPLACE, set={"config": {("optimizer",): {}}}))
+    [rp] = ok.runs
+    assert [(c.key, c.after) for c in rp.changes] == [(("optimizer",), {})]
+
+
+def test_plan_remove_tags_are_templates() -> None:
+    """remove_tags items are rendered against the run like add_tags."""
+    p = plan_of(rule("drop-lr", remove_tags=("lr-{config.lr}",)), runs=(run(tags=("lr-0.1", "x")),))
+    [rp] = p.runs
+    assert [(c.op, c.key) for c in rp.changes] == [(ChangeOp.REMOVE, ("lr-0.1",))]
+
+
+def test_plan_fingerprint_covers_the_fields_a_rule_matched_on() -> None:
+    """A run that stops matching (tags, name, group, a config filter) since the plan is stale."""
+    matcher = Match(tags=("wip",), name="brave-*", group="g1", filters={"config.model": "resnet50"})
+    p = plan_of(rule("m", match=matcher, set={"notes": "hi"}))
+    [rp] = p.runs
+    assert {("tags",), ("name",), ("group",), ("config", "model"), ("state",)} <= set(rp.fingerprint_fields)
+
+
+def test_plan_rename_with_equal_copies_fingerprints_the_new_key() -> None:
+    """Dropping the old copy of a renamed key is safe only while the new key holds the value."""
+    r = run(summary={"val_acc": 0.9, "acc": 0.9})
+    p = plan_of(rule("mv", rename_summary=((("val_acc",), ("acc",)),)), runs=(r,))
+    [rp] = p.runs
+    assert ("summary", "acc") in rp.fingerprint_fields
+    assert fingerprint(dataclasses.replace(r, summary={"val_acc": 0.9, "acc": 0.1}),
+                       rp.fingerprint_fields) != rp.fingerprint
+
+
+@pytest.mark.parametrize("value", [None, {"a": 1}, [1, 2]])
+def test_plan_template_of_a_null_or_structured_value_is_an_error(value: Any) -> None:
+    """A template never renders 'None' or a dict repr: the run gets an error."""
+    p = plan_of(rule("t", set={"name": "lr-{config.lr}"}), runs=(run(config={"lr": value}),))
+    [rp] = p.runs
+    assert rp.changes == ()
+    assert "config.lr" in rp.errors[0]

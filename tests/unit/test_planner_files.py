@@ -259,3 +259,21 @@ def test_needs_files_only_for_matching_files_rules() -> None:
     assert not planner.needs_files(spec, run(group="h"), NOW)
     assert not planner.needs_files(spec, run(group="g", project="other"), NOW)
     assert not planner.needs_files(spec, run(group="g", state="running"), NOW)
+
+
+def test_plan_files_guard_ignores_protected_system_files() -> None:
+    """`delete: ["**"]` trips the guard even though the system files it cannot touch survive."""
+    p = plan_of(rule("typo", FilesRule(delete=("**",))))
+    [error] = p.errors
+    assert "'typo'" in error and "allow_delete_all" in error
+
+
+def test_plan_files_keep_of_a_rule_skipped_for_a_live_run_still_protects() -> None:
+    """On a running run only rules naming that state change it, but every matching rule's keep wins."""
+    live = run("live", state="running", files=(f("model-best.ckpt"), f("e1.ckpt")))
+    p = plan_of(
+        rule("clean-live", FilesRule(delete=("*.ckpt",)), match=Match(state=("running",))),
+        rule("protect-best", FilesRule(delete=("tmp/*",), keep=("model-best.ckpt",))),
+        runs=(live,),
+    )
+    assert deleted(p) == {"live": ["e1.ckpt"]}
