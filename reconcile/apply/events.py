@@ -120,6 +120,8 @@ class RunUnconverged:
     run: str
     fields: tuple[str, ...]
     undo: UndoRecord | None = None
+    files_deleted: int = 0  # the deletions that did take
+    bytes_freed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

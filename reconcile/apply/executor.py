@@ -140,6 +140,8 @@ class _Executor:
         if isinstance(event, ev.RunApplied | ev.RunSkipped) and (
                 not isinstance(event, ev.RunSkipped) or event.outcome == "done"):
             res.runs_changed += 1
+        if isinstance(event, ev.RunApplied | ev.RunUnconverged | ev.RunSkipped):
+            # Files really deleted count even when another field of the run did not converge.
             res.files_deleted += event.files_deleted
             res.bytes_freed += event.bytes_freed
         if isinstance(event, ev.RunStale):
@@ -226,16 +228,17 @@ class _Executor:
     def _pipeline(self, todo: Sequence[RunPlan], pool: ThreadPoolExecutor) -> None:
         """Re-read, write and verify in batches without a barrier between them.
 
-        Each batch of runs is re-read in one request and its writes queued on the pool; the
-        next batch is read as soon as the queue runs short, and written runs are read back
-        (again in batches) while later ones are still being written, so the workers never
-        wait for a batch's slowest run. At most about two batches are read ahead of their
-        writes, which keeps the gap between a run's staleness check and its write short.
+        The staleness re-read is batched (one Runs query per group of ``parallelism`` runs,
+        as the contract allows) but done *just in time*: a group is read only when the
+        workers are about to run out of writes, so a run is written right after its re-read,
+        not behind a long queue (the summary sent is built from that read, and W&B has no
+        compare-and-set). Written runs are read back in batches of ``BATCH_SIZE`` while later
+        runs are still being written, so the workers never wait for a batch's slowest run.
         """
         writes: set[Future[_Written | None]] = set()
         verifies: list[Future[None]] = []
         written: list[_Written] = []
-        ahead = max(BATCH_SIZE, 2 * self.parallelism)
+        group_size = min(max(self.parallelism, 1), BATCH_SIZE)
 
         def harvest(*, block: bool) -> None:
             nonlocal writes
@@ -252,10 +255,10 @@ class _Executor:
                 readback = self._read([w.rp for w in group], "read-back")
                 verifies.extend(pool.submit(self._verify_run, w.rp, readback[w.rp.path]) for w in group)
 
-        for start in range(0, len(todo), BATCH_SIZE):
-            while len(writes) > ahead:
+        for start in range(0, len(todo), group_size):
+            while len(writes) >= self.parallelism:
                 harvest(block=True)
-            batch = todo[start:start + BATCH_SIZE]
+            batch = todo[start:start + group_size]
             fresh = self._read(batch, "staleness check")
             writes.update(pool.submit(self._write_run, rp, fresh[rp.path]) for rp in batch)
             harvest(block=False)
@@ -293,9 +296,14 @@ class _Executor:
                 log_run.info("resuming partly applied run", phases=sorted(record.phases))
             if not resumed:
                 self.emit(ev.RunStarted(rp.path))
-            self._write_metadata(rp, live, record)
+            deletions = None
             if rp.file_deletions and "files_deleted" not in record.phases:
-                self._delete_files(rp, live)
+                # Backups come first: a download that fails leaves the run untouched, instead of
+                # half-changed with nothing in the undo plan.
+                deletions = self._backup_files(rp, live)
+            self._write_metadata(rp, live, record)
+            if deletions is not None:
+                self._delete_files(rp, live, deletions)
             if any(c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD for c in rp.changes) \
                     and "files_uploaded" not in record.phases:
                 self._upload_files(rp, live)
@@ -332,7 +340,8 @@ class _Executor:
         self.retry(send, run=rp.path)
         self.emit(ev.RunMetadataWritten(rp.path))
 
-    def _delete_files(self, rp: RunPlan, live: LiveRun) -> None:
+    def _backup_files(self, rp: RunPlan, live: LiveRun) -> Sequence[LiveFile]:
+        """The planned files still present (to delete), each downloaded first with --backup-dir."""
         # The staleness check listed the files moments ago; list again only if it did not.
         files = live.files if live.files is not None else self._list_files(live)
         todo = pending_deletions(rp, files)
@@ -343,6 +352,9 @@ class _Executor:
                     return backup_file(self.backend, live, f, d)
 
                 self.retry(backup, run=rp.path)
+        return todo
+
+    def _delete_files(self, rp: RunPlan, live: LiveRun, todo: Sequence[LiveFile]) -> None:
         attempt = [0]
 
         def delete() -> None:
@@ -405,7 +417,8 @@ class _Executor:
             inverted=tuple(i for i in sorted(done) if rp.changes[i].kind is not ChangeKind.FILE),
             restored_files=tuple(restored))
         if missing:
-            self.emit(ev.RunUnconverged(rp.path, missing, undo=undo))
+            self.emit(ev.RunUnconverged(rp.path, missing, undo=undo, files_deleted=len(deleted),
+                                        bytes_freed=sum(f.size for f in deleted)))
         else:
             self.emit(ev.RunApplied(rp.path, changes=len(rp.changes), files_deleted=len(deleted),
                                     bytes_freed=sum(f.size for f in deleted), undo=undo))

@@ -77,13 +77,17 @@ class Journal:
         digest = plan_digest(plan)
         runs: dict[str, RunRecord] = {}
         if path.exists():
-            found, runs = _read(path)
+            _drop_torn_line(path)
+            found, runs, complete = _read(path)
             if found is not None and found != digest:
-                if not replace_foreign:
+                if not (replace_foreign and complete):
+                    # An unfinished journal is the only record of what that apply changed (and of
+                    # its undo data): never throw it away.
                     raise PlanError(
-                        f"the journal {path} was written while applying another plan ({found}), not "
-                        f"this one ({digest}). Finish that plan, or pass --journal with a new file, "
-                        f"or delete {path} if that apply is no longer wanted.")
+                        f"the journal {path} belongs to another plan ({found}) whose apply did not "
+                        f"finish. Finish that plan first (apply it again: the journal skips what is "
+                        f"done), or pass --journal with a new file, or delete {path} if that apply is "
+                        f"no longer wanted.")
                 path.unlink()
                 runs = {}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,6 +139,7 @@ class Journal:
             self.record(event.run, "failed", message=event.message)
         elif isinstance(event, ev.RunUnconverged):
             self.record(event.run, "unconverged", fields=list(event.fields),
+                        files_deleted=event.files_deleted, bytes_freed=event.bytes_freed,
                         undo=event.undo.to_json() if event.undo else None)
         elif isinstance(event, ev.ApplyComplete):
             self._write({"type": "complete", "summary": getattr(event.result, "summary_line", "")})
@@ -145,13 +150,33 @@ class Journal:
             self._handle.close()
 
 
-def _read(path: Path) -> tuple[str | None, dict[str, RunRecord]]:
-    """The plan digest and per-run records of an existing journal.
+def unfinished(path: Path) -> bool:
+    """Whether ``path`` holds the journal of an apply that has not completed."""
+    if not path.exists():
+        return False
+    _drop_torn_line(path)
+    digest, _runs, complete = _read(path)
+    return digest is not None and not complete
+
+
+def _drop_torn_line(path: Path) -> None:
+    """Cut a last line the process died writing, so the next record starts on a line of its own."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _read(path: Path) -> tuple[str | None, dict[str, RunRecord], bool]:
+    """The plan digest, per-run records, and whether the apply completed, of an existing journal.
 
     A torn last line (the process died mid-write) is ignored: its record was never
     acknowledged, so the step it describes is re-checked against the live run anyway.
     """
     digest: str | None = None
+    complete = False
     runs: dict[str, RunRecord] = {}
     lines = path.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, 1):
@@ -164,9 +189,11 @@ def _read(path: Path) -> tuple[str | None, dict[str, RunRecord]]:
                             "over (runs already applied will then be reported stale)") from None
         if record.get("type") == "plan":
             digest = record.get("plan_digest")
+        elif record.get("type") == "complete":
+            complete = True
         elif record.get("type") == "run":
             rec = runs.setdefault(record["run"], RunRecord())
             rec.phases.add(record["phase"])
             if record["phase"] in (*FINAL_PHASES, "failed"):
                 rec.last = record
-    return digest, runs
+    return digest, runs, complete

@@ -35,6 +35,7 @@ from wandb.sdk.lib import wbauth
 from wandb.sdk.lib.service.service_connection import WandbApiFailedError
 
 from reconcile.backend import RunUpdate
+from reconcile.backend.retry import with_retries
 from reconcile.errors import AuthError, BackendError, NotFound, RetryableError
 from reconcile.models import LiveFile, LiveRun
 
@@ -151,12 +152,16 @@ class WandbBackend:
         resolved = base_url or wandb_env.get_base_url(wandb_setup.singleton().settings.base_url)
         self.base_url: str = str(resolved).rstrip("/")
         self._secret = api_key or _stored_api_key(self.base_url)
-        try:
-            self._api: wandb.Api | None = wandb.Api(
-                overrides={"base_url": self.base_url}, api_key=self._secret, timeout=timeout
-            )
-        except Exception as exc:
-            self._raise(exc, "connect to W&B")
+
+        def connect() -> wandb.Api:
+            try:
+                return wandb.Api(overrides={"base_url": self.base_url}, api_key=self._secret, timeout=timeout)
+            except Exception as exc:
+                self._raise(exc, "connect to W&B")
+
+        # A 5xx or 429 on the credential check is worth another try; a timeout is not (an
+        # unreachable WANDB_BASE_URL would otherwise take minutes to report).
+        self._api: wandb.Api | None = with_retries(connect, retry_unknown_outcome=False, doing="connect")
 
     @classmethod
     def from_env(cls) -> WandbBackend:

@@ -2,7 +2,9 @@
 
 Defaults: for ``apply PLAN.json`` the journal is ``PLAN.journal.jsonl`` and the undo plan
 ``PLAN.undo.json``, beside the plan; for ``apply -f SPEC`` they are ``reconcile.journal.jsonl``
-and ``reconcile.undo.json`` in the current directory. ``--journal`` / ``--undo-out`` override.
+and ``reconcile.undo.json`` in the current directory, and the plan is saved as
+``reconcile.plan.json`` so an apply killed halfway can be finished exactly. ``--journal`` /
+``--undo-out`` override.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import click
 
 from reconcile.apply.executor import ApplyResult, apply_plan, check_plan, result_details
-from reconcile.apply.journal import Journal
+from reconcile.apply.journal import Journal, unfinished
 from reconcile.apply.progress import observers_for
 from reconcile.apply.undo import write_undo
 from reconcile.backend import Backend
@@ -21,13 +23,16 @@ from reconcile.commands.plan import build_plan
 from reconcile.errors import PlanError
 from reconcile.errors_handler import EXIT_ERROR, EXIT_OK
 from reconcile.models import Plan
-from reconcile.planfile import read_plan
+from reconcile.planfile import read_plan, write_plan
 from reconcile.render import render
 
 CONFIRM = "Do you want to perform these actions? Only 'yes' will be accepted:"
 
+FROM_SPEC_PLAN = Path("reconcile.plan.json")
 FROM_SPEC_JOURNAL = Path("reconcile.journal.jsonl")
 FROM_SPEC_UNDO = Path("reconcile.undo.json")
+RESUME_FROM_SPEC = (f"reconcile apply {FROM_SPEC_PLAN} --journal {FROM_SPEC_JOURNAL} "
+                    f"--undo-out {FROM_SPEC_UNDO}")
 
 
 def beside(plan_file: Path, suffix: str) -> Path:
@@ -80,6 +85,13 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
     backend = WandbBackend()
     try:
         if plan is None:
+            journal_path = journal or FROM_SPEC_JOURNAL
+            if unfinished(journal_path):
+                # Its journal is the only record of what that apply changed and how to undo it.
+                raise PlanError(
+                    f"an earlier `reconcile apply -f` did not finish ({journal_path} is incomplete). Finish "
+                    f"it first: {RESUME_FROM_SPEC}; or delete {journal_path} if that apply is no longer "
+                    "wanted.")
             plan = build_plan(files, targets, backend, parallelism=parallelism)
             render(plan, sys.stdout, "text", color=color)
             if plan.has_errors:
@@ -89,7 +101,9 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
             if not _confirm(auto_approve):
                 click.echo("Apply cancelled.", err=True)
                 return EXIT_ERROR
-            journal_path, undo_path, foreign = journal or FROM_SPEC_JOURNAL, undo_out or FROM_SPEC_UNDO, True
+            # Saved so that an apply killed halfway can be finished exactly (RESUME_FROM_SPEC).
+            write_plan(plan, FROM_SPEC_PLAN)
+            undo_path, foreign = undo_out or FROM_SPEC_UNDO, True
         else:
             assert plan_file is not None
             journal_path = journal or beside(plan_file, ".journal.jsonl")

@@ -230,7 +230,40 @@ def test_apply_plan_journal_refuses_another_plans_journal(tmp_path: Path) -> Non
     Journal.open(tmp_path / "j.jsonl", plan1).close()
     with pytest.raises(PlanError, match="another plan"):
         Journal.open(tmp_path / "j.jsonl", plan2)
+
+
+def test_apply_plan_journal_of_an_unfinished_apply_is_never_replaced(tmp_path: Path) -> None:
+    """`apply -f` replaces an earlier plan's journal only once that apply completed: an unfinished
+    journal is the only record of what it changed and of its undo data."""
+    run = live_run("a")
+    plan1 = make_plan(run_plan(run, [config_set("lr", 0.1, 0.2)]))
+    plan2 = make_plan(run_plan(run, [config_set("lr", 0.1, 0.3)]))
+    journal = Journal.open(tmp_path / "j.jsonl", plan1)
+    journal(ev.RunStarted("acme/vision/a"))
+    journal.close()
+    with pytest.raises(PlanError, match="did not finish"):
+        Journal.open(tmp_path / "j.jsonl", plan2, replace_foreign=True)
+    journal = Journal.open(tmp_path / "j.jsonl", plan1)
+    journal(ev.ApplyComplete(result=ApplyResult()))
+    journal.close()
     Journal.open(tmp_path / "j.jsonl", plan2, replace_foreign=True).close()
+    assert Journal.open(tmp_path / "j.jsonl", plan2).record_for("acme/vision/a").phases == set()
+
+
+def test_apply_plan_journal_torn_last_line_is_cut_before_appending(tmp_path: Path) -> None:
+    """A record torn by a crash is dropped so the next record starts on its own line (no damage later)."""
+    run = live_run("a")
+    plan = make_plan(run_plan(run, [config_set("lr", 0.1, 0.2)]))
+    path = tmp_path / "j.jsonl"
+    journal = Journal.open(path, plan)
+    journal(ev.RunStarted("acme/vision/a"))
+    journal.close()
+    path.write_bytes(path.read_bytes()[:-15])  # SIGKILL mid-write
+    journal = Journal.open(path, plan)
+    journal(ev.RunStarted("acme/vision/a"))
+    journal.close()
+    assert Journal.open(path, plan).record_for("acme/vision/a").phases == {"started"}
+    assert all(line.startswith("{") and line.endswith("}") for line in path.read_text().splitlines())
 
 
 def _three_run_plan() -> tuple[Plan, MemoryBackend]:
@@ -320,3 +353,49 @@ def test_apply_plan_reports_journaled_stale_runs_again_without_writing(tmp_path:
     assert [r for r, _ in result.stale] == ["acme/vision/a"]
     assert result.runs_changed == 1
     assert sum(isinstance(e, ev.RunSkipped) for e in seen) == 2
+
+
+def test_apply_plan_rereads_each_run_just_before_writing(tmp_path: Path) -> None:
+    """An edit that lands while earlier runs are being written is seen by the later run's re-read:
+    that run is stale, and the other writer's summary survives (W&B replaces summaries whole)."""
+    ra, rb = live_run("a"), live_run("b")
+    backend = MemoryBackend([ra, rb])
+    original = backend.update_run
+
+    def update_then_someone_edits_b(update: RunUpdate) -> None:
+        original(update)
+        if update.storage_id == "sid-a":
+            b = backend.runs["sid-b"]
+            backend.runs["sid-b"] = dataclasses.replace(b, summary={**b.summary, "acc": 0.9, "best_epoch": 7})
+
+    backend.update_run = update_then_someone_edits_b  # type: ignore[method-assign]
+    plan = make_plan(run_plan(ra, [summary_set("acc", 0.5, 0.6)]), run_plan(rb, [summary_set("acc", 0.5, 0.6)]))
+    result, _ = _apply(plan, backend, tmp_path, parallelism=1)
+    assert [run for run, _ in result.stale] == ["acme/vision/b"]
+    assert backend.run("acme", "vision", "b").summary["best_epoch"] == 7
+    assert backend.run("acme", "vision", "b").summary["acc"] == 0.9
+
+
+def test_apply_plan_backs_up_before_writing_anything(tmp_path: Path) -> None:
+    """A backup that fails its size check leaves the whole run untouched (metadata included), so
+    nothing is changed that the undo plan would not cover."""
+    file = live_file("f1", "ckpt/1.pt", 1000)
+    run = live_run("a", files=[file])
+    backend = MemoryBackend([run])
+    backend.contents["f1"] = b"x" * 999  # W&B lists 1000 bytes but serves 999
+    plan = make_plan(run_plan(run, [config_set("lr", 0.1, 0.5), file_delete(file)]))
+    result, _ = _apply(plan, backend, tmp_path, backup_dir=tmp_path / "backups")
+    assert [path for path, _ in result.failed] == ["acme/vision/a"]
+    assert backend.run("acme", "vision", "a").config["lr"] == 0.1
+    assert _calls(backend, "update_run") == [] and _calls(backend, "delete_files") == []
+
+
+def test_apply_plan_counts_deleted_files_of_a_run_that_did_not_converge(tmp_path: Path) -> None:
+    """Files that were really deleted count in the summary even when another field did not take."""
+    file = live_file("f1", "ckpt/1.pt", 1000)
+    run = live_run("a", files=[file])
+    backend = MemoryBackend([run])  # merges config: the unset cannot take
+    plan = make_plan(run_plan(run, [unset(ChangeKind.CONFIG, "lr", 0.1), file_delete(file)]))
+    result, _ = _apply(plan, backend, tmp_path)
+    assert result.summary_line == ("Apply complete: 0 runs changed, 1 files deleted (1000 bytes freed), "
+                                   "0 stale, 0 failed, 1 did not converge.")
