@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reconcile.backend import RunUpdate
 from reconcile.fingerprint import ABSENT, lookup
 from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, KeyPath, LiveFile, LiveRun, RunPlan
+from reconcile.planner import same  # the planner's notion of equal: 1 == 1.0, True != 1, NaN == NaN
 
 _STRING_FIELDS = {
     ChangeKind.NAME: "name",
@@ -27,19 +27,6 @@ _STRING_FIELDS = {
 _UPDATE_FIELD = {"name": "display_name", "notes": "notes", "group": "group", "job_type": "job_type"}
 
 METADATA_KINDS = frozenset(ChangeKind) - {ChangeKind.FILE}
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """JSON equality where NaN equals NaN (W&B stores NaN losses) and 1 == 1.0."""
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return bool(a == b)
 
 
 def _set_in(tree: dict[str, Any], path: KeyPath, value: Any) -> None:
@@ -91,7 +78,7 @@ def _change_done(
         if op is ChangeOp.UNSET:
             return lookup(tree, change.key) is ABSENT
         now = lookup(tree, change.key)
-        if now is ABSENT or not same_value(now, change.after):
+        if now is ABSENT or not same(now, change.after):
             return False
         old_gone = change.from_key is None or lookup(tree, change.from_key) is ABSENT
         return op is not ChangeOp.RENAME or old_gone
