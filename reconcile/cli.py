@@ -20,6 +20,10 @@ from reconcile.log import configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Invalid input exits 1 (the contract); click's default of 2 would read as "has changes" to a CI
+# job running `plan --detailed-exitcode`.
+click.exceptions.UsageError.exit_code = 1
+
 FORMATS = click.Choice(["text", "json", "markdown"])
 
 
@@ -229,7 +233,7 @@ def emulator(host: str, port: int, db: Path | None, seed: Path | None, api_key: 
     \b
     Example:
       reconcile emulator --port 8080 --db runs.sqlite --seed examples/demo/fixture.yaml
-      WANDB_BASE_URL=http://127.0.0.1:8080 reconcile plan -f examples/demo/
+      WANDB_BASE_URL=http://127.0.0.1:8080 reconcile plan -f examples/demo/spec
     """
     from reconcile.commands import emulator as command
 

@@ -37,6 +37,11 @@ def handle_errors(command: Callable[[], int]) -> int:
     except ReconcileError as exc:
         click.echo(f"Error: {redact_text(str(exc))}", err=True)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (`reconcile plan --format json | head`): nothing left to tell it.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return EXIT_INTERRUPTED

@@ -364,15 +364,19 @@ def read_plan(path: Path) -> Plan:
                         f"`reconcile plan -f SPEC -o {path}`") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanError(f"cannot read plan file {path}: {exc}") from exc
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise PlanError(f"{path} looks like a spec, not a saved plan: apply it with "
+                        f"`reconcile apply -f {path}`, or save a plan first with "
+                        f"`reconcile plan -f {path} -o plan.json`")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PlanError(f"plan file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                        f"{exc.msg}); make a new one with `reconcile plan -o {path}`") from exc
+                        f"{exc.msg}); make a new one with `reconcile plan -f SPEC -o {path}`") from exc
     try:
         return plan_from_dict(data)
     except StalePlanError as exc:
         raise StalePlanError(f"plan file {path}: {exc}") from exc
     except PlanError as exc:
         raise PlanError(f"plan file {path} is not a valid reconcile plan: {exc}; "
-                        f"make a new one with `reconcile plan -o {path}`") from exc
+                        f"make a new one with `reconcile plan -f SPEC -o {path}`") from exc

@@ -53,6 +53,7 @@ class ApplyResult:
 
     runs_changed: int = 0
     files_deleted: int = 0
+    files_restored: int = 0  # re-uploaded from backups (undo plans)
     bytes_freed: int = 0
     stale: list[tuple[str, str]] = field(default_factory=list)  # (run, reason)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run, message)
@@ -73,6 +74,8 @@ class ApplyResult:
                 f"({freed} freed), {len(self.stale)} stale, {len(self.failed)} failed")
         if self.unconverged:
             line += f", {len(self.unconverged)} did not converge"
+        if self.files_restored:
+            line += f", {self.files_restored} files restored"
         return line + "."
 
 
@@ -144,6 +147,8 @@ class _Executor:
             # Files really deleted count even when another field of the run did not converge.
             res.files_deleted += event.files_deleted
             res.bytes_freed += event.bytes_freed
+        if isinstance(event, ev.RunFilesUploaded):
+            res.files_restored += event.files
         if isinstance(event, ev.RunStale):
             res.stale.append((event.run, event.reason))
         elif isinstance(event, ev.RunFailed):

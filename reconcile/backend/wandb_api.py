@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import requests
 import structlog
@@ -149,8 +150,13 @@ class WandbBackend:
         wandb-core's retries included) to WANDB_HTTP_TIMEOUT or 19.
         """
         self.files_per_page = files_per_page
-        resolved = base_url or wandb_env.get_base_url(wandb_setup.singleton().settings.base_url)
-        self.base_url: str = str(resolved).rstrip("/")
+        if base_url is None and "WANDB_BASE_URL" in os.environ:
+            _check_url(os.environ["WANDB_BASE_URL"])  # wandb's own settings would fail on it obscurely
+        try:
+            resolved = base_url or wandb_env.get_base_url(wandb_setup.singleton().settings.base_url)
+        except Exception as exc:
+            raise BackendError(f"wandb could not load its settings: {_redacted(str(exc), ())}") from exc
+        self.base_url: str = _check_url(str(resolved)).rstrip("/")
         self._secret = api_key or _stored_api_key(self.base_url)
 
         def connect() -> wandb.Api:
@@ -392,13 +398,22 @@ def _json_object(value: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------- errors
 
 
+def _check_url(url: str) -> str:
+    """``url`` if it is an http(s) URL; otherwise a BackendError saying what to set."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BackendError(f"WANDB_BASE_URL {url!r} is not an http(s) URL; set it to e.g. "
+                           "https://api.wandb.ai, or http://127.0.0.1:8080 for the emulator")
+    return url.strip()
+
+
 def _stored_api_key(base_url: str) -> str | None:
     """The key W&B would use for ``base_url`` (env, netrc, settings) without prompting."""
     try:
         auth = wbauth.authenticate_session(host=base_url, source="reconcile", prompt=False,
                                            update_session=False)
     except AuthenticationError as exc:
-        raise AuthError(f"the W&B API key is not valid: {_redacted(str(exc), ())}. "
+        raise AuthError(f"the W&B API key is not valid: {_redacted(str(exc), ()).rstrip('.')}. "
                         f"{_KEY_HINT}") from exc
     if auth is None:
         raise AuthError(f"no W&B API key found for {base_url}. {_KEY_HINT}")

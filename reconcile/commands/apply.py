@@ -1,10 +1,10 @@
 """``reconcile apply``: apply a saved plan, or plan from specs and apply after confirmation.
 
 Defaults: for ``apply PLAN.json`` the journal is ``PLAN.journal.jsonl`` and the undo plan
-``PLAN.undo.json``, beside the plan; for ``apply -f SPEC`` they are ``reconcile.journal.jsonl``
-and ``reconcile.undo.json`` in the current directory, and the plan is saved as
-``reconcile.plan.json`` so an apply killed halfway can be finished exactly. ``--journal`` /
-``--undo-out`` override.
+``PLAN.undo.json``, beside the plan. ``apply -f SPEC`` saves its plan as ``reconcile.plan.json``
+in the current directory and applies it the same way (``reconcile.plan.journal.jsonl``,
+``reconcile.plan.undo.json``), so ``reconcile apply reconcile.plan.json`` finishes an apply
+killed halfway. ``--journal`` / ``--undo-out`` override.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+import structlog
 
 from reconcile.apply.executor import ApplyResult, apply_plan, check_plan, result_details
 from reconcile.apply.journal import Journal, unfinished
@@ -26,19 +27,21 @@ from reconcile.models import Plan
 from reconcile.planfile import read_plan, write_plan
 from reconcile.render import render
 
+log = structlog.get_logger()
+
 CONFIRM = "Do you want to perform these actions? Only 'yes' will be accepted:"
 
 FROM_SPEC_PLAN = Path("reconcile.plan.json")
-FROM_SPEC_JOURNAL = Path("reconcile.journal.jsonl")
-FROM_SPEC_UNDO = Path("reconcile.undo.json")
-RESUME_FROM_SPEC = (f"reconcile apply {FROM_SPEC_PLAN} --journal {FROM_SPEC_JOURNAL} "
-                    f"--undo-out {FROM_SPEC_UNDO}")
 
 
 def beside(plan_file: Path, suffix: str) -> Path:
     """``plan.json`` -> ``plan<suffix>`` in the same directory (``.journal.jsonl``, ``.undo.json``)."""
     stem = plan_file.name[:-5] if plan_file.name.endswith(".json") else plan_file.name
     return plan_file.with_name(stem + suffix)
+
+
+FROM_SPEC_JOURNAL = beside(FROM_SPEC_PLAN, ".journal.jsonl")
+FROM_SPEC_UNDO = beside(FROM_SPEC_PLAN, ".undo.json")
 
 
 def _confirm(auto_approve: bool) -> bool:
@@ -55,8 +58,18 @@ def _confirm(auto_approve: bool) -> bool:
     return bool(answer.strip() == "yes")
 
 
+def _say(text: str, *, json_logs: bool, event: str, problem: bool = False, **fields: object) -> None:
+    """A note for stderr: a plain line, or with ``--log-format json`` a structured log event."""
+    if not json_logs:
+        click.echo(text, err=True)
+    elif problem:
+        log.warning(event, message=text, **fields)
+    else:
+        log.info(event, message=text, **fields)
+
+
 def execute(plan: Plan, backend: Backend, *, journal_path: Path, undo_out: Path, backup_dir: Path | None,
-            parallelism: int, replace_foreign_journal: bool = False) -> ApplyResult:
+            parallelism: int, replace_foreign_journal: bool = False, json_logs: bool = False) -> ApplyResult:
     """Apply ``plan`` with the journal, progress observers and undo output; return the result."""
     check_plan(plan, backend)  # refuse before creating a journal for a plan that cannot be applied
     journal = Journal.open(journal_path, plan, replace_foreign=replace_foreign_journal)
@@ -67,8 +80,8 @@ def execute(plan: Plan, backend: Backend, *, journal_path: Path, undo_out: Path,
         journal.close()
     if result.undo is not None:
         write_undo(result.undo, undo_out)
-        click.echo(f"Wrote the undo plan to {undo_out}; `reconcile apply {undo_out}` restores what was "
-                   "changed.", err=True)
+        _say(f"Wrote the undo plan to {undo_out}; `reconcile apply {undo_out}` restores what was changed.",
+             json_logs=json_logs, event="undo_written", path=str(undo_out))
     return result
 
 
@@ -78,7 +91,7 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
     """Apply and print ``Apply complete: ...``; exit 0 only if every run was applied."""
     from reconcile.backend.wandb_api import WandbBackend
 
-    del log_format  # logging is configured by the CLI; the observers pick bar or lines by TTY
+    json_logs = log_format == "json"  # the CLI configured structlog; notes follow the same format
     if plan_file is not None and targets:
         raise PlanError("--target only works with -f; a saved plan is applied exactly as it is")
     plan = read_plan(plan_file) if plan_file is not None else None
@@ -90,8 +103,8 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
                 # Its journal is the only record of what that apply changed and how to undo it.
                 raise PlanError(
                     f"an earlier `reconcile apply -f` did not finish ({journal_path} is incomplete). Finish "
-                    f"it first: {RESUME_FROM_SPEC}; or delete {journal_path} if that apply is no longer "
-                    "wanted.")
+                    f"it first with `reconcile apply {FROM_SPEC_PLAN}`, or delete {journal_path} if that "
+                    "apply is no longer wanted.")
             plan = build_plan(files, targets, backend, parallelism=parallelism)
             render(plan, sys.stdout, "text", color=color)
             if plan.has_errors:
@@ -101,7 +114,7 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
             if not _confirm(auto_approve):
                 click.echo("Apply cancelled.", err=True)
                 return EXIT_ERROR
-            # Saved so that an apply killed halfway can be finished exactly (RESUME_FROM_SPEC).
+            # Saved so that an apply killed halfway can be finished exactly: `reconcile apply` of it.
             write_plan(plan, FROM_SPEC_PLAN)
             undo_path, foreign = undo_out or FROM_SPEC_UNDO, True
         else:
@@ -110,17 +123,18 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
             undo_path = undo_out or beside(plan_file, ".undo.json")
             foreign = False
         result = execute(plan, backend, journal_path=journal_path, undo_out=undo_path, backup_dir=backup_dir,
-                         parallelism=parallelism, replace_foreign_journal=foreign)
+                         parallelism=parallelism, replace_foreign_journal=foreign, json_logs=json_logs)
     finally:
         backend.close()
     for line in result_details(result):
-        click.echo(line, err=True)
+        _say(line, json_logs=json_logs, event="run_not_applied", problem=True)
     click.echo(result.summary_line)
     if result.skipped:
-        click.echo(f"({result.skipped} runs were finished by an earlier apply of this plan; "
-                   f"see {journal_path}.)", err=True)
+        _say(f"({result.skipped} runs were finished by an earlier apply of this plan; see {journal_path}.)",
+             json_logs=json_logs, event="runs_already_done", runs=result.skipped)
     if not result.ok:
-        click.echo("Not every run was applied: plan again for stale runs; apply the same plan again to "
-                   "retry failed ones (the journal skips what is done).", err=True)
+        _say("Not every run was applied: plan again for stale runs; apply the same plan again to retry "
+             "failed ones (the journal skips what is done).", json_logs=json_logs, event="apply_incomplete",
+             problem=True)
         return EXIT_ERROR
     return EXIT_OK

@@ -63,6 +63,10 @@ def export_spec(backend: Backend, entity: str, project: str, *, filters: Mapping
         by_id = {"name": {"$in": ids}}
         query = by_id if filters is None else {"$and": [dict(filters), by_id]}
     rules = [pin_rule(run) for run in _runs(backend, entity, project, query)]
+    missing = sorted(set(ids) - {rule["match"]["ids"][0] for rule in rules})
+    if missing:
+        raise PlanError(f"--ids {', '.join(missing)}: no such run in {entity}/{project}"
+                        + (" matching --filters" if filters else ""))
     spec = {"version": 1, "target": {"entity": entity, "project": project}, "rules": rules}
     return spec, len(rules)
 

@@ -24,7 +24,7 @@ from reconcile import selection
 from reconcile.backend import Backend
 from reconcile.errors import PlanError
 from reconcile.errors_handler import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
-from reconcile.models import LiveRun, Plan, Spec, Target
+from reconcile.models import LiveRun, Plan, Rule, Spec, Target
 from reconcile.planfile import write_plan
 from reconcile.planner import Planner, needs_files
 from reconcile.render import render
@@ -97,7 +97,11 @@ def plan_spec(spec: Spec, targets: list[str], backend: Backend, *, parallelism: 
     wanted = parse_targets(targets) if targets else None
     planner = Planner(spec, now=now, base_url=backend.base_url)
     read = 0
-    for (entity, project), rules in selection.targets(spec).items():
+    found: set[tuple[str, str, str]] = set()
+    projects = selection.targets(spec)
+    if wanted is not None:
+        _check_targets(wanted, projects)
+    for (entity, project), rules in projects.items():
         run_ids = None if wanted is None else wanted.get((entity, project))
         if wanted is not None and run_ids is None:
             continue  # --target names no run of this project
@@ -107,11 +111,29 @@ def plan_spec(spec: Spec, targets: list[str], backend: Backend, *, parallelism: 
         for run in _with_files(spec, runs, backend, now, parallelism):
             if run_ids is not None and run.id not in run_ids:
                 continue
+            found.add((entity, project, run.id))
             planner.add(run)
             read += 1
             if on_progress is not None:
                 on_progress(read)
+    if wanted is not None:
+        missing = sorted(f"{e}/{p}/{i}" for (e, p), ids in wanted.items() for i in ids
+                         if (e, p, i) not in found)
+        if missing:
+            raise PlanError(f"--target {', '.join(missing)}: no such run is selected by the spec's rules "
+                            "(check the id, the project, and the rules' match)")
     return planner.finish()
+
+
+def _check_targets(wanted: dict[tuple[str, str], set[str]],
+                   projects: dict[tuple[str, str], list[Rule]]) -> None:
+    """Refuse --target where it would change the plan of the runs it names."""
+    for key in wanted:
+        ranked = [r.name for r in projects.get(key, []) if r.files is not None and r.files.unless_top]
+        if ranked:
+            # unless_top ranks all of a rule's matched runs; planning only some would rank them alone.
+            raise PlanError(f"--target cannot be used with unless_top rules ({', '.join(ranked)}): their "
+                            "ranking needs every run they match. Plan without --target.")
 
 
 def _progress_reporter() -> tuple[Callable[[int], None] | None, Callable[[], None]]:

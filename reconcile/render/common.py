@@ -25,6 +25,8 @@ def size_text(size: int) -> str:
 
 def summary_line(plan: Plan) -> str:
     """The last line of every plan: a public interface, so its shape never changes."""
+    if plan.has_errors and not plan.has_changes:
+        return "No changes can be planned until the errors are fixed."
     if not plan.has_changes:
         return "No changes. Runs match the spec."
     return (f"Plan: {len(plan.changed_runs)} runs to change ({plan.attribute_changes} attribute changes), "

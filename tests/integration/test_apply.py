@@ -156,9 +156,13 @@ def test_apply_without_tty_needs_auto_approve(emulator: Start, wandb_env: Any, t
     assert not emu.mutations()
     approved = cli("apply", "-f", str(spec), "--auto-approve")
     assert approved.exit_code == 0, approved.output
-    assert (tmp_path / "reconcile.journal.jsonl").exists()
-    assert (tmp_path / "reconcile.undo.json").exists()
+    assert (tmp_path / "reconcile.plan.journal.jsonl").exists()
+    assert (tmp_path / "reconcile.plan.undo.json").exists()
+    assert (tmp_path / "reconcile.plan.json").exists()
     assert "Apply complete: 2 runs changed" in approved.stdout
+    again = cli("apply", "reconcile.plan.json")  # the saved plan and its journal go together
+    assert again.exit_code == 0, again.output
+    assert "finished by an earlier apply" in again.stderr
 
 
 def test_apply_backup_and_undo_round_trip(emulator: Start, wandb_env: Any, tmp_path: Path) -> None:
@@ -195,6 +199,7 @@ rules:
     undo = tmp_path / "plan.undo.json"
     undone = cli("apply", str(undo))
     assert undone.exit_code == 0, undone.output
+    assert "0 files deleted (0 bytes freed), 0 stale, 0 failed, 2 files restored." in undone.stdout
     reader = api(emu.url)
     restored = reader.run("acme/vision/r1")
     assert (dict(restored.config), dict(restored.summary_metrics), sorted(restored.tags), restored.name,

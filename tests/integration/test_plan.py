@@ -25,9 +25,11 @@ def _ckpt(name: str, day: int, size: int = 120 * MB) -> dict[str, Any]:
 
 
 def _run(run_id: str, **extra: Any) -> dict[str, Any]:
-    run = {"entity": "acme", "project": "vision", "id": run_id, "name": f"name-{run_id}", "state": "finished",
-           "created_at": "2026-09-01T00:00:00Z", "config": {"model": "resnet50", "lr": 0.1, "batch_size": 64},
-           "summary": {"val_acc": 0.9, "loss": 0.3}, "tags": [], "group": "g", "job_type": "train", "notes": ""}
+    run = {"entity": "acme", "project": "vision", "id": run_id, "name": f"name-{run_id}",
+           "state": "finished", "created_at": "2026-09-01T00:00:00Z",
+           "config": {"model": "resnet50", "lr": 0.1, "batch_size": 64},
+           "summary": {"val_acc": 0.9, "loss": 0.3}, "tags": [], "group": "g", "job_type": "train",
+           "notes": ""}
     run.update(extra)
     return run
 
@@ -36,8 +38,9 @@ FIXTURE = {"runs": [
     _run("a1", files=[_ckpt(f"checkpoints/epoch-{i}.pt", i) for i in range(1, 7)]
          + [_ckpt("checkpoints/model-best.pt", 3), _ckpt("small.ckpt", 2, size=1 * MB),
             {"name": "output.log", "size": 50 * MB, "updated_at": "2026-09-01T00:00:00Z"}]),
-    _run("a2", files=[_ckpt("model.ckpt", 5), _ckpt("nested/dir/step-9.ckpt", 6), _ckpt("checkpoints/x.pt", 7),
-                      _ckpt("checkpoints/y.pt", 8), _ckpt("checkpoints/z.pt", 9)]),
+    _run("a2", files=[_ckpt("model.ckpt", 5), _ckpt("nested/dir/step-9.ckpt", 6),
+                      _ckpt("checkpoints/x.pt", 7), _ckpt("checkpoints/y.pt", 8),
+                      _ckpt("checkpoints/z.pt", 9)]),
     _run("a3", files=[_ckpt("checkpoints/only.pt", 4)]),
     _run("live", state="running", files=[_ckpt(f"checkpoints/{i}.pt", i) for i in range(1, 6)]),
     _run("b1", summary={"val_acc": 0.8, "val_loss": 0.5, "loss": 0.2}),
@@ -136,7 +139,8 @@ def test_plan_no_changes_exits_0(seeded: Any, tmp_path: Path) -> None:
     """A spec that already holds exits 0 with --detailed-exitcode and says so."""
     spec = tmp_path / "spec.yaml"
     spec.write_text("version: 1\ntarget: {entity: acme, project: vision}\nrules:\n"
-                    "  - name: already\n    match: {all: true}\n    set: {config: {model: resnet50}, group: g}\n")
+                    "  - name: already\n    match: {all: true}\n"
+                    "    set: {config: {model: resnet50}, group: g}\n")
     result = invoke("plan", "-f", str(spec), "--detailed-exitcode")
     assert result.exit_code == 0, result.output
     assert result.output.rstrip().endswith("No changes. Runs match the spec.")
@@ -151,3 +155,28 @@ def test_show_renders_a_saved_plan_as_markdown(seeded: Any, tmp_path: Path) -> N
     assert shown.output.startswith("<!-- reconcile-plan -->")
     assert "acme/vision/b1" in shown.output
     assert "Plan: 4 runs to change" in shown.output
+
+
+def test_plan_target_that_selects_no_run_is_an_error(seeded: Any) -> None:
+    """A --target typo fails loudly instead of planning nothing."""
+    result = invoke("plan", "-f", str(EXAMPLES / "rename-metric.yaml"), "--target", "acme/vision/nosuch")
+    assert result.exit_code == 1
+    assert "acme/vision/nosuch: no such run is selected" in result.output
+
+
+def test_plan_target_refused_with_unless_top(seeded: Any, tmp_path: Path) -> None:
+    """unless_top ranks every matched run, so --target (planning only some) is refused."""
+    spec = tmp_path / "top.yaml"
+    spec.write_text("version: 1\ntarget: {entity: acme, project: vision}\nrules:\n  - name: top\n"
+                    "    match: {all: true}\n    files:\n      delete: ['*.ckpt']\n"
+                    "      unless_top: {metric: val_acc, goal: maximize, count: 1}\n")
+    result = invoke("plan", "-f", str(spec), "--target", "acme/vision/a2")
+    assert result.exit_code == 1
+    assert "unless_top" in result.output
+
+
+def test_export_ids_not_found_is_an_error(seeded: Any) -> None:
+    """--ids naming a run that does not exist fails instead of writing an empty spec."""
+    result = invoke("export", "acme/vision", "--ids", "a1,nosuch")
+    assert result.exit_code == 1
+    assert "nosuch" in result.output and "a1" not in result.output.split("--ids", 1)[1]

@@ -369,7 +369,8 @@ def test_apply_plan_rereads_each_run_just_before_writing(tmp_path: Path) -> None
             backend.runs["sid-b"] = dataclasses.replace(b, summary={**b.summary, "acc": 0.9, "best_epoch": 7})
 
     backend.update_run = update_then_someone_edits_b  # type: ignore[method-assign]
-    plan = make_plan(run_plan(ra, [summary_set("acc", 0.5, 0.6)]), run_plan(rb, [summary_set("acc", 0.5, 0.6)]))
+    plan = make_plan(run_plan(ra, [summary_set("acc", 0.5, 0.6)]),
+                     run_plan(rb, [summary_set("acc", 0.5, 0.6)]))
     result, _ = _apply(plan, backend, tmp_path, parallelism=1)
     assert [run for run, _ in result.stale] == ["acme/vision/b"]
     assert backend.run("acme", "vision", "b").summary["best_epoch"] == 7

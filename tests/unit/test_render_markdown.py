@@ -106,7 +106,7 @@ def test_render_markdown_truncates_huge_error_lists() -> None:
     text = _markdown(_plan(*runs))
     assert len(text) <= MAX_CHARS
     assert "more errors: see `reconcile show plan.json`" in text
-    assert "No changes. Runs match the spec." in text.splitlines()[2]
+    assert "No changes can be planned until the errors are fixed." in text.splitlines()[2]
 
 
 def test_render_markdown_no_changes() -> None:

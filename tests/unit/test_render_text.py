@@ -123,13 +123,13 @@ def test_render_text_no_changes() -> None:
     assert _text(_plan()) == "No changes. Runs match the spec.\n"
 
 
-def test_render_text_no_changes_still_shows_errors() -> None:
-    """Errors (per run and plan-wide) are shown above the no-changes line."""
+def test_render_text_errors_without_changes_never_claim_the_runs_match() -> None:
+    """Errors (per run and plan-wide) are shown, and the last line does not say the runs match."""
     plan = _plan(_run(errors=("boom",)), errors=("limit",))
     lines = _text(plan).splitlines()
     assert "Error: acme/vision/r1: boom" in lines
     assert "Error: limit" in lines
-    assert lines[-1] == "No changes. Runs match the spec."
+    assert lines[-1] == "No changes can be planned until the errors are fixed."
 
 
 def test_render_text_skipped_running_note() -> None:
