@@ -244,10 +244,13 @@ def change_from_dict(data: Any, where: str) -> Change:
     f = _Fields(data, where)
     kind = f.enum("kind", ChangeKind)
     before, after = f.get("before"), f.get("after")
-    if kind is ChangeKind.FILE and isinstance(before, Mapping):
-        before = file_from_dict(before, f"{where}.before")
     raw_from = f.get("from_key", list, nullable=True, default=None)
     raw_file = f.get("file", dict, nullable=True, default=None)
+    file = None if raw_file is None else file_from_dict(raw_file, f"{where}.file")
+    if kind is ChangeKind.FILE and isinstance(before, Mapping):
+        # A deletion's before is its file: one object for both keeps big plans small in memory.
+        shared = file is not None and before == raw_file
+        before = file if shared else file_from_dict(before, f"{where}.before")
     return Change(
         kind=kind,
         op=f.enum("op", ChangeOp),
@@ -256,7 +259,7 @@ def change_from_dict(data: Any, where: str) -> Change:
         after=after,
         rules=f.strings("rules"),
         from_key=None if raw_from is None else f.strings("from_key"),
-        file=None if raw_file is None else file_from_dict(raw_file, f"{where}.file"),
+        file=file,
         created=f.get("created", bool, default=False),
         source=f.get("source", str, nullable=True, default=None),
         detail=f.get("detail", str, nullable=True, default=None),
