@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import humanfriendly
 import jsonschema
@@ -1116,41 +1116,34 @@ def _glob_problem(pattern: str, *, file_path: bool) -> str | None:  # noqa: PLR0
 # --------------------------------------------------------------------------- merging files
 
 
+_T = TypeVar("_T")
+
+
+def _one_setting(found: Sequence[tuple[_T, Location] | None], key: str, issues: list[SpecIssue],
+                 message: str) -> tuple[_T, Location] | None:
+    """The one value a top-level setting has across files; each different one is an issue there."""
+    first: tuple[_T, Location] | None = None
+    for item in found:
+        if item is None:
+            continue
+        if first is None:
+            first = item
+        elif item[0] != first[0]:
+            loc = item[1]
+            issues.append(SpecIssue(loc.file, loc.line, loc.column, key, message.format(first=first[1])))
+    return first
+
+
 def _merge(results: Sequence[_FileResult], digest: str) -> tuple[Spec | None, list[SpecIssue]]:
     """One spec from several files: rules concatenated, one target/limits, unique rule names."""
     issues: list[SpecIssue] = []
-    spec_target: tuple[Target, Location] | None = None
-    spec_limits: tuple[Limits, Location] | None = None
-    for result in results:
-        if result.target is not None:
-            if spec_target is None:
-                spec_target = result.target
-            elif result.target[0] != spec_target[0]:
-                loc = result.target[1]
-                issues.append(
-                    SpecIssue(
-                        loc.file,
-                        loc.line,
-                        loc.column,
-                        "target",
-                        f"differs from the spec target at {spec_target[1]}; give `target` in one "
-                        "file only (a rule can override it with its own `target`)",
-                    )
-                )
-        if result.limits is not None:
-            if spec_limits is None:
-                spec_limits = result.limits
-            elif result.limits[0] != spec_limits[0]:
-                loc = result.limits[1]
-                issues.append(
-                    SpecIssue(
-                        loc.file,
-                        loc.line,
-                        loc.column,
-                        "limits",
-                        f"differ from the limits at {spec_limits[1]}; give `limits` in one file only",
-                    )
-                )
+    spec_target = _one_setting(
+        [r.target for r in results], "target", issues,
+        "differs from the spec target at {first}; give `target` in one file only (a rule can override it "
+        "with its own `target`)")
+    spec_limits = _one_setting(
+        [r.limits for r in results], "limits", issues,
+        "differ from the limits at {first}; give `limits` in one file only")
     names: dict[str, Location] = {}
     for result in results:
         for index, name, loc in result.rule_names:
