@@ -14,10 +14,10 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
-import humanfriendly
 from wcmatch import glob
 
 from reconcile.models import FilesRule, Goal, KeyPath, LiveFile, LiveRun
+from reconcile.render.common import size_text
 
 SYSTEM_FILES = (
     "wandb-metadata.json",
@@ -94,6 +94,6 @@ def top_runs(scores: Iterable[tuple[str, float | None]], goal: Goal, count: int)
 
 def describe(file: LiveFile, now: datetime) -> str:
     """Display-only size and age of a file, e.g. ``114.4 MiB, 320 days old``."""
-    size = humanfriendly.format_size(file.size, binary=True)
+    size = size_text(file.size)
     days = max((now - file.updated_at).days, 0)
     return f"{size}, {days} day{'s' if days != 1 else ''} old"

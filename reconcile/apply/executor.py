@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import humanfriendly
 import structlog
 
 from reconcile.apply import events as ev
@@ -39,6 +38,7 @@ from reconcile.backend.retry import with_retries
 from reconcile.errors import ApplyError, PlanError, ReconcileError, StalePlanError
 from reconcile.fingerprint import fingerprint
 from reconcile.models import FORMAT_VERSION, ChangeKind, ChangeOp, LiveFile, LiveRun, Plan, RunPlan
+from reconcile.render.common import size_text
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -69,7 +69,7 @@ class ApplyResult:
     @property
     def summary_line(self) -> str:
         """``Apply complete: R runs changed, F files deleted (S freed), X stale, Y failed.``"""
-        freed = humanfriendly.format_size(self.bytes_freed, binary=True)  # as the plan's summary line
+        freed = size_text(self.bytes_freed)  # as the plan's summary line
         line = (f"Apply complete: {self.runs_changed} runs changed, {self.files_deleted} files deleted "
                 f"({freed} freed), {len(self.stale)} stale, {len(self.failed)} failed")
         if self.unconverged:

@@ -9,10 +9,10 @@ import sys
 from typing import Any, TextIO
 
 import click
-import humanfriendly
 import structlog
 
 from reconcile.apply import events as ev
+from reconcile.render.common import size_text
 
 _FINISHING = (ev.RunApplied, ev.RunStale, ev.RunFailed, ev.RunUnconverged, ev.RunSkipped)
 
@@ -27,7 +27,7 @@ class ProgressBar:
         self._bar: Any = None
 
     def _status(self, _item: Any) -> str:
-        return f"{self.files} files deleted ({humanfriendly.format_size(self.bytes, binary=True)} freed)"
+        return f"{self.files} files deleted ({size_text(self.bytes)} freed)"
 
     def __call__(self, event: ev.ApplyEvent) -> None:
         """Observer: start, advance and finish the bar."""
