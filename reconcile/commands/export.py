@@ -79,7 +79,7 @@ def _runs(backend: Backend, entity: str, project: str, query: Mapping[str, Any] 
             yield run
 
 
-class _SpecDumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no type stubs here
+class _SpecDumper(yaml.SafeDumper):
     """Block-style YAML; NaN and infinities as YAML's .nan/.inf."""
 
 
