@@ -6,6 +6,7 @@ import dataclasses
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -15,16 +16,42 @@ from reconcile.planfile import write_plan
 from tests.unit.test_planfile import representative_plan
 
 
+VALID_SPEC = ("version: 1\ntarget: {entity: acme, project: vision}\nrules:\n"
+              "  - name: r\n    match: {all: true}\n    set: {notes: x}\n")
+
+
 @pytest.mark.parametrize("args", [
     ["plan", "--detailed-exitcode"],  # -f missing
     ["plan", "-f", "x.yaml", "--detailed-exitcod"],  # a typo'd flag
-    ["plan", "-f", "x.yaml", "--format", "yaml"],
-    ["plan", "-f", "x.yaml", "--parallelism", "0"],
     ["validate"],
 ])
 def test_cli_usage_errors_exit_1_never_2(args: list[str]) -> None:
     """Invalid input exits 1: 2 means "has changes" to a CI job using --detailed-exitcode."""
     assert CliRunner().invoke(main, args).exit_code == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("option", "bad", "good"), [
+    ("--format", "yaml", "json"),
+    ("--parallelism", "0", "1"),
+    ("--parallelism", "65", "64"),
+])
+def test_cli_bad_option_value_is_refused_on_a_plan_that_works(
+        option: str, bad: str, good: str, emulator: Any, wandb_env: Any, tmp_path: Path) -> None:
+    """A valid spec against a live server plans fine (exit 2: changes) with a good value; the bad value
+    alone makes it exit 1 with click's message naming the option, before anything is read."""
+    emu = emulator(seed={"runs": [{"entity": "acme", "project": "vision", "id": "r1", "name": "r1",
+                                   "state": "finished", "created_at": "2026-01-01T00:00:00Z"}]})
+    wandb_env(emu.url)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(VALID_SPEC)
+    base = ["plan", "-f", str(spec), "--detailed-exitcode", option]
+    assert CliRunner().invoke(main, [*base, good]).exit_code == 2
+    emu.reset_stats()
+    result = CliRunner().invoke(main, [*base, bad])
+    assert result.exit_code == 1, result.output
+    assert f"Invalid value for '{option}'" in result.output
+    assert emu.stats()["requests"] == 0
 
 
 @pytest.mark.parametrize("url", ["not-a-url", "", "ftp://host"])

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from reconcile.backend import Backend, RunUpdate
 from reconcile.backend.memory import MemoryBackend, deep_merge, matches
+from reconcile.backend.wandb_api import WandbBackend
 from reconcile.errors import NotFound, RetryableError
 from reconcile.models import ConfigWrites, LiveFile, LiveRun
 
@@ -27,10 +31,32 @@ def make_run(run_id: str, day: int = 1, **fields: object) -> LiveRun:
     return LiveRun(**base)  # type: ignore[arg-type]
 
 
-def test_memory_backend_satisfies_backend_protocol() -> None:
-    """MemoryBackend can stand wherever a Backend is expected."""
-    backend: Backend = MemoryBackend()
-    assert backend.base_url == "memory://"
+def protocol_methods(protocol: type) -> dict[str, Any]:
+    """The methods a Protocol declares (its own, not object's or Protocol's machinery)."""
+    return {name: value for name, value in vars(protocol).items()
+            if callable(value) and not name.startswith("_")}
+
+
+@pytest.mark.parametrize("implementation", [MemoryBackend, WandbBackend])
+def test_backend_implements_every_protocol_method_with_its_signature(implementation: type) -> None:
+    """Each Backend method exists on the implementation with the same parameters (names, kinds,
+    defaults) and the same resolved type hints; base_url is a str attribute once constructed."""
+    methods = protocol_methods(Backend)
+    assert {"iter_runs", "get_runs", "list_files", "update_run", "delete_files", "download_file",
+            "upload_file", "close"} <= set(methods)
+    for name, declared in methods.items():
+        ours = getattr(implementation, name, None)
+        assert callable(ours), f"{implementation.__name__} lacks {name}"
+        want, got = inspect.signature(declared), inspect.signature(ours)
+        assert [(p.name, p.kind, p.default) for p in got.parameters.values()] == \
+            [(p.name, p.kind, p.default) for p in want.parameters.values()], name
+        assert typing.get_type_hints(ours) == typing.get_type_hints(declared), name
+    assert typing.get_type_hints(Backend) == {"base_url": str}
+
+
+def test_memory_backend_base_url() -> None:
+    """The in-memory backend says where it is: memory://."""
+    assert MemoryBackend().base_url == "memory://"
 
 
 def test_update_run_merges_config_and_replaces_summary() -> None:

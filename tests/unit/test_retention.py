@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from reconcile import retention
-from reconcile.models import FilesRule, Goal, LiveFile, LiveRun, UnlessTop
+from reconcile.models import FilesRule, Goal, LiveFile, LiveRun
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 
@@ -129,8 +129,3 @@ def test_describe_shows_size_and_age() -> None:
     """Display detail has a human size and an age in days."""
     assert retention.describe(f("x", days=320, size=120_000_000), NOW) == "114.44 MiB, 320 days old"
     assert retention.describe(f("x", days=1, size=10), NOW) == "10 bytes, 1 day old"
-
-
-def test_unless_top_model_is_plain_data() -> None:
-    """UnlessTop carries a key path metric (sanity for the planner tests)."""
-    assert UnlessTop(("val_acc",), Goal.MAXIMIZE, 3).metric == ("val_acc",)

@@ -1,0 +1,77 @@
+"""Logging: every event passes through the redaction processor, whatever the caller put in it;
+``-v`` / ``-vv`` open the levels and ``--log-format json`` gives one JSON object per line."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import structlog
+
+from reconcile.log import REDACTED, configure_logging
+
+HEX_KEY = "0123456789abcdef" * 2 + "01234567"  # a W&B key: 40 hex characters
+ODD_KEY = "Not-Hex-Secret-Key_42!"  # no known shape: only knowing the key can redact it
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of a stream of JSON log lines (every line must be one)."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_a_log_event_carrying_the_key_is_cleaned(log_format: str, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The key in the message, in a field, nested in a dict/list, in an exception, under a secret-named
+    field, in a basic-auth URL and in an Authorization header: none of it reaches stderr."""
+    monkeypatch.setenv("WANDB_API_KEY", ODD_KEY)
+    configure_logging(log_format=log_format)
+    exc = RuntimeError(f"server said no to {ODD_KEY}")
+    structlog.get_logger().warning(
+        f"using key {HEX_KEY}", env_key=ODD_KEY, nested={"headers": [f"Bearer {ODD_KEY}"]},
+        api_key="anything", token=12345, url=f"https://api:{ODD_KEY.lower()}@api.wandb.ai",
+        header="Authorization: Basic YXBpOnNlY3JldA==", error=exc, local_key="local-" + HEX_KEY,
+        harmless="lr=0.1")
+    err = capsys.readouterr().err
+    for secret in (HEX_KEY, ODD_KEY, ODD_KEY.lower(), "YXBpOnNlY3JldA==", "anything", "12345"):
+        assert secret not in err, (secret, err)
+    assert err.count(REDACTED) >= 9, err
+    assert "lr=0.1" in err  # only secrets go
+    if log_format == "json":
+        (event,) = json_lines(err)
+        assert event["api_key"] == REDACTED and event["token"] == REDACTED
+        assert event["nested"] == {"headers": [f"Bearer {REDACTED}"]}
+        assert event["url"].startswith(f"https://api:{REDACTED}")
+
+
+def test_an_exception_traceback_logged_with_the_key_is_cleaned(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """log.exception(): the rendered traceback carries the exception's message, key included."""
+    monkeypatch.setenv("WANDB_API_KEY", ODD_KEY)
+    configure_logging(log_format="json")
+    try:
+        raise ValueError(f"bad key {ODD_KEY}")
+    except ValueError:
+        structlog.get_logger().exception("failed")
+    err = capsys.readouterr().err
+    assert ODD_KEY not in err
+    assert "ValueError: bad key [redacted]" in json_lines(err)[0]["exception"]
+
+
+@pytest.mark.parametrize(("verbosity", "shown"), [
+    (0, {"warning", "error"}),
+    (1, {"warning", "error", "info"}),
+    (2, {"warning", "error", "info", "debug"}),
+    (3, {"warning", "error", "info", "debug"}),
+])
+def test_verbosity_opens_the_levels(verbosity: int, shown: set[str],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """No -v: warnings and errors only; -v adds info; -vv adds debug (more v's change nothing)."""
+    configure_logging(log_format="json", verbosity=verbosity)
+    log = structlog.get_logger()
+    for level in ("debug", "info", "warning", "error"):
+        getattr(log, level)(f"probe_{level}")
+    events = json_lines(capsys.readouterr().err)
+    assert [e["level"] for e in events] == [lv for lv in ("debug", "info", "warning", "error") if lv in shown]
+    assert all(e["event"] == f"probe_{e['level']}" and "timestamp" in e for e in events)
