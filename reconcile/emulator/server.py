@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from http import HTTPStatus
@@ -42,6 +42,7 @@ class Settings:
     hang_rate: float = 0.0
     hang_seconds: float = 35.0  # past wandb-core's ~30 s per-attempt timeout (protocol §10)
     drop_rate: float = 0.0
+    throttle_next: int = 0  # answer this many next requests with 429 (deterministic rate-limit tests)
 
     def public(self) -> dict[str, Any]:
         """The settings without the API key (never echoed back, only whether one is set)."""
@@ -53,17 +54,18 @@ class Settings:
 class _RateLimiter:
     """A token bucket of ``rate`` tokens per second and a burst of ``rate`` (at least 1)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._tokens = 0.0
-        self._stamp = time.monotonic()
+        self._stamp = clock()
         self._rate: float | None = None
 
     def allow(self, rate: float | None) -> bool:
         if rate is None:
             return True
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             if rate != self._rate:
                 self._rate, self._tokens = rate, max(rate, 1.0)
             self._tokens = min(max(rate, 1.0), self._tokens + (now - self._stamp) * rate)
@@ -130,6 +132,14 @@ class EmulatorServer(ThreadingHTTPServer):
         """``http://HOST:PORT`` this server answers on."""
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def take_throttle(self) -> bool:
+        """True (and one fewer left) while ``throttle_next`` requests remain to be answered 429."""
+        with self.rng_lock:
+            if self.settings.throttle_next <= 0:
+                return False
+            self.settings.throttle_next -= 1
+            return True
 
     def chance(self, rate: float) -> bool:
         """True with probability ``rate``."""
@@ -239,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             server.stats.status(0)
             return True
-        if not server.limiter.allow(settings.rate_limit):
+        if server.take_throttle() or not server.limiter.allow(settings.rate_limit):
             self._send(
                 429,
                 _json_body({"errors": [{"message": "rate limit exceeded"}]}),

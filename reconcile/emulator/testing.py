@@ -63,7 +63,7 @@ class EmulatorHandle:
 
     def set_faults(self, **settings: Any) -> dict[str, Any]:
         """Change runtime settings: latency_ms, fail_rate, rate_limit, hang_rate, hang_seconds, drop_rate,
-        api_key, config_writes. Returns the new settings (API key redacted)."""
+        throttle_next, api_key, config_writes. Returns the new settings (API key redacted)."""
         result: dict[str, Any] = self._call("/_emulator/faults", settings)
         return result
 

@@ -48,32 +48,52 @@ def test_fail_rate_answers_500_and_the_client_gives_up(emulator: Callable[..., A
     assert stats["operations"]["GetDefaultEntity"] >= 2
 
 
-def test_rate_limit_answers_429_and_the_client_retries_through(emulator: Callable[..., Any]) -> None:
-    """Above --rate-limit R requests/s the answer is 429 with Retry-After; the client waits and succeeds."""
+def test_throttled_requests_answer_429_and_the_client_retries_through(emulator: Callable[..., Any]) -> None:
+    """The next N requests get 429 with Retry-After (set deterministically, not by racing a rate); the
+    client waits and succeeds, and exactly N requests were refused."""
     emu = emulator(seed=FIXTURE)
     api = _api(emu.url)
-    emu.set_faults(rate_limit=1)
-    for run_id in ("abc123", "merge1"):
-        assert api.run(f"acme/vision/{run_id}").id == run_id
-    assert emu.stats()["statuses"]["429"] >= 1
+    emu.reset_stats()
+    emu.set_faults(throttle_next=2)
+    assert api.run("acme/vision/abc123").id == "abc123"
+    assert emu.stats()["statuses"]["429"] == 2
+    assert emu.set_faults()["throttle_next"] == 0
+
+
+def test_rate_limiter_is_a_token_bucket() -> None:
+    """--rate-limit R: a burst of R (at least 1), then R per second; a new rate starts a full bucket.
+    Time is injected: no test waits for the clock."""
+    from reconcile.emulator.server import _RateLimiter
+
+    now = [100.0]
+    limiter = _RateLimiter(clock=lambda: now[0])
+    assert limiter.allow(None)
+    assert [limiter.allow(2) for _ in range(3)] == [True, True, False]
+    now[0] += 0.5  # one token back at 2/s
+    assert [limiter.allow(2) for _ in range(2)] == [True, False]
+    now[0] += 10  # never more than the burst
+    assert [limiter.allow(2) for _ in range(3)] == [True, True, False]
+    assert [limiter.allow(0.5) for _ in range(2)] == [True, False]  # a burst of at least 1
+    now[0] += 1.9
+    assert not limiter.allow(0.5)
+    now[0] += 0.1
+    assert limiter.allow(0.5)
 
 
 def test_rate_limited_answer_carries_retry_headers(emulator: Callable[..., Any]) -> None:
     """A 429 carries Retry-After, RateLimit-Remaining: 0 and RateLimit-Reset (protocol §13.10)."""
-    emu = emulator(seed=FIXTURE, rate_limit=1)
+    emu = emulator(seed=FIXTURE)
+    emu.set_faults(throttle_next=1)
     body = json.dumps({"query": "query Viewer { viewer { id } }"}).encode()
-    statuses, headers = [], {}
-    for _ in range(3):
-        try:
-            with _OPENER.open(urllib.request.Request(emu.url + "/graphql", data=body), timeout=5) as response:
-                statuses.append(response.status)
-        except urllib.error.HTTPError as exc:
-            statuses.append(exc.code)
-            headers = dict(exc.headers)
-    assert 429 in statuses
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _OPENER.open(urllib.request.Request(emu.url + "/graphql", data=body), timeout=5)
+    assert refused.value.code == 429
+    headers = dict(refused.value.headers)
     assert headers["Retry-After"] == "1"
     assert headers["RateLimit-Remaining"] == "0"
     assert headers["RateLimit-Reset"] == "1"
+    with _OPENER.open(urllib.request.Request(emu.url + "/graphql", data=body), timeout=5) as response:
+        assert response.status == 200  # only the one request
 
 
 def test_set_faults_never_echoes_the_api_key(emulator: Callable[..., Any]) -> None:
