@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from reconcile.emulator.resolvers import Executor, operation_name
 from reconcile.emulator.store import Store, StoreError
@@ -43,6 +43,8 @@ class Settings:
     hang_seconds: float = 35.0  # past wandb-core's ~30 s per-attempt timeout (protocol §10)
     drop_rate: float = 0.0
     throttle_next: int = 0  # answer this many next requests with 429 (deterministic rate-limit tests)
+    hold: str | None = None  # a test barrier: requests of this GraphQL operation wait until it is unset...
+    hold_after: int = 0  # ... once this many more of them have been let through
 
     def public(self) -> dict[str, Any]:
         """The settings without the API key (never echoed back, only whether one is set)."""
@@ -125,6 +127,8 @@ class EmulatorServer(ThreadingHTTPServer):
         self.limiter = _RateLimiter()
         self.rng = rng or random.Random()
         self.rng_lock = threading.Lock()
+        self.hold_changed = threading.Condition()
+        self.held = 0
         super().__init__(address, _Handler)
 
     @property
@@ -132,6 +136,26 @@ class EmulatorServer(ThreadingHTTPServer):
         """``http://HOST:PORT`` this server answers on."""
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def wait_if_held(self, operation: str | None, *, limit: float = 120.0) -> None:
+        """The ``hold`` barrier: block this request while its operation is held (at most ``limit`` s)."""
+        with self.hold_changed:
+            settings = self.settings
+            if settings.hold is None or operation != settings.hold:
+                return
+            if settings.hold_after > 0:
+                settings.hold_after -= 1
+                return
+            self.held += 1
+            self.hold_changed.notify_all()
+            self.hold_changed.wait_for(lambda: settings.hold != operation, timeout=limit)
+            self.held -= 1
+
+    def wait_for_held(self, timeout: float) -> int:
+        """How many requests are held, once at least one is (or ``timeout`` seconds passed)."""
+        with self.hold_changed:
+            self.hold_changed.wait_for(lambda: self.held > 0, timeout=timeout)
+            return self.held
 
     def take_throttle(self) -> bool:
         """True (and one fewer left) while ``throttle_next`` requests remain to be answered 429."""
@@ -340,6 +364,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.stats.request(operation_name(query))
         if self._faults():
             return
+        self.server.wait_if_held(operation_name(query))
         settings = self.server.settings
         envelope = self.server.executor.run(
             query,
@@ -358,6 +383,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, _json_body(self.server.store.mutations()))
         elif path == "/_emulator/faults":
             self._send(200, _json_body(self.server.settings.public()))
+        elif path == "/_emulator/held":
+            wait = float(parse_qs(urlsplit(self.path).query).get("wait", ["0"])[0])
+            self._send(200, _json_body({"held": self.server.wait_for_held(min(wait, 120.0))}))
         else:
             self._send(404, b"not found", content_type="text/plain")
 
@@ -378,8 +406,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._send(400, _json_body({"errors": [{"message": str(exc)}]}))
             return
-        for key, value in changes.items():
-            setattr(self.server.settings, key, value)
+        with self.server.hold_changed:
+            for key, value in changes.items():
+                setattr(self.server.settings, key, value)
+            self.server.hold_changed.notify_all()  # a request held by `hold` may go on now
         self._send(200, _json_body(self.server.settings.public()))
 
 

@@ -36,7 +36,7 @@ class EmulatorHandle:
         self._stop = stop
         self._stopped = False
 
-    def _call(self, path: str, payload: Mapping[str, Any] | None = None) -> Any:
+    def _call(self, path: str, payload: Mapping[str, Any] | None = None, timeout: float = 10) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
         request = urllib.request.Request(
             self.url + path,
@@ -44,7 +44,7 @@ class EmulatorHandle:
             method="GET" if data is None else "POST",
             headers={"Content-Type": "application/json"},
         )
-        with _OPENER.open(request, timeout=10) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             return json.loads(response.read())
 
     def stats(self) -> dict[str, Any]:
@@ -66,6 +66,11 @@ class EmulatorHandle:
         throttle_next, api_key, config_writes. Returns the new settings (API key redacted)."""
         result: dict[str, Any] = self._call("/_emulator/faults", settings)
         return result
+
+    def wait_held(self, timeout: float = 60.0) -> int:
+        """Block until a request is held by the ``hold`` setting (a test barrier); how many are held."""
+        result: dict[str, int] = self._call(f"/_emulator/held?wait={timeout}", timeout=timeout + 10)
+        return result["held"]
 
     def stop(self) -> None:
         """Stop serving (idempotent); the database file keeps the state."""

@@ -5,10 +5,13 @@ checkpoint-retention example deleting exactly the expected files in one request 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 from click.testing import CliRunner, Result
 
 from reconcile.cli import main
@@ -52,12 +55,18 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+NOW = datetime(2026, 10, 8, 12, 0, tzinfo=timezone.utc)
+"""Plan time for these tests (the CLI runs in-process, so the clock is moved, not the fixture's dates):
+30 days before it is 2026-09-08 12:00, between the fixture's checkpoint dates."""
+
+
 @pytest.fixture
-def seeded(emulator: Any, wandb_env: Any) -> Any:
-    """An emulator seeded with FIXTURE, with WANDB_* pointing at it."""
+def seeded(emulator: Any, wandb_env: Any) -> Iterator[Any]:
+    """An emulator seeded with FIXTURE, with WANDB_* pointing at it; the clock reads NOW (and ticks)."""
     handle = emulator(seed=FIXTURE)
     wandb_env(handle.url)
-    return handle
+    with time_machine.travel(NOW, tick=True):
+        yield handle
 
 
 def _plan_json(tmp_path: Path, *specs: Path, extra: tuple[str, ...] = ()) -> tuple[Result, dict[str, Any]]:
@@ -79,12 +88,15 @@ def test_plan_checkpoint_retention_example_deletes_exactly_the_expected_files(se
         # 6 epochs + model-best (kept by name) + small.ckpt (under 10MB) + output.log (system file):
         # the newest 3 of the 6 candidates survive.
         "acme/vision/a1": ["checkpoints/epoch-1.pt", "checkpoints/epoch-2.pt", "checkpoints/epoch-3.pt"],
-        "acme/vision/a2": ["model.ckpt", "nested/dir/step-9.ckpt"],
+        # checkpoints/z.pt (09-09) is younger than 30 days: not a candidate; of the 4 candidates the
+        # newest 3 (y, x, step-9) survive.
+        "acme/vision/a2": ["model.ckpt"],
     }
     assert all(c["rules"] == ["prune-checkpoints"] and c["op"] == "delete"
                for run in plan["runs"] for c in run["changes"])
-    assert plan["summary"]["files_to_delete"] == 5
-    assert plan["summary"]["bytes_to_free"] == 5 * 120 * MB
+    assert plan["summary"]["files_to_delete"] == 4
+    assert plan["summary"]["bytes_to_free"] == 4 * 120 * MB
+    assert plan["created_at"].startswith("2026-10-08T12:00")  # planned at the injected time
 
     seeded.reset_stats()
     applied = invoke("apply", str(tmp_path / "plan.json"))

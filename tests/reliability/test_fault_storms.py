@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner
 
 from reconcile.cli import main
-from reconcile.errors import RetryableError
 from tests.reliability.conftest import reconcile, record
 from tests.reliability.fleet import SPEC, deleted_files, fleet, state, writes_per_run
 

@@ -15,7 +15,6 @@ from reconcile.cli import main
 from reconcile.planfile import write_plan
 from tests.unit.test_planfile import representative_plan
 
-
 VALID_SPEC = ("version: 1\ntarget: {entity: acme, project: vision}\nrules:\n"
               "  - name: r\n    match: {all: true}\n    set: {notes: x}\n")
 

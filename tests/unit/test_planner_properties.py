@@ -57,9 +57,11 @@ scalars = st.one_of(
     st.just(float("nan")), st.sampled_from(["s", "1"]),
 )
 live_values = st.one_of(scalars, st.dictionaries(st.sampled_from(["x", "y", "z"]), scalars, max_size=3))
-live_maps = st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "k", "_wandb"]), live_values, max_size=6)
+live_keys = st.sampled_from(["a", "b", "c", "d", "e", "k", "_wandb"])
+live_maps = st.dictionaries(live_keys, live_values, max_size=6)
 TEMPLATES = ["{id}-run", "fixed", "", "{config.c}", "{summary.a:.1f}", "x", "{name}"]
-UNMANAGED_TEMPLATES = ["{id}-run", "fixed", "", "{config.k}", "{summary.k:.1f}", "x", "{id}"]  # read no key a rule writes
+# Templates that read no key a rule writes:
+UNMANAGED_TEMPLATES = ["{id}-run", "fixed", "", "{config.k}", "{summary.k:.1f}", "x", "{id}"]
 
 
 @st.composite
@@ -118,11 +120,12 @@ def rules(draw: st.DrawFn, name: str, target: Target, texts: list[str]) -> Rule:
 
 @st.composite
 def specs(draw: st.DrawFn, texts: list[str] = TEMPLATES) -> Spec:
-    """One to three rules (mostly one) on one target, merging or replacing config; templates drawn from ``texts``."""
+    """One to three rules (mostly one) on one target, merging or replacing; templates from ``texts``."""
     mode = draw(st.sampled_from([ConfigWrites.MERGE, ConfigWrites.REPLACE]))
     target = Target("acme", "vision", mode)
     count = draw(st.sampled_from([1, 1, 2, 3]))
-    return Spec(1, target, Limits(), tuple(draw(rules(f"r{i}", target, texts)) for i in range(count)), "d", ())
+    chosen = tuple(draw(rules(f"r{i}", target, texts)) for i in range(count))
+    return Spec(1, target, Limits(), chosen, "d", ())
 
 
 @st.composite
@@ -136,7 +139,8 @@ def live_runs(draw: st.DrawFn) -> LiveRun:
     )
     return LiveRun(
         "acme", "vision", "r1", "s1", draw(st.none() | st.sampled_from(["fixed", "x", ""])), "finished", NOW,
-        draw(live_maps), draw(live_maps), tuple(draw(st.lists(st.sampled_from([*TAGS, "other"]), unique=True))),
+        draw(live_maps), draw(live_maps),
+        tuple(draw(st.lists(st.sampled_from([*TAGS, "other"]), unique=True))),
         group=draw(st.none() | st.just("g")), notes=draw(st.none() | st.just("x")), files=files,
     )
 
@@ -214,7 +218,7 @@ class Expected:
     plan_errors: set[str]  # plan-level errors (delete-all guard): the rule names
 
 
-def model(spec: Spec, run: LiveRun) -> Expected:  # noqa: PLR0912, PLR0915 - one contract clause per block
+def model(spec: Spec, run: LiveRun) -> Expected:  # noqa: PLR0915 - one contract clause per block
     """The contract, applied to one run."""
     changes: set[tuple[str, str, tuple[str, ...], Any]] = set()
     errors: set[str] = set()
@@ -431,8 +435,8 @@ def test_plan_applied_then_replanned_has_no_changes(spec: Spec, run: LiveRun) ->
     assert all(not r.changes for r in again.runs), again.runs
 
 
-@pytest.mark.xfail(strict=True, reason="known: templates render from the state before the plan's writes, so a "
-                   "template reading a key the same spec sets converges only on the second apply "
+@pytest.mark.xfail(strict=True, reason="known: templates render from the state before the plan's writes, "
+                   "so a template reading a key the same spec sets converges only on the second apply "
                    "(tests/README.md, 'Findings')")
 def test_template_reading_a_key_the_plan_sets_converges_in_one_apply() -> None:
     """group: "{config.a}" with set config.a: 2 on a run where a is 1: one apply should be enough."""

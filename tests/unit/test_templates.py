@@ -33,8 +33,8 @@ def test_conversions_are_refused(conversion: str) -> None:
 def test_validate_reports_a_conversion_with_file_line_and_field(tmp_path: Path) -> None:
     """`reconcile validate` names the file, line and field of a template with a conversion; exit 1."""
     spec = tmp_path / "s.yaml"
-    spec.write_text("version: 1\ntarget: {entity: e, project: p}\nrules:\n  - name: r\n    match: {all: true}\n"
-                    "    set:\n      name: \"{id!r}\"\n")
+    spec.write_text("version: 1\ntarget: {entity: e, project: p}\nrules:\n  - name: r\n"
+                    "    match: {all: true}\n    set:\n      name: \"{id!r}\"\n")
     result = CliRunner().invoke(main, ["validate", str(spec)])
     assert result.exit_code == 1
     assert f"{spec}:7:" in result.output
@@ -95,7 +95,8 @@ def test_a_value_the_run_cannot_give_is_an_error_never_empty(text: str, message:
 
 def test_fields_lists_what_a_template_reads() -> None:
     """fields() gives the fields read (for fingerprints); a plain text has none."""
-    assert templates.fields("{config.a.b:>3}-{id}") == (Field("config", ("a", "b"), ">3"), Field("id", (), ""))
+    expected = (Field("config", ("a", "b"), ">3"), Field("id", (), ""))
+    assert templates.fields("{config.a.b:>3}-{id}") == expected
     assert templates.fields("{config.a.b}")[0].text == "config.a.b"
     assert templates.is_template("{id}")
     assert not templates.is_template("{{id}}")
