@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-test
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check reconcile tests
 	$(BIN)/mypy
 
+## mutation: mutation testing (mutmut) of the modules that guard users; one worker, bounded to
+## MUTATION_MINUTES (default 40). Slow and CPU-heavy, so not part of `make test`. Score and surviving
+## mutants: tests/README.md. `$(BIN)/mutmut results` / `$(BIN)/mutmut show NAME` afterwards.
+MUTATION_MINUTES ?= 40
+mutation: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	timeout --signal=INT $$(( $(MUTATION_MINUTES) * 60 )) $(BIN)/mutmut run --max-children 1 || true
+	$(BIN)/python tests/mutation_report.py
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis demo-out
+	rm -rf $(VENV) .pytest_cache .hypothesis demo-out mutants

@@ -1,0 +1,108 @@
+"""Remove each safeguard the suite claims to protect, one at a time, and check that a test fails.
+
+    .venv/bin/python tests/safeguard_check.py            # every safeguard (a few minutes)
+    .venv/bin/python tests/safeguard_check.py redaction  # only those whose name contains "redaction"
+
+Each entry edits one source file in place (exact text, which must still be there: a refactor that moves
+the safeguard makes this script say so rather than pass), runs the tests that should catch it, and
+restores the file whatever happens. Not part of `make test`; the results are in tests/README.md.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Safeguard:
+    """One safeguard: where it is, how it is removed, which tests must notice."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+SAFEGUARDS = (
+    Safeguard("redaction processor left out of the logging chain", "reconcile/log.py",
+              "            redact_processor,\n", "", ("tests/unit/test_log.py",)),
+    Safeguard("template conversions ({id!r}) accepted", "reconcile/templates.py",
+              "        if conversion:\n", "        if False:\n", ("tests/unit/test_templates.py",)),
+    Safeguard("--format accepts any text", "reconcile/cli.py",
+              'FORMATS = click.Choice(["text", "json", "markdown"])', "FORMATS = click.STRING",
+              ("tests/unit/test_cli.py",)),
+    Safeguard("--parallelism accepts 0", "reconcile/cli.py",
+              "type=click.IntRange(1, 64), default=10", "type=int, default=10", ("tests/unit/test_cli.py",)),
+    Safeguard("MemoryBackend drifts from the Backend protocol", "reconcile/backend/memory.py",
+              "def list_files(self, run: LiveRun)", "def list_files(self, the_run: LiveRun)",
+              ("tests/unit/test_memory_backend.py::test_backend_implements_every_protocol_method_with_its_signature",)),
+    Safeguard("a dropped connection classified as W&B refusing", "reconcile/backend/wandb_api.py",
+              '_DROPPED_MARKERS = ("unexpected eof", ', "_DROPPED_MARKERS = (",
+              ("tests/integration/test_backend_errors.py",)),
+    Safeguard("wandb-core's give-up wording no longer recognised", "reconcile/backend/wandb_api.py",
+              '_HTTP_CODE = re.compile(r"\\bHTTP (\\d{3})\\b")', '_HTTP_CODE = re.compile(r"\\bHTTPS (\\d{3})\\b")',
+              ("tests/integration/test_backend_errors.py",)),
+    Safeguard("apply -f proceeds on 'y' / 'YES'", "reconcile/commands/apply.py",
+              'return bool(answer.strip() == "yes")', 'return bool(answer.strip().lower() in ("yes", "y"))',
+              ("tests/integration/test_apply_cli.py::test_apply_f_prompt_answers_in_process",)),
+    Safeguard("apply PLAN --target not refused", "reconcile/commands/apply.py",
+              "    if plan_file is not None and targets:\n", "    if False:\n",
+              ("tests/integration/test_apply_cli.py::test_apply_saved_plan_with_target_is_refused",)),
+    Safeguard("--journal ignored for a saved plan", "reconcile/commands/apply.py",
+              'journal_path = journal or beside(plan_file, ".journal.jsonl")',
+              'journal_path = beside(plan_file, ".journal.jsonl")',
+              ("tests/integration/test_apply_cli.py::test_journal_and_undo_out_override_the_defaults",)),
+    Safeguard("--undo-out ignored for a saved plan", "reconcile/commands/apply.py",
+              'undo_path = undo_out or beside(plan_file, ".undo.json")', 'undo_path = beside(plan_file, ".undo.json")',
+              ("tests/integration/test_apply_cli.py::test_journal_and_undo_out_override_the_defaults",)),
+    Safeguard("-v no longer opens info", "reconcile/log.py",
+              "level = logging.WARNING - 10 * min(verbosity, 2)", "level = logging.WARNING - 10 * min(verbosity // 2, 2)",
+              ("tests/unit/test_log.py",)),
+    Safeguard("progress bar stops counting deleted files", "reconcile/apply/progress.py",
+              "            self.files += event.files\n", "", (
+                  "tests/integration/test_apply_cli.py::test_progress_bar_on_a_terminal_counts_runs_files_and_bytes",)),
+    Safeguard("planner forgets merge-mode config removal refusal", "reconcile/planner.py",
+              "            if merging:\n                # Never promise", "            if False:\n                # Never promise",
+              ("tests/unit/test_planner_properties.py::test_plan_matches_the_model",)),
+    Safeguard("planner ignores keep globs of other rules", "reconcile/planner.py",
+              "keep = [g for r in work.keepers if r.files is not None for g in r.files.keep]", "keep: list[str] = []",
+              ("tests/unit/test_planner_properties.py::test_plan_matches_the_model",)),
+)
+
+
+def check(guard: Safeguard) -> tuple[bool, str]:
+    """Remove the safeguard, run its tests, restore it: (some test failed, how it went)."""
+    path = REPO / guard.path
+    original = path.read_text(encoding="utf-8")
+    if original.count(guard.old) != 1:
+        return False, f"the safeguard's text is not (exactly once) in {guard.path}: update this script"
+    try:
+        path.write_text(original.replace(guard.old, guard.new), encoding="utf-8")
+        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                 *guard.tests], cwd=REPO, capture_output=True, text=True, timeout=900)
+    finally:
+        path.write_text(original, encoding="utf-8")
+    last = (result.stdout.strip().splitlines() or [""])[-1]
+    return result.returncode == 1, last
+
+
+def main(selected: list[str]) -> int:
+    """Check every (selected) safeguard; exit 1 if removing one failed no test."""
+    missed = 0
+    for guard in SAFEGUARDS:
+        if selected and not any(s in guard.name for s in selected):
+            continue
+        caught, how = check(guard)
+        missed += not caught
+        print(f"{'caught' if caught else 'MISSED'}: {guard.name}: {how}", flush=True)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
