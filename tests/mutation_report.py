@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from pathlib import Path
 
 from mutmut.__main__ import ensure_config_loaded  # type: ignore[attr-defined]
 from mutmut.mutation.data import SourceFileMutationData
