@@ -166,6 +166,38 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class MlflowSource:
+    """Runs of an MLflow tracking server (``imports[].from.mlflow``)."""
+
+    experiments: tuple[str, ...]  # experiment names
+    tracking_uri: str | None = None  # None: the MLFLOW_TRACKING_URI environment variable
+    filter: str | None = None  # MLflow's search syntax, e.g. "metrics.auc > 0.8"
+
+
+@dataclass(frozen=True, slots=True)
+class WandbSource:
+    """Runs of a project on another W&B server (``imports[].from.wandb``). The API key is
+    read from the environment variable ``api_key_env`` names, when it is needed; it is
+    never held here."""
+
+    base_url: str
+    api_key_env: str
+    entity: str
+    project: str
+    filters: Mapping[str, Any] | None = None  # W&B MongoDB-style filter on the source runs
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    """One named import: source runs that should exist, with the same ids, in ``target``."""
+
+    name: str
+    location: Location
+    source: MlflowSource | WandbSource
+    target: Target  # the destination; already merged over the spec's target
+
+
+@dataclass(frozen=True, slots=True)
 class Spec:
     """A whole spec, possibly merged from several files."""
 
@@ -175,6 +207,7 @@ class Spec:
     rules: tuple[Rule, ...]
     digest: str  # sha256 over the source files' bytes, in load order
     sources: tuple[str, ...]  # the files it was loaded from
+    imports: tuple[Import, ...] = ()
 
 
 # --------------------------------------------------------------------------- live state

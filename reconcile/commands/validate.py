@@ -23,9 +23,11 @@ def run(specs: list[Path], *, color: bool) -> int:
         result = inspect_paths([spec])
         for report in result.files:
             if not report.issues:
-                noun = "rule" if report.rules == 1 else "rules"
+                counts = f"{report.rules} rule" + ("" if report.rules == 1 else "s")
+                if report.imports:
+                    counts += f", {report.imports} import" + ("" if report.imports == 1 else "s")
                 status = click.style("valid", fg="green") if color else "valid"
-                click.echo(f"{report.file}: {status} ({report.rules} {noun})", color=color)
+                click.echo(f"{report.file}: {status} ({counts})", color=color)
         for issue in result.issues:
             click.echo(click.style(str(issue), fg="red") if color else str(issue), err=True, color=color)
             bad_files.add(issue.file)

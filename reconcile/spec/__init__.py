@@ -92,7 +92,7 @@ def inspect_paths(paths: Sequence[Path]) -> LoadResult:
     )
     for result in results:
         mine = tuple(i for i in all_issues if i.file == result.file)
-        reports.append(FileReport(result.file, len(result.raw_rules), mine))
+        reports.append(FileReport(result.file, len(result.raw_rules), mine, len(result.raw_imports)))
     return LoadResult(spec if not all_issues else None, tuple(reports), tuple(all_issues))
 
 

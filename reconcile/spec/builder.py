@@ -21,14 +21,17 @@ from reconcile.models import (
     ConfigWrites,
     FilesRule,
     Goal,
+    Import,
     KeyPath,
     Limits,
     Location,
     Match,
+    MlflowSource,
     Rule,
     SetBlock,
     Target,
     UnlessTop,
+    WandbSource,
 )
 from reconcile.spec.document import Document, JsonPath, Pos, render_path, short
 from reconcile.spec.files import FileResult
@@ -89,6 +92,12 @@ class Builder:
             self.result.limits = (self.limits(data["limits"]), self.location(("limits",)))
         for i, raw in enumerate(self.result.raw_rules):
             self.result.rules.append(self.rule(i, raw))
+        imports = data.get("imports")
+        self.result.raw_imports = imports if isinstance(imports, list) else []
+        for i, raw in enumerate(self.result.raw_imports):
+            if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+                self.result.import_names.append((i, raw["name"], self.location(("imports", i, "name"))))
+            self.result.imports.append(self.import_entry(i, raw))
 
     # helpers ------------------------------------------------------------------
 
@@ -187,6 +196,44 @@ class Builder:
             rename_config=rename_config,
             rename_summary=rename_summary,
             files=files,
+        )
+
+    def import_entry(self, i: int, raw: Any) -> Import | None:
+        """The import at ``imports[i]``, or None when any part of it failed a check."""
+        base: JsonPath = ("imports", i)
+        if not isinstance(raw, dict) or not self.clean(base):
+            return None
+        source: MlflowSource | WandbSource
+        if "mlflow" in raw["from"]:
+            mlflow = raw["from"]["mlflow"]
+            source = MlflowSource(
+                experiments=tuple(mlflow["experiments"]),
+                tracking_uri=mlflow.get("tracking_uri"),
+                filter=mlflow.get("filter"),
+            )
+        else:
+            wandb = raw["from"]["wandb"]
+            where = (*base, "from", "wandb")
+            if _looks_like_a_key(wandb["api_key_env"]):  # the value itself is never repeated in the message
+                self.issue((*where, "api_key_env"), "looks like an API key, not the name of a variable; "
+                           "put the key in an environment variable and name that variable here")
+            if "@" in wandb["base_url"].split("/")[2]:
+                self.issue((*where, "base_url"), "must not carry credentials; name the variable "
+                           "holding the API key in api_key_env")
+            if not self.clean(base):
+                return None
+            source = WandbSource(
+                base_url=wandb["base_url"].rstrip("/"),
+                api_key_env=wandb["api_key_env"],
+                entity=wandb["entity"],
+                project=wandb["project"],
+                filters=wandb.get("filters"),
+            )
+        return Import(
+            name=raw["name"],
+            location=self.location(base),
+            source=source,
+            target=self.target(raw.get("target", {})),
         )
 
     def match(self, path: JsonPath, raw: Any) -> Match | None:
@@ -420,6 +467,11 @@ class Builder:
         for j, tag in enumerate(remove):
             if tag in add:
                 self.issue((*base, "remove_tags", j), f"tag {tag!r} is both added and removed by this rule")
+
+
+def _looks_like_a_key(text: str) -> bool:
+    """Whether ``text`` is an API key rather than a variable name (W&B keys are 40+ hex digits)."""
+    return len(text) >= 32 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: KeyPath = ()) -> dict[KeyPath, Any]:

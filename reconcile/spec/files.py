@@ -9,17 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from reconcile.errors import SpecIssue
-from reconcile.models import Limits, Location, Rule, Target
+from reconcile.models import Import, Limits, Location, Rule, Target
 from reconcile.spec.document import Abort
 
 
 @dataclass(frozen=True, slots=True)
 class FileReport:
-    """What loading found in one file: how many rules it holds and its problems."""
+    """What loading found in one file: how many rules (and imports) it holds and its problems."""
 
     file: str
     rules: int
     issues: tuple[SpecIssue, ...]
+    imports: int = 0
 
 
 def issue_order(issue: SpecIssue) -> tuple[str, int, int, str]:
@@ -72,6 +73,9 @@ class FileResult:
     raw_rules: list[Any] = dataclasses.field(default_factory=list)
     rules: list[Rule | None] = dataclasses.field(default_factory=list)
     rule_names: list[tuple[int, str, Location]] = dataclasses.field(default_factory=list)
+    raw_imports: list[Any] = dataclasses.field(default_factory=list)
+    imports: list[Import | None] = dataclasses.field(default_factory=list)
+    import_names: list[tuple[int, str, Location]] = dataclasses.field(default_factory=list)
     target: tuple[Target, Location] | None = None
     limits: tuple[Limits, Location] | None = None
 

@@ -29,7 +29,7 @@ def _one_setting(found: Sequence[tuple[_T, Location] | None], key: str, issues: 
 
 
 def merge(results: Sequence[FileResult], digest: str) -> tuple[Spec | None, list[SpecIssue]]:
-    """One spec from several files: rules concatenated, one target/limits, unique rule names."""
+    """One spec from several files: rules and imports concatenated, one target/limits, unique names."""
     issues: list[SpecIssue] = []
     spec_target = _one_setting(
         [r.target for r in results], "target", issues,
@@ -39,21 +39,27 @@ def merge(results: Sequence[FileResult], digest: str) -> tuple[Spec | None, list
         [r.limits for r in results], "limits", issues,
         "differ from the limits at {first}; give `limits` in one file only")
     names: dict[str, Location] = {}
-    for result in results:
-        for index, name, loc in result.rule_names:
-            if name in names:
-                issues.append(
-                    SpecIssue(
-                        loc.file,
-                        loc.line,
-                        loc.column,
-                        f"rules[{index}].name",
-                        f"duplicate rule name {name!r}: also at {names[name]}; rule names must be "
-                        "unique across all spec files",
-                    )
+    named = [
+        (section, index, name, loc)
+        for result in results
+        for section, found in (("rules", result.rule_names), ("imports", result.import_names))
+        for index, name, loc in found
+    ]
+    for section, index, name, loc in named:
+        if name in names:
+            noun = "rule" if section == "rules" else "import"
+            issues.append(
+                SpecIssue(
+                    loc.file,
+                    loc.line,
+                    loc.column,
+                    f"{section}[{index}].name",
+                    f"duplicate {noun} name {name!r}: also at {names[name]}; rule and import names must be "
+                    "unique across all spec files",
                 )
-            else:
-                names[name] = loc
+            )
+        else:
+            names[name] = loc
     if issues or any(r.issues for r in results) or not results:
         return None, issues
     target = spec_target[0] if spec_target else Target()
@@ -63,6 +69,12 @@ def merge(results: Sequence[FileResult], digest: str) -> tuple[Spec | None, list
         for rule in result.rules
         if rule is not None
     )
+    imports = tuple(
+        dataclasses.replace(entry, target=entry.target.over(target))
+        for result in results
+        for entry in result.imports
+        if entry is not None
+    )
     spec = Spec(
         version=SPEC_VERSIONS[-1],
         target=target,
@@ -70,5 +82,6 @@ def merge(results: Sequence[FileResult], digest: str) -> tuple[Spec | None, list
         rules=rules,
         digest=digest,
         sources=tuple(r.file for r in results),
+        imports=imports,
     )
     return spec, issues

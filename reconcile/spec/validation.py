@@ -30,6 +30,10 @@ _TYPE_NAMES = {
 _PATTERN_HINTS = {
     "^[^/\\s]*$": "must not contain '/' or whitespace",
     "^(\\S(.*\\S)?)?$": "must not be blank, span lines, or start or end with whitespace",
+    "^[A-Za-z_][A-Za-z0-9_]*$": "must be the name of an environment variable (letters, digits and _), "
+    "never the key itself",
+    "^https?://\\S+$": "must be an http:// or https:// URL",
+    "^\\S+$": "must not contain whitespace",
 }
 _ACTIONS = ("set", "add_tags", "remove_tags", "unset", "rename", "files")
 
@@ -118,6 +122,8 @@ def schema_messages(  # noqa: PLR0912 - one wording per JSON Schema keyword
         return [(path, False, f"must be {short(expected)}")]
     if kind == "enum":
         return [(path, False, f"must be one of {', '.join(map(str, expected))}, not {short(instance)}")]
+    if kind in ("minProperties", "maxProperties") and path[-1:] == ("from",):
+        return [(path, False, "give exactly one source: `mlflow` or `wandb`")]
     if kind in ("minItems", "minLength", "minProperties"):
         return [(path, False, "must not be empty" if expected == 1 else f"needs at least {expected} items")]
     if kind == "maxLength":

@@ -201,7 +201,7 @@ def test_merge_duplicate_rule_names_across_files_name_both_places() -> None:
         11,
         "rules[1].name",
         f"duplicate rule name 'shared': also at {first}:3:11; "
-        "rule names must be unique across all spec files",
+        "rule and import names must be unique across all spec files",
     )
 
 
