@@ -6,11 +6,10 @@ a real server) and cached by query text, since the client sends the same few doc
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-import sqlite3
 import threading
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +18,6 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     GraphQLError,
-    GraphQLResolveInfo,
     GraphQLSchema,
     build_schema,
     execute,
@@ -27,14 +25,10 @@ from graphql import (
     validate,
 )
 
+from reconcile.emulator import history
 from reconcile.emulator.filters import FilterError
-from reconcile.emulator.store import (
-    Store,
-    StoreError,
-    file_id,
-    project_internal_id,
-    run_storage_id,
-)
+from reconcile.emulator.nodes import Context, Info, Resolvers, json_arg, page_info, project_node, run_node
+from reconcile.emulator.store import Store, StoreError, file_id, run_storage_id
 
 _OPERATION = re.compile(r"^\s*(query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)", re.MULTILINE)
 
@@ -45,76 +39,8 @@ def operation_name(query: str) -> str:
     return match.group(2) if match else "<anonymous>"
 
 
-@dataclass
-class Context:
-    """Per-request context handed to resolvers."""
-
-    store: Store
-    base_url: str
-    config_writes: str
-
-
-def _json_arg(value: Any, name: str) -> Any:
-    if value is None or isinstance(value, (dict, list)):
-        return value
-    try:
-        return json.loads(value)
-    except (TypeError, ValueError) as exc:
-        raise GraphQLError(f"{name} is not a valid JSONString: {exc}") from exc
-
-
-def _project_node(row: sqlite3.Row) -> dict[str, Any]:
-    return {
-        "id": project_internal_id(row["id"]),
-        "internalId": project_internal_id(row["id"]),
-        "name": row["name"],
-        "entityName": row["entity"],
-        "readOnly": False,
-        "_pk": row["id"],
-    }
-
-
-def _run_node(row: sqlite3.Row) -> dict[str, Any]:
-    history = int(row["history_line_count"])
-    return {
-        "_pk": row["pk"],
-        "id": run_storage_id(row["entity"], row["project"], row["name"]),
-        "name": row["name"],
-        "displayName": row["display_name"],
-        "projectId": row["project_id"],
-        "sweepName": row["sweep_name"],
-        "state": row["state"],
-        "config": row["config"],
-        "group": row["group_name"],
-        "jobType": row["job_type"],
-        "commit": row["commit_hash"],
-        "readOnly": False,
-        "createdAt": row["created_at"],
-        "updatedAt": row["updated_at"],
-        "heartbeatAt": row["heartbeat_at"],
-        "description": row["description"],
-        "notes": row["notes"],
-        "tags": json.loads(row["tags"]),
-        "systemMetrics": row["system_metrics"],
-        "summaryMetrics": row["summary"],
-        "historyLineCount": history,
-        "historyKeys": {"lastStep": max(history - 1, 0), "keys": {}},
-        "user": {"id": None, "name": row["username"], "username": row["username"]},
-        "_path": (row["entity"], row["project"], row["name"]),
-    }
-
-
-def _page_info(edges: list[dict[str, Any]], has_next: bool) -> dict[str, Any]:
-    return {
-        "startCursor": edges[0]["cursor"] if edges else None,
-        "endCursor": edges[-1]["cursor"] if edges else None,
-        "hasNextPage": has_next,
-        "hasPreviousPage": False,
-    }
-
-
 # ---- Query ----------------------------------------------------------------------------------------
-def _viewer(_: Any, info: GraphQLResolveInfo[Context]) -> dict[str, Any]:
+def _viewer(_: Any, info: Info) -> dict[str, Any]:
     viewer = info.context.store.viewer()
     return {
         "id": "VXNlcjox",
@@ -131,38 +57,36 @@ def _viewer(_: Any, info: GraphQLResolveInfo[Context]) -> dict[str, Any]:
 
 
 def _project(
-    _: Any, info: GraphQLResolveInfo[Context], name: str | None = None, entityName: str | None = None
+    _: Any, info: Info, name: str | None = None, entityName: str | None = None
 ) -> dict[str, Any] | None:
     store: Store = info.context.store
     entity = entityName or store.viewer()["entity"]
     row = store.project(entity, name or "uncategorized")
-    return _project_node(row) if row else None
+    return project_node(row) if row else None
 
 
-def _server_info(_: Any, __: GraphQLResolveInfo[Context]) -> dict[str, Any]:
+def _server_info(_: Any, __: Info) -> dict[str, Any]:
     # No features advertised: uploads register on PUT (SaaS behaviour), so the client skips
     # MarkRunFilesUploaded (protocol §7, §13.7).
     return {"features": []}
 
 
 # ---- Project --------------------------------------------------------------------------------------
-def _run_count(project: dict[str, Any], info: GraphQLResolveInfo[Context], filters: str | None = None) -> int:
+def _run_count(project: dict[str, Any], info: Info, filters: str | None = None) -> int:
     try:
         return info.context.store.count_runs(project["_pk"], filters)
     except FilterError as exc:
         raise GraphQLError(str(exc)) from exc
 
 
-def _project_run(
-    project: dict[str, Any], info: GraphQLResolveInfo[Context], name: str
-) -> dict[str, Any] | None:
+def _project_run(project: dict[str, Any], info: Info, name: str) -> dict[str, Any] | None:
     row = info.context.store.run(project["_pk"], name)
-    return _run_node(row) if row else None
+    return run_node(row) if row else None
 
 
 def _project_runs(
     project: dict[str, Any],
-    info: GraphQLResolveInfo[Context],
+    info: Info,
     filters: str | None = None,
     after: str | None = None,
     first: int | None = None,
@@ -175,12 +99,12 @@ def _project_runs(
         )
     except (FilterError, StoreError) as exc:
         raise GraphQLError(str(exc)) from exc
-    edges = [{"node": _run_node(row), "cursor": cursor} for row, cursor in page]
-    return {"edges": edges, "pageInfo": _page_info(edges, has_next), "totalCount": None}
+    edges = [{"node": run_node(row), "cursor": cursor} for row, cursor in page]
+    return {"edges": edges, "pageInfo": page_info(edges, has_next), "totalCount": None}
 
 
 # ---- Run ------------------------------------------------------------------------------------------
-def _file_count(run: dict[str, Any], info: GraphQLResolveInfo[Context]) -> int:
+def _file_count(run: dict[str, Any], info: Info) -> int:
     return info.context.store.count_files(run["_pk"])
 
 
@@ -191,7 +115,7 @@ def _file_url(base: str, path: tuple[str, str, str], name: str) -> str:
 
 def _run_files(
     run: dict[str, Any],
-    info: GraphQLResolveInfo[Context],
+    info: Info,
     names: list[str | None] | None = None,
     after: str | None = None,
     first: int | None = None,
@@ -229,16 +153,16 @@ def _run_files(
                 },
             }
         )
-    return {"edges": edges, "pageInfo": _page_info(edges, has_next)}
+    return {"edges": edges, "pageInfo": page_info(edges, has_next)}
 
 
 # ---- Mutation -------------------------------------------------------------------------------------
-def _upsert_bucket(_: Any, info: GraphQLResolveInfo[Context], input: dict[str, Any]) -> dict[str, Any]:
+def _upsert_bucket(_: Any, info: Info, input: dict[str, Any]) -> dict[str, Any]:
     ctx: Context = info.context
     fields = dict(input)
     fields.pop("clientMutationId", None)
     for key in ("config", "summaryMetrics"):
-        fields[key] = _json_arg(fields.get(key), key)
+        fields[key] = json_arg(fields.get(key), key)
         if fields[key] is not None and not isinstance(fields[key], dict):
             raise GraphQLError(f"{key} must be a JSON object")
     storage_id = fields.pop("id", None)
@@ -247,6 +171,10 @@ def _upsert_bucket(_: Any, info: GraphQLResolveInfo[Context], input: dict[str, A
         fields.pop("modelName", None),
         fields.pop("entityName", None),
     )
+    if storage_id is None and entity is None and name is not None:
+        entity = ctx.store.viewer()["entity"]  # wandb.init / create_run without an entity: the viewer's
+    if storage_id is None and project is None and name is not None:
+        project = "uncategorized"
     try:
         row, inserted = ctx.store.upsert_run(
             storage_id=storage_id,
@@ -258,10 +186,10 @@ def _upsert_bucket(_: Any, info: GraphQLResolveInfo[Context], input: dict[str, A
         )
     except StoreError as exc:
         raise GraphQLError(str(exc)) from exc
-    return {"bucket": _run_node(row), "inserted": inserted, "updateAvailable": False}
+    return {"bucket": run_node(row), "inserted": inserted, "updateAvailable": False}
 
 
-def _delete_files(_: Any, info: GraphQLResolveInfo[Context], input: dict[str, Any]) -> dict[str, Any]:
+def _delete_files(_: Any, info: Info, input: dict[str, Any]) -> dict[str, Any]:
     try:
         info.context.store.delete_files(list(input["files"]), input.get("projectId"))
     except StoreError as exc:
@@ -275,7 +203,7 @@ def _run_path_or_error(store: Store, entity: str, project: str, run: str) -> Non
         raise GraphQLError(f"run {entity}/{project}/{run} not found")
 
 
-def _create_run_files(_: Any, info: GraphQLResolveInfo[Context], input: dict[str, Any]) -> dict[str, Any]:
+def _create_run_files(_: Any, info: Info, input: dict[str, Any]) -> dict[str, Any]:
     ctx: Context = info.context
     entity, project, run = input["entityName"], input["projectName"], input["runName"]
     _run_path_or_error(ctx.store, entity, project, run)
@@ -284,22 +212,72 @@ def _create_run_files(_: Any, info: GraphQLResolveInfo[Context], input: dict[str
     return {
         "runID": run_storage_id(entity, project, run),
         "uploadHeaders": [],
-        # Relative URLs: the client puts its base_url in front (protocol §7).
-        "files": [{"name": f, "uploadUrl": f"/upload/{parts}/{quote(f)}"} for f in input["files"]],
+        # Absolute URLs (like W&B's signed storage URLs): the SDK's uploader PUTs to them as they are.
+        "files": [
+            {"name": f, "uploadUrl": f"{ctx.base_url}/upload/{parts}/{quote(f)}"} for f in input["files"]
+        ],
     }
 
 
-def _mark_uploaded(_: Any, info: GraphQLResolveInfo[Context], input: dict[str, Any]) -> dict[str, Any]:
+def _mark_uploaded(_: Any, info: Info, input: dict[str, Any]) -> dict[str, Any]:
     # Files are registered on PUT already; accepted as a no-op (protocol §13.7).
     _run_path_or_error(info.context.store, input["entityName"], input["projectName"], input["runName"])
     return {"success": True}
 
 
+# ---- what wandb.init asks (create, resume) ------------------------------------------------------
+def _model(
+    _: Any, info: Info, name: str | None = None, entityName: str | None = None
+) -> dict[str, Any] | None:
+    """``model(name, entityName)``: W&B's older name for a project (RunResumeStatus asks it)."""
+    return _project(_, info, name, entityName)
+
+
+def _project_bucket(
+    project: dict[str, Any], info: Info, name: str, missingOk: bool | None = None
+) -> dict[str, Any] | None:
+    """``bucket(name, missingOk)``: a run of the project, or null when it does not exist."""
+    return _project_run(project, info, name)
+
+
+def _project_entity(project: dict[str, Any], _: Info) -> dict[str, Any]:
+    return {"id": _entity_id(project["entityName"]), "name": project["entityName"]}
+
+
+def _entity_id(name: str) -> str:
+    return base64.b64encode(f"Entity:{name}".encode()).decode()
+
+
+def _run_project(run: dict[str, Any], info: Info) -> dict[str, Any] | None:
+    entity, project, _ = run["_path"]
+    row = info.context.store.project(entity, project)
+    return project_node(row) if row else None
+
+
+def _wandb_config(run: dict[str, Any], _: Info, keys: list[str] | None = None) -> str:
+    """``wandbConfig(keys)``: those keys of the config's ``_wandb`` value (``t``: the run has started)."""
+    config = json_arg(run["config"], "config") or {}
+    entry = config.get("_wandb")
+    value = entry.get("value") if isinstance(entry, dict) else None
+    value = value if isinstance(value, dict) else {}
+    return json.dumps({k: v for k, v in value.items() if keys is None or k in keys})
+
+
+def schema_sdl() -> str:
+    """The emulator's whole schema: ``schema.graphql`` then each feature module's ``*.graphql``."""
+    package = resources.files("reconcile.emulator")
+    names = sorted(
+        entry.name
+        for entry in package.iterdir()
+        if entry.name.endswith(".graphql") and entry.name != "schema.graphql"
+    )
+    return "\n".join(package.joinpath(n).read_text(encoding="utf-8") for n in ["schema.graphql", *names])
+
+
 def build_executable_schema() -> GraphQLSchema:
-    """Build the schema from ``schema.graphql`` and attach the resolvers."""
-    sdl = resources.files("reconcile.emulator").joinpath("schema.graphql").read_text(encoding="utf-8")
-    schema = build_schema(sdl)
-    attach = {
+    """Build the schema from ``schema_sdl()`` and attach the resolvers of every module."""
+    schema = build_schema(schema_sdl())
+    attach: Resolvers = {
         ("Query", "viewer"): _viewer,
         ("Query", "project"): _project,
         ("Query", "serverInfo"): _server_info,
@@ -312,6 +290,12 @@ def build_executable_schema() -> GraphQLSchema:
         ("Mutation", "deleteFiles"): _delete_files,
         ("Mutation", "createRunFiles"): _create_run_files,
         ("Mutation", "markRunFilesUploaded"): _mark_uploaded,
+        ("Query", "model"): _model,
+        ("Project", "bucket"): _project_bucket,
+        ("Project", "entity"): _project_entity,
+        ("Run", "project"): _run_project,
+        ("Run", "wandbConfig"): _wandb_config,
+        **history.RESOLVERS,
     }
     for (type_name, field_name), resolver in attach.items():
         schema.get_type(type_name).fields[field_name].resolve = resolver  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gzip
 import hmac
 import json
 import random
@@ -24,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from reconcile.emulator import file_stream
 from reconcile.emulator.resolvers import Executor, operation_name
 from reconcile.emulator.store import Store, StoreError
 
@@ -45,6 +47,7 @@ class Settings:
     throttle_next: int = 0  # answer this many next requests with 429 (deterministic rate-limit tests)
     hold: str | None = None  # a test barrier: requests of this GraphQL operation wait until it is unset...
     hold_after: int = 0  # ... once this many more of them have been let through
+    crash_after: float = 300.0  # seconds without a file_stream request before a live run is crashed
 
     def public(self) -> dict[str, Any]:
         """The settings without the API key (never echoed back, only whether one is set)."""
@@ -130,6 +133,10 @@ class EmulatorServer(ThreadingHTTPServer):
         self.hold_changed = threading.Condition()
         self.held = 0
         super().__init__(address, _Handler)
+
+    def expire_heartbeats(self) -> None:
+        """Crash runs that stopped streaming (an indexed read; a write only when some did)."""
+        file_stream.expire_heartbeats(self.store, self.settings.crash_after)
 
     @property
     def url(self) -> str:
@@ -344,6 +351,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_emulator/"):
             self._control_post(path, body)
             return
+        if path.startswith("/files/") and path.endswith("/file_stream"):
+            self._file_stream(path, body)
+            return
         if path != "/graphql":
             self.server.stats.request(None)
             # Telemetry (wandb-core's OpenTelemetry metrics at exit) and anything else: 200, empty.
@@ -365,6 +375,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self._faults():
             return
         self.server.wait_if_held(operation_name(query))
+        self.server.expire_heartbeats()
         settings = self.server.settings
         envelope = self.server.executor.run(
             query,
@@ -374,6 +385,27 @@ class _Handler(BaseHTTPRequestHandler):
             config_writes=settings.config_writes,
         )
         self._send(200, _json_body(envelope))
+
+    def _file_stream(self, path: str, body: bytes) -> None:
+        self.server.stats.request("POST file_stream")
+        if self._faults():
+            return
+        parts = [unquote(p) for p in path[len("/files/") : -len("/file_stream")].split("/")]
+        if len(parts) != 3:
+            self._send(404, b"not found", content_type="text/plain")
+            return
+        if self.headers.get("Content-Encoding", "").lower() == "gzip":
+            body = gzip.decompress(body)
+        try:
+            entity, project, run = parts
+            answer = file_stream.apply(self.server.store, entity, project, run, body)
+        except file_stream.FileStreamError as exc:
+            self._send(400, _json_body({"error": str(exc)}))
+            return
+        except StoreError as exc:
+            self._send(404, _json_body({"error": str(exc)}))
+            return
+        self._send(200, _json_body(answer))
 
     # ---- control endpoints (not counted, never faulted, no auth: loopback test hooks) -------------
     def _control_get(self, path: str) -> None:

@@ -58,9 +58,15 @@ CREATE TABLE IF NOT EXISTS runs (
     commit_hash TEXT,
     system_metrics TEXT NOT NULL,
     history_line_count INTEGER NOT NULL,
+    history_keys TEXT,
+    stream_heartbeat_at TEXT,
+    host TEXT,
+    program TEXT,
     UNIQUE (project_id, name)
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (project_id, created_at, pk);
+CREATE INDEX IF NOT EXISTS runs_streaming ON runs (stream_heartbeat_at) WHERE stream_heartbeat_at IS NOT NULL
+    AND state IN ('running', 'preempting');
 CREATE TABLE IF NOT EXISTS files (
     pk INTEGER PRIMARY KEY,
     run_pk INTEGER NOT NULL REFERENCES runs(pk),
@@ -72,6 +78,37 @@ CREATE TABLE IF NOT EXISTS files (
     content BLOB,
     UNIQUE (run_pk, name)
 );
+-- Lines the SDK streams through file_stream (history.py, file_stream.py): stream is 'history',
+-- 'events' (system metrics) or 'output' (console); line is the file_stream offset.
+CREATE TABLE IF NOT EXISTS run_lines (
+    run_pk INTEGER NOT NULL REFERENCES runs(pk),
+    stream TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    step INTEGER,
+    content TEXT NOT NULL,
+    PRIMARY KEY (run_pk, stream, line)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_lines_by_step ON run_lines (run_pk, stream, step);
+-- Sweeps (sweeps.py): name is the sweep id users see; config is the YAML the client sent.
+CREATE TABLE IF NOT EXISTS sweeps (
+    pk INTEGER PRIMARY KEY,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    display_name TEXT,
+    config TEXT NOT NULL,
+    state TEXT NOT NULL,
+    description TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (name)
+);
+CREATE TABLE IF NOT EXISTS sweep_agents (
+    pk INTEGER PRIMARY KEY,
+    sweep_pk INTEGER NOT NULL REFERENCES sweeps(pk),
+    host TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS mutations (
     seq INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
@@ -80,6 +117,10 @@ CREATE TABLE IF NOT EXISTS mutations (
     fields TEXT NOT NULL
 );
 """
+
+
+_TABLES = ("run_lines", "files", "sweep_agents", "sweeps", "runs", "projects", "mutations", "meta")
+"""Every table, children first: seeding empties them all in this order."""
 
 
 class StoreError(ValueError):
@@ -240,13 +281,20 @@ class Store:
             c = self._conn
             c.execute("BEGIN")
             try:
-                for table in ("files", "runs", "projects", "mutations", "meta"):
+                for table in _TABLES:
                     c.execute(f"DELETE FROM {table}")
                 c.executemany(
                     "INSERT INTO projects (id, entity, name) VALUES (?, ?, ?)",
                     [(pid, e, n) for (e, n), pid in projects.items()],
                 )
-                c.executemany("INSERT INTO runs VALUES (" + ",".join("?" * 20) + ")", run_rows)
+                c.executemany(
+                    "INSERT INTO runs (pk, project_id, name, display_name, state, created_at, heartbeat_at, "
+                    "updated_at, config, summary, tags, group_name, job_type, notes, description, username, "
+                    "sweep_name, commit_hash, system_metrics, history_line_count) VALUES ("
+                    + ",".join("?" * 20)
+                    + ")",
+                    run_rows,
+                )
                 c.executemany(
                     "INSERT INTO files (run_pk, name, size, updated_at, mimetype, md5, content) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -377,6 +425,26 @@ class Store:
             for row in self._query("SELECT * FROM mutations ORDER BY seq")
         ]
 
+    # ---- for the feature modules (history, file_stream, sweeps) ----------------------------------
+    def read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run one read-only statement under the store's lock."""
+        return self._query(sql, params)
+
+    def transaction(self) -> _Transaction:
+        """``with store.transaction() as conn``: one IMMEDIATE transaction under the store's lock."""
+        return self._transaction()
+
+    def log_write(self, operation: str, run: str | None, fields: dict[str, Any]) -> None:
+        """Append a mutation-log entry; call inside :meth:`transaction` so it commits with the write."""
+        self._log(operation, run, fields)
+
+    def run_by_path(self, entity: str, project: str, name: str) -> sqlite3.Row | None:
+        """The run row (with ``entity`` and ``project``) for a path, or None."""
+        rows = self._query(
+            f"{self._RUN_SELECT} WHERE p.entity = ? AND p.name = ? AND r.name = ?", (entity, project, name)
+        )
+        return rows[0] if rows else None
+
     # ---- writes --------------------------------------------------------------------------------
     def _log(self, operation: str, run: str | None, fields: dict[str, Any]) -> None:
         self._conn.execute(
@@ -433,12 +501,22 @@ class Store:
                     proj = c.execute(
                         "SELECT id FROM projects WHERE entity = ? AND name = ?", (entity, project)
                     ).fetchone()
+                # wandb.init's create form and Api.create_run: the project and run come into being
+                # on demand, running unless the input says otherwise (create_run sends "pending").
                 now = utc_now()
                 c.execute(
                     "INSERT INTO runs (project_id, name, state, created_at, heartbeat_at, updated_at, "
                     "config, summary, tags, username, system_metrics, history_line_count) "
-                    "VALUES (?, ?, 'running', ?, ?, ?, '{}', '{}', '[]', ?, '{}', 0)",
-                    (proj["id"], name, now, now, now, entity),
+                    "VALUES (?, ?, ?, ?, ?, ?, '{}', '{}', '[]', ?, '{}', 0)",
+                    (
+                        proj["id"],
+                        name,
+                        fields.get("state") or "running",
+                        now,
+                        now,
+                        now,
+                        self.viewer()["username"],
+                    ),
                 )
                 row = c.execute(
                     "SELECT * FROM runs WHERE project_id = ? AND name = ?", (proj["id"], name)
@@ -454,6 +532,8 @@ class Store:
                 "state": "state",
                 "commit": "commit_hash",
                 "sweep": "sweep_name",
+                "host": "host",
+                "jobProgram": "program",
             }
             for key, column in columns.items():
                 if fields.get(key) is not None:
