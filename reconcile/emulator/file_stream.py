@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from reconcile.emulator.history import EVENTS, HISTORY, OUTPUT, append_lines
-from reconcile.emulator.store import Store, StoreError, utc_now
+from reconcile.emulator.store import Store, locate_run, utc_now
 
 STREAMS = {"wandb-history.jsonl": HISTORY, "wandb-events.jsonl": EVENTS, "output.log": OUTPUT}
 SUMMARY_FILE = "wandb-summary.json"
@@ -89,13 +89,7 @@ def apply(store: Store, entity: str, project: str, run: str, raw: bytes) -> dict
         raise FileStreamError("body must be a JSON object")
     chunks = _chunks(body)
     with store.transaction() as conn:
-        row = conn.execute(
-            "SELECT r.pk, r.state FROM runs r JOIN projects p ON p.id = r.project_id "
-            "WHERE p.entity = ? AND p.name = ? AND r.name = ?",
-            (entity, project, run),
-        ).fetchone()
-        if row is None:
-            raise StoreError(f"run {entity}/{project}/{run} not found")
+        row = locate_run(conn, entity, project, run)
         logged: dict[str, Any] = {}
         try:
             for name, (offset, lines) in chunks.items():

@@ -215,6 +215,18 @@ def deep_merge(stored: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def locate_run(conn: sqlite3.Connection, entity: str, project: str, run: str) -> sqlite3.Row:
+    """The run's ``pk`` and ``state`` inside a transaction; StoreError when there is no such run."""
+    row = conn.execute(
+        "SELECT r.pk, r.state FROM runs r JOIN projects p ON p.id = r.project_id "
+        "WHERE p.entity = ? AND p.name = ? AND r.name = ?",
+        (entity, project, run),
+    ).fetchone()
+    if row is None:
+        raise StoreError(f"run {entity}/{project}/{run} not found")
+    return row  # type: ignore[no-any-return]
+
+
 class Store:
     """Thread-safe access to the emulator's SQLite database."""
 
@@ -596,14 +608,7 @@ class Store:
     def put_file(self, entity: str, project: str, run: str, name: str, data: bytes) -> None:
         """Store an uploaded file's bytes, registering it on the run (SaaS registers on PUT, §13.7)."""
         with self._transaction() as c:
-            row = c.execute(
-                "SELECT r.pk FROM runs r JOIN projects p ON p.id = r.project_id "
-                "WHERE p.entity = ? AND p.name = ? "
-                "AND r.name = ?",
-                (entity, project, run),
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"run {entity}/{project}/{run} not found")
+            row = locate_run(c, entity, project, run)
             c.execute(
                 "INSERT INTO files (run_pk, name, size, updated_at, md5, content) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (run_pk, name) DO UPDATE SET size = excluded.size, "

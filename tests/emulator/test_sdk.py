@@ -33,13 +33,24 @@ def emu(module_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 @pytest.fixture
-def sdk(emu: EmulatorHandle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Point wandb.init and wandb.Api at the emulator; returns the directory runs write to."""
+def sdk(emu: EmulatorHandle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """Point wandb.init and wandb.Api at the emulator; returns the directory runs write to.
+
+    wandb keeps process-wide settings read from the environment when it is first set up: tear them
+    down before (so they are read again with the emulator's URL) and after (so no later test sees it).
+    """
     monkeypatch.setenv("WANDB_BASE_URL", emu.url)
     monkeypatch.setenv("WANDB_API_KEY", TEST_API_KEY)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    wandb.teardown()
+    yield tmp_path
+    wandb.teardown()
+
+
+def _init(emu: EmulatorHandle, **kwargs: Any) -> Any:
+    """wandb.init against the emulator (the URL also given explicitly: never the real W&B)."""
+    return wandb.init(project=PROJECT, entity=ENTITY, settings=wandb.Settings(base_url=emu.url), **kwargs)
 
 
 def _api(emu: EmulatorHandle) -> Any:
@@ -53,7 +64,7 @@ def _train(run: Any, steps: int, start: int = 0) -> None:
 
 def test_init_log_save_finish_is_read_back_by_the_public_api(emu: EmulatorHandle, sdk: Path) -> None:
     """init, 100 steps, 3 saved files (now, live, end), finish: config, summary, history, files, state."""
-    run = wandb.init(project=PROJECT, entity=ENTITY, config={"lr": 0.1, "optimizer": {"name": "sgd"}})
+    run = _init(emu, config={"lr": 0.1, "optimizer": {"name": "sgd"}})
     run_id = run.id
     _train(run, 100)
     (Path(run.dir) / "ckpt.pt").write_bytes(b"checkpoint-bytes")
@@ -106,13 +117,13 @@ def test_init_log_save_finish_is_read_back_by_the_public_api(emu: EmulatorHandle
 
 def test_failed_run_resumed_appends_history_and_finishes(emu: EmulatorHandle, sdk: Path) -> None:
     """exit code 1 -> failed; resume="must" continues the steps; the second finish -> finished."""
-    run = wandb.init(project=PROJECT, entity=ENTITY, id="resume-me", config={"lr": 0.5})
+    run = _init(emu, id="resume-me", config={"lr": 0.5})
     _train(run, 10)
     run.finish(exit_code=1)
     api = _api(emu)
     assert api.run(f"{ENTITY}/{PROJECT}/resume-me").state == "failed"
 
-    run = wandb.init(project=PROJECT, entity=ENTITY, id="resume-me", resume="must", config={"batch": 32})
+    run = _init(emu, id="resume-me", resume="must", config={"batch": 32})
     assert run.resumed
     _train(run, 10, start=10)
     run.finish()
@@ -123,7 +134,7 @@ def test_failed_run_resumed_appends_history_and_finishes(emu: EmulatorHandle, sd
     assert got.config == {"lr": 0.5, "batch": 32}
     assert got.summary["_step"] == 19
 
-    run = wandb.init(project=PROJECT, entity=ENTITY, id="resume-me", resume="allow")
+    run = _init(emu, id="resume-me", resume="allow")
     run.log({"loss": 0.0})
     run.finish()
     api.flush()
@@ -133,7 +144,7 @@ def test_failed_run_resumed_appends_history_and_finishes(emu: EmulatorHandle, sd
 def test_resume_must_of_an_unknown_run_is_refused(emu: EmulatorHandle, sdk: Path) -> None:
     """resume="must" of a run that never started: wandb.init raises, nothing is created."""
     with pytest.raises(wandb.errors.UsageError, match="does not exist"):
-        wandb.init(project=PROJECT, entity=ENTITY, id="never-started", resume="must")
+        _init(emu, id="never-started", resume="must")
     with pytest.raises(wandb.errors.CommError):
         _api(emu).run(f"{ENTITY}/{PROJECT}/never-started")
 
@@ -141,7 +152,7 @@ def test_resume_must_of_an_unknown_run_is_refused(emu: EmulatorHandle, sdk: Path
 def test_restore_gets_the_saved_bytes_back(emu: EmulatorHandle, sdk: Path) -> None:
     """wandb.restore downloads a file another run saved, byte for byte."""
     payload = os.urandom(4096)
-    run = wandb.init(project=PROJECT, entity=ENTITY, id="with-weights")
+    run = _init(emu, id="with-weights")
     (Path(run.dir) / "weights.bin").write_bytes(payload)
     wandb.save(str(Path(run.dir) / "weights.bin"), base_path=run.dir, policy="now")
     run.finish()
