@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,8 +58,25 @@ def _exit(code: int) -> None:
     sys.exit(code)
 
 
+def version_text() -> str:
+    """``reconcile X.Y.Z (wandb A.B.C)``: ours and the wandb client's, read from the installed
+    metadata so that ``--version`` never imports wandb."""
+    try:
+        wandb = f"wandb {metadata.version('wandb')}"
+    except metadata.PackageNotFoundError:
+        wandb = "wandb is not installed: pip install wandb-reconcile"
+    return f"reconcile {__version__} ({wandb})"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(version_text())
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="reconcile")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show reconcile's version and the wandb client's, and exit.")
 def main() -> None:
     """Terraform-style plan/apply for Weights & Biases runs.
 

@@ -41,7 +41,7 @@ from reconcile.spec.document import (
 from reconcile.spec.files import FileReport, FileResult, decode, expand, issue_order
 from reconcile.spec.globs import FILE_GLOB_FLAGS, MAX_GLOB_LENGTH, NAME_GLOB_FLAGS
 from reconcile.spec.merge import merge
-from reconcile.spec.validation import SCHEMA_PATH, validator
+from reconcile.spec.validation import SCHEMA_FILE, SCHEMA_PACKAGE, validator
 
 __all__ = [
     "FILE_GLOB_FLAGS",
@@ -49,7 +49,8 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_GLOB_LENGTH",
     "NAME_GLOB_FLAGS",
-    "SCHEMA_PATH",
+    "SCHEMA_FILE",
+    "SCHEMA_PACKAGE",
     "FileReport",
     "JsonPath",
     "LoadResult",
@@ -110,7 +111,7 @@ def validate_paths(paths: Sequence[Path]) -> list[SpecIssue]:
 
 
 def schema() -> dict[str, Any]:
-    """The spec's JSON Schema, read from ``schemas/reconcile.schema.json``."""
+    """The spec's JSON Schema (``schemas/reconcile.schema.json``, shipped as package data)."""
     return dict(validator().schema)
 
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 import jsonschema
 
-import reconcile
 from reconcile.errors import ReconcileError
 from reconcile.models import SPEC_VERSIONS
 from reconcile.spec.document import JsonPath, short
 
-SCHEMA_PATH = Path(reconcile.__file__).resolve().parent.parent / "schemas" / "reconcile.schema.json"
-"""The JSON Schema of the spec (the package is installed editable, so it sits beside it)."""
+SCHEMA_PACKAGE = "reconcile.schemas"
+SCHEMA_FILE = "reconcile.schema.json"
+"""The JSON Schema of the spec: ``schemas/reconcile.schema.json``, shipped as package data of
+``reconcile.schemas`` (pyproject.toml maps that package to ``schemas/``, in the wheel and editable)."""
 
 _TYPE_NAMES = {
     "object": "a mapping",
@@ -40,17 +41,14 @@ _ACTIONS = ("set", "add_tags", "remove_tags", "unset", "rename", "files")
 
 @functools.lru_cache(maxsize=1)
 def validator() -> jsonschema.protocols.Validator:
+    where = f"the spec schema ({SCHEMA_FILE} in the package {SCHEMA_PACKAGE})"
     try:
-        document = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ReconcileError(
-            f"the spec schema is missing at {SCHEMA_PATH}; reinstall reconcile "
-            "(pip install -e .) from a complete checkout"
-        ) from exc
+        text = resources.files(SCHEMA_PACKAGE).joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+        document = json.loads(text)
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise ReconcileError(f"{where} is missing; reinstall: pip install wandb-reconcile") from exc
     except (OSError, ValueError) as exc:
-        raise ReconcileError(
-            f"the spec schema at {SCHEMA_PATH} cannot be read ({exc}); restore it from the repository"
-        ) from exc
+        raise ReconcileError(f"{where} cannot be read ({exc}); reinstall wandb-reconcile") from exc
     cls = jsonschema.validators.validator_for(document)
     return cls(document)
 

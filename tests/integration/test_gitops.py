@@ -52,6 +52,22 @@ def test_workflow_is_valid_github_actions() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_workflow_shell_steps_pass_shellcheck(tmp_path: Path) -> None:
+    """Every `run:` script of the workflow passes shellcheck as the bash GitHub runs it with, each
+    ${{ expression }} standing in as a plain word (as actionlint does)."""
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    scripts = [(job, step["name"], step["run"]) for job, spec in workflow["jobs"].items()
+               for step in spec["steps"] if "run" in step]
+    assert len(scripts) >= 4
+    for job, name, script in scripts:
+        slug = re.sub(r"\W+", "-", name)
+        path = tmp_path / f"{job}-{slug}.sh"
+        path.write_text(re.sub(r"\$\{\{.*?\}\}", lambda m: "_" * len(m.group()), script))
+        result = subprocess.run([str(BIN / "shellcheck"), "--shell=bash", "--severity=style", str(path)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, f"{job} / {name}:\n{result.stdout}{result.stderr}"
+
+
 def test_workflow_commands_plan_then_apply_then_no_changes(ci_env: dict[str, str], tmp_path: Path) -> None:
     """The workflow's validate/plan steps report changes (exit code 2 recorded), its apply step applies the
     saved plan, and planning again reports no changes."""

@@ -3,7 +3,6 @@ key anywhere in it fails with that key's line."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -11,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from reconcile.models import ConfigWrites
-from reconcile.spec import SCHEMA_PATH, load_spec, validate_paths
+from reconcile.spec import load_spec, schema, validate_paths
+from tests.conftest import REPO
 
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
 SPECS = sorted(EXAMPLES.glob("*.yaml"))
@@ -32,7 +32,7 @@ def schema_keys() -> set[str]:
             for value in node:
                 walk(value)
 
-    walk(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    walk(schema())
     return found
 
 
@@ -58,7 +58,7 @@ def test_examples_carry_the_modeline_and_a_header(path: Path) -> None:
         lines[0]
         == f"# yaml-language-server: $schema={(relative / 'schemas' / 'reconcile.schema.json').as_posix()}"
     )
-    assert (path.parent / lines[0].split("=", 1)[1]).resolve() == SCHEMA_PATH
+    assert (path.parent / lines[0].split("=", 1)[1]).resolve() == REPO / "schemas" / "reconcile.schema.json"
     header = [line for line in lines[1:] if line.startswith("#")]
     assert len(" ".join(header)) > 60
 

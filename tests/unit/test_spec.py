@@ -254,10 +254,10 @@ def test_inspect_paths_reports_rule_counts_per_file(tmp_path: Path) -> None:
 
 def test_missing_schema_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Without the schema file, loading says where it looked and how to fix it."""
-    monkeypatch.setattr(spec_validation, "SCHEMA_PATH", tmp_path / "missing.json")
+    monkeypatch.setattr(spec_validation, "SCHEMA_FILE", "missing.json")
     spec_validation.validator.cache_clear()
     try:
-        with pytest.raises(ReconcileError, match="reinstall reconcile"):
+        with pytest.raises(ReconcileError, match=r"missing\.json in the package reconcile\.schemas.*install"):
             load_spec([write(tmp_path / "s.yaml", "version: 1\n")])
     finally:
         spec_validation.validator.cache_clear()
@@ -306,6 +306,20 @@ def test_hostile_input_is_an_issue_never_an_exception(tmp_path: Path, name: str)
     assert found, "expected an issue"
     assert (found[0].file, found[0].line, found[0].column) == (str(path), line, column), found
     assert message in found[0].message
+    with pytest.raises(SpecError):
+        load_spec([path])
+
+
+@pytest.mark.parametrize("opener", [b"[", b"{", b"- "])
+def test_hostile_nesting_far_past_any_parser_limit_is_one_issue(tmp_path: Path, opener: bytes) -> None:
+    """100,000 levels: whichever layer refuses first (ours at MAX_DEPTH, or the YAML parser's own
+    limit, which differs between PyYAML releases), the result is one issue on that file's first line,
+    never a RecursionError or a traceback, and load_spec refuses the spec."""
+    closer = {b"[": b"]", b"{": b"}", b"- ": b""}[opener]
+    path = write(tmp_path / "s.yaml", opener * 100_000 + closer * 100_000 + b"\n")
+    found = validate_paths([path])
+    assert [(issue.file, issue.line) for issue in found] == [(str(path), 1)], found
+    assert 1 <= found[0].column <= 2 * 100_000, found
     with pytest.raises(SpecError):
         load_spec([path])
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from reconcile.spec import SCHEMA_PATH, validate_paths
+from reconcile.spec import schema as spec_schema
+from reconcile.spec import validate_paths
 
 HEAD = "version: 1\nrules:\n  - name: r\n    match: {all: true}\n"
 """Four lines; a rule snippet appended with 4-space indent starts on line 5, column 5."""
@@ -406,7 +406,7 @@ def test_schema_invalid_documents_report_exact_positions(tmp_path: Path, name: s
 
 def test_schema_is_valid_draft_2020_12_with_help_on_every_property() -> None:
     """The schema is a valid 2020-12 schema; every property has a title and a description."""
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = spec_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
