@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.install.conftest import CONSTRAINTS, outside_env
+from tests.install.conftest import offline_pip, outside_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -23,12 +23,13 @@ def _git(cwd: Path, env: dict[str, str], *argv: str) -> None:
     subprocess.run(["git", *argv], cwd=cwd, env=env, check=True, capture_output=True, timeout=60)
 
 
-def test_pre_commit_try_repo_validates_the_examples(tmp_path: Path) -> None:
+def test_pre_commit_try_repo_validates_the_examples(tmp_path: Path, wheelhouse: Path) -> None:
+    """The hook installs this repository (pip install ., the pinned versions, from the wheelhouse) and
+    passes a valid spec; a typo fails with its file and line."""
     home = tmp_path / "home"
     home.mkdir()
-    env = outside_env(home, [BIN])
+    env = offline_pip(outside_env(home, [BIN]), wheelhouse)
     env["PRE_COMMIT_HOME"] = str(tmp_path / "pre-commit-cache")  # a fresh hook environment, built now
-    env["PIP_CONSTRAINT"] = str(CONSTRAINTS)  # the hook's environment installs the pinned versions
     for key, value in {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}.items():
         env[key] = value
@@ -38,9 +39,9 @@ def test_pre_commit_try_repo_validates_the_examples(tmp_path: Path) -> None:
     _git(user, env, "add", ".")
 
     def try_repo() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(BIN / "pre-commit"), "try-repo", str(REPO), "reconcile-validate", "--all-files",
-                               "--color", "never"],
-                              cwd=user, env=env, capture_output=True, text=True, timeout=600)
+        argv = [str(BIN / "pre-commit"), "try-repo", str(REPO), "reconcile-validate", "--all-files",
+                "--color", "never"]
+        return subprocess.run(argv, cwd=user, env=env, capture_output=True, text=True, timeout=600)
 
     ok = try_repo()
     assert ok.returncode == 0, ok.stdout + ok.stderr
