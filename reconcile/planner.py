@@ -39,8 +39,9 @@ from reconcile.models import (
     Spec,
 )
 
-LIVE_STATES = ("running", "pending")
-"""States whose live process rewrites config and summary when it finishes (wandb/wandb#4377)."""
+LIVE_STATES = ("running", "pending", "preempting")
+"""States whose live process rewrites config and summary when it finishes (wandb/wandb#4377); a
+preempting run's process is still alive and resumes later."""
 
 _KIND_ORDER = {kind: i for i, kind in enumerate(ChangeKind)}
 _OP_ORDER = {op: i for i, op in enumerate(ChangeOp)}

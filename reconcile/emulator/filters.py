@@ -61,7 +61,7 @@ _COLUMNS: dict[str, _Field] = {
     "tags": _Field("tags", "r.tags"),
 }
 
-_SUMMARY_PREFIXES = ("summary_metrics.", "summaryMetrics.", "summary.")
+_SUMMARY_PREFIXES = ("summary_metrics.", "summaryMetrics.")
 
 
 def _json_path(segments: list[str], original: str) -> str:
@@ -86,6 +86,11 @@ def _field(key: str) -> _Field:
     for prefix in _SUMMARY_PREFIXES:
         if key.startswith(prefix):
             return _Field("json", "r.summary", _json_path(key[len(prefix) :].split("."), key))
+    if key.startswith("summary."):
+        # W&B names the summary `summary_metrics` in filters and order; `summary.X` is an error there.
+        raise FilterError(
+            f"unsupported filter key {key!r}: W&B filters the summary as summary_metrics.{key[8:]}"
+        )
     raise FilterError(
         f"unsupported filter key {key!r}: the emulator knows {sorted(_COLUMNS)}, config.<key> and "
         "summary_metrics.<key>"
@@ -106,6 +111,12 @@ def normalize_time(value: str, key: str) -> str:
 def _operand(field: _Field, key: str, value: Any) -> Any:
     if field.is_time and isinstance(value, str):
         return normalize_time(value, key)
+    if field.is_time and value is not None:
+        # A number against a stored time would compare as SQL text-vs-integer and match every run.
+        raise FilterError(
+            f"filter on {key!r}: {value!r} is not a time; "
+            'give an ISO-8601 string such as "2026-01-02T00:00:00"'
+        )
     return value
 
 
@@ -124,7 +135,8 @@ def _eq(field: _Field, key: str, value: Any) -> SqlFragment:
         if isinstance(value, str):
             return "EXISTS (SELECT 1 FROM json_each(r.tags) WHERE value = ?)", [value]
         if isinstance(value, list):
-            return "r.tags = ?", [_compact(value)]
+            # json() minifies the stored list, so spacing never decides the match (issue 15).
+            return "json(r.tags) = ?", [_compact(value)]
         raise FilterError(f"filter on 'tags': operand {value!r} must be a string or a list of strings")
     if field.kind == "column":
         if value is None:

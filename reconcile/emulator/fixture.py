@@ -17,7 +17,8 @@ import yaml
 
 from reconcile.errors import ReconcileError
 
-RUN_STATES = ("running", "finished", "crashed", "failed", "killed", "pending")
+RUN_STATES = ("running", "finished", "crashed", "failed", "killed", "pending", "preempting", "preempted")
+"""W&B's run states (the client's ``Run.state`` docstring lists preempting and preempted too)."""
 _RUN_KEYS = {
     "entity",
     "project",

@@ -144,6 +144,10 @@ FILTER_CASES: list[tuple[dict[str, Any], set[str]]] = [
     ({"tags": {"$in": ["c", "b"]}}, {"f1", "f2", "f4"}),
     ({"tags": {"$nin": ["a", "b"]}}, {"f3", "f4"}),
     ({"group": None}, {"f4"}),
+    # a list is an exact array match, whatever the stored JSON's spacing (issue 15)
+    ({"tags": ["a", "b"]}, {"f1"}),
+    ({"tags": ["b", "a"]}, set()),
+    ({"tags": []}, {"f3"}),
     ({}, {"f1", "f2", "f3", "f4", "f5"}),
 ]
 
@@ -161,7 +165,14 @@ def test_runs_filter_operator_selects_the_right_runs(
 
 @pytest.mark.parametrize(
     "filters",
-    [{"bogus": 1}, {"state": {"$near": 1}}, {"$where": "1"}, {"config.opt": {"name": "sgd"}}, {"$and": []}],
+    [
+        {"bogus": 1},
+        {"state": {"$near": 1}},
+        {"$where": "1"},
+        {"config.opt": {"name": "sgd"}},
+        {"$and": []},
+        {"summary.val_acc": 0.9},
+    ],
 )
 def test_runs_unknown_filter_is_an_error_not_a_wrong_answer(api: Any, filters: dict[str, Any]) -> None:
     """A filter the emulator does not understand fails the listing with a GraphQL error."""
@@ -186,6 +197,13 @@ def test_runs_order_sorts_across_pages(api: Any, order: str, expected: list[str]
     """order ascending/descending on time, config and summary keys, stable over 2-run pages."""
     api.flush()
     assert names(api.runs("acme/filters", order=order, per_page=2)) == expected
+
+
+def test_runs_numeric_created_at_is_an_error_not_every_run(api: Any) -> None:
+    """{"createdAt": {"$gt": 1700000000}} used to match every run; it is refused, saying what to give."""
+    api.flush()
+    with pytest.raises(Exception, match="is not a time"):
+        list(api.runs("acme/filters", filters={"createdAt": {"$gt": 1700000000}}))
 
 
 def test_unknown_project_raises_value_error(api: Any) -> None:

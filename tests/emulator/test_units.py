@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,49 @@ def test_store_seed_resets_and_files_stream_deterministically(tmp_path: Path) ->
     assert second is not None
     assert b"".join(second[1]) == data
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        # a number against a stored time compared as SQL text-vs-integer and matched every run
+        ('{"createdAt": {"$gt": 1700000000}}', "is not a time"),
+        ('{"created_at": 1700000000}', "is not a time"),
+        ('{"heartbeatAt": {"$lte": 1.5}}', "is not a time"),
+        # W&B's key for the summary is summary_metrics.*; summary.* is an error there
+        ('{"summary.epoch": 90}', "summary_metrics.epoch"),
+    ],
+)
+def test_filter_mistakes_that_matched_silently_are_errors(bad: str, says: str) -> None:
+    """A numeric time operand and a summary.* key are refused with a message saying what to write."""
+    with pytest.raises(FilterError, match=re.escape(says)):
+        compile_filter(bad)
+
+
+def test_order_by_summary_key_needs_summary_metrics() -> None:
+    """order=summary.X is refused like the filter key; summary_metrics.X sorts."""
+    with pytest.raises(FilterError):
+        compile_order("-summary.acc")
+    assert compile_order("-summary_metrics.acc").descending
+
+
+def test_preempting_and_preempted_are_run_states(tmp_path: Path) -> None:
+    """The fixture accepts the client's two extra states and a state filter finds them."""
+    store = Store(tmp_path / "s.sqlite", reset=True)
+    try:
+        store.seed(
+            parse_fixture(
+                {
+                    "runs": [
+                        {"entity": "e", "project": "p", "id": "a", "state": "preempting"},
+                        {"entity": "e", "project": "p", "id": "b", "state": "preempted"},
+                        {"entity": "e", "project": "p", "id": "c", "state": "finished"},
+                    ]
+                }
+            )
+        )
+        project = store.project("e", "p")
+        assert project is not None
+        assert store.count_runs(project["id"], '{"state": {"$in": ["preempting", "preempted"]}}') == 2
+    finally:
+        store.close()

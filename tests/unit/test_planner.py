@@ -391,7 +391,7 @@ def test_plan_idempotent_when_run_already_matches() -> None:
     assert p.runs_read == 1
 
 
-@pytest.mark.parametrize("state", ["running", "pending"])
+@pytest.mark.parametrize("state", ["running", "pending", "preempting"])
 def test_plan_skips_live_runs_unless_named(state: str) -> None:
     """Running/pending runs are skipped and counted unless the rule names that state."""
     live = run(state=state)

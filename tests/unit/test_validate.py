@@ -99,3 +99,14 @@ def test_validate_color_marks_valid_in_green(tmp_path: Path, capsys: pytest.Capt
     assert captured.err.startswith(f"\x1b[31m{bad}:1:10: version: unsupported spec version 9")
     assert validate.run([good], color=False) == 0
     assert capsys.readouterr().out == f"{good}: valid (1 rule)\n"
+
+
+def test_validate_accepts_preempting_and_preempted_states(tmp_path: Path) -> None:
+    """The client's Run.state lists preempting and preempted; a rule may match them."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "version: 1\ntarget: {entity: e, project: p}\nrules:\n"
+        "  - name: requeue\n    match: {state: [preempting, preempted]}\n    add_tags: [preempted]\n"
+    )
+    result = CliRunner().invoke(main, ["validate", str(spec)])
+    assert result.exit_code == 0, result.output
