@@ -25,7 +25,7 @@ from graphql import (
     validate,
 )
 
-from reconcile.emulator import history
+from reconcile.emulator import history, sweeps
 from reconcile.emulator.filters import FilterError
 from reconcile.emulator.nodes import Context, Info, Resolvers, json_arg, page_info, project_node, run_node
 from reconcile.emulator.store import Store, StoreError, file_id, run_storage_id
@@ -41,7 +41,11 @@ def operation_name(query: str) -> str:
 
 # ---- Query ----------------------------------------------------------------------------------------
 def _viewer(_: Any, info: Info) -> dict[str, Any]:
-    viewer = info.context.store.viewer()
+    return _user(info.context.store)
+
+
+def _user(store: Store) -> dict[str, Any]:
+    viewer = store.viewer()
     return {
         "id": "VXNlcjox",
         "name": viewer["username"],
@@ -263,6 +267,37 @@ def _wandb_config(run: dict[str, Any], _: Info, keys: list[str] | None = None) -
     return json.dumps({k: v for k, v in value.items() if keys is None or k in keys})
 
 
+# ---- projects and run deletion ---------------------------------------------------------------------
+def _models(
+    _: Any, info: Info, entityName: str | None = None, after: str | None = None, first: int | None = None
+) -> dict[str, Any]:
+    """``models(entityName, after, first)``: api.projects(entity), oldest project first."""
+    store = info.context.store
+    try:
+        page, has_next = store.list_projects(entityName or store.viewer()["entity"], after=after, first=first)
+    except StoreError as exc:
+        raise GraphQLError(str(exc)) from exc
+    edges = [{"node": project_node(row), "cursor": cursor} for row, cursor in page]
+    return {"edges": edges, "pageInfo": page_info(edges, has_next)}  # the client pages by endCursor
+
+
+def _project_created_at(project: dict[str, Any], info: Info) -> str:
+    rows = info.context.store.read(
+        "SELECT COALESCE(p.created_at, (SELECT MIN(created_at) FROM runs WHERE project_id = p.id)) AS t "
+        "FROM projects p WHERE p.id = ?",
+        (project["_pk"],),
+    )
+    return str(rows[0]["t"] or "2026-01-01T00:00:00") if rows else "2026-01-01T00:00:00"
+
+
+def _delete_run(_: Any, info: Info, input: dict[str, Any]) -> dict[str, Any]:
+    try:
+        info.context.store.delete_run(input["id"])
+    except StoreError as exc:
+        raise GraphQLError(str(exc)) from exc
+    return {"clientMutationId": None}
+
+
 def schema_sdl() -> str:
     """The emulator's whole schema: ``schema.graphql`` then each feature module's ``*.graphql``."""
     package = resources.files("reconcile.emulator")
@@ -295,7 +330,13 @@ def build_executable_schema() -> GraphQLSchema:
         ("Project", "entity"): _project_entity,
         ("Run", "project"): _run_project,
         ("Run", "wandbConfig"): _wandb_config,
+        ("Query", "models"): _models,
+        ("Project", "createdAt"): _project_created_at,
+        ("Project", "isBenchmark"): lambda *_: False,
+        ("Project", "user"): lambda _, info: _user(info.context.store),
+        ("Mutation", "deleteRun"): _delete_run,
         **history.RESOLVERS,
+        **sweeps.RESOLVERS,
     }
     for (type_name, field_name), resolver in attach.items():
         schema.get_type(type_name).fields[field_name].resolve = resolver  # type: ignore[union-attr]

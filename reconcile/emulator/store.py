@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS projects (
     id INTEGER PRIMARY KEY,
     entity TEXT NOT NULL,
     name TEXT NOT NULL,
+    created_at TEXT,
     UNIQUE (entity, name)
 );
 CREATE TABLE IF NOT EXISTS runs (
@@ -100,6 +101,7 @@ CREATE TABLE IF NOT EXISTS sweeps (
     description TEXT,
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
+    scheduled INTEGER NOT NULL DEFAULT 0,
     UNIQUE (name)
 );
 CREATE TABLE IF NOT EXISTS sweep_agents (
@@ -127,9 +129,10 @@ class StoreError(ValueError):
     """A request names something the store cannot act on (bad id, unknown run); becomes a GraphQL error."""
 
 
-def utc_now() -> str:
-    """The current time in the stored zone-less UTC ISO form."""
-    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+def utc_now(*, precise: bool = False) -> str:
+    """The current time in the stored zone-less UTC ISO form (``precise``: with microseconds)."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return now.isoformat(timespec="microseconds" if precise else "seconds")
 
 
 def run_storage_id(entity: str, project: str, name: str) -> str:
@@ -155,6 +158,18 @@ def _decode_file_id(value: str) -> int:
         return int(number)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise StoreError(f"invalid file id {value!r}") from exc
+
+
+def _decode_run_id(storage_id: str) -> tuple[str, str, str]:
+    """``(entity, project, name)`` of a run storage id (base64 ``Run:v1:<name>:<project>:<entity>``)."""
+    try:
+        kind, version, rest = base64.b64decode(storage_id, validate=True).decode().split(":", 2)
+        name, project, entity = rest.rsplit(":", 2)
+        if (kind, version) != ("Run", "v1"):
+            raise ValueError(kind)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise StoreError(f"invalid run id {storage_id!r}") from exc
+    return entity, project, name
 
 
 def _encode_cursor(key: Any, pk: int) -> str:
@@ -483,13 +498,7 @@ class Store:
         Returns the run row after the write and whether the run was created.
         """
         if storage_id:
-            try:
-                kind, version, rest = base64.b64decode(storage_id, validate=True).decode().split(":", 2)
-                name, project, entity = rest.rsplit(":", 2)
-                if (kind, version) != ("Run", "v1"):
-                    raise ValueError(kind)
-            except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-                raise StoreError(f"invalid run id {storage_id!r}") from exc
+            entity, project, name = _decode_run_id(storage_id)
         if not (entity and project and name):
             raise StoreError("upsertBucket needs id, or name with entityName and modelName")
         with self._transaction() as c:
@@ -509,7 +518,10 @@ class Store:
                     raise StoreError(f"run {entity}/{project}/{name} not found")
                 # Api.create_run's path: create the project and run on demand.
                 if proj is None:
-                    c.execute("INSERT INTO projects (entity, name) VALUES (?, ?)", (entity, project))
+                    c.execute(
+                        "INSERT INTO projects (entity, name, created_at) VALUES (?, ?, ?)",
+                        (entity, project, utc_now()),
+                    )
                     proj = c.execute(
                         "SELECT id FROM projects WHERE entity = ? AND name = ?", (entity, project)
                     ).fetchone()
@@ -567,6 +579,42 @@ class Store:
             result = c.execute(f"{self._RUN_SELECT} WHERE r.pk = ?", (row["pk"],)).fetchone()
         return result, inserted
 
+    def ensure_project(self, entity: str, project: str) -> int:
+        """The project's id, creating the project first when it does not exist."""
+        with self._transaction() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO projects (entity, name, created_at) VALUES (?, ?, ?)",
+                (entity, project, utc_now()),
+            )
+            row = c.execute(
+                "SELECT id FROM projects WHERE entity = ? AND name = ?", (entity, project)
+            ).fetchone()
+        return int(row["id"])
+
+    def list_projects(
+        self, entity: str, *, after: str | None, first: int | None
+    ) -> tuple[list[tuple[sqlite3.Row, str]], bool]:
+        """One page of an entity's projects (oldest first) with their cursors, and whether more follow."""
+        pk = _decode_cursor(after)[1] if after else 0
+        limit = min(MAX_PAGE_SIZE, 50 if first is None else max(first, 0))
+        rows = self._query(
+            "SELECT p.id, p.entity, p.name, COALESCE(p.created_at, (SELECT MIN(created_at) FROM runs "
+            "WHERE project_id = p.id)) AS created_at FROM projects p WHERE p.entity = ? AND p.id > ? "
+            "ORDER BY p.id LIMIT ?",
+            (entity, pk, limit + 1),
+        )
+        return [(row, _encode_cursor(None, row["id"])) for row in rows[:limit]], len(rows) > limit
+
+    def delete_run(self, storage_id: str) -> None:
+        """``deleteRun``: the run, its files and streamed lines are gone (an unknown id is an error)."""
+        entity, project, name = _decode_run_id(storage_id)
+        with self._transaction() as c:
+            row = locate_run(c, entity, project, name)
+            for table in ("run_lines", "files"):
+                c.execute(f"DELETE FROM {table} WHERE run_pk = ?", (row["pk"],))
+            c.execute("DELETE FROM runs WHERE pk = ?", (row["pk"],))
+            self._log("deleteRun", f"{entity}/{project}/{name}", {})
+
     def delete_files(self, ids: Sequence[str], project_id: int | None) -> int:
         """Delete every listed file at once; unknown (already deleted) ids are a no-op. Returns the count.
 
@@ -614,7 +662,8 @@ class Store:
                 "ON CONFLICT (run_pk, name) DO UPDATE SET size = excluded.size, "
                 "updated_at = excluded.updated_at, "
                 "md5 = excluded.md5, content = excluded.content",
-                (row["pk"], name, len(data), utc_now(), _md5_b64(data), data),
+                # microseconds: files a run saves within one second keep their upload order
+                (row["pk"], name, len(data), utc_now(precise=True), _md5_b64(data), data),
             )
             self._log("upload", f"{entity}/{project}/{run}", {"file": name, "size": len(data)})
 

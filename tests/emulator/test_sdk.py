@@ -187,9 +187,11 @@ def test_offline_run_pushed_with_wandb_sync(emu: EmulatorHandle, sdk: Path) -> N
     assert any("output" in m["fields"] for m in lines)
 
 
-def _file_stream(emu: EmulatorHandle, run: str, body: dict[str, Any]) -> dict[str, Any]:
+def _file_stream(
+    emu: EmulatorHandle, run: str, body: dict[str, Any], project: str = PROJECT
+) -> dict[str, Any]:
     request = urllib.request.Request(
-        f"{emu.url}/files/{ENTITY}/{PROJECT}/{run}/file_stream",
+        f"{emu.url}/files/{ENTITY}/{project}/{run}/file_stream",
         data=json.dumps(body).encode(),
         method="POST",
         headers={"Content-Type": "application/json"},
@@ -228,3 +230,59 @@ def test_create_run_then_streams_stopping_without_complete_crash(emu: EmulatorHa
         assert api.run(f"{ENTITY}/{PROJECT}/lost-2").state == "preempted"
     finally:
         emu.set_faults(crash_after=300)
+
+
+def test_sweep_agent_runs_five_trials_and_best_run_is_the_best(
+    emu: EmulatorHandle, sdk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wandb.sweep, wandb.agent(function) calling wandb.init: 5 grid runs; best_run() follows the metric."""
+    from wandb.agents.pyagent import Agent
+
+    monkeypatch.setattr(Agent, "HEARTBEAT_SLEEP_SECONDS", 0.2)  # only the wait between heartbeats
+    config = {
+        "method": "grid",
+        "metric": {"name": "acc", "goal": "maximize"},
+        "parameters": {"lr": {"values": [0.1, 0.2, 0.3, 0.4, 0.5]}, "layers": {"value": 2}},
+    }
+    sweep_id = wandb.sweep(config, entity=ENTITY, project=PROJECT)
+
+    def trial() -> None:
+        run = wandb.init()
+        lr = run.config["lr"]
+        run.log({"acc": 1 - (lr - 0.3) ** 2 + lr / 100})
+        run.finish()
+
+    wandb.agent(sweep_id, function=trial, entity=ENTITY, project=PROJECT, count=5)
+
+    api = _api(emu)
+    sweep = api.sweep(f"{ENTITY}/{PROJECT}/{sweep_id}")
+    assert sweep.config["method"] == "grid" and sweep.state == "RUNNING"
+    runs = list(sweep.runs)
+    assert len(runs) == 5 and all(r.sweep_name == sweep_id and r.state == "finished" for r in runs)
+    assert sorted(r.config["lr"] for r in runs) == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert all(r.config["layers"] == 2 for r in runs)
+    assert sweep.best_run().config["lr"] == 0.3
+    assert sweep.best_run(order="+acc").config["lr"] == 0.1
+    assert sweep.best_run(order="-summary_metrics.acc").config["lr"] == 0.3
+
+
+def test_projects_and_run_delete(emu: EmulatorHandle, sdk: Path) -> None:
+    """api.projects lists the entity's projects; run.delete() removes the run, its files and history."""
+    api = _api(emu)
+    api.create_run(run_id="doomed", project="scratch", entity=ENTITY)
+    api.create_run(run_id="keeper", project=PROJECT, entity=ENTITY)
+    _file_stream(
+        emu,
+        "doomed",
+        {"files": {"wandb-history.jsonl": {"offset": 0, "content": ['{"_step": 0}']}}},
+        project="scratch",
+    )
+    assert {p.name for p in api.projects(ENTITY)} >= {PROJECT, "scratch"}
+    assert all(p.entity == ENTITY for p in api.projects(ENTITY))
+    doomed = api.run(f"{ENTITY}/scratch/doomed")
+    doomed.delete()
+    api.flush()
+    with pytest.raises(wandb.errors.CommError):
+        api.run(f"{ENTITY}/scratch/doomed")
+    assert [r.id for r in api.runs(f"{ENTITY}/scratch")] == []
+    assert emu.mutations()[-1]["operation"] == "deleteRun"
