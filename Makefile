@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
-## demo: start the emulator seeded from examples/demo, plan -> apply -> plan, stop it
+## demo: start the emulator, train the demo's runs with the real SDK (examples/demo/train.py), plan -> apply -> plan, stop it
 demo: $(STAMP)
 	$(BIN)/python examples/demo/run_demo.py
 

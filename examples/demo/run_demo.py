@@ -1,8 +1,10 @@
-"""``make demo``: start the emulator seeded with the demo fixture, then plan -> apply -> plan.
+"""``make demo``: start an empty emulator, train the demo's runs with the real SDK, then plan -> apply -> plan.
 
-Everything runs on 127.0.0.1 with the real wandb client underneath; the emulator is
-stopped at the end whatever happens. Outputs (plan, journal, undo plan, backups) go to
-``demo-out/``.
+``train.py`` (numpy, seconds) makes the runs the way users do: ``wandb.init``, a metric per step,
+checkpoints and images through ``wandb.save``, ``finish``. Everything runs on 127.0.0.1 with the
+real wandb client underneath; the emulator is stopped at the end whatever happens. Outputs (plan,
+journal, undo plan, backups) go to ``demo-out/``. ``fixture.yaml`` (seeded runs) stays for the
+README's examples, the tests and, through ``make_fixture.py``-style generation, the benchmarks.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def main() -> int:
     OUT.mkdir()
     emulator = subprocess.Popen(
         [sys.executable, "-m", "reconcile", "emulator", "--port", "0", "--db", str(OUT / "demo.sqlite"),
-         "--seed", str(HERE / "fixture.yaml")],
+         "--seed", str(HERE / "viewer.yaml")],
         stdout=subprocess.PIPE, text=True,
     )
     try:
@@ -49,10 +51,13 @@ def main() -> int:
         if not line.startswith("serving "):
             raise SystemExit(f"demo: the emulator did not start ({line!r})")
         url = line.split(" ", 1)[1]
-        print(f"Emulator seeded with {HERE.relative_to(REPO)}/fixture.yaml, {line}")
+        print(f"Emulator started without runs, {line}")
         env = {**os.environ, "WANDB_BASE_URL": url, "WANDB_API_KEY": DEMO_KEY, "WANDB_SILENT": "true",
                "WANDB_DIR": str(OUT / "wandb"), "WANDB_CONFIG_DIR": str(OUT / "wandb-config"),
                "WANDB_CACHE_DIR": str(OUT / "wandb-cache"), "WANDB_ERROR_REPORTING": "false"}
+        print(f"\n\033[1m$ python {shown(HERE / 'train.py')}\033[0m  # make the runs with the real SDK", flush=True)
+        if subprocess.call([sys.executable, str(HERE / "train.py")], env=env) != 0:
+            raise SystemExit("demo: the training script failed")
         spec = shown(SPEC)
         plan = shown(OUT / "plan.json")
         os.chdir(REPO)
