@@ -230,6 +230,16 @@ def deep_merge(stored: dict[str, Any], sent: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _ensure_project(conn: sqlite3.Connection, entity: str, project: str) -> int:
+    """The project's id inside a transaction, creating the project when it does not exist."""
+    conn.execute(
+        "INSERT OR IGNORE INTO projects (entity, name, created_at) VALUES (?, ?, ?)",
+        (entity, project, utc_now()),
+    )
+    row = conn.execute("SELECT id FROM projects WHERE entity = ? AND name = ?", (entity, project)).fetchone()
+    return int(row["id"])
+
+
 def locate_run(conn: sqlite3.Connection, entity: str, project: str, run: str) -> sqlite3.Row:
     """The run's ``pk`` and ``state`` inside a transaction; StoreError when there is no such run."""
     row = conn.execute(
@@ -516,15 +526,7 @@ class Store:
             if row is None:
                 if storage_id:
                     raise StoreError(f"run {entity}/{project}/{name} not found")
-                # Api.create_run's path: create the project and run on demand.
-                if proj is None:
-                    c.execute(
-                        "INSERT INTO projects (entity, name, created_at) VALUES (?, ?, ?)",
-                        (entity, project, utc_now()),
-                    )
-                    proj = c.execute(
-                        "SELECT id FROM projects WHERE entity = ? AND name = ?", (entity, project)
-                    ).fetchone()
+                project_id = _ensure_project(c, entity, project)
                 # wandb.init's create form and Api.create_run: the project and run come into being
                 # on demand, running unless the input says otherwise (create_run sends "pending").
                 now = utc_now()
@@ -533,7 +535,7 @@ class Store:
                     "config, summary, tags, username, system_metrics, history_line_count) "
                     "VALUES (?, ?, ?, ?, ?, ?, '{}', '{}', '[]', ?, '{}', 0)",
                     (
-                        proj["id"],
+                        project_id,
                         name,
                         fields.get("state") or "running",
                         now,
@@ -543,7 +545,7 @@ class Store:
                     ),
                 )
                 row = c.execute(
-                    "SELECT * FROM runs WHERE project_id = ? AND name = ?", (proj["id"], name)
+                    "SELECT * FROM runs WHERE project_id = ? AND name = ?", (project_id, name)
                 ).fetchone()
                 inserted = True
             updates: dict[str, Any] = {}
@@ -582,14 +584,7 @@ class Store:
     def ensure_project(self, entity: str, project: str) -> int:
         """The project's id, creating the project first when it does not exist."""
         with self._transaction() as c:
-            c.execute(
-                "INSERT OR IGNORE INTO projects (entity, name, created_at) VALUES (?, ?, ?)",
-                (entity, project, utc_now()),
-            )
-            row = c.execute(
-                "SELECT id FROM projects WHERE entity = ? AND name = ?", (entity, project)
-            ).fetchone()
-        return int(row["id"])
+            return _ensure_project(c, entity, project)
 
     def list_projects(
         self, entity: str, *, after: str | None, first: int | None
