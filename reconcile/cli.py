@@ -119,9 +119,11 @@ def validate(specs: tuple[Path, ...]) -> None:
               help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
 @click.option("--target", "targets", multiple=True, metavar="ENTITY/PROJECT/RUN_ID",
               help="Plan only these runs (repeatable).")
+@click.option("--show-kept", is_flag=True,
+              help="Also list each retention candidate that survives, and why (JSON always has it).")
 @common_options
 def plan(files: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
-         targets: tuple[str, ...]) -> None:
+         targets: tuple[str, ...], show_kept: bool) -> None:
     """Read live runs, compare them with the spec and print what would change.
 
     \b
@@ -129,13 +131,14 @@ def plan(files: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode:
       reconcile plan -f reconcile.yaml
       reconcile plan -f specs/ -o plan.json --format markdown > plan.md
       reconcile plan -f reconcile.yaml --detailed-exitcode   # 2 = drift
+      reconcile plan -f reconcile.yaml --show-kept           # what retention keeps, and why
     """
     from reconcile.commands import plan as command
 
     opts = _options()
     _exit(handle_errors(lambda: command.run(
         list(files), out=out, fmt=fmt, detailed_exitcode=detailed_exitcode, targets=list(targets),
-        color=opts["color"], parallelism=opts["parallelism"])))
+        color=opts["color"], parallelism=opts["parallelism"], show_kept=show_kept)))
 
 
 @main.command()
@@ -182,17 +185,20 @@ def apply(plan_file: Path | None, files: tuple[Path, ...], auto_approve: bool, j
 @main.command()
 @click.argument("plan_file", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--show-kept", is_flag=True, help="Also list each retention candidate that survives, and why.")
 @common_options
-def show(plan_file: Path, fmt: str) -> None:
+def show(plan_file: Path, fmt: str, show_kept: bool) -> None:
     """Render a saved plan.
 
     \b
-    Example:
+    Examples:
       reconcile show plan.json --format markdown >> "$GITHUB_STEP_SUMMARY"
+      reconcile show plan.json --show-kept
     """
     from reconcile.commands import show as command
 
-    _exit(handle_errors(lambda: command.run(plan_file, fmt=fmt, color=_options()["color"])))
+    _exit(handle_errors(lambda: command.run(plan_file, fmt=fmt, color=_options()["color"],
+                                            show_kept=show_kept)))
 
 
 @main.command()

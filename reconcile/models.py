@@ -44,6 +44,13 @@ class ConfigWrites(enum.Enum):
     REPLACE = "replace"
 
 
+class OrderBy(enum.Enum):
+    """What "newest" means for ``keep_last`` and within a calendar period."""
+
+    UPDATED_AT = "updated_at"  # last update time (an undo's re-upload makes a file new again)
+    NAME = "name"  # natural sort of the name: step-900 < step-1000
+
+
 class Goal(enum.Enum):
     """Direction of ``unless_top`` ranking."""
 
@@ -145,6 +152,13 @@ class FilesRule:
     unless_top: UnlessTop | None = None
     allow_system_files: bool = False
     allow_delete_all: bool = False  # a delete that would remove every file of every run
+    keep_hourly: int | None = None  # restic's calendar buckets (UTC): the newest candidate of each
+    keep_daily: int | None = None  # of the last N hours/days/ISO weeks/months/years that have one
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+    keep_yearly: int | None = None
+    keep_within: timedelta | None = None  # candidates newer than the newest candidate minus this
+    order_by: OrderBy = OrderBy.UPDATED_AT
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +343,31 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
+class KeepReason:
+    """Why a retention candidate survives: which rule considered it and which selector spared it.
+
+    ``selector`` is the spec's own word (``keep``, ``keep_last``, ``keep_daily``, ``keep_within``,
+    ``unless_top``, ``older_than``, ``larger_than``) or ``system_file``; ``detail`` says which
+    glob, rank, period or duration (``"model-best.*"``, ``1 of 3``, ``2026-05-03``, ``30d``).
+    """
+
+    rule: str
+    selector: str
+    detail: str | None = None
+
+    def __str__(self) -> str:
+        return self.selector if self.detail is None else f"{self.selector} {self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeptFile:
+    """A file that a files rule's ``delete`` globs name but that survives the plan, and why."""
+
+    file: LiveFile
+    reasons: tuple[KeepReason, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RunPlan:
     """Everything planned for one run.
 
@@ -350,6 +389,7 @@ class RunPlan:
     config_writes: ConfigWrites = ConfigWrites.MERGE
     project_internal_id: int | None = None
     errors: tuple[str, ...] = ()
+    kept: tuple[KeptFile, ...] = ()  # retention candidates that survive (display only, never applied)
 
     @property
     def path(self) -> str:
@@ -369,13 +409,14 @@ class RunPlan:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A whole plan: only runs with changes or errors are listed."""
+    """A whole plan: only runs with changes, errors or kept retention candidates are listed."""
 
     spec_digest: str
     created_at: datetime  # timezone-aware UTC; also the reference time for ages
     base_url: str  # the W&B server it was planned against; apply refuses another
     runs: tuple[RunPlan, ...]
     errors: tuple[str, ...] = ()  # plan-wide errors (limits, a rule matching nothing it must)
+    warnings: tuple[str, ...] = ()  # plan-wide warnings (a files rule whose globs match no file)
     skipped_running: int = 0  # runs left alone because they are running/pending
     runs_read: int = 0  # runs read from W&B while planning (display only)
     limits: Limits = field(default_factory=Limits)

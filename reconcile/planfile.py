@@ -32,6 +32,8 @@ from reconcile.models import (
     ChangeKind,
     ChangeOp,
     ConfigWrites,
+    KeepReason,
+    KeptFile,
     Limits,
     LiveFile,
     Plan,
@@ -88,6 +90,12 @@ def change_to_dict(change: Change) -> dict[str, Any]:
     return out
 
 
+def kept_to_dict(kept: KeptFile) -> dict[str, Any]:
+    """A surviving retention candidate: the file's fields and ``reasons`` (rule, selector, detail)."""
+    return {**file_to_dict(kept.file),
+            "reasons": [{"rule": r.rule, "selector": r.selector, "detail": r.detail} for r in kept.reasons]}
+
+
 def run_to_dict(run: RunPlan) -> dict[str, Any]:
     """A ``RunPlan`` as JSON."""
     return {
@@ -100,6 +108,7 @@ def run_to_dict(run: RunPlan) -> dict[str, Any]:
         "fingerprint_fields": [list(f) for f in run.fingerprint_fields],
         "errors": list(run.errors),
         "changes": [change_to_dict(c) for c in run.changes],
+        "kept": [kept_to_dict(k) for k in run.kept],
     }
 
 
@@ -117,6 +126,7 @@ def _header_to_dict(plan: Plan) -> dict[str, Any]:
             "bytes_to_free": plan.bytes_to_free,
         },
         "errors": list(plan.errors),
+        "warnings": list(plan.warnings),
         "skipped_running": plan.skipped_running,
         "runs_read": plan.runs_read,
         "limits": {
@@ -266,6 +276,16 @@ def change_from_dict(data: Any, where: str) -> Change:
     )
 
 
+def kept_from_dict(data: Any, where: str) -> KeptFile:
+    """A ``KeptFile`` from JSON."""
+    reasons = []
+    for i, raw in enumerate(_Fields(data, where).get("reasons", list)):
+        r = _Fields(raw, f"{where}.reasons[{i}]")
+        reasons.append(KeepReason(r.get("rule", str), r.get("selector", str),
+                                  r.get("detail", str, nullable=True, default=None)))
+    return KeptFile(file_from_dict(data, where), tuple(reasons))
+
+
 def run_from_dict(data: Any, where: str) -> RunPlan:
     """A ``RunPlan`` from JSON."""
     f = _Fields(data, where)
@@ -289,6 +309,8 @@ def run_from_dict(data: Any, where: str) -> RunPlan:
         config_writes=f.enum("config_writes", ConfigWrites),
         project_internal_id=f.get("project_internal_id", int, nullable=True),
         errors=f.strings("errors"),
+        kept=tuple(kept_from_dict(k, f"{where}.kept[{i}]")
+                   for i, k in enumerate(f.get("kept", list, default=[]))),
     )
 
 
@@ -308,6 +330,7 @@ def plan_from_dict(data: Any) -> Plan:
         base_url=f.get("base_url", str),
         runs=tuple(run_from_dict(r, f"runs[{i}]") for i, r in enumerate(raw_runs)),
         errors=f.strings("errors"),
+        warnings=f.strings("warnings") if "warnings" in f.data else (),
         skipped_running=f.get("skipped_running", int),
         runs_read=f.get("runs_read", int),
         limits=Limits(

@@ -37,6 +37,7 @@ from reconcile.models import (
     Rule,
     RunPlan,
     Spec,
+    UnlessTop,
 )
 
 LIVE_STATES = ("running", "pending", "preempting")
@@ -443,7 +444,7 @@ class _Pending:
     """A run whose file deletions wait for ``unless_top`` rankings (no LiveRun kept)."""
 
     plan: RunPlan
-    selections: dict[str, list[LiveFile]]  # rule name -> files it selects
+    decisions: dict[str, retention.Decision]  # rule name -> what its files block decides
 
 
 class Planner:
@@ -478,6 +479,8 @@ class Planner:
         self._scores: dict[str, list[tuple[str, float | None]]] = {}
         self._files_selected: dict[str, int] = {}  # rule -> files it selected (delete-all guard)
         self._files_spared: set[str] = set()  # rules that left some file of a matched run alone
+        self._files_runs: dict[str, int] = {}  # rule -> runs whose files it considered
+        self._files_matched: set[str] = set()  # rules whose delete globs matched some file
 
     def matching_rules(self, run: LiveRun) -> tuple[list[Rule], list[Rule]]:
         """The rules that may change ``run``, and every rule that matches it.
@@ -511,7 +514,7 @@ class Planner:
         _plan_tags(work)
         _plan_section(work, ChangeKind.CONFIG)
         _plan_section(work, ChangeKind.SUMMARY)
-        selections = self._select_files(work)
+        decisions = self._select_files(work)
         plan = RunPlan(
             entity=run.entity,
             project=run.project,
@@ -526,14 +529,15 @@ class Planner:
             errors=tuple(work.errors),
         )
         waits = any(
-            r.files is not None and r.files.unless_top is not None and selections.get(r.name) for r in rules
+            r.files is not None and r.files.unless_top is not None and r.name in decisions
+            and decisions[r.name].delete for r in rules
         )
         if waits:
-            self._pending.append(_Pending(plan, selections))
+            self._pending.append(_Pending(plan, decisions))
         else:
-            self._keep(plan, selections)
+            self._keep(plan, decisions)
 
-    def _select_files(self, work: _RunWork) -> dict[str, list[LiveFile]]:
+    def _select_files(self, work: _RunWork) -> dict[str, retention.Decision]:
         file_rules = [r for r in work.rules if r.files is not None]
         if not file_rules:
             return {}
@@ -545,10 +549,14 @@ class Planner:
             self._files_spared.update(r.name for r in file_rules)
             return {}
         keep = [g for r in work.keepers if r.files is not None for g in r.files.keep]
-        selections: dict[str, list[LiveFile]] = {}
+        decisions: dict[str, retention.Decision] = {}
         for rule in file_rules:
             assert rule.files is not None
-            chosen = retention.select(rule.files, run.files, keep=keep, now=self.now)
+            decision = retention.decide(rule.name, rule.files, run.files, keep=keep, now=self.now)
+            chosen = decision.delete
+            self._files_runs[rule.name] = self._files_runs.get(rule.name, 0) + 1
+            if decision.candidates:
+                self._files_matched.add(rule.name)
             if rule.files.unless_top is not None:
                 metric = rule.files.unless_top.metric
                 work.fields.add(("summary", *metric))
@@ -560,15 +568,16 @@ class Planner:
                          if rule.files.allow_system_files or not retention.is_system_file(f.name)]
             if len(chosen) < len(deletable):
                 self._files_spared.add(rule.name)
-            if chosen:
-                selections[rule.name] = chosen
-        return selections
+            if decision.candidates:
+                decisions[rule.name] = decision
+        return decisions
 
-    def _keep(self, plan: RunPlan, selections: Mapping[str, list[LiveFile]]) -> None:
+    def _keep(self, plan: RunPlan, decisions: Mapping[str, retention.Decision]) -> None:
         by_file: dict[str, tuple[LiveFile, list[str]]] = {}
-        for rule_name in sorted(selections, key=self._rule_order.__getitem__):
-            for file in selections[rule_name]:
+        for rule_name in sorted(decisions, key=self._rule_order.__getitem__):
+            for file in decisions[rule_name].delete:
                 by_file.setdefault(file.id, (file, []))[1].append(rule_name)
+        kept = retention.merge_kept(decisions.values(), set(by_file))
         file_changes = [
             Change(
                 ChangeKind.FILE, ChangeOp.DELETE, (file.name,), file, None, tuple(rules), file=file,
@@ -579,24 +588,27 @@ class Planner:
         changes = sorted(
             (*plan.changes, *file_changes), key=lambda c: (_KIND_ORDER[c.kind], c.key, _OP_ORDER[c.op])
         )
-        if changes or plan.errors:
-            self._runs.append(dataclasses.replace(plan, changes=tuple(changes)))
+        if changes or plan.errors or kept:
+            self._runs.append(dataclasses.replace(plan, changes=tuple(changes), kept=kept))
 
     def finish(self) -> Plan:
         """Settle ``unless_top`` rankings, check the delete-all guard and the limits; the Plan."""
         tops: dict[str, frozenset[str]] = {}
+        tops_by_rule: dict[str, UnlessTop] = {}
         for rule in self.spec.rules:
             if rule.files is not None and rule.files.unless_top is not None:
                 top = rule.files.unless_top
+                tops_by_rule[rule.name] = top
                 tops[rule.name] = retention.top_runs(self._scores.get(rule.name, []), top.goal, top.count)
         for pending in self._pending:
-            selections = dict(pending.selections)
-            for rule_name, files in pending.selections.items():
+            decisions = dict(pending.decisions)
+            for rule_name, decision in pending.decisions.items():
                 if pending.plan.run_id in tops.get(rule_name, frozenset()):
-                    del selections[rule_name]
-                    self._files_selected[rule_name] -= len(files)
+                    top = tops_by_rule[rule_name]
+                    decisions[rule_name] = retention.spare_top(rule_name, decision, top)
+                    self._files_selected[rule_name] -= len(decision.delete)
                     self._files_spared.add(rule_name)
-            self._keep(pending.plan, selections)
+            self._keep(pending.plan, decisions)
         self._pending.clear()
 
         errors = list(self._errors)
@@ -613,6 +625,7 @@ class Planner:
         runs = tuple(sorted(self._runs, key=lambda r: r.path))
         errors.extend(self._limit_errors(runs))
         return Plan(
+            warnings=tuple(self._warnings()),
             spec_digest=self.spec.digest,
             created_at=self.now,
             base_url=self.base_url,
@@ -622,6 +635,18 @@ class Planner:
             runs_read=self.runs_read,
             limits=self.spec.limits,
         )
+
+    def _warnings(self) -> list[str]:
+        """A files rule whose delete globs match no file of any run it matches: never a silent no-op."""
+        warnings = []
+        for rule in self.spec.rules:
+            if rule.files is None or rule.name in self._files_matched:
+                continue
+            runs = self._files_runs.get(rule.name, 0)
+            where = f"any of the {runs} runs it matches" if runs else "any run: it matches no run"
+            warnings.append(f"rule {rule.name!r}: files.delete globs {list(rule.files.delete)} match no file "
+                            f"of {where}")
+        return warnings
 
     def _limit_errors(self, runs: tuple[RunPlan, ...]) -> list[str]:
         limits = self.spec.limits

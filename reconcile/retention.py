@@ -1,22 +1,27 @@
-"""File retention: which uploaded files of a run a ``files:`` rule would delete.
+"""File retention: which uploaded files of a run a ``files:`` rule would delete, and why the rest survive.
 
-Storage is what W&B users run out of (wandb/wandb#9749, #10928, #7311). A file is
-deleted by a rule when it matches one of the rule's ``delete`` globs, is not protected
-(a ``keep`` glob of any rule matching the run, or a W&B system file), passes
-``older_than`` and ``larger_than``, and is not among the run's ``keep_last`` newest such
-candidates. ``unless_top`` needs every matched run's metric, so the planner applies it
-at the end with ``top_runs``.
+Storage is what W&B users run out of (wandb/wandb#9749, #10928, #7311). A file is a
+*candidate* of a rule when it matches one of the rule's ``delete`` globs. A candidate
+survives when it is protected (a ``keep`` glob of any rule matching the run, or a W&B
+system file), fails ``older_than`` or ``larger_than``, or is picked by one of the policy
+selectors that rank the remaining candidates: ``keep_last``, the calendar buckets
+``keep_hourly`` ... ``keep_yearly`` and ``keep_within``, with restic's ``forget``
+semantics (``reconcile.policy``). Every survivor carries the reasons it survives (the
+plan's "kept and why"). ``unless_top`` needs every matched run's metric, so the planner
+applies it at the end with ``top_runs``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from wcmatch import glob
 
-from reconcile.models import FilesRule, Goal, KeyPath, LiveFile, LiveRun
+from reconcile import policy
+from reconcile.models import FilesRule, Goal, KeepReason, KeptFile, KeyPath, LiveFile, LiveRun, UnlessTop
 from reconcile.render.common import size_text
 
 SYSTEM_FILES = (
@@ -43,29 +48,93 @@ def is_system_file(name: str) -> bool:
     return glob_matches(name, SYSTEM_FILES)
 
 
+@dataclass(slots=True)
+class Decision:
+    """What one files rule decides for one run: the files it deletes and its candidates that survive."""
+
+    delete: list[LiveFile] = field(default_factory=list)
+    kept: list[KeptFile] = field(default_factory=list)
+
+    @property
+    def candidates(self) -> int:
+        """How many files the rule's ``delete`` globs matched."""
+        return len(self.delete) + len(self.kept)
+
+
+def _protection(rule_name: str, rule: FilesRule, file: LiveFile, keep: Sequence[str],
+                now: datetime) -> list[KeepReason]:
+    """Why a candidate may not be deleted at all, before the policy selectors rank the rest."""
+    reasons = [KeepReason(rule_name, "keep", f'"{pattern}"') for pattern in dict.fromkeys(keep)
+               if glob_matches(file.name, [pattern])]
+    if not rule.allow_system_files and is_system_file(file.name):
+        reasons.append(KeepReason(rule_name, "system_file"))
+    if rule.older_than is not None and not file.updated_at < now - rule.older_than:
+        days = max((now - file.updated_at).days, 0)
+        reasons.append(KeepReason(rule_name, "older_than",
+                                  f"{policy.duration_text(rule.older_than)} not reached ({days} days old)"))
+    if rule.larger_than is not None and not file.size > rule.larger_than:
+        reasons.append(KeepReason(rule_name, "larger_than",
+                                  f"{size_text(rule.larger_than)} not exceeded ({size_text(file.size)})"))
+    return reasons
+
+
+def decide(rule_name: str, rule: FilesRule, files: Iterable[LiveFile], *, keep: Sequence[str],
+           now: datetime) -> Decision:
+    """Which candidates of one run ``rule`` deletes, and why each other one survives (before ``unless_top``).
+
+    ``keep`` holds the keep globs of the other rules that match the run (any rule's keep
+    wins; the rule's own are always added). The policy selectors rank only the candidates
+    left after protection and the ``older_than``/``larger_than`` narrowing, so they can only
+    spare more files.
+    """
+    keep = (*rule.keep, *keep)
+    decision = Decision()
+    ranked: list[LiveFile] = []
+    for file in files:
+        if not glob_matches(file.name, rule.delete):
+            continue
+        protection = _protection(rule_name, rule, file, keep, now)
+        if protection:
+            decision.kept.append(KeptFile(file, tuple(protection)))
+        else:
+            ranked.append(file)
+    chosen = policy.survivors(
+        ranked, policy.of(rule), when=lambda f: f.updated_at, name=lambda f: f.name, now=now
+    )
+    for file, reasons in zip(ranked, chosen, strict=True):
+        if reasons:
+            decision.kept.append(KeptFile(file, tuple(KeepReason(rule_name, s, d) for s, d in reasons)))
+        else:
+            decision.delete.append(file)
+    decision.delete.sort(key=lambda f: f.name)
+    decision.kept.sort(key=lambda k: k.file.name)
+    return decision
+
+
 def select(
     rule: FilesRule, files: Iterable[LiveFile], *, keep: Sequence[str], now: datetime
 ) -> list[LiveFile]:
-    """The files ``rule`` would delete from one run, before ``unless_top``.
+    """The files ``rule`` would delete from one run, before ``unless_top`` (sorted by name)."""
+    return decide("", rule, files, keep=keep, now=now).delete
 
-    ``keep`` holds the keep globs of the other rules that match the run (any rule's keep
-    wins; the rule's own are always added). ``keep_last`` ranks the candidates left after protection and the
-    ``older_than``/``larger_than`` narrowing, so it can only spare more files.
-    """
-    keep = (*rule.keep, *keep)
-    candidates = [
-        f
-        for f in files
-        if glob_matches(f.name, rule.delete)
-        and not glob_matches(f.name, keep)
-        and (rule.allow_system_files or not is_system_file(f.name))
-        and (rule.older_than is None or f.updated_at < now - rule.older_than)
-        and (rule.larger_than is None or f.size > rule.larger_than)
-    ]
-    if rule.keep_last:
-        newest_first = sorted(candidates, key=lambda f: (-f.updated_at.timestamp(), f.name))
-        candidates = newest_first[rule.keep_last:]
-    return sorted(candidates, key=lambda f: f.name)
+
+def spare_top(rule_name: str, decision: Decision, top: UnlessTop) -> Decision:
+    """``decision`` for a run among the rule's top runs: every file it would delete survives instead."""
+    detail = f"top {top.count} by {'.'.join(top.metric)} ({top.goal.value})"
+    reason = KeepReason(rule_name, "unless_top", detail)
+    spared = [KeptFile(file, (reason,)) for file in decision.delete]
+    return Decision(delete=[], kept=sorted([*decision.kept, *spared], key=lambda k: k.file.name))
+
+
+def merge_kept(decisions: Iterable[Decision], deleted: set[str]) -> tuple[KeptFile, ...]:
+    """One entry per surviving candidate of a run (no rule deletes it), with every rule's reasons."""
+    by_id: dict[str, tuple[LiveFile, list[KeepReason]]] = {}
+    for decision in decisions:
+        for kept in decision.kept:
+            if kept.file.id not in deleted:
+                by_id.setdefault(kept.file.id, (kept.file, []))[1].extend(kept.reasons)
+    return tuple(KeptFile(file, tuple(reasons))
+                 for file, reasons in sorted(by_id.values(), key=lambda item: item[0].name))
 
 
 def metric_value(run: LiveRun, metric: KeyPath) -> float | None:

@@ -149,7 +149,7 @@ def _progress_reporter() -> tuple[Callable[[int], None] | None, Callable[[], Non
 
 
 def run(files: list[Path], *, out: Path | None, fmt: str, detailed_exitcode: bool, targets: list[str],
-        color: bool, parallelism: int) -> int:
+        color: bool, parallelism: int, show_kept: bool = False) -> int:
     """Plan, render to stdout, save with ``-o``; return the exit code (0, 1, or 2 with changes)."""
     from reconcile.backend.wandb_api import WandbBackend
 
@@ -161,7 +161,7 @@ def run(files: list[Path], *, out: Path | None, fmt: str, detailed_exitcode: boo
     finally:
         done()
         backend.close()
-    render(plan, sys.stdout, fmt, color=color)
+    render(plan, sys.stdout, fmt, color=color, show_kept=show_kept)
     if plan.has_errors:
         if out is not None:
             click.echo(f"The plan has errors; {out} was not written.", err=True)

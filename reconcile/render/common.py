@@ -11,7 +11,7 @@ from typing import Any
 
 from humanfriendly import format_size
 
-from reconcile.models import Change, ChangeKind, ChangeOp, Plan, RunPlan
+from reconcile.models import Change, ChangeKind, ChangeOp, KeptFile, Plan, RunPlan
 
 ELLIPSIS = "…"
 
@@ -139,3 +139,18 @@ def file_note(change: Change, plan: Plan) -> str:
 def all_errors(plan: Plan) -> list[str]:
     """Every error of the plan, per run (prefixed with the run's path) then plan-wide."""
     return [f"{run.path}: {err}" for run in plan.runs for err in run.errors] + list(plan.errors)
+
+
+def kept_note(kept: KeptFile, plan: Plan) -> str:
+    """``1.2 MiB, 2 days old`` for a surviving retention candidate."""
+    return f"{size_text(kept.file.size)}, {age_text(kept.file.updated_at, plan.created_at)}"
+
+
+def kept_reasons(kept: KeptFile) -> str:
+    """``prune: keep_last 1 of 3; archive: keep "best.*"`` (rule, then why it spared the file)."""
+    return "; ".join(f"{reason.rule}: {reason}" for reason in kept.reasons)
+
+
+def kept_runs(plan: Plan) -> tuple[RunPlan, ...]:
+    """Runs with surviving retention candidates (``--show-kept``)."""
+    return tuple(r for r in plan.runs if r.kept)

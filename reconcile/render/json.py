@@ -8,7 +8,8 @@ from reconcile.models import Plan
 from reconcile.planfile import dump
 
 
-def render(plan: Plan, stream: TextIO, *, color: bool = False) -> None:
-    """Write the plan as the same JSON ``-o`` saves (``color`` is ignored: JSON has none)."""
-    del color
+def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool = False) -> None:
+    """Write the plan as the same JSON ``-o`` saves (``color`` is ignored: JSON has none; the kept
+    candidates are always in it, so ``show_kept`` changes nothing)."""
+    del color, show_kept
     dump(plan, stream)

@@ -17,6 +17,9 @@ from reconcile.models import Change, ChangeKind, ChangeOp, Plan, RunPlan
 from reconcile.render.common import (
     all_errors,
     file_note,
+    kept_note,
+    kept_reasons,
+    kept_runs,
     label,
     run_title,
     skipped_note,
@@ -104,14 +107,34 @@ def _errors_section(plan: Plan) -> list[str]:
     return [*lines, ""]
 
 
-def render(plan: Plan, stream: TextIO, *, color: bool = False) -> None:
-    """Write the plan as GitHub-flavoured markdown of at most 65,536 characters (``color`` is ignored)."""
+def _kept_section(run: RunPlan, plan: Plan) -> str:
+    lines = ["| Kept file | Size, age | Why |", "|---|---|---|"]
+    for kept in run.kept[:MAX_ROWS_PER_RUN]:
+        lines.append(f"| {escape(label_of_kept(kept.file.name))} | {escape(kept_note(kept, plan))} "
+                     f"| {escape(kept_reasons(kept))} |")
+    hidden = len(run.kept) - MAX_ROWS_PER_RUN
+    if hidden > 0:
+        lines.append(f"| … {hidden} more kept files of this run: see `reconcile show plan.json` | | |")
+    summary = f"{html.escape(run_title(run), quote=False)} ({len(run.kept)} kept)"
+    return "\n".join([f"<details><summary>{summary}</summary>", "", *lines, "", "</details>", ""])
+
+
+def label_of_kept(name: str) -> str:
+    """``= file "name"``: kept, unchanged."""
+    return f"= file {value_text(name, VALUE_WIDTH)}"
+
+
+def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool = False) -> None:
+    """Write the plan as GitHub-flavoured markdown of at most 65,536 characters (``color`` is ignored);
+    ``show_kept`` adds a collapsed table per run of the retention candidates that survive, and why."""
     del color
     head = [MARKER, "", f"**{escape(summary_line(plan))}**", ""]
     note = skipped_note(plan)
     if note:
         head += [f"_{escape(note)}_", ""]
     head += _errors_section(plan)
+    if plan.warnings:
+        head += ["**Warnings:**", "", *(f"- {escape(truncate(w, 1000))}" for w in plan.warnings), ""]
     out = "\n".join(head) + "\n"
     shown = plan.changed_runs  # runs with errors only are listed in the errors section above
     left_runs = left_changes = 0
@@ -125,4 +148,22 @@ def render(plan: Plan, stream: TextIO, *, color: bool = False) -> None:
     if left_runs:
         out += (f"**{left_runs} more runs ({left_changes} changes) are not shown** to stay under GitHub's "
                 f"{MAX_CHARS:,}-character limit. See them all with `reconcile show plan.json`.\n")
+    elif show_kept:
+        out += _kept_sections(plan, len(out))
     stream.write(out)
+
+
+def _kept_sections(plan: Plan, used: int) -> str:
+    """The kept files of each run, as long as they fit; the rest are counted."""
+    runs = kept_runs(plan)
+    out = "### Kept by the retention rules\n\n"
+    if not runs:
+        return out + "No retention candidate survives.\n"
+    for i, run in enumerate(runs):
+        section = _kept_section(run, plan) + "\n"
+        if used + len(out) + len(section) + _FOOTER_RESERVE > MAX_CHARS:
+            return out + (f"**{len(runs) - i} more runs with kept files are not shown** to stay under "
+                          f"GitHub's {MAX_CHARS:,}-character limit. "
+                          "See them with `reconcile show plan.json --show-kept`.\n")
+        out += section
+    return out

@@ -4,6 +4,11 @@
         ~ config.optimizer.lr = 0.01 -> 0.1  # rule-a
         - file "ckpt-001.pt" (114.44 MiB, 320 days old)  # prune
 
+With ``--show-kept`` a second section lists, per run, each retention candidate that survives:
+
+    # acme/vision/abc123 "old-name"
+        = file "ckpt-009.pt" (114.44 MiB, 2 days old)  # prune: keep_last 1 of 3
+
 The last line is a public interface (``Plan: R runs to change ...`` or ``No changes. ...``);
 colors (green ``+``, yellow ``~``, red ``-``) only when asked for.
 """
@@ -19,7 +24,11 @@ from reconcile.render.common import (
     all_errors,
     file_note,
     has_value,
+    kept_note,
+    kept_reasons,
+    kept_runs,
     label,
+    quoted,
     run_title,
     skipped_note,
     summary_line,
@@ -69,8 +78,23 @@ def _run_block(run: RunPlan, plan: Plan, color: bool) -> list[str]:
     return [*lines, ""]
 
 
-def render(plan: Plan, stream: TextIO, *, color: bool = False) -> None:
-    """Write the plan as Terraform-style text; ``color`` adds ANSI colors (never on by default)."""
+def _kept_lines(plan: Plan, color: bool) -> list[str]:
+    runs = kept_runs(plan)
+    if not runs:
+        return ["No retention candidate survives: every file the files rules name is deleted.", ""]
+    lines = ["Kept by the retention rules (candidates that survive, and why):", ""]
+    for run in runs:
+        lines.append(_paint(f"  # {run_title(run)}", color, bold=True))
+        for kept in run.kept:
+            why = _paint("# " + kept_reasons(kept), color, dim=True)
+            lines.append(f"      = file {quoted(kept.file.name)} ({kept_note(kept, plan)})  {why}")
+        lines.append("")
+    return lines
+
+
+def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool = False) -> None:
+    """Write the plan as Terraform-style text; ``color`` adds ANSI colors (never on by default);
+    ``show_kept`` lists each surviving retention candidate and why (``plan --show-kept``)."""
     lines: list[str] = []
     if plan.has_changes:
         read = f" (planned from {plan.runs_read} runs read)" if plan.runs_read else ""
@@ -85,11 +109,17 @@ def render(plan: Plan, stream: TextIO, *, color: bool = False) -> None:
         ]
         for run in plan.changed_runs:
             lines += _run_block(run, plan, color)
+    if show_kept:
+        lines += _kept_lines(plan, color)
     errors = all_errors(plan)
     for error in errors:
         lines.append(_paint("Error:", color, fg="red", bold=True) + " " + error)
     if errors:
         lines += ["The plan has errors: fix them and plan again; apply refuses a plan with errors.", ""]
+    for warning in plan.warnings:
+        lines.append(_paint("Warning:", color, fg="yellow", bold=True) + " " + warning)
+    if plan.warnings:
+        lines.append("")
     note = skipped_note(plan)
     if note:
         lines += [note, ""]

@@ -27,6 +27,7 @@ from reconcile.models import (
     Location,
     Match,
     MlflowSource,
+    OrderBy,
     Rule,
     SetBlock,
     Target,
@@ -39,6 +40,9 @@ from reconcile.spec.globs import glob_problem
 from reconcile.spec.validation import schema_messages, validator
 
 _MAX_MESSAGE = 400
+
+CALENDAR_KEYS = ("keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
+"""restic's calendar selectors of a ``files:`` block."""
 
 _CONDITIONS = (
     "ids",
@@ -302,6 +306,7 @@ class Builder:
             metric = self.key_path((*path, "unless_top", "metric"), top["metric"])
             unless_top = UnlessTop(metric=metric or (), goal=Goal(top["goal"]), count=top["count"])
         older, larger = self.get(raw, path, "older_than"), self.get(raw, path, "larger_than")
+        within, order_by = self.get(raw, path, "keep_within"), self.get(raw, path, "order_by")
         return FilesRule(
             delete=tuple(self.get(raw, path, "delete") or ()),
             keep=tuple(self.get(raw, path, "keep") or ()),
@@ -311,6 +316,9 @@ class Builder:
             unless_top=unless_top,
             allow_system_files=raw.get("allow_system_files") is True,
             allow_delete_all=raw.get("allow_delete_all") is True,
+            **{key: self.get(raw, path, key) for key in CALENDAR_KEYS},
+            keep_within=self.duration((*path, "keep_within"), within) if within is not None else None,
+            order_by=OrderBy(order_by) if order_by is not None else OrderBy.UPDATED_AT,
         )
 
     # values -------------------------------------------------------------------
