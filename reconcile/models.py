@@ -162,6 +162,32 @@ class FilesRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ArtifactsRule:
+    """Which artifact versions logged by a rule's matched runs may be deleted.
+
+    Candidates: the versions of the target project's collections of ``type`` (and whose
+    name matches ``name``) that the matched runs logged. A version with an alias survives
+    unless every alias it has is in ``delete_aliased`` (``latest`` never is). The selectors
+    rank candidates per collection, as for files; "newest" is the version index.
+    """
+
+    type: str
+    name: str | None = None  # glob on the collection name
+    keep_last: int | None = None
+    keep_hourly: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+    keep_yearly: int | None = None
+    keep_within: timedelta | None = None
+    older_than: timedelta | None = None  # only versions created before plan time - this
+    larger_than: int | None = None  # bytes
+    unless_top: UnlessTop | None = None  # by the logging run's summary metric
+    delete_aliased: tuple[str, ...] = ()  # aliases whose versions may still be deleted
+    order_by: OrderBy = OrderBy.UPDATED_AT  # versions: creation time; ``name``: the version index
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One named rule of the spec. ``target`` is already merged over the spec's target."""
 
@@ -177,6 +203,7 @@ class Rule:
     rename_config: tuple[tuple[KeyPath, KeyPath], ...] = ()  # (old, new)
     rename_summary: tuple[tuple[KeyPath, KeyPath], ...] = ()
     files: FilesRule | None = None
+    artifacts: ArtifactsRule | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +267,24 @@ class LiveFile:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveArtifact:
+    """An artifact version a run logged, as W&B lists it."""
+
+    id: str  # W&B's artifact id, what deleteArtifact takes
+    collection: str  # the collection (artifact sequence) name
+    type: str
+    version_index: int
+    size: int  # bytes
+    created_at: datetime  # timezone-aware UTC
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """``collection:vN``, as W&B names a version."""
+        return f"{self.collection}:v{self.version_index}"
+
+
+@dataclass(frozen=True, slots=True)
 class LiveRun:
     """A run as read from W&B, with config already unwrapped from ``{"value": ...}``."""
 
@@ -258,6 +303,7 @@ class LiveRun:
     notes: str | None = None
     project_internal_id: int | None = None  # numeric project id, what deleteFiles takes
     files: tuple[LiveFile, ...] | None = None  # None: not fetched
+    artifacts: tuple[LiveArtifact, ...] | None = None  # versions it logged; None: not fetched
 
     @property
     def path(self) -> str:
@@ -279,6 +325,7 @@ class ChangeKind(enum.Enum):
     GROUP = "group"
     JOB_TYPE = "job_type"
     FILE = "file"
+    ARTIFACT = "artifact"
 
 
 class ChangeOp(enum.Enum):
@@ -312,6 +359,8 @@ class Change:
     file add     ``(file name,)``             None                  the file's size; ``source``
                                                                     is the local backup to
                                                                     re-upload (undo plans only)
+    artifact     ``(collection:vN,)``         the LiveArtifact      None
+    delete
     ===========  ==========================  ====================  ======================
 
     ``before``/``after`` of a config or summary change hold JSON-safe values.
@@ -327,6 +376,7 @@ class Change:
     rules: tuple[str, ...]
     from_key: KeyPath | None = None  # rename only
     file: LiveFile | None = None  # file delete only
+    artifact: LiveArtifact | None = None  # artifact delete only
     created: bool = False  # config/summary set of a key that did not exist
     source: str | None = None  # file add (undo plans): local path of the backup to re-upload
     detail: str | None = None  # display only
@@ -398,8 +448,13 @@ class RunPlan:
 
     @property
     def attribute_changes(self) -> int:
-        """Changes that are not file deletions."""
-        return sum(1 for c in self.changes if c.kind is not ChangeKind.FILE)
+        """Changes of the run's own fields (not files, not artifact versions)."""
+        return sum(1 for c in self.changes if c.kind not in (ChangeKind.FILE, ChangeKind.ARTIFACT))
+
+    @property
+    def artifact_deletions(self) -> tuple[Change, ...]:
+        """The artifact versions (logged by this run) to delete."""
+        return tuple(c for c in self.changes if c.kind is ChangeKind.ARTIFACT and c.op is ChangeOp.DELETE)
 
     @property
     def file_deletions(self) -> tuple[Change, ...]:
@@ -441,6 +496,16 @@ class Plan:
     def bytes_to_free(self) -> int:
         """Total size of the files to delete."""
         return sum(c.file.size for r in self.runs for c in r.file_deletions if c.file is not None)
+
+    @property
+    def artifact_deletions(self) -> int:
+        """Total artifact versions to delete."""
+        return sum(len(r.artifact_deletions) for r in self.runs)
+
+    @property
+    def artifact_bytes_to_free(self) -> int:
+        """Total size of the artifact versions to delete."""
+        return sum(c.artifact.size for r in self.runs for c in r.artifact_deletions if c.artifact is not None)
 
     @property
     def has_errors(self) -> bool:

@@ -35,6 +35,7 @@ from reconcile.models import (
     KeepReason,
     KeptFile,
     Limits,
+    LiveArtifact,
     LiveFile,
     Plan,
     RunPlan,
@@ -61,9 +62,19 @@ def file_to_dict(file: LiveFile) -> dict[str, Any]:
     return out
 
 
+def artifact_to_dict(artifact: LiveArtifact) -> dict[str, Any]:
+    """A ``LiveArtifact`` (an artifact version) as JSON."""
+    return {"id": artifact.id, "name": artifact.name, "collection": artifact.collection,
+            "type": artifact.type,
+            "version_index": artifact.version_index, "size": artifact.size,
+            "created_at": _time_to_json(artifact.created_at), "aliases": list(artifact.aliases)}
+
+
 def _value_to_json(value: Any) -> Any:
-    # A file deletion's ``before`` is the LiveFile itself (see Change's docstring).
-    return file_to_dict(value) if isinstance(value, LiveFile) else value
+    # A file (artifact) deletion's ``before`` is the LiveFile (LiveArtifact) itself (see Change's docstring).
+    if isinstance(value, LiveFile):
+        return file_to_dict(value)
+    return artifact_to_dict(value) if isinstance(value, LiveArtifact) else value
 
 
 def change_to_dict(change: Change) -> dict[str, Any]:
@@ -87,6 +98,8 @@ def change_to_dict(change: Change) -> dict[str, Any]:
         out["detail"] = change.detail
     if change.file is not None:
         out["file"] = file_to_dict(change.file)
+    if change.artifact is not None:
+        out["artifact"] = artifact_to_dict(change.artifact)
     return out
 
 
@@ -124,6 +137,8 @@ def _header_to_dict(plan: Plan) -> dict[str, Any]:
             "attribute_changes": plan.attribute_changes,
             "files_to_delete": plan.file_deletions,
             "bytes_to_free": plan.bytes_to_free,
+            "artifact_versions_to_delete": plan.artifact_deletions,
+            "artifact_bytes_to_free": plan.artifact_bytes_to_free,
         },
         "errors": list(plan.errors),
         "warnings": list(plan.warnings),
@@ -249,6 +264,14 @@ def file_from_dict(data: Any, where: str) -> LiveFile:
                     md5=f.get("md5", str, nullable=True, default=None))
 
 
+def artifact_from_dict(data: Any, where: str) -> LiveArtifact:
+    """A ``LiveArtifact`` from JSON."""
+    f = _Fields(data, where)
+    return LiveArtifact(id=f.get("id", str), collection=f.get("collection", str), type=f.get("type", str),
+                        version_index=f.get("version_index", int), size=f.get("size", int),
+                        created_at=f.time("created_at"), aliases=f.strings("aliases"))
+
+
 def change_from_dict(data: Any, where: str) -> Change:
     """A ``Change`` from JSON."""
     f = _Fields(data, where)
@@ -261,6 +284,10 @@ def change_from_dict(data: Any, where: str) -> Change:
         # A deletion's before is its file: one object for both keeps big plans small in memory.
         shared = file is not None and before == raw_file
         before = file if shared else file_from_dict(before, f"{where}.before")
+    raw_artifact = f.get("artifact", dict, nullable=True, default=None)
+    artifact = None if raw_artifact is None else artifact_from_dict(raw_artifact, f"{where}.artifact")
+    if kind is ChangeKind.ARTIFACT and artifact is not None and before == raw_artifact:
+        before = artifact
     return Change(
         kind=kind,
         op=f.enum("op", ChangeOp),
@@ -270,6 +297,7 @@ def change_from_dict(data: Any, where: str) -> Change:
         rules=f.strings("rules"),
         from_key=None if raw_from is None else f.strings("from_key"),
         file=file,
+        artifact=artifact,
         created=f.get("created", bool, default=False),
         source=f.get("source", str, nullable=True, default=None),
         detail=f.get("detail", str, nullable=True, default=None),

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from deepdiff import DeepDiff
 
-from reconcile import retention, selection, templates
+from reconcile import artifact_retention, retention, selection, templates
 from reconcile.errors import PlanError
 from reconcile.fingerprint import ABSENT, FieldRef, fingerprint, lookup
 from reconcile.models import (
@@ -441,7 +441,7 @@ def _merge_removal_error(rules: list[str] | tuple[str, ...], run: LiveRun, key: 
 
 @dataclass(slots=True)
 class _Pending:
-    """A run whose file deletions wait for ``unless_top`` rankings (no LiveRun kept)."""
+    """A run whose deletions wait for ``unless_top`` rankings or for its artifact collections."""
 
     plan: RunPlan
     decisions: dict[str, retention.Decision]  # rule name -> what its files block decides
@@ -481,6 +481,7 @@ class Planner:
         self._files_spared: set[str] = set()  # rules that left some file of a matched run alone
         self._files_runs: dict[str, int] = {}  # rule -> runs whose files it considered
         self._files_matched: set[str] = set()  # rules whose delete globs matched some file
+        self._artifacts = artifact_retention.Collector(now)
 
     def matching_rules(self, run: LiveRun) -> tuple[list[Rule], list[Rule]]:
         """The rules that may change ``run``, and every rule that matches it.
@@ -515,6 +516,7 @@ class Planner:
         _plan_section(work, ChangeKind.CONFIG)
         _plan_section(work, ChangeKind.SUMMARY)
         decisions = self._select_files(work)
+        has_versions = self._collect_artifacts(work)
         plan = RunPlan(
             entity=run.entity,
             project=run.project,
@@ -532,10 +534,26 @@ class Planner:
             r.files is not None and r.files.unless_top is not None and r.name in decisions
             and decisions[r.name].delete for r in rules
         )
-        if waits:
+        if waits or has_versions:
             self._pending.append(_Pending(plan, decisions))
         else:
             self._keep(plan, decisions)
+
+    def _collect_artifacts(self, work: _RunWork) -> bool:
+        """Hand the run's candidate versions to the collector; whether it logged any."""
+        rules = [r for r in work.rules if r.artifacts is not None]
+        if not rules:
+            return False
+        if work.run.artifacts is None:
+            work.error(f"the artifacts of {work.run.path} were not read, so its artifacts rules cannot be "
+                       "planned")
+            return False
+        found = False
+        for rule in rules:
+            found = self._artifacts.add(rule, work.run, work.run.artifacts) or found
+            if rule.artifacts is not None and rule.artifacts.unless_top is not None:
+                work.fields.add(("summary", *rule.artifacts.unless_top.metric))
+        return found
 
     def _select_files(self, work: _RunWork) -> dict[str, retention.Decision]:
         file_rules = [r for r in work.rules if r.files is not None]
@@ -572,7 +590,8 @@ class Planner:
                 decisions[rule.name] = decision
         return decisions
 
-    def _keep(self, plan: RunPlan, decisions: Mapping[str, retention.Decision]) -> None:
+    def _keep(self, plan: RunPlan, decisions: Mapping[str, retention.Decision],
+              versions: Sequence[Change] = ()) -> None:
         by_file: dict[str, tuple[LiveFile, list[str]]] = {}
         for rule_name in sorted(decisions, key=self._rule_order.__getitem__):
             for file in decisions[rule_name].delete:
@@ -586,7 +605,8 @@ class Planner:
             for file, rules in by_file.values()
         ]
         changes = sorted(
-            (*plan.changes, *file_changes), key=lambda c: (_KIND_ORDER[c.kind], c.key, _OP_ORDER[c.op])
+            (*plan.changes, *file_changes, *versions),
+            key=lambda c: (_KIND_ORDER[c.kind], c.key, _OP_ORDER[c.op]),
         )
         if changes or plan.errors or kept:
             self._runs.append(dataclasses.replace(plan, changes=tuple(changes), kept=kept))
@@ -600,6 +620,7 @@ class Planner:
                 top = rule.files.unless_top
                 tops_by_rule[rule.name] = top
                 tops[rule.name] = retention.top_runs(self._scores.get(rule.name, []), top.goal, top.count)
+        versions = self._artifacts.changes(self.spec.rules)
         for pending in self._pending:
             decisions = dict(pending.decisions)
             for rule_name, decision in pending.decisions.items():
@@ -608,7 +629,7 @@ class Planner:
                     decisions[rule_name] = retention.spare_top(rule_name, decision, top)
                     self._files_selected[rule_name] -= len(decision.delete)
                     self._files_spared.add(rule_name)
-            self._keep(pending.plan, decisions)
+            self._keep(pending.plan, decisions, versions.get(pending.plan.path, ()))
         self._pending.clear()
 
         errors = list(self._errors)
@@ -637,8 +658,13 @@ class Planner:
         )
 
     def _warnings(self) -> list[str]:
-        """A files rule whose delete globs match no file of any run it matches: never a silent no-op."""
-        warnings = []
+        """A files rule whose delete globs match no file of any run it matches (or an artifacts rule that
+        finds no version): never a silent no-op."""
+        warnings = [f"rule {rule.name!r}: artifacts of type {rule.artifacts.type!r}"
+                    + (f" named {rule.artifacts.name!r}" if rule.artifacts.name else "")
+                    + " match no version logged by the runs it matches"
+                    for rule in self.spec.rules
+                    if rule.artifacts is not None and rule.name not in self._artifacts.matched]
         for rule in self.spec.rules:
             if rule.files is None or rule.name in self._files_matched:
                 continue
@@ -668,8 +694,17 @@ class Planner:
 
 def needs_files(spec: Spec, run: LiveRun, now: datetime) -> bool:
     """Whether a rule with ``files:`` applies to ``run`` (so its file list must be fetched)."""
+    return _needs(spec, run, now, lambda rule: rule.files is not None)
+
+
+def needs_artifacts(spec: Spec, run: LiveRun, now: datetime) -> bool:
+    """Whether a rule with ``artifacts:`` applies to ``run`` (so the versions it logged must be fetched)."""
+    return _needs(spec, run, now, lambda rule: rule.artifacts is not None)
+
+
+def _needs(spec: Spec, run: LiveRun, now: datetime, has: Callable[[Rule], bool]) -> bool:
     for rule in spec.rules:
-        if rule.files is None or (rule.target.entity, rule.target.project) != (run.entity, run.project):
+        if not has(rule) or (rule.target.entity, rule.target.project) != (run.entity, run.project):
             continue
         if run.state in LIVE_STATES and (rule.match.state is None or run.state not in rule.match.state):
             continue

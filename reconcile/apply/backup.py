@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from reconcile.backend import Backend
 from reconcile.errors import ApplyError
-from reconcile.models import LiveFile, LiveRun
+from reconcile.models import LiveArtifact, LiveFile, LiveRun
 
 
 def backup_path(backup_dir: Path, entity: str, project: str, run_id: str, name: str) -> Path:
@@ -50,6 +50,32 @@ def backup_file(backend: Backend, run: LiveRun, file: LiveFile, backup_dir: Path
         os.fsync(fd)  # the backup must be on disk before the only other copy is deleted
     finally:
         os.close(fd)
+    return dest
+
+
+def backup_artifact(backend: Backend, run: LiveRun, artifact: LiveArtifact, backup_dir: Path) -> Path:
+    """Download every file of an artifact version to ``DIR/<entity>/<project>/<run id>/artifacts/<name>/vN``
+    and check that the files add up to the version's size; the directory, or ``ApplyError``."""
+    dest = backup_path(backup_dir, run.entity, run.project, run.id,
+                       f"artifacts/{artifact.collection}/v{artifact.version_index}")
+    dest.mkdir(parents=True, exist_ok=True)
+    files = backend.download_artifact(run, artifact, dest)
+    total = 0
+    for name, size in files:
+        path = dest / name  # the backend refused names that leave dest
+        got = path.stat().st_size if path.is_file() else -1
+        if got != size:
+            raise ApplyError(f"backup of {artifact.name} ({name}) has {got} bytes, expected {size}; the "
+                             "version was not deleted. Check the disk and run apply again.")
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        total += got
+    if total != artifact.size:
+        raise ApplyError(f"backup of {artifact.name} holds {total} bytes in {len(files)} files, W&B lists "
+                         f"{artifact.size}; the version was not deleted.")
     return dest
 
 

@@ -70,6 +70,15 @@ class RunMetadataWritten:
 
 
 @dataclass(frozen=True, slots=True)
+class RunArtifactsDeleted:
+    """The run's planned artifact versions are deleted (or were already gone)."""
+
+    run: str
+    versions: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunFilesDeleted:
     """The run's deleteFiles request succeeded (or nothing was left to delete)."""
 
@@ -144,7 +153,7 @@ class ApplyComplete:
 
 
 ApplyEvent = (ApplyStart | RunStarted | RunMetadataWritten | RunFilesDeleted | RunFilesUploaded | RunApplied
-              | RunStale | RunFailed | RunUnconverged | RunSkipped | ApplyComplete)
+              | RunStale | RunFailed | RunUnconverged | RunSkipped | ApplyComplete | RunArtifactsDeleted)
 
 Observer = Callable[[ApplyEvent], None]
 """Anything called with each event, in order, one at a time."""

@@ -22,9 +22,10 @@ from typing import TypeVar
 import structlog
 
 from reconcile.apply import events as ev
-from reconcile.apply.backup import backup_file, existing_backup
+from reconcile.apply.backup import backup_artifact, backup_file, existing_backup
 from reconcile.apply.journal import FINAL_PHASES, Journal, RunRecord
 from reconcile.apply.mutations import (
+    METADATA_KINDS,
     build_update,
     converged_indexes,
     pending_deletions,
@@ -37,7 +38,16 @@ from reconcile.backend import Backend
 from reconcile.backend.retry import with_retries
 from reconcile.errors import ApplyError, PlanError, ReconcileError, StalePlanError
 from reconcile.fingerprint import fingerprint
-from reconcile.models import FORMAT_VERSION, ChangeKind, ChangeOp, LiveFile, LiveRun, Plan, RunPlan
+from reconcile.models import (
+    FORMAT_VERSION,
+    ChangeKind,
+    ChangeOp,
+    LiveArtifact,
+    LiveFile,
+    LiveRun,
+    Plan,
+    RunPlan,
+)
 from reconcile.render.common import size_text
 
 T = TypeVar("T")
@@ -55,6 +65,8 @@ class ApplyResult:
     files_deleted: int = 0
     files_restored: int = 0  # re-uploaded from backups (undo plans)
     bytes_freed: int = 0
+    versions_deleted: int = 0  # artifact versions
+    version_bytes_freed: int = 0
     stale: list[tuple[str, str]] = field(default_factory=list)  # (run, reason)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run, message)
     unconverged: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (run, fields)
@@ -76,6 +88,9 @@ class ApplyResult:
             line += f", {len(self.unconverged)} did not converge"
         if self.files_restored:
             line += f", {self.files_restored} files restored"
+        if self.versions_deleted:
+            line += (f", {self.versions_deleted} artifact versions deleted "
+                     f"({size_text(self.version_bytes_freed)} freed)")
         return line + "."
 
 
@@ -149,6 +164,9 @@ class _Executor:
             res.bytes_freed += event.bytes_freed
         if isinstance(event, ev.RunFilesUploaded):
             res.files_restored += event.files
+        if isinstance(event, ev.RunArtifactsDeleted):
+            res.versions_deleted += event.versions
+            res.version_bytes_freed += event.bytes
         if isinstance(event, ev.RunStale):
             res.stale.append((event.run, event.reason))
         elif isinstance(event, ev.RunFailed):
@@ -301,6 +319,9 @@ class _Executor:
                 log_run.info("resuming partly applied run", phases=sorted(record.phases))
             if not resumed:
                 self.emit(ev.RunStarted(rp.path))
+            versions = self._prepare_versions(rp, live, record)
+            if versions is None:
+                return None
             deletions = None
             if rp.file_deletions and "files_deleted" not in record.phases:
                 # Backups come first: a download that fails leaves the run untouched, instead of
@@ -309,6 +330,8 @@ class _Executor:
             self._write_metadata(rp, live, record)
             if deletions is not None:
                 self._delete_files(rp, live, deletions)
+            if versions:
+                self._delete_versions(rp, live, versions)
             if any(c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD for c in rp.changes) \
                     and "files_uploaded" not in record.phases:
                 self._upload_files(rp, live)
@@ -317,8 +340,66 @@ class _Executor:
             return None
         return _Written(rp)
 
+    def _prepare_versions(self, rp: RunPlan, live: LiveRun,
+                          record: RunRecord) -> Sequence[LiveArtifact] | None:
+        """The artifact versions to delete, read fresh and backed up; ``None`` (reported stale) if one
+        gained an alias since the plan."""
+        if not rp.artifact_deletions or "artifacts_deleted" in record.phases:
+            return ()
+        versions, gained = self._fresh_versions(rp, live)
+        if gained:
+            self.emit(ev.RunStale(rp.path, gained))
+            return None
+        self._backup_versions(rp, live, versions)
+        return versions
+
+    def _fresh_versions(self, rp: RunPlan, live: LiveRun) -> tuple[list[LiveArtifact], str | None]:
+        """The planned artifact versions still there, read fresh; a reason if one gained an alias.
+
+        A version that gained an alias since the plan is never deleted (someone promoted it): the
+        run is stale, and none of its changes are written.
+        """
+        fresh: list[LiveArtifact] = []
+        for change in rp.artifact_deletions:
+            planned = change.artifact
+            if planned is None:
+                continue
+            def read(a: LiveArtifact = planned) -> LiveArtifact | None:
+                return self.backend.get_artifact(live, a.id)
+
+            now = self.retry(read, run=rp.path)
+            if now is None:
+                continue  # already deleted (an earlier attempt, or someone else)
+            gained = sorted(set(now.aliases) - set(planned.aliases))
+            if gained:
+                return [], (f"artifact version {planned.name} gained the alias {', '.join(gained)} since the "
+                            "plan; plan again")
+            fresh.append(now)
+        return fresh, None
+
+    def _backup_versions(self, rp: RunPlan, live: LiveRun, versions: Sequence[LiveArtifact]) -> None:
+        backup_dir = self.backup_dir
+        if backup_dir is None:
+            return
+        for version in versions:
+            def backup(a: LiveArtifact = version, d: Path = backup_dir) -> Path:
+                return backup_artifact(self.backend, live, a, d)
+
+            self.retry(backup, run=rp.path)
+
+    def _delete_versions(self, rp: RunPlan, live: LiveRun, versions: Sequence[LiveArtifact]) -> None:
+        for version in versions:
+            def delete(a: LiveArtifact = version) -> None:
+                if self.backend.get_artifact(live, a.id) is not None:  # a timed-out attempt may have landed
+                    # Only aliases the rule allows are left (checked just now): they go with the version.
+                    self.backend.delete_artifact(live, a, delete_aliases=bool(a.aliases))
+
+            self.retry(delete, run=rp.path)
+        self.emit(ev.RunArtifactsDeleted(rp.path, versions=len(versions),
+                                         bytes=sum(a.size for a in versions)))
+
     def _write_metadata(self, rp: RunPlan, live: LiveRun, record: RunRecord) -> None:
-        if not any(c.kind is not ChangeKind.FILE for c in rp.changes):
+        if not any(c.kind in METADATA_KINDS for c in rp.changes):
             return
         if "metadata_written" in record.phases:
             return  # an earlier attempt wrote it; never send it twice
@@ -404,6 +485,8 @@ class _Executor:
             if _has_file_changes(rp) or _needs_files(fields):
                 files = self._list_files(live)
                 live = dataclasses.replace(live, files=files)
+            if rp.artifact_deletions:
+                live = dataclasses.replace(live, artifacts=self.backend.list_artifacts(live))
         except ReconcileError as exc:
             self.emit(ev.RunFailed(rp.path, f"written, but reading it back failed: {exc}"))
             return

@@ -26,7 +26,7 @@ _STRING_FIELDS = {
 }
 _UPDATE_FIELD = {"name": "display_name", "notes": "notes", "group": "group", "job_type": "job_type"}
 
-METADATA_KINDS = frozenset(ChangeKind) - {ChangeKind.FILE}
+METADATA_KINDS = frozenset(ChangeKind) - {ChangeKind.FILE, ChangeKind.ARTIFACT}
 
 
 def _set_in(tree: dict[str, Any], path: KeyPath, value: Any) -> None:
@@ -92,6 +92,9 @@ def _change_done(
             file_id = change.file.id if change.file is not None else None
             return file_ids is not None and file_id not in file_ids
         return file_sizes is not None and file_sizes.get(change.key[0]) == change.after
+    if kind is ChangeKind.ARTIFACT:
+        gone = change.artifact.id if change.artifact is not None else None
+        return run.artifacts is not None and all(a.id != gone for a in run.artifacts)
     raise ValueError(f"unknown change kind {kind!r}")
 
 

@@ -44,6 +44,8 @@ def invert(change: Change) -> Change | None:
     if kind is ChangeKind.FILE and op is ChangeOp.ADD:
         # Undoing a re-upload would delete a file; an undo of an undo only restores metadata.
         return None
+    # A deleted artifact version cannot be re-created with its id and version number: its files
+    # stay in the backup directory (re-log them to make a new version).
     return None
 
 
@@ -80,7 +82,7 @@ def undo_fields(rp: RunPlan, restores_files: bool) -> tuple[tuple[str, ...], ...
             fields.add((change.kind.value, *change.key))
             if change.from_key is not None:
                 fields.add((change.kind.value, *change.from_key))
-        elif change.kind is not ChangeKind.FILE:
+        elif change.kind not in (ChangeKind.FILE, ChangeKind.ARTIFACT):
             fields.add((change.kind.value,))
     if restores_files:
         fields.add(("files",))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconcile.models import LiveFile, LiveRun
+from reconcile.models import LiveArtifact, LiveFile, LiveRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,22 @@ class Backend(Protocol):
 
     def upload_file(self, run: LiveRun, source: Path, name: str) -> None:
         """Upload ``source`` as the run file ``name``."""
+        ...
+
+    def list_artifacts(self, run: LiveRun) -> tuple[LiveArtifact, ...]:
+        """Every live artifact version the run logged, every page."""
+        ...
+
+    def get_artifact(self, run: LiveRun, artifact_id: str) -> LiveArtifact | None:
+        """A fresh read of one version (its aliases now); ``None`` once it is deleted."""
+        ...
+
+    def delete_artifact(self, run: LiveRun, artifact: LiveArtifact, *, delete_aliases: bool) -> None:
+        """Delete the version with the client's DeleteArtifact (``delete_aliases`` drops its aliases)."""
+        ...
+
+    def download_artifact(self, run: LiveRun, artifact: LiveArtifact, dest: Path) -> list[tuple[str, int]]:
+        """Download every file of the version under ``dest``; ``(name, size)`` of each, sizes checked."""
         ...
 
     def close(self) -> None:

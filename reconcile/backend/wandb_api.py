@@ -32,13 +32,19 @@ from wandb.apis.public.runs import Run, _create_runs_query
 from wandb.errors import AuthenticationError, CommError, UsageError
 from wandb.proto import wandb_api_pb2 as apb
 from wandb.sdk import wandb_setup
+from wandb.sdk.artifacts._generated import (
+    ARTIFACT_BY_ID_GQL,
+    DELETE_ARTIFACT_GQL,
+    GET_ARTIFACT_MEMBERSHIP_FILE_URLS_GQL,
+    RUN_OUTPUT_ARTIFACTS_GQL,
+)
 from wandb.sdk.lib import wbauth
 from wandb.sdk.lib.service.service_connection import WandbApiFailedError
 
 from reconcile.backend import RunUpdate
 from reconcile.backend.retry import with_retries
 from reconcile.errors import AuthError, BackendError, NotFound, RetryableError
-from reconcile.models import LiveFile, LiveRun
+from reconcile.models import LiveArtifact, LiveFile, LiveRun
 
 log = structlog.get_logger(__name__)
 
@@ -287,6 +293,79 @@ class WandbBackend:
             except Exception as exc:
                 self._raise(exc, f"upload {name} to {run.path}")
 
+    # ------------------------------------------------------------------ artifacts
+
+    def list_artifacts(self, run: LiveRun) -> tuple[LiveArtifact, ...]:
+        """The versions the run logged through the client's RunOutputArtifacts (``run.logged_artifacts``)."""
+        variables: dict[str, Any] = {"entity": run.entity, "project": run.project, "run": run.id,
+                                     "cursor": None, "perPage": self.files_per_page}
+        found: list[LiveArtifact] = []
+        while True:
+            data = self._execute(RUN_OUTPUT_ARTIFACTS_GQL, variables, f"list the artifacts of {run.path}")
+            run_data = ((data or {}).get("project") or {}).get("run")
+            if run_data is None:
+                raise NotFound(f"run {run.path} not found: check the entity, project and run id.")
+            connection = run_data.get("artifacts") or {}
+            edges = connection.get("edges") or []
+            found.extend(parse_artifact(e["node"]) for e in edges
+                         if e.get("node") and e["node"].get("state") != "DELETED")
+            page = connection.get("pageInfo") or {}
+            if not edges or not page.get("hasNextPage"):
+                return tuple(found)
+            variables["cursor"] = page.get("endCursor")
+
+    def get_artifact(self, run: LiveRun, artifact_id: str) -> LiveArtifact | None:
+        """A fresh read of one version through the client's ArtifactByID."""
+        data = self._execute(ARTIFACT_BY_ID_GQL, {"id": artifact_id},
+                             f"read artifact {artifact_id} of {run.path}")
+        node = (data or {}).get("artifact")
+        return None if node is None or node.get("state") == "DELETED" else parse_artifact(node)
+
+    def delete_artifact(self, run: LiveRun, artifact: LiveArtifact, *, delete_aliases: bool) -> None:
+        """``artifact.delete(delete_aliases=...)``: the client's DeleteArtifact mutation."""
+        variables = {"input": {"artifactID": artifact.id, "deleteAliases": delete_aliases}}
+        self._execute(DELETE_ARTIFACT_GQL, variables, f"delete artifact {artifact.name} of {run.path}")
+
+    def download_artifact(self, run: LiveRun, artifact: LiveArtifact, dest: Path) -> list[tuple[str, int]]:
+        """Every file of the version (the client's GetArtifactMembershipFileUrls), each size-checked."""
+        variables: dict[str, Any] = {"entity": run.entity, "project": run.project,
+                                     "collection": artifact.collection, "alias": f"v{artifact.version_index}",
+                                     "cursor": None, "perPage": self.files_per_page}
+        done: list[tuple[str, int]] = []
+        while True:
+            data = self._execute(GET_ARTIFACT_MEMBERSHIP_FILE_URLS_GQL, variables,
+                                 f"list the files of artifact {artifact.name}")
+            collection = ((data or {}).get("project") or {}).get("artifactCollection") or {}
+            files = (collection.get("artifactMembership") or {}).get("files") or {}
+            edges = files.get("edges") or []
+            for edge in edges:
+                name, url = edge["node"]["name"], edge["node"]["directUrl"]
+                target = dest / name
+                if dest.resolve() not in target.resolve().parents:
+                    raise BackendError(f"refusing to back up {name!r} of {artifact.name}: the name leaves "
+                                       "the backup directory.")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                done.append((name, self._download_url(url, target, f"{name} of artifact {artifact.name}")))
+            page = files.get("pageInfo") or {}
+            if not edges or not page.get("hasNextPage"):
+                return done
+            variables["cursor"] = page.get("endCursor")
+
+    def _download_url(self, url: str, dest: Path, what: str) -> int:
+        """Download ``url`` through wandb-core to ``dest``; the byte count."""
+        partial = dest.with_name(f".{dest.name}.partial")
+        request = apb.ApiRequest(  # type: ignore[attr-defined]  # generated protobuf module
+            download_file_request=apb.DownloadFileRequest(path=str(partial), url=url))  # type: ignore[attr-defined]
+        try:
+            self._client().send_api_request(request)
+        except Exception as exc:
+            partial.unlink(missing_ok=True)
+            self._raise(exc, f"download {what}")
+        if not partial.exists():
+            raise RetryableError(f"download of {what} gave no file; try again.")
+        os.replace(partial, dest)
+        return dest.stat().st_size
+
     # ------------------------------------------------------------------ internals
 
     def _client(self) -> Any:
@@ -357,6 +436,17 @@ def parse_run(entity: str, project: str, node: Mapping[str, Any]) -> LiveRun:
         job_type=node.get("jobType"),
         notes=node.get("notes"),
         project_internal_id=int(project_id) if project_id is not None else None,
+    )
+
+
+def parse_artifact(node: Mapping[str, Any]) -> LiveArtifact:
+    """A LiveArtifact from the client's ArtifactFragment."""
+    return LiveArtifact(
+        id=node["id"], collection=(node.get("artifactSequence") or {}).get("name") or "",
+        type=(node.get("artifactType") or {}).get("name") or "",
+        version_index=int(node.get("versionIndex") or 0),
+        size=int(node.get("size") or 0), created_at=parse_time(node.get("createdAt")),
+        aliases=tuple(sorted(a["alias"] for a in node.get("aliases") or [] if a and a.get("alias"))),
     )
 
 

@@ -26,7 +26,7 @@ from reconcile.errors import PlanError
 from reconcile.errors_handler import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconcile.models import LiveRun, Plan, Rule, Spec, Target
 from reconcile.planfile import write_plan
-from reconcile.planner import Planner, needs_files
+from reconcile.planner import Planner, needs_artifacts, needs_files
 from reconcile.render import render
 from reconcile.spec import load_spec
 
@@ -69,12 +69,15 @@ def _chunks(items: Iterable[LiveRun], size: int) -> Iterator[list[LiveRun]]:
 
 def _with_files(spec: Spec, runs: Iterable[LiveRun], backend: Backend, now: datetime,
                 parallelism: int) -> Iterator[LiveRun]:
-    """Attach file lists to the runs a files rule matches, fetching them concurrently."""
+    """Attach file lists (and logged artifact versions) to the runs a files (artifacts) rule matches,
+    fetching them concurrently."""
     with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="files") as pool:
 
         def attach(run: LiveRun) -> LiveRun:
             if needs_files(spec, run, now):
-                return dataclasses.replace(run, files=backend.list_files(run))
+                run = dataclasses.replace(run, files=backend.list_files(run))
+            if needs_artifacts(spec, run, now):
+                run = dataclasses.replace(run, artifacts=backend.list_artifacts(run))
             return run
 
         for chunk in _chunks(runs, _FILE_FETCH_CHUNK):

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from reconcile.emulator.artifact_fixture import ArtifactFixtureError, SeedArtifact, parse_seed_artifacts
 from reconcile.errors import ReconcileError
 
 RUN_STATES = ("running", "finished", "crashed", "failed", "killed", "pending", "preempting", "preempted")
@@ -41,6 +42,7 @@ _RUN_KEYS = {
     "system_metrics",
     "history_line_count",
     "files",
+    "artifacts",
 }
 _FILE_KEYS = {"name", "size", "updated_at", "content", "mimetype", "md5"}
 _EPOCH = datetime(2026, 1, 1)
@@ -86,6 +88,7 @@ class SeedRun:
     system_metrics: dict[str, Any]
     history_line_count: int
     files: tuple[SeedFile, ...] = ()
+    artifacts: tuple[SeedArtifact, ...] = ()  # versions this run logged (reconcile.emulator.artifacts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +219,15 @@ def _run(raw: Any, index: int, defaults: Mapping[str, Any]) -> SeedRun:
         system_metrics=_jsonable(raw.get("system_metrics") or {}, where),
         history_line_count=int(raw.get("history_line_count", 0)),
         files=files,
+        artifacts=_artifacts(raw.get("artifacts"), where, heartbeat),
     )
+
+
+def _artifacts(raw: Any, where: str, default_time: str) -> tuple[SeedArtifact, ...]:
+    try:
+        return parse_seed_artifacts(raw, where, default_time, to_iso)
+    except ArtifactFixtureError as exc:
+        raise FixtureError(str(exc)) from exc
 
 
 def parse_fixture(data: Any) -> Fixture:

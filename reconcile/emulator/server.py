@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from reconcile.emulator import file_stream
+from reconcile.emulator import artifacts, file_stream
 from reconcile.emulator.resolvers import Executor, operation_name
 from reconcile.emulator.store import Store, StoreError
 
@@ -309,8 +309,16 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_emulator/"):
             self._control_get(path)
             return
-        self.server.stats.request("GET /files" if path.startswith("/files/") else None)
+        self.server.stats.request("GET /files" if path.startswith(("/files/", "/artifacts/")) else None)
         if self._faults():
+            return
+        if path.startswith("/artifacts/"):
+            version, _, name = path[len("/artifacts/"):].partition("/")
+            stored = artifacts.file_content(self.server.store, version, unquote(name))
+            if stored is None:
+                self._send(404, b"file not found", content_type="text/plain")
+                return
+            self._send_stream(*stored)
             return
         if path.startswith("/files/"):
             parts = [unquote(p) for p in path[len("/files/") :].split("/", 3)]

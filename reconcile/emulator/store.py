@@ -268,6 +268,9 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        from reconcile.emulator import artifacts  # its own module; it builds on this one
+
+        self._conn.executescript(artifacts.SQL)
 
     def close(self) -> None:
         """Close the connection (the data stays in the file)."""
@@ -280,7 +283,9 @@ class Store:
 
     # ---- seeding -------------------------------------------------------------------------------
     def seed(self, fixture: Fixture) -> None:
-        """Replace everything with the fixture's projects, runs and files, in one transaction."""
+        """Replace everything with the fixture's projects, runs, files and artifacts, in one transaction."""
+        from reconcile.emulator import artifacts
+
         projects: dict[tuple[str, str], int] = {}
         for entity, name in [*fixture.projects, *((r.entity, r.project) for r in fixture.runs)]:
             projects.setdefault((entity, name), len(projects) + 1)
@@ -318,7 +323,7 @@ class Store:
             c = self._conn
             c.execute("BEGIN")
             try:
-                for table in _TABLES:
+                for table in (*artifacts.TABLES, *_TABLES):
                     c.execute(f"DELETE FROM {table}")
                 c.executemany(
                     "INSERT INTO projects (id, entity, name) VALUES (?, ?, ?)",
@@ -337,6 +342,8 @@ class Store:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     file_rows,
                 )
+                artifacts.seed(c, [(pk, projects[(run.entity, run.project)], run.artifacts)
+                                   for pk, run in enumerate(fixture.runs, start=1)])
                 c.executemany(
                     "INSERT INTO meta VALUES (?, ?)",
                     [("viewer_entity", fixture.viewer_entity), ("viewer_username", fixture.viewer_username)],

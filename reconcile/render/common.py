@@ -17,6 +17,9 @@ ELLIPSIS = "…"
 
 _SIMPLE_FIELDS = {ChangeKind.NAME, ChangeKind.NOTES, ChangeKind.GROUP, ChangeKind.JOB_TYPE}
 
+NOTED_KINDS = (ChangeKind.FILE, ChangeKind.ARTIFACT)
+"""Changes shown with a note in parentheses (size, age, aliases) instead of ``= value``."""
+
 
 def size_text(size: int) -> str:
     """Bytes as binary units, e.g. ``114.44 MiB``."""
@@ -29,8 +32,12 @@ def summary_line(plan: Plan) -> str:
         return "No changes can be planned until the errors are fixed."
     if not plan.has_changes:
         return "No changes. Runs match the spec."
-    return (f"Plan: {len(plan.changed_runs)} runs to change ({plan.attribute_changes} attribute changes), "
-            f"{plan.file_deletions} files to delete ({size_text(plan.bytes_to_free)}).")
+    line = (f"Plan: {len(plan.changed_runs)} runs to change ({plan.attribute_changes} attribute changes), "
+            f"{plan.file_deletions} files to delete ({size_text(plan.bytes_to_free)})")
+    if plan.artifact_deletions:
+        line += (f", {plan.artifact_deletions} artifact versions to delete "
+                 f"({size_text(plan.artifact_bytes_to_free)})")
+    return line + "."
 
 
 def skipped_note(plan: Plan) -> str | None:
@@ -93,12 +100,14 @@ def label(change: Change) -> str:
     if change.kind is ChangeKind.FILE:
         name = change.file.name if change.file is not None else _dotted(change.key)
         return f"file {quoted(name)}"
+    if change.kind is ChangeKind.ARTIFACT:
+        return f"artifact version {quoted(_dotted(change.key))}"
     return change.path
 
 
 def has_value(change: Change) -> bool:
     """Whether the change is shown with ``= value`` (tags and files are not)."""
-    return change.kind not in (ChangeKind.TAGS, ChangeKind.FILE)
+    return change.kind not in (ChangeKind.TAGS, *NOTED_KINDS)
 
 
 def value_part(change: Change, width: int) -> str:

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from reconcile.models import Change, ChangeKind, ChangeOp, Plan, RunPlan
 from reconcile.render.common import (
+    NOTED_KINDS,
     all_errors,
     file_note,
     kept_note,
@@ -59,7 +60,7 @@ def _cells(change: Change, plan: Plan) -> tuple[str, str, str]:
     """(change, before, after) cell texts, unescaped."""
     sign = symbol(change)
     what = f"{sign} {label(change)}"
-    if change.kind is ChangeKind.FILE:
+    if change.kind in NOTED_KINDS:
         note = file_note(change, plan)
         return (what, note, "deleted") if change.op is ChangeOp.DELETE else (what, "", note)
     if change.kind is ChangeKind.TAGS:
@@ -78,7 +79,7 @@ def _run_section(run: RunPlan, plan: Plan) -> str:
     for change in run.changes[:MAX_ROWS_PER_RUN]:
         what, before, after = _cells(change, plan)
         rules = escape(", ".join(change.rules))
-        if change.detail and change.kind is not ChangeKind.FILE:  # a file's detail is in its row
+        if change.detail and change.kind not in NOTED_KINDS:  # a file's detail is in its row
             rules += f"<br>({escape(change.detail)})"
         lines.append(f"| {escape(what)} | {escape(before)} | {escape(after)} | {rules} |")
     hidden = len(run.changes) - MAX_ROWS_PER_RUN

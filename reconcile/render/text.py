@@ -19,8 +19,9 @@ from typing import Any, TextIO
 
 import click
 
-from reconcile.models import Change, ChangeKind, Plan, RunPlan
+from reconcile.models import Change, Plan, RunPlan
 from reconcile.render.common import (
+    NOTED_KINDS,
     all_errors,
     file_note,
     has_value,
@@ -55,7 +56,7 @@ def _change_lines(change: Change, plan: Plan, align: int, color: bool) -> list[s
     name = label(change)
     if has_value(change):
         line = f"{name.ljust(align)} = {value_part(change, VALUE_WIDTH)}"
-    elif change.kind is ChangeKind.FILE:
+    elif change.kind in NOTED_KINDS:
         note = file_note(change, plan)
         line = f"{name} ({note})" if note else name
     else:
@@ -63,7 +64,7 @@ def _change_lines(change: Change, plan: Plan, align: int, color: bool) -> list[s
     if change.rules:
         line += "  " + _paint("# " + ", ".join(change.rules), color, dim=True)
     lines = [f"      {mark} {line}"]
-    if change.detail and change.kind is not ChangeKind.FILE:  # a file's detail is its note above
+    if change.detail and change.kind not in NOTED_KINDS:  # a file's detail is its note above
         lines.append("        " + _paint("# " + change.detail, color, dim=True))
     return lines
 

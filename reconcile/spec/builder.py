@@ -18,6 +18,7 @@ import humanfriendly
 from reconcile import templates
 from reconcile.errors import SpecIssue
 from reconcile.models import (
+    ArtifactsRule,
     ConfigWrites,
     FilesRule,
     Goal,
@@ -42,7 +43,7 @@ from reconcile.spec.validation import schema_messages, validator
 _MAX_MESSAGE = 400
 
 CALENDAR_KEYS = ("keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
-"""restic's calendar selectors of a ``files:`` block."""
+"""restic's calendar selectors of a ``files:`` (and ``artifacts:``) block."""
 
 _CONDITIONS = (
     "ids",
@@ -182,6 +183,7 @@ class Builder:
             (*base, "rename", "summary"), self.get(rename, (*base, "rename"), "summary") or {}
         )
         files = self.files((*base, "files"), raw.get("files"))
+        artifacts = self.artifacts((*base, "artifacts"), raw.get("artifacts"))
         self.conflicts(base, "config", set_block.config, unset_config, rename_config)
         self.conflicts(base, "summary", set_block.summary, unset_summary, rename_summary)
         self.tag_conflicts(base, set_block, add_tags, remove_tags)
@@ -200,6 +202,7 @@ class Builder:
             rename_config=rename_config,
             rename_summary=rename_summary,
             files=files,
+            artifacts=artifacts,
         )
 
     def import_entry(self, i: int, raw: Any) -> Import | None:
@@ -300,6 +303,28 @@ class Builder:
         for key in ("delete", "keep"):
             for j, pattern in enumerate(self.get(raw, path, key) or []):
                 self.glob((*path, key, j), pattern, file_path=True)
+        return FilesRule(
+            delete=tuple(self.get(raw, path, "delete") or ()),
+            keep=tuple(self.get(raw, path, "keep") or ()),
+            allow_system_files=raw.get("allow_system_files") is True,
+            allow_delete_all=raw.get("allow_delete_all") is True,
+            **self.selectors(path, raw),
+        )
+
+    def artifacts(self, path: JsonPath, raw: Any) -> ArtifactsRule | None:
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+            return None
+        name = self.get(raw, path, "name")
+        if name is not None:
+            self.glob((*path, "name"), name, file_path=False)
+        aliased = tuple(self.get(raw, path, "delete_aliased") or ())
+        if "latest" in aliased:
+            self.issue((*path, "delete_aliased"), "`latest` is never deleted: W&B moves it to the newest "
+                       "version, and a collection without it breaks `:latest` for every user")
+        return ArtifactsRule(type=raw["type"], name=name, delete_aliased=aliased, **self.selectors(path, raw))
+
+    def selectors(self, path: JsonPath, raw: dict[str, Any]) -> dict[str, Any]:
+        """The retention selectors shared by ``files:`` and ``artifacts:``."""
         top = self.get(raw, path, "unless_top")
         unless_top = None
         if top is not None:
@@ -307,19 +332,15 @@ class Builder:
             unless_top = UnlessTop(metric=metric or (), goal=Goal(top["goal"]), count=top["count"])
         older, larger = self.get(raw, path, "older_than"), self.get(raw, path, "larger_than")
         within, order_by = self.get(raw, path, "keep_within"), self.get(raw, path, "order_by")
-        return FilesRule(
-            delete=tuple(self.get(raw, path, "delete") or ()),
-            keep=tuple(self.get(raw, path, "keep") or ()),
-            keep_last=self.get(raw, path, "keep_last"),
-            older_than=self.duration((*path, "older_than"), older) if older is not None else None,
-            larger_than=self.size((*path, "larger_than"), larger) if larger is not None else None,
-            unless_top=unless_top,
-            allow_system_files=raw.get("allow_system_files") is True,
-            allow_delete_all=raw.get("allow_delete_all") is True,
+        return {
+            "keep_last": self.get(raw, path, "keep_last"),
             **{key: self.get(raw, path, key) for key in CALENDAR_KEYS},
-            keep_within=self.duration((*path, "keep_within"), within) if within is not None else None,
-            order_by=OrderBy(order_by) if order_by is not None else OrderBy.UPDATED_AT,
-        )
+            "keep_within": self.duration((*path, "keep_within"), within) if within is not None else None,
+            "older_than": self.duration((*path, "older_than"), older) if older is not None else None,
+            "larger_than": self.size((*path, "larger_than"), larger) if larger is not None else None,
+            "unless_top": unless_top,
+            "order_by": OrderBy(order_by) if order_by is not None else OrderBy.UPDATED_AT,
+        }
 
     # values -------------------------------------------------------------------
 

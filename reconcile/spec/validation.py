@@ -36,7 +36,7 @@ _PATTERN_HINTS = {
     "^https?://\\S+$": "must be an http:// or https:// URL",
     "^\\S+$": "must not contain whitespace",
 }
-_ACTIONS = ("set", "add_tags", "remove_tags", "unset", "rename", "files")
+_ACTIONS = ("set", "add_tags", "remove_tags", "unset", "rename", "files", "artifacts")
 
 
 @functools.lru_cache(maxsize=1)

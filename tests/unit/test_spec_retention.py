@@ -50,3 +50,33 @@ def test_bad_keep_within_and_order_by_are_issues(tmp_path: Path) -> None:
     assert only_issue([path])[3] == "rules[0].files.keep_within"
     path = write(tmp_path / "t.yaml", HEAD + "      delete: ['*.pt']\n      order_by: size\n")
     assert only_issue([path])[3] == "rules[0].files.order_by"
+
+
+ART = (
+    "version: 1\ntarget: {entity: e, project: p}\nrules:\n  - name: r\n    match: {all: true}\n"
+    "    artifacts:\n"
+)
+
+
+def test_artifacts_block_loads(tmp_path: Path) -> None:
+    """type, name glob, selectors and delete_aliased reach the model."""
+    path = write(
+        tmp_path / "a.yaml",
+        ART + "      type: model\n      name: 'ckpt-*'\n      keep_last: 3\n"
+        "      keep_daily: 7\n      older_than: 30d\n      delete_aliased: [candidate]\n",
+    )
+    rule = load_spec([path]).rules[0].artifacts
+    assert rule is not None
+    assert (rule.type, rule.name, rule.keep_last, rule.keep_daily) == ("model", "ckpt-*", 3, 7)
+    assert rule.older_than == timedelta(days=30)
+    assert rule.delete_aliased == ("candidate",)
+
+
+def test_artifacts_needs_a_type_and_never_deletes_latest(tmp_path: Path) -> None:
+    """A missing type and `latest` in delete_aliased are positioned issues."""
+    path = write(tmp_path / "a.yaml", ART + "      keep_last: 3\n")
+    assert only_issue([path])[3] == "rules[0].artifacts"
+    path = write(tmp_path / "b.yaml", ART + "      type: model\n      delete_aliased: [latest]\n")
+    issue = only_issue([path])
+    assert issue[3] == "rules[0].artifacts.delete_aliased"
+    assert "`latest` is never deleted" in issue[4]

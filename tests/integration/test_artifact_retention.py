@@ -1,0 +1,150 @@
+"""Artifact version retention end to end, through the real CLI and the real wandb client: a
+Lightning-style checkpoint collection logged every epoch (20 versions, aliases latest and best),
+a rule keeping aliased versions and the last 3 -> the plan lists exactly the others with sizes ->
+apply (with backups) -> api.artifacts() shows the survivors with their aliases. A version that
+gains an alias between plan and apply is stale and survives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wandb
+from click.testing import CliRunner, Result
+
+from reconcile.cli import main
+from tests.conftest import TEST_API_KEY
+
+pytestmark = pytest.mark.integration
+
+MIB = 1 << 20
+EPOCHS = 20
+BEST = 12
+
+
+def _size(epoch: int) -> int:
+    return (40 + epoch) * MIB // 10  # 4.0 MiB .. 5.9 MiB
+
+
+def _mib(size: int) -> str:
+    """``4.1 MiB``: two decimals at most, trailing zeros dropped."""
+    return f"{size / MIB:.2f}".rstrip("0").rstrip(".") + " MiB"
+
+
+FIXTURE = {"runs": [
+    {"entity": "acme", "project": "vision", "id": "train1", "name": "lightning-1", "state": "finished",
+     "created_at": "2026-03-01T00:00:00Z", "summary": {"val_acc": 0.9},
+     # ModelCheckpoint + WandbLogger(log_model="all"): one version of model-<run id> per epoch.
+     "artifacts": [{"name": "model-train1", "type": "model", "created_at": f"2026-03-01T{epoch:02d}:00:00Z",
+                    "files": [{"name": "model.ckpt", "size": _size(epoch)}],
+                    "aliases": ["best"] if epoch == BEST else []} for epoch in range(EPOCHS)]
+     + [{"name": "cifar10", "type": "dataset", "size": 1000}]},
+]}
+
+SPEC = """
+version: 1
+target: {entity: acme, project: vision}
+rules:
+  - name: prune-checkpoints
+    match: {all: true}
+    artifacts:
+      type: model
+      name: "model-*"
+      keep_last: 3
+"""
+
+KEPT = {16, 17, 18, 19, BEST}  # the last 3 unaliased versions, latest (v19) and best
+DELETED = [v for v in range(EPOCHS) if v not in KEPT]
+
+
+def invoke(*args: str) -> Result:
+    """Run the CLI in-process."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def setup(emulator: Any, wandb_env: Any, tmp_path: Path) -> tuple[Any, Path]:
+    """A seeded emulator and the spec file."""
+    handle = emulator(seed=FIXTURE)
+    wandb_env(handle.url)
+    spec = tmp_path / "retention.yaml"
+    spec.write_text(SPEC)
+    return handle, spec
+
+
+def _versions(url: str) -> dict[int, list[str]]:
+    api = wandb.Api(overrides={"base_url": url}, api_key=TEST_API_KEY)
+    return {int(a.version[1:]): sorted(a.aliases) for a in api.artifacts("model", "acme/vision/model-train1")}
+
+
+def test_plan_lists_exactly_the_other_versions_then_apply_keeps_survivors(setup: tuple[Any, Path],
+                                                                          tmp_path: Path) -> None:
+    """Plan text and JSON list the 15 unaliased older versions with sizes; apply deletes them (backed
+    up first) with DeleteArtifact; latest and best keep their versions."""
+    handle, spec = setup
+    text = invoke("plan", "-f", str(spec), "--no-color")
+    assert text.exit_code == 0, text.output
+    for v in DELETED:
+        assert f'- artifact version "model-train1:v{v}" ({_mib(_size(v))}, aliases: none)' in text.output
+    for v in KEPT:
+        assert f'"model-train1:v{v}"' not in text.output
+    assert "cifar10" not in text.output
+    freed = sum(_size(v) for v in DELETED)
+    assert text.output.rstrip().splitlines()[-1] == (
+        f"Plan: 1 runs to change (0 attribute changes), 0 files to delete (0 bytes), "
+        f"15 artifact versions to delete ({_mib(freed)}).")
+
+    out = tmp_path / "plan.json"
+    assert invoke("plan", "-f", str(spec), "-o", str(out), "--format", "json").exit_code == 0
+    [run] = json.loads(out.read_text())["runs"]
+    changes = run["changes"]
+    assert {(c["kind"], c["op"]) for c in changes} == {("artifact", "delete")}
+    assert sorted(c["artifact"]["version_index"] for c in changes) == DELETED
+    assert all(c["artifact"]["size"] == _size(c["artifact"]["version_index"]) for c in changes)
+    assert all(c["artifact"]["aliases"] == [] for c in changes)
+
+    backups = tmp_path / "backups"
+    applied = invoke("apply", str(out), "--backup-dir", str(backups))
+    assert applied.exit_code == 0, applied.output
+    assert "15 artifact versions deleted" in applied.output
+    assert _versions(handle.url) == {19: ["latest"], 18: [], 17: [], 16: [], BEST: ["best"]}
+    for v in DELETED:
+        backup = backups / "acme" / "vision" / "train1" / "artifacts" / "model-train1" / f"v{v}" / "model.ckpt"
+        assert backup.stat().st_size == _size(v)
+    deletes = [m for m in handle.mutations() if m["operation"] == "DeleteArtifact"]
+    assert sorted(m["fields"]["artifact"] for m in deletes) == sorted(
+        f"acme/vision/model-train1:v{v}" for v in DELETED)
+    again = invoke("plan", "-f", str(spec), "--detailed-exitcode")
+    assert again.exit_code == 0, again.output
+
+
+def test_a_version_that_gains_an_alias_after_the_plan_is_stale(setup: tuple[Any, Path], tmp_path: Path) -> None:
+    """Someone promotes v3 between plan and apply: the run is stale, nothing of it is deleted, exit 1."""
+    handle, spec = setup
+    out = tmp_path / "plan.json"
+    assert invoke("plan", "-f", str(spec), "-o", str(out)).exit_code == 0
+    api = wandb.Api(overrides={"base_url": handle.url}, api_key=TEST_API_KEY)
+    promoted = api.artifact("acme/vision/model-train1:v3")
+    promoted.aliases.append("production")
+    promoted.save()
+    applied = invoke("apply", str(out), "--backup-dir", str(tmp_path / "b"))
+    assert applied.exit_code == 1
+    assert "model-train1:v3 gained the alias production" in applied.output
+    assert len(_versions(handle.url)) == EPOCHS
+    assert not [m for m in handle.mutations() if m["operation"] == "DeleteArtifact"]
+
+
+def test_delete_aliased_allows_named_aliases_but_never_latest(emulator: Any, wandb_env: Any,
+                                                             tmp_path: Path) -> None:
+    """delete_aliased: [best] lets the best version go (its alias with it); latest still survives."""
+    handle = emulator(seed=FIXTURE)
+    wandb_env(handle.url)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC.replace("keep_last: 3", "keep_last: 1\n      delete_aliased: [best]"))
+    out = tmp_path / "plan.json"
+    assert invoke("plan", "-f", str(spec), "-o", str(out)).exit_code == 0
+    applied = invoke("apply", str(out), "--backup-dir", str(tmp_path / "b"))
+    assert applied.exit_code == 0, applied.output
+    assert _versions(handle.url) == {19: ["latest"], 18: []}
