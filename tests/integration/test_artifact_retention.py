@@ -33,15 +33,31 @@ def _mib(size: int) -> str:
     return f"{size / MIB:.2f}".rstrip("0").rstrip(".") + " MiB"
 
 
-FIXTURE = {"runs": [
-    {"entity": "acme", "project": "vision", "id": "train1", "name": "lightning-1", "state": "finished",
-     "created_at": "2026-03-01T00:00:00Z", "summary": {"val_acc": 0.9},
-     # ModelCheckpoint + WandbLogger(log_model="all"): one version of model-<run id> per epoch.
-     "artifacts": [{"name": "model-train1", "type": "model", "created_at": f"2026-03-01T{epoch:02d}:00:00Z",
+FIXTURE = {
+    "runs": [
+        {
+            "entity": "acme",
+            "project": "vision",
+            "id": "train1",
+            "name": "lightning-1",
+            "state": "finished",
+            "created_at": "2026-03-01T00:00:00Z",
+            "summary": {"val_acc": 0.9},
+            # ModelCheckpoint + WandbLogger(log_model="all"): one version of model-<run id> per epoch.
+            "artifacts": [
+                {
+                    "name": "model-train1",
+                    "type": "model",
+                    "created_at": f"2026-03-01T{epoch:02d}:00:00Z",
                     "files": [{"name": "model.ckpt", "size": _size(epoch)}],
-                    "aliases": ["best"] if epoch == BEST else []} for epoch in range(EPOCHS)]
-     + [{"name": "cifar10", "type": "dataset", "size": 1000}]},
-]}
+                    "aliases": ["best"] if epoch == BEST else [],
+                }
+                for epoch in range(EPOCHS)
+            ]
+            + [{"name": "cifar10", "type": "dataset", "size": 1000}],
+        },
+    ]
+}
 
 SPEC = """
 version: 1
@@ -79,8 +95,9 @@ def _versions(url: str) -> dict[int, list[str]]:
     return {int(a.version[1:]): sorted(a.aliases) for a in api.artifacts("model", "acme/vision/model-train1")}
 
 
-def test_plan_lists_exactly_the_other_versions_then_apply_keeps_survivors(setup: tuple[Any, Path],
-                                                                          tmp_path: Path) -> None:
+def test_plan_lists_exactly_the_other_versions_then_apply_keeps_survivors(
+    setup: tuple[Any, Path], tmp_path: Path
+) -> None:
     """Plan text and JSON list the 15 unaliased older versions with sizes; apply deletes them (backed
     up first) with DeleteArtifact; latest and best keep their versions."""
     handle, spec = setup
@@ -94,7 +111,8 @@ def test_plan_lists_exactly_the_other_versions_then_apply_keeps_survivors(setup:
     freed = sum(_size(v) for v in DELETED)
     assert text.output.rstrip().splitlines()[-1] == (
         f"Plan: 1 runs to change (0 attribute changes), 0 files to delete (0 bytes), "
-        f"15 artifact versions to delete ({_mib(freed)}).")
+        f"15 artifact versions to delete ({_mib(freed)})."
+    )
 
     out = tmp_path / "plan.json"
     assert invoke("plan", "-f", str(spec), "-o", str(out), "--format", "json").exit_code == 0
@@ -111,16 +129,21 @@ def test_plan_lists_exactly_the_other_versions_then_apply_keeps_survivors(setup:
     assert "15 artifact versions deleted" in applied.output
     assert _versions(handle.url) == {19: ["latest"], 18: [], 17: [], 16: [], BEST: ["best"]}
     for v in DELETED:
-        backup = backups / "acme" / "vision" / "train1" / "artifacts" / "model-train1" / f"v{v}" / "model.ckpt"
+        backup = (
+            backups / "acme" / "vision" / "train1" / "artifacts" / "model-train1" / f"v{v}" / "model.ckpt"
+        )
         assert backup.stat().st_size == _size(v)
     deletes = [m for m in handle.mutations() if m["operation"] == "DeleteArtifact"]
     assert sorted(m["fields"]["artifact"] for m in deletes) == sorted(
-        f"acme/vision/model-train1:v{v}" for v in DELETED)
+        f"acme/vision/model-train1:v{v}" for v in DELETED
+    )
     again = invoke("plan", "-f", str(spec), "--detailed-exitcode")
     assert again.exit_code == 0, again.output
 
 
-def test_a_version_that_gains_an_alias_after_the_plan_is_stale(setup: tuple[Any, Path], tmp_path: Path) -> None:
+def test_a_version_that_gains_an_alias_after_the_plan_is_stale(
+    setup: tuple[Any, Path], tmp_path: Path
+) -> None:
     """Someone promotes v3 between plan and apply: the run is stale, nothing of it is deleted, exit 1."""
     handle, spec = setup
     out = tmp_path / "plan.json"
@@ -136,8 +159,9 @@ def test_a_version_that_gains_an_alias_after_the_plan_is_stale(setup: tuple[Any,
     assert not [m for m in handle.mutations() if m["operation"] == "DeleteArtifact"]
 
 
-def test_delete_aliased_allows_named_aliases_but_never_latest(emulator: Any, wandb_env: Any,
-                                                             tmp_path: Path) -> None:
+def test_delete_aliased_allows_named_aliases_but_never_latest(
+    emulator: Any, wandb_env: Any, tmp_path: Path
+) -> None:
     """delete_aliased: [best] lets the best version go (its alias with it); latest still survives."""
     handle = emulator(seed=FIXTURE)
     wandb_env(handle.url)
