@@ -52,27 +52,11 @@ def is_candidate(rule: ArtifactsRule, artifact: LiveArtifact) -> bool:
 def _protection(
     rule_name: str, rule: ArtifactsRule, artifact: LiveArtifact, now: datetime
 ) -> list[KeepReason]:
-    reasons = []
+    reasons: list[KeepReason] = []
     protected = [a for a in artifact.aliases if a in NEVER_DELETED or a not in rule.delete_aliased]
     if protected:
         reasons.append(KeepReason(rule_name, "alias", ", ".join(protected)))
-    if rule.older_than is not None and not artifact.created_at < now - rule.older_than:
-        days = max((now - artifact.created_at).days, 0)
-        reasons.append(
-            KeepReason(
-                rule_name,
-                "older_than",
-                f"{policy.duration_text(rule.older_than)} not reached ({days} days old)",
-            )
-        )
-    if rule.larger_than is not None and not artifact.size > rule.larger_than:
-        reasons.append(
-            KeepReason(
-                rule_name,
-                "larger_than",
-                f"{size_text(rule.larger_than)} not exceeded ({size_text(artifact.size)})",
-            )
-        )
+    reasons += retention.narrowing(rule_name, rule, artifact.created_at, artifact.size, now)
     return reasons
 
 
@@ -89,7 +73,7 @@ def decide(
         else:
             ranked.append(version)
     chosen = policy.survivors(
-        ranked, policy.of(rule), when=lambda a: a.created_at, name=lambda a: a.name, now=now
+        ranked, rule, when=lambda a: a.created_at, name=lambda a: a.name, now=now
     )
     for version, reasons in zip(ranked, chosen, strict=True):
         if reasons:

@@ -21,7 +21,6 @@ the contract asks for exactly the newest candidate of each of the last N periods
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -62,34 +61,10 @@ class HasPolicy(Protocol):
     def keep_within(self) -> timedelta | None: ...
     @property
     def order_by(self) -> OrderBy: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """The selectors of one rule; ``None`` (or 0) means the selector is not used."""
-
-    keep_last: int | None = None
-    keep_hourly: int | None = None
-    keep_daily: int | None = None
-    keep_weekly: int | None = None
-    keep_monthly: int | None = None
-    keep_yearly: int | None = None
-    keep_within: timedelta | None = None
-    order_by: OrderBy = OrderBy.UPDATED_AT
-
-
-def of(block: HasPolicy) -> Policy:
-    """The policy selectors of a ``files:`` or ``artifacts:`` block."""
-    return Policy(
-        block.keep_last,
-        block.keep_hourly,
-        block.keep_daily,
-        block.keep_weekly,
-        block.keep_monthly,
-        block.keep_yearly,
-        block.keep_within,
-        block.order_by,
-    )
+    @property
+    def older_than(self) -> timedelta | None: ...
+    @property
+    def larger_than(self) -> int | None: ...
 
 
 def duration_text(value: timedelta) -> str:
@@ -112,7 +87,7 @@ def newest_first(
 
 def survivors(
     items: Sequence[T],
-    policy: Policy,
+    policy: HasPolicy,
     *,
     when: Callable[[T], datetime],
     name: Callable[[T], str],

@@ -68,13 +68,20 @@ def _protection(rule_name: str, rule: FilesRule, file: LiveFile, keep: Sequence[
                if glob_matches(file.name, [pattern])]
     if not rule.allow_system_files and is_system_file(file.name):
         reasons.append(KeepReason(rule_name, "system_file"))
-    if rule.older_than is not None and not file.updated_at < now - rule.older_than:
-        days = max((now - file.updated_at).days, 0)
+    return reasons + narrowing(rule_name, rule, file.updated_at, file.size, now)
+
+
+def narrowing(rule_name: str, rule: policy.HasPolicy, when: datetime, size: int,
+              now: datetime) -> list[KeepReason]:
+    """Why ``older_than``/``larger_than`` leave a candidate (a file or an artifact version) alone."""
+    reasons = []
+    if rule.older_than is not None and not when < now - rule.older_than:
+        days = max((now - when).days, 0)
         reasons.append(KeepReason(rule_name, "older_than",
                                   f"{policy.duration_text(rule.older_than)} not reached ({days} days old)"))
-    if rule.larger_than is not None and not file.size > rule.larger_than:
+    if rule.larger_than is not None and not size > rule.larger_than:
         reasons.append(KeepReason(rule_name, "larger_than",
-                                  f"{size_text(rule.larger_than)} not exceeded ({size_text(file.size)})"))
+                                  f"{size_text(rule.larger_than)} not exceeded ({size_text(size)})"))
     return reasons
 
 
@@ -99,7 +106,7 @@ def decide(rule_name: str, rule: FilesRule, files: Iterable[LiveFile], *, keep: 
         else:
             ranked.append(file)
     chosen = policy.survivors(
-        ranked, policy.of(rule), when=lambda f: f.updated_at, name=lambda f: f.name, now=now
+        ranked, rule, when=lambda f: f.updated_at, name=lambda f: f.name, now=now
     )
     for file, reasons in zip(ranked, chosen, strict=True):
         if reasons:

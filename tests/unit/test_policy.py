@@ -11,8 +11,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from reconcile import policy
-from reconcile.models import OrderBy
-from reconcile.policy import Policy
+from reconcile.models import FilesRule, OrderBy
+
+
+def Policy(**selectors: object) -> FilesRule:
+    """A files block carrying only these selectors (the policy's input)."""
+    return FilesRule(delete=(), **selectors)  # type: ignore[arg-type]
 
 UTC = timezone.utc
 Item = tuple[str, datetime]
