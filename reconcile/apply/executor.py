@@ -360,14 +360,13 @@ class _Executor:
         run is stale, and none of its changes are written.
         """
         fresh: list[LiveArtifact] = []
+        # One listing of the run's versions (RunOutputArtifacts) instead of a read per version.
+        listed = {a.id: a for a in self.retry(lambda: self.backend.list_artifacts(live), run=rp.path)}
         for change in rp.artifact_deletions:
             planned = change.artifact
             if planned is None:
                 continue
-            def read(a: LiveArtifact = planned) -> LiveArtifact | None:
-                return self.backend.get_artifact(live, a.id)
-
-            now = self.retry(read, run=rp.path)
+            now = listed.get(planned.id)
             if now is None:
                 continue  # already deleted (an earlier attempt, or someone else)
             gained = sorted(set(now.aliases) - set(planned.aliases))
@@ -389,10 +388,14 @@ class _Executor:
 
     def _delete_versions(self, rp: RunPlan, live: LiveRun, versions: Sequence[LiveArtifact]) -> None:
         for version in versions:
-            def delete(a: LiveArtifact = version) -> None:
-                if self.backend.get_artifact(live, a.id) is not None:  # a timed-out attempt may have landed
-                    # Only aliases the rule allows are left (checked just now): they go with the version.
-                    self.backend.delete_artifact(live, a, delete_aliases=bool(a.aliases))
+            attempt = [0]
+
+            def delete(a: LiveArtifact = version, attempt: list[int] = attempt) -> None:
+                attempt[0] += 1
+                if attempt[0] > 1 and self.backend.get_artifact(live, a.id) is None:
+                    return  # the timed-out attempt landed
+                # Only aliases the rule allows are left (checked just now): they go with the version.
+                self.backend.delete_artifact(live, a, delete_aliases=bool(a.aliases))
 
             self.retry(delete, run=rp.path)
         self.emit(ev.RunArtifactsDeleted(rp.path, versions=len(versions),
