@@ -255,23 +255,43 @@ def version_node(store: Store, row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _page(
-    rows: list[sqlite3.Row], first: int | None, after: str | None
-) -> tuple[list[sqlite3.Row], bool, int]:
-    """Offset paging over an already ordered list: the page, whether more follow, and the start offset."""
-    start = int(after) if after and after.isdigit() else 0
+    rows: list[sqlite3.Row],
+    first: int | None,
+    after: str | None,
+    key: Callable[[sqlite3.Row], list[Any]],
+    *,
+    descending: bool = False,
+) -> tuple[list[sqlite3.Row], bool, list[str]]:
+    """Keyset paging over rows already ordered by ``key``: the page, whether more follow, its cursors.
+
+    A cursor holds the sort key of its row, so deleting rows while paging (the docs' delete loop)
+    neither skips nor repeats any.
+    """
+    start = 0
+    if after:
+        try:
+            mark = json.loads(base64.urlsafe_b64decode(after.encode()))
+        except (ValueError, binascii.Error) as exc:
+            raise GraphQLError(f"invalid cursor {after!r}") from exc
+        start = next(
+            (i for i, row in enumerate(rows) if (key(row) < mark if descending else key(row) > mark)),
+            len(rows),
+        )
     size = max(min(first or 50, 1000), 1)
-    return rows[start : start + size], start + size < len(rows), start
+    page = rows[start : start + size]
+    cursors = [base64.urlsafe_b64encode(json.dumps(key(r)).encode()).decode() for r in page]
+    return page, start + size < len(rows), cursors
 
 
 def _connection(
     nodes: list[dict[str, Any]],
-    start: int,
+    cursors: list[str],
     has_next: bool,
     total: int,
     extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     edges = [
-        {"node": n, "cursor": str(start + i + 1), **(extra(n) if extra else {})} for i, n in enumerate(nodes)
+        {"node": n, "cursor": c, **(extra(n) if extra else {})} for n, c in zip(nodes, cursors, strict=True)
     ]
     return {
         "totalCount": total,
@@ -332,8 +352,10 @@ def _collections_connection(
     store: Store, project_id: int, type_name: str | None, after: str | None, first: int | None
 ) -> dict[str, Any]:
     rows = _collections(store, project_id, type_name)
-    page, has_next, start = _page(rows, first, after)
-    return _connection([_collection_node(r) for r in page], start, has_next, len(rows))
+    page, has_next, cursors = _page(
+        rows, first, after, lambda r: [r["collection_created_at"], r["collection_pk"]]
+    )
+    return _connection([_collection_node(r) for r in page], cursors, has_next, len(rows))
 
 
 def _project_collections(
@@ -393,10 +415,12 @@ def _collection_artifacts(
         (collection["_pk"],),
         "v.version_index ASC" if ascending else "v.version_index DESC",
     )
-    page, has_next, start = _page(rows, first, after)
+    page, has_next, cursors = _page(
+        rows, first, after, lambda r: [r["version_index"]], descending=not ascending
+    )
     return _connection(
         [version_node(store, r) for r in page],
-        start,
+        cursors,
         has_next,
         len(rows),
         extra=lambda n: {"version": f"v{n['versionIndex']}"},
@@ -456,7 +480,7 @@ def _membership_files(
     )
     if names:
         rows = [r for r in rows if r["name"] in set(names)]
-    page, has_next, start = _page(rows, first, after)
+    page, has_next, cursors = _page(rows, first, after, lambda r: [r["name"]])
     base = info.context.base_url
     nodes = []
     for r in page:
@@ -477,7 +501,7 @@ def _membership_files(
                 "storagePath": None,
             }
         )
-    return _connection(nodes, start, has_next, len(rows))
+    return _connection(nodes, cursors, has_next, len(rows))
 
 
 def _run_output_artifacts(
@@ -485,8 +509,8 @@ def _run_output_artifacts(
 ) -> dict[str, Any]:
     store = _ctx_store(info)
     rows = _versions(store, "v.run_pk = ?", (run["_pk"],), "v.pk ASC")
-    page, has_next, start = _page(rows, first, after)
-    return _connection([version_node(store, r) for r in page], start, has_next, len(rows))
+    page, has_next, cursors = _page(rows, first, after, lambda r: [r["pk"]])
+    return _connection([version_node(store, r) for r in page], cursors, has_next, len(rows))
 
 
 def _artifact_by_id(_: Any, info: GraphQLResolveInfo[Any], id: str) -> dict[str, Any] | None:

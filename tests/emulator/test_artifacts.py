@@ -161,3 +161,28 @@ def test_aliases_added_move_and_removed(api: Any) -> None:
     v4.aliases.remove("candidate")
     v4.save()
     assert api.artifact("acme/vision/ckpt-run1:v4").aliases == []
+
+
+def test_the_docs_delete_loop_over_pages_misses_nothing(module_env: Path, tmp_path: Path) -> None:
+    """`for v in api.artifacts(...): if not v.aliases: v.delete()` with 2 per page deletes every
+    unaliased version: cursors hold the sort key, so deleting while paging skips nothing."""
+    fixture = {
+        "runs": [
+            {
+                "entity": "acme",
+                "project": "vision",
+                "id": "run1",
+                "artifacts": [
+                    {"name": "ckpt", "type": "model", "size": 10, "aliases": ["best"] if i == 4 else []}
+                    for i in range(9)
+                ],
+            }
+        ]
+    }
+    with running_emulator(seed=fixture, db=tmp_path / "loop.sqlite") as handle:
+        api = wandb.Api(overrides={"base_url": handle.url}, api_key=TEST_API_KEY)
+        for version in api.artifacts("model", "acme/vision/ckpt", per_page=2):
+            if not version.aliases:
+                version.delete()
+        left = {a.version: a.aliases for a in api.artifacts("model", "acme/vision/ckpt")}
+    assert left == {"v8": ["latest"], "v4": ["best"]}
