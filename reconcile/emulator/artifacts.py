@@ -105,10 +105,10 @@ def seed(conn: sqlite3.Connection, runs: Sequence[tuple[int, int, Sequence[SeedA
             for alias in art.aliases:
                 if alias == "latest":
                     explicit_latest.add(coll_pk)
-                _set_alias(conn, coll_pk, version_pk, alias)
+                set_alias(conn, coll_pk, version_pk, alias)
     for coll_pk, version_pk in newest.items():
         if coll_pk not in explicit_latest:
-            _set_alias(conn, coll_pk, version_pk, "latest")
+            set_alias(conn, coll_pk, version_pk, "latest")
 
 
 def _insert_version(
@@ -139,7 +139,7 @@ def _insert_version(
     return version_pk
 
 
-def _set_alias(conn: sqlite3.Connection, coll_pk: int, version_pk: int, alias: str) -> None:
+def set_alias(conn: sqlite3.Connection, coll_pk: int, version_pk: int, alias: str) -> None:
     # An alias names one version of a collection: giving it to another version moves it.
     conn.execute("DELETE FROM artifact_aliases WHERE collection_pk = ? AND alias = ?", (coll_pk, alias))
     conn.execute(
@@ -149,11 +149,11 @@ def _set_alias(conn: sqlite3.Connection, coll_pk: int, version_pk: int, alias: s
 
 
 # ---- ids ------------------------------------------------------------------------------------------
-def _encode(kind: str, pk: int) -> str:
+def encode_id(kind: str, pk: int) -> str:
     return base64.b64encode(f"{kind}:{pk}".encode()).decode()
 
 
-def _decode(kind: str, value: str) -> int:
+def decode_id(kind: str, value: str) -> int:
     try:
         prefix, _, pk = base64.b64decode(value.encode(), validate=True).decode().partition(":")
         if prefix == kind:
@@ -182,7 +182,7 @@ def _project_info(row: sqlite3.Row) -> dict[str, Any]:
         "internalId": pid,
         "name": row["project_name"],
         "entityName": row["entity"],
-        "entity": {"id": _encode("Entity", 1), "name": row["entity"]},
+        "entity": {"id": encode_id("Entity", 1), "name": row["entity"]},
         "readOnly": False,
         "_pk": row["project_id"],
     }
@@ -198,14 +198,14 @@ def _collection_node(
 ) -> dict[str, Any]:
     return {
         "__typename": "ArtifactSequence",
-        "id": _encode("ArtifactCollection", row[pk_key]),
+        "id": encode_id("ArtifactCollection", row[pk_key]),
         "name": row[name_key],
         "description": None,
         "createdAt": row[created_key],
         "updatedAt": row[created_key],
         "project": _project_info(row),
         "defaultArtifactType": {
-            "id": _encode("ArtifactType", row[pk_key]),
+            "id": encode_id("ArtifactType", row[pk_key]),
             "name": row[type_key],
             "_project": row["project_id"],
         },
@@ -219,7 +219,7 @@ def _aliases(store: Store, version_pk: int, collection: dict[str, Any]) -> list[
         "SELECT pk, alias FROM artifact_aliases WHERE version_pk = ? ORDER BY alias", (version_pk,)
     )
     return [
-        {"id": _encode("ArtifactAlias", r["pk"]), "alias": r["alias"], "artifactCollection": collection}
+        {"id": encode_id("ArtifactAlias", r["pk"]), "alias": r["alias"], "artifactCollection": collection}
         for r in rows
     ]
 
@@ -230,7 +230,7 @@ def version_node(store: Store, row: sqlite3.Row) -> dict[str, Any]:
     ttl = int(row["ttl_seconds"])
     return {
         "__typename": "Artifact",
-        "id": _encode("Artifact", row["pk"]),
+        "id": encode_id("Artifact", row["pk"]),
         "artifactSequence": collection,
         "versionIndex": row["version_index"],
         "artifactType": collection["defaultArtifactType"],
@@ -309,7 +309,7 @@ def _versions(
     store: Store, where: str, params: Sequence[Any], order: str = "v.version_index DESC"
 ) -> list[sqlite3.Row]:
     return store._query(
-        f"{_VERSION_SELECT} WHERE v.state != 'DELETED' AND {where} ORDER BY {order}, v.pk", params
+        f"{_VERSION_SELECT} WHERE v.state = 'COMMITTED' AND {where} ORDER BY {order}, v.pk", params
     )
 
 
@@ -325,7 +325,7 @@ def _collections(store: Store, project_id: int, type_name: str | None) -> list[s
         params.append(type_name)
     sql += (
         " AND EXISTS (SELECT 1 FROM artifact_versions v WHERE v.collection_pk = c.pk "
-        "AND v.state != 'DELETED')"
+        "AND v.state = 'COMMITTED')"
     )
     return store._query(sql + " ORDER BY c.created_at, c.pk", params)
 
@@ -345,7 +345,7 @@ def _project_artifact_type(
     )
     if not rows or rows[0]["pk"] is None:
         return None
-    return {"id": _encode("ArtifactType", rows[0]["pk"]), "name": name, "_project": project["_pk"]}
+    return {"id": encode_id("ArtifactType", rows[0]["pk"]), "name": name, "_project": project["_pk"]}
 
 
 def _collections_connection(
@@ -442,7 +442,7 @@ def _membership(store: Store, collection_pk: int, alias_or_version: str) -> dict
         return None
     node = version_node(store, rows[0])
     return {
-        "id": _encode("ArtifactCollectionMembership", rows[0]["pk"]),
+        "id": encode_id("ArtifactCollectionMembership", rows[0]["pk"]),
         "versionIndex": node["versionIndex"],
         "createdAt": node["createdAt"],
         "aliases": node["aliases"],
@@ -458,7 +458,7 @@ def _collection_membership(
     return _membership(_ctx_store(info), collection["_pk"], aliasName)
 
 
-def _project_membership(
+def project_membership(
     project: dict[str, Any], info: GraphQLResolveInfo[Any], name: str
 ) -> dict[str, Any] | None:
     collection_name, _, version = name.partition(":")
@@ -488,7 +488,7 @@ def _membership_files(
         nodes.append(
             {
                 "__typename": "File",
-                "id": _encode("File", r["pk"]),
+                "id": encode_id("File", r["pk"]),
                 "name": r["name"],
                 "displayName": r["name"],
                 "url": url,
@@ -516,7 +516,7 @@ def _run_output_artifacts(
 def _artifact_by_id(_: Any, info: GraphQLResolveInfo[Any], id: str) -> dict[str, Any] | None:
     store = _ctx_store(info)
     try:
-        pk = _decode("Artifact", id)
+        pk = decode_id("Artifact", id)
     except StoreError as exc:
         raise GraphQLError(str(exc)) from exc
     rows = _versions(store, "v.pk = ?", (pk,))
@@ -525,7 +525,7 @@ def _artifact_by_id(_: Any, info: GraphQLResolveInfo[Any], id: str) -> dict[str,
 
 def _version_or_error(store: Store, artifact_id: str) -> sqlite3.Row:
     try:
-        rows = _versions(store, "v.pk = ?", (_decode("Artifact", artifact_id),))
+        rows = _versions(store, "v.pk = ?", (decode_id("Artifact", artifact_id),))
     except StoreError as exc:
         raise GraphQLError(str(exc)) from exc
     if not rows:
@@ -592,7 +592,7 @@ def _alias_change(info: GraphQLResolveInfo[Any], input: dict[str, Any], add: boo
     with store._transaction() as conn:
         for alias in names:
             if add:
-                _set_alias(conn, row["collection_pk"], row["pk"], alias)  # moves it from another version
+                set_alias(conn, row["collection_pk"], row["pk"], alias)  # moves it from another version
             else:
                 conn.execute(
                     "DELETE FROM artifact_aliases WHERE version_pk = ? AND alias = ?", (row["pk"], alias)
@@ -618,7 +618,7 @@ RESOLVERS: dict[tuple[str, str], Callable[..., Any]] = {
     ("Project", "artifactType"): _project_artifact_type,
     ("Project", "artifactCollections"): _project_collections,
     ("Project", "artifactCollection"): _project_collection,
-    ("Project", "artifactCollectionMembership"): _project_membership,
+    ("Project", "artifactCollectionMembership"): project_membership,
     ("Run", "outputArtifacts"): _run_output_artifacts,
     ("ArtifactType", "artifactCollections"): _type_collections,
     ("ArtifactType", "artifactCollection"): _type_collection,
@@ -635,7 +635,7 @@ def file_content(store: Store, version_pk: str, name: str) -> tuple[int, Iterato
         return None
     rows = store._query(
         "SELECT f.size, f.content FROM artifact_files f JOIN artifact_versions v ON v.pk = f.version_pk "
-        "WHERE v.pk = ? AND f.name = ? AND v.state != 'DELETED'",
+        "WHERE v.pk = ? AND f.name = ? AND v.state = 'COMMITTED'",
         (int(version_pk), name),
     )
     if not rows:

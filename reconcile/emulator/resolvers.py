@@ -25,7 +25,7 @@ from graphql import (
     validate,
 )
 
-from reconcile.emulator import artifacts, history, sweeps
+from reconcile.emulator import artifact_uploads, artifacts, history, sweeps
 from reconcile.emulator.filters import FilterError
 from reconcile.emulator.nodes import Context, Info, Resolvers, json_arg, page_info, project_node, run_node
 from reconcile.emulator.store import Store, StoreError, file_id, run_storage_id
@@ -338,6 +338,7 @@ def build_executable_schema() -> GraphQLSchema:
         **history.RESOLVERS,
         **sweeps.RESOLVERS,
         **artifacts.RESOLVERS,
+        **artifact_uploads.RESOLVERS,
     }
     for (type_name, field_name), resolver in attach.items():
         schema.get_type(type_name).fields[field_name].resolve = resolver  # type: ignore[union-attr]

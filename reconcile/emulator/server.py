@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from reconcile.emulator import artifacts, file_stream
+from reconcile.emulator import artifact_uploads, artifacts, file_stream
 from reconcile.emulator.resolvers import Executor, operation_name
 from reconcile.emulator.store import Store, StoreError
 
@@ -338,6 +338,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         self.server.stats.request("PUT /upload")
         if self._faults():
+            return
+        if artifact_uploads.put(self.server.store, path, body):
+            self._send(200)
             return
         parts = (
             [unquote(p) for p in path[len("/upload/") :].split("/", 3)] if path.startswith("/upload/") else []

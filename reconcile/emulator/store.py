@@ -268,9 +268,10 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
-        from reconcile.emulator import artifacts  # its own module; it builds on this one
+        from reconcile.emulator import artifact_uploads, artifacts  # their own modules, built on this one
 
         self._conn.executescript(artifacts.SQL)
+        self._conn.executescript(artifact_uploads.SQL)
 
     def close(self) -> None:
         """Close the connection (the data stays in the file)."""
@@ -284,7 +285,7 @@ class Store:
     # ---- seeding -------------------------------------------------------------------------------
     def seed(self, fixture: Fixture) -> None:
         """Replace everything with the fixture's projects, runs, files and artifacts, in one transaction."""
-        from reconcile.emulator import artifacts
+        from reconcile.emulator import artifact_uploads, artifacts
 
         projects: dict[tuple[str, str], int] = {}
         for entity, name in [*fixture.projects, *((r.entity, r.project) for r in fixture.runs)]:
@@ -323,7 +324,7 @@ class Store:
             c = self._conn
             c.execute("BEGIN")
             try:
-                for table in (*artifacts.TABLES, *_TABLES):
+                for table in (*artifact_uploads.TABLES, *artifacts.TABLES, *_TABLES):
                     c.execute(f"DELETE FROM {table}")
                 c.executemany(
                     "INSERT INTO projects (id, entity, name) VALUES (?, ?, ?)",
