@@ -90,9 +90,11 @@ def setup(emulator: Any, wandb_env: Any, tmp_path: Path) -> tuple[Any, Path]:
     return handle, spec
 
 
-def _versions(url: str) -> dict[int, list[str]]:
+def _versions(url: str, collection: str = "model-train1") -> dict[int, list[str]]:
     api = wandb.Api(overrides={"base_url": url}, api_key=TEST_API_KEY)
-    return {int(a.version[1:]): sorted(a.aliases) for a in api.artifacts("model", "acme/vision/model-train1")}
+    return {
+        int(a.version[1:]): sorted(a.aliases) for a in api.artifacts("model", f"acme/vision/{collection}")
+    }
 
 
 def test_plan_lists_exactly_the_other_versions_then_apply_keeps_survivors(
@@ -172,3 +174,58 @@ def test_delete_aliased_allows_named_aliases_but_never_latest(
     applied = invoke("apply", str(out), "--backup-dir", str(tmp_path / "b"))
     assert applied.exit_code == 0, applied.output
     assert _versions(handle.url) == {19: ["latest"], 18: []}
+
+
+@pytest.fixture
+def sdk_project(emulator: Any, wandb_env: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """An emulator whose project is made by the real SDK: one training run that logs a Lightning-style
+    checkpoint artifact every epoch (20 versions; `best` on epoch 12, `latest` on the last)."""
+    handle = emulator(seed={"viewer": {"entity": "acme", "username": "alice"}, "runs": []})
+    wandb_env(handle.url)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    wandb.teardown()
+    run = wandb.init(
+        project="vision", entity="acme", settings=wandb.Settings(base_url=handle.url, console="off")
+    )
+    for epoch in range(EPOCHS):
+        checkpoint = tmp_path / "model.ckpt"
+        checkpoint.write_bytes(bytes([epoch]) * _size(epoch))
+        # What WandbLogger(log_model="all") does after each ModelCheckpoint save.
+        artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata={"epoch": epoch})
+        artifact.add_file(str(checkpoint), name="model.ckpt")
+        run.log_artifact(artifact, aliases=["latest", "best"] if epoch == BEST else ["latest"])
+    run.finish()
+    wandb.teardown()
+    return handle, run.id
+
+
+def test_sdk_made_checkpoints_keep_aliases_and_the_last_three(sdk_project: Any, tmp_path: Path) -> None:
+    """The issue's acceptance flow on versions the SDK logged: plan lists exactly the 15 others with
+    their sizes; apply deletes them; api.artifacts() shows v12 (best), v16-v18 and v19 (latest)."""
+    handle, run_id = sdk_project
+    assert _versions(handle.url, f"model-{run_id}") == {
+        v: ["best"] if v == BEST else ["latest"] if v == EPOCHS - 1 else [] for v in range(EPOCHS)
+    }
+    spec = tmp_path / "retention.yaml"
+    spec.write_text(SPEC)
+    out = tmp_path / "plan.json"
+    planned = invoke("plan", "-f", str(spec), "-o", str(out), "--no-color")
+    assert planned.exit_code == 0, planned.output
+    for v in DELETED:
+        assert f'- artifact version "model-{run_id}:v{v}" ({_mib(_size(v))}, aliases: none)' in planned.output
+    [run] = json.loads(out.read_text())["runs"]
+    assert sorted((c["artifact"]["version_index"], c["artifact"]["size"]) for c in run["changes"]) == [
+        (v, _size(v)) for v in DELETED
+    ]
+    applied = invoke("apply", str(out), "--backup-dir", str(tmp_path / "backups"))
+    assert applied.exit_code == 0, applied.output
+    assert _versions(handle.url, f"model-{run_id}") == {
+        19: ["latest"],
+        18: [],
+        17: [],
+        16: [],
+        BEST: ["best"],
+    }
+    backup = tmp_path / "backups" / "acme" / "vision" / run_id / "artifacts" / f"model-{run_id}" / "v3"
+    assert (backup / "model.ckpt").read_bytes() == bytes([3]) * _size(3)
