@@ -19,7 +19,7 @@ from typing import Any
 
 from reconcile.backend import RunUpdate
 from reconcile.errors import BackendError, NotFound
-from reconcile.models import ConfigWrites, LiveFile, LiveRun
+from reconcile.models import ConfigWrites, LiveArtifact, LiveFile, LiveRun
 
 
 def deep_merge(stored: Mapping[str, Any], sent: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,6 +153,36 @@ class MemoryBackend:
         self.runs[stored.storage_id] = replace(stored, files=files)
         self.contents[new.id] = data
 
+    # ------------------------------------------------------------------ artifacts
+
+    def list_artifacts(self, run: LiveRun) -> tuple[LiveArtifact, ...]:
+        """The versions the run logged (``LiveRun.artifacts`` of the stored run)."""
+        self._record("list_artifacts", run.path)
+        return tuple(self._by_id(run.storage_id).artifacts or ())
+
+    def get_artifact(self, run: LiveRun, artifact_id: str) -> LiveArtifact | None:
+        """One version of the run, or None once deleted."""
+        self._record("get_artifact", (run.path, artifact_id))
+        return next((a for a in self._by_id(run.storage_id).artifacts or () if a.id == artifact_id), None)
+
+    def delete_artifact(self, run: LiveRun, artifact: LiveArtifact, *, delete_aliases: bool) -> None:
+        """Remove the version; one with aliases is refused unless ``delete_aliases`` (as W&B does)."""
+        self._record("delete_artifact", (run.path, artifact.name, delete_aliases))
+        stored = self._by_id(run.storage_id)
+        current = next((a for a in stored.artifacts or () if a.id == artifact.id), None)
+        if current is not None and current.aliases and not delete_aliases:
+            raise BackendError(f"cannot delete artifact {artifact.name}: it has aliases "
+                               f"{list(current.aliases)}")
+        remaining = tuple(a for a in stored.artifacts or () if a.id != artifact.id)
+        self.runs[stored.storage_id] = replace(stored, artifacts=remaining)
+
+    def download_artifact(self, run: LiveRun, artifact: LiveArtifact, dest: Path) -> list[tuple[str, int]]:
+        """One file ``<collection>.bin`` of the version's size, zero bytes."""
+        self._record("download_artifact", (run.path, artifact.name))
+        name = f"{artifact.collection}.bin"
+        (dest / name).write_bytes(bytes(artifact.size))
+        return [(name, artifact.size)]
+
     def close(self) -> None:
         """Mark the backend closed (nothing to release)."""
         self.closed = True
@@ -161,7 +191,7 @@ class MemoryBackend:
 def _without_files(run: LiveRun) -> LiveRun:
     """A deep copy of ``run`` as a listing returns it (files not fetched)."""
     return replace(run, config=copy.deepcopy(dict(run.config)),
-                   summary=copy.deepcopy(dict(run.summary)), files=None)
+                   summary=copy.deepcopy(dict(run.summary)), files=None, artifacts=None)
 
 
 _FIELDS = {"name": "id", "displayName": "name", "display_name": "name", "state": "state",
