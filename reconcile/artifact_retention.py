@@ -73,7 +73,7 @@ def decide(
         else:
             ranked.append(version)
     chosen = policy.survivors(
-        ranked, rule, when=lambda a: a.created_at, name=lambda a: a.name, now=now
+        ranked, rule, when=lambda a: a.created_at, name=lambda a: a.name, now=now, natural_ties=True
     )
     for version, reasons in zip(ranked, chosen, strict=True):
         if reasons:

@@ -77,11 +77,19 @@ def duration_text(value: timedelta) -> str:
 
 
 def newest_first(
-    items: Sequence[T], order_by: OrderBy, *, when: Callable[[T], datetime], name: Callable[[T], str]
+    items: Sequence[T], order_by: OrderBy, *, when: Callable[[T], datetime], name: Callable[[T], str],
+    natural_ties: bool = False,
 ) -> list[int]:
-    """Indexes of ``items``, newest first by ``order_by`` (by time: ties by name, as restic is stable)."""
+    """Indexes of ``items``, newest first by ``order_by``.
+
+    By time, equal times rank by name (as restic's stable sort), or with ``natural_ties`` the
+    naturally larger name first (artifact versions: v10 was logged after v9 in the same second).
+    """
     if order_by is OrderBy.NAME:
         return sorted(range(len(items)), key=lambda i: _natural(name(items[i])), reverse=True)
+    if natural_ties:
+        by_name = sorted(range(len(items)), key=lambda i: _natural(name(items[i])), reverse=True)
+        return sorted(by_name, key=lambda i: -when(items[i]).timestamp())  # stable: ties keep that order
     return sorted(range(len(items)), key=lambda i: (-when(items[i]).timestamp(), name(items[i])))
 
 
@@ -92,6 +100,7 @@ def survivors(
     when: Callable[[T], datetime],
     name: Callable[[T], str],
     now: datetime,
+    natural_ties: bool = False,
 ) -> list[list[tuple[str, str | None]]]:
     """For each item, the ``(selector, detail)`` pairs that keep it; an empty list means delete it.
 
@@ -100,7 +109,7 @@ def survivors(
     reasons: list[list[tuple[str, str | None]]] = [[] for _ in items]
     if not items:
         return reasons
-    order = newest_first(items, policy.order_by, when=when, name=name)
+    order = newest_first(items, policy.order_by, when=when, name=name, natural_ties=natural_ties)
     if policy.keep_last:
         for rank, i in enumerate(order[: policy.keep_last], start=1):
             reasons[i].append(("keep_last", f"{rank} of {policy.keep_last}"))

@@ -183,3 +183,16 @@ def test_summary_counts_artifact_versions_apart_from_attributes() -> None:
         run("r1", [version("c", 0, size=7), version("c", 1, size=5, aliases=("latest",))]),
     )
     assert (p.attribute_changes, p.artifact_deletions, p.artifact_bytes_to_free) == (0, 1, 7)
+
+
+def test_versions_logged_in_the_same_second_rank_by_version_index() -> None:
+    """Equal creation times (the SDK logs a version per epoch, often within one second): v10 is newer
+    than v9, not older because "v10" < "v9" as text."""
+    same = NOW - timedelta(days=1)
+    versions = [
+        LiveArtifact(id=f"c-{i}", collection="c", type="model", version_index=i, size=1, created_at=same)
+        for i in (8, 9, 10, 11)
+    ]
+    assert deleted(plan_of(ArtifactsRule(type="model", keep_last=2), run("r1", versions))) == {
+        "r1": ["c:v8", "c:v9"]
+    }
