@@ -4,6 +4,7 @@ with the table in tests/README.md. Run from the repository root after `mutmut ru
 
 from __future__ import annotations
 
+import fnmatch
 import sys
 from collections import Counter
 
@@ -16,8 +17,8 @@ from mutmut.utils.file_utils import walk_mutatable_files
 DETECTED = ("killed", "timeout")
 
 
-def main() -> int:
-    """Print the report; exit 1 when there is no mutation data."""
+def main(patterns: list[str]) -> int:
+    """Print the report for the mutants matching ``patterns`` (all if none); exit 1 without data."""
     ensure_config_loaded()
     rows: list[tuple[str, Counter[str]]] = []
     survivors: list[tuple[str, str]] = []
@@ -26,6 +27,8 @@ def main() -> int:
         data.load()
         counts: Counter[str] = Counter()
         for name, code in data.exit_code_by_key.items():
+            if patterns and not any(fnmatch.fnmatch(name, p) for p in patterns):
+                continue
             status = "not run" if code is None else status_by_exit_code[code]
             counts[status] += 1
             if status == "survived":
@@ -51,4 +54,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -100,3 +100,19 @@ def test_fields_lists_what_a_template_reads() -> None:
     assert templates.fields("{config.a.b}")[0].text == "config.a.b"
     assert templates.is_template("{id}")
     assert not templates.is_template("{{id}}")
+
+
+def test_any_key_name_of_letters_digits_and_dashes_is_allowed() -> None:
+    """Only brackets, parentheses, quotes and spaces make a field more than a dotted key path."""
+    run = LiveRun("acme", "vision", "r1", "S1", "n", "finished", RUN.created_at,
+                  {"MaX": {"XX-y_1": 3}}, {}, ())
+    assert templates.render("{config.MaX.XX-y_1}", run) == "3"
+
+
+def test_an_unknown_field_lists_the_fields_allowed() -> None:
+    """The message says exactly what may be used instead."""
+    with pytest.raises(TemplateError) as info:
+        templates.parse("{nme}")
+    assert str(info.value) == (
+        "template '{nme}': unknown field {nme}; use {id}, {name}, {group}, {job_type}, {notes}, {state}, "
+        "{created_at}, {config.KEY} or {summary.KEY}")
