@@ -8,7 +8,6 @@ import fnmatch
 import sys
 from collections import Counter
 
-from mutmut.__main__ import ensure_config_loaded  # type: ignore[attr-defined]
 from mutmut.mutation.data import SourceFileMutationData
 from mutmut.mutation.diff_apply import get_diff_for_mutant
 from mutmut.stats import status_by_exit_code
@@ -19,7 +18,6 @@ DETECTED = ("killed", "timeout")
 
 def main(patterns: list[str]) -> int:
     """Print the report for the mutants matching ``patterns`` (all if none); exit 1 without data."""
-    ensure_config_loaded()
     rows: list[tuple[str, Counter[str]]] = []
     survivors: list[tuple[str, str]] = []
     for path in walk_mutatable_files():

@@ -77,10 +77,11 @@ class Terminal:
         """Everything shown so far, escape sequences and carriage returns removed."""
         return ANSI.sub("", self.raw.decode(errors="replace"))
 
-    def _read(self, timeout: float) -> bool:
-        ready, _, _ = select.select([self.master], [], [], timeout)
+    def _read(self, timeout: float) -> bool | None:
+        """Read what is shown: True if something came, False at the end, None after ``timeout`` s."""
+        ready, _, _ = select.select([self.master], [], [], max(timeout, 0))
         if not ready:
-            return True
+            return None
         try:
             chunk = os.read(self.master, 65536)
         except OSError:  # EIO: the child closed the terminal
@@ -92,17 +93,18 @@ class Terminal:
         """Read until ``text`` is shown (fails after ``timeout`` seconds of waiting)."""
         deadline = time.monotonic() + timeout
         while text not in self.text:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0 and self._read(remaining), f"never showed {text!r}:\n{self.text[-3000:]}"
+            got = self._read(deadline - time.monotonic())
+            why = "ended" if got is False else "timed out"
+            assert got, f"never showed {text!r} ({why}):\n{self.text[-3000:]}"
 
     def type(self, line: str) -> None:
         """Type ``line`` and Enter."""
         os.write(self.master, line.encode() + b"\r")
 
     def finish(self, timeout: float = 120) -> int:
-        """Read to the end; the exit code."""
-        while self._read(timeout):
-            pass
+        """Read to the end (fails if nothing is shown for ``timeout`` seconds); the exit code."""
+        while (got := self._read(timeout)) is not False:
+            assert got is not None, f"the command went silent for {timeout} s:\n{self.text[-3000:]}"
         code = self.proc.wait(timeout=timeout)
         os.close(self.master)
         return code

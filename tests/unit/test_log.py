@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -75,3 +76,52 @@ def test_verbosity_opens_the_levels(verbosity: int, shown: set[str],
     events = json_lines(capsys.readouterr().err)
     assert [e["level"] for e in events] == [lv for lv in ("debug", "info", "warning", "error") if lv in shown]
     assert all(e["event"] == f"probe_{e['level']}" and "timestamp" in e for e in events)
+
+
+def test_secret_named_keys_are_cleaned_at_any_depth(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A secret-named key (any case) nested in dicts and lists loses its value; other keys keep theirs."""
+    configure_logging(log_format="json")
+    structlog.get_logger().warning("request", sent={"headers": {"Authorization": "Basic abc"},
+                                                   "body": [{"password": "hunter2", "user": "ann"}]})
+    (event,) = json_lines(capsys.readouterr().err)
+    assert event["sent"] == {"headers": {"Authorization": REDACTED},
+                             "body": [{"password": REDACTED, "user": "ann"}]}
+
+
+@pytest.mark.parametrize(("key", "cleaned"), [("Eight-8!", True), ("Seven7!", False)])
+def test_the_known_key_is_cleaned_from_eight_characters(key: str, cleaned: bool,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """WANDB_API_KEY is replaced wherever it appears once it has 8 characters (shorter values would
+    blank out ordinary words)."""
+    monkeypatch.setenv("WANDB_API_KEY", key)
+    configure_logging(log_format="json")
+    structlog.get_logger().warning(f"got {key}")
+    (event,) = json_lines(capsys.readouterr().err)
+    assert event["event"] == (f"got {REDACTED}" if cleaned else f"got {key}")
+
+
+def test_defaults_are_console_lines_warnings_and_up_with_utc_iso_times(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """configure_logging() with no arguments: console lines (not JSON), warnings and up, ISO UTC stamps."""
+    configure_logging()
+    log = structlog.get_logger()
+    log.info("hidden")
+    log.warning("shown", n=1)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert not line.startswith("{")
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z \[warning\s*\] shown\s+n=1$", line), line
+
+
+def test_a_second_configuration_reaches_loggers_already_used(capsys: pytest.CaptureFixture[str]) -> None:
+    """Module-level loggers (apply's observers, the retry layer) follow a later configure_logging: the
+    level and format are never frozen at first use."""
+    from reconcile.apply import progress
+
+    observer = progress.LogObserver()
+    configure_logging(log_format="json", verbosity=0)
+    observer.log.info("first")
+    configure_logging(log_format="json", verbosity=1)
+    observer.log.info("second")
+    assert [e["event"] for e in json_lines(capsys.readouterr().err)] == ["second"]
