@@ -37,3 +37,23 @@ def test_an_unsafe_name_has_no_backup_path_and_no_earlier_backup(name: str, tmp_
     with pytest.raises(ApplyError, match="refusing to back up"):
         backup_path(tmp_path, *RUN, name)
     assert existing_backup(tmp_path, RUN, LiveFile("f", name, 0, FILE.updated_at)) is None
+
+
+class _DownloadsNothing:
+    """A backend whose download leaves no file (a full disk, a vanished object)."""
+
+    def download_file(self, run: object, file: object, dest: Path) -> None:
+        """Write nothing."""
+
+
+@pytest.mark.parametrize("size", [0, 1, 5])
+def test_a_download_that_left_no_file_is_an_apply_error(size: int, tmp_path: Path) -> None:
+    """Whatever the listed size (0 and 1 included), a backup that is not on disk stops the delete with
+    an ApplyError that says the file was not deleted."""
+    from reconcile.apply.backup import backup_file
+    from reconcile.models import LiveRun
+
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    listed = LiveFile("f1", "a.pt", size, FILE.updated_at)
+    with pytest.raises(ApplyError, match="the file was not deleted"):
+        backup_file(_DownloadsNothing(), run, listed, tmp_path)  # type: ignore[arg-type]
