@@ -6,6 +6,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-test
 PIP    := $(BIN)/python -m pip install --quiet --constraint constraints.txt
+# The MLflow tracking server the import tests start: the full mlflow package, in its own environment
+# (it pins graphql-core below what the emulator uses; reconcile itself needs only mlflow-skinny),
+# pinned by constraints-mlflow.txt.
+MLFLOW_VENV   := .venv-mlflow
+MLFLOW_SERVER := $(MLFLOW_VENV)/bin/mlflow
 
 .PHONY: demo test install lint bench mutation dist constraints clean
 
@@ -21,7 +26,12 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) --no-build-isolation -e '.[test,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(MLFLOW_SERVER): constraints-mlflow.txt
+	$(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --constraint constraints-mlflow.txt 'mlflow>=3,<4'
+	touch $(MLFLOW_SERVER)
+
+install: $(STAMP) $(MLFLOW_SERVER)
 
 ## demo: start the emulator, train the demo's runs with the real SDK (examples/demo/train.py), plan -> apply -> plan, stop it
 demo: $(STAMP)
@@ -34,7 +44,7 @@ dist: $(STAMP)
 
 ## test: the whole suite (unit + integration against the emulator on loopback), including the wheel
 ## from dist/ installed into a fresh venv outside the checkout (tests/install/)
-test: dist
+test: dist $(MLFLOW_SERVER)
 	RECONCILE_DIST=$(CURDIR)/dist $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -71,4 +81,4 @@ constraints:
 	rm -rf .venv-constraints
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis demo-out mutants dist build
+	rm -rf $(VENV) $(MLFLOW_VENV) .pytest_cache .hypothesis demo-out mutants dist build

@@ -326,6 +326,16 @@ class ChangeKind(enum.Enum):
     JOB_TYPE = "job_type"
     FILE = "file"
     ARTIFACT = "artifact"
+    STATE = "state"  # imports only
+    CREATED_AT = "created_at"  # imports only: a run's created time, set when it is created
+    HISTORY = "history"  # imports only: history rows to append
+
+
+class RunAction(enum.Enum):
+    """What apply does to a run: update it in place, or create it (imports)."""
+
+    UPDATE = "update"
+    CREATE = "create"
 
 
 class ChangeOp(enum.Enum):
@@ -358,7 +368,14 @@ class Change:
     file delete  ``(file name,)``             the LiveFile          None
     file add     ``(file name,)``             None                  the file's size; ``source``
                                                                     is the local backup to
-                                                                    re-upload (undo plans only)
+                                                                    re-upload (undo plans), or
+                                                                    None for an import (the
+                                                                    source run's file)
+    state/       ``()``                       old value or None     new value (imports)
+    created_at set
+    history add  ``()``                       the destination's     {rows, first_step,
+                                              last ``_step`` or     last_step, metrics} of the
+                                              None                  rows to append (imports)
     artifact     ``(collection:vN,)``         the LiveArtifact      None
     delete
     ===========  ==========================  ====================  ======================
@@ -440,6 +457,9 @@ class RunPlan:
     project_internal_id: int | None = None
     errors: tuple[str, ...] = ()
     kept: tuple[KeptFile, ...] = ()  # retention candidates that survive (display only, never applied)
+    action: RunAction = RunAction.UPDATE
+    source: str | None = None  # the import that planned this run (None: rules)
+    source_fingerprint: str | None = None  # imports: the source run as planned; apply re-reads it
 
     @property
     def path(self) -> str:
@@ -448,13 +468,19 @@ class RunPlan:
 
     @property
     def attribute_changes(self) -> int:
-        """Changes of the run's own fields (not files, not artifact versions)."""
-        return sum(1 for c in self.changes if c.kind not in (ChangeKind.FILE, ChangeKind.ARTIFACT))
+        """Changes of the run's own fields (not files, artifact versions or history rows)."""
+        return sum(1 for c in self.changes
+                   if c.kind not in (ChangeKind.FILE, ChangeKind.ARTIFACT, ChangeKind.HISTORY))
 
     @property
     def artifact_deletions(self) -> tuple[Change, ...]:
         """The artifact versions (logged by this run) to delete."""
         return tuple(c for c in self.changes if c.kind is ChangeKind.ARTIFACT and c.op is ChangeOp.DELETE)
+
+    @property
+    def file_uploads(self) -> tuple[Change, ...]:
+        """The files this run gets (an import's files, an undo plan's re-uploads)."""
+        return tuple(c for c in self.changes if c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD)
 
     @property
     def file_deletions(self) -> tuple[Change, ...]:
@@ -479,13 +505,33 @@ class Plan:
 
     @property
     def changed_runs(self) -> tuple[RunPlan, ...]:
-        """Runs with at least one change."""
+        """Runs with at least one change (runs to create included)."""
         return tuple(r for r in self.runs if r.changes)
 
     @property
+    def created_runs(self) -> tuple[RunPlan, ...]:
+        """Runs to create (imports)."""
+        return tuple(r for r in self.runs if r.changes and r.action is RunAction.CREATE)
+
+    @property
+    def updated_runs(self) -> tuple[RunPlan, ...]:
+        """Runs to update in place."""
+        return tuple(r for r in self.runs if r.changes and r.action is RunAction.UPDATE)
+
+    @property
     def attribute_changes(self) -> int:
-        """Total non-file changes."""
-        return sum(r.attribute_changes for r in self.runs)
+        """Total non-file changes of the runs updated in place."""
+        return sum(r.attribute_changes for r in self.updated_runs)
+
+    @property
+    def file_uploads(self) -> int:
+        """Total files to upload (imports, undo re-uploads)."""
+        return sum(len(r.file_uploads) for r in self.runs)
+
+    @property
+    def bytes_to_upload(self) -> int:
+        """Total size of the files to upload."""
+        return sum(c.after for r in self.runs for c in r.file_uploads if isinstance(c.after, int))
 
     @property
     def file_deletions(self) -> int:

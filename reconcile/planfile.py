@@ -38,6 +38,7 @@ from reconcile.models import (
     LiveArtifact,
     LiveFile,
     Plan,
+    RunAction,
     RunPlan,
 )
 
@@ -120,6 +121,8 @@ def run_to_dict(run: RunPlan) -> dict[str, Any]:
         "fingerprint": run.fingerprint,
         "fingerprint_fields": [list(f) for f in run.fingerprint_fields],
         "errors": list(run.errors),
+        "action": run.action.value,
+        **({"import": run.source, "source_fingerprint": run.source_fingerprint} if run.source else {}),
         "changes": [change_to_dict(c) for c in run.changes],
         "kept": [kept_to_dict(k) for k in run.kept],
     }
@@ -133,7 +136,8 @@ def _header_to_dict(plan: Plan) -> dict[str, Any]:
         "created_at": _time_to_json(plan.created_at),
         "base_url": plan.base_url,
         "summary": {
-            "runs_to_change": len(plan.changed_runs),
+            "runs_to_create": len(plan.created_runs),
+            "runs_to_change": len(plan.updated_runs),
             "attribute_changes": plan.attribute_changes,
             "files_to_delete": plan.file_deletions,
             "bytes_to_free": plan.bytes_to_free,
@@ -339,6 +343,9 @@ def run_from_dict(data: Any, where: str) -> RunPlan:
         errors=f.strings("errors"),
         kept=tuple(kept_from_dict(k, f"{where}.kept[{i}]")
                    for i, k in enumerate(f.get("kept", list, default=[]))),
+        action=f.enum("action", RunAction) if "action" in data else RunAction.UPDATE,
+        source=f.get("import", str, nullable=True, default=None),
+        source_fingerprint=f.get("source_fingerprint", str, nullable=True, default=None),
     )
 
 

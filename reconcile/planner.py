@@ -457,10 +457,7 @@ class Planner:
         self.runs_read = 0
         self.skipped_running = 0
         self._errors: list[str] = []
-        if spec.imports:  # the spec reads them; planning them lands with issue 17's import planner
-            names = ", ".join(repr(i.name) for i in spec.imports)
-            self._errors.append(f"imports ({names}) are validated but not yet planned by this build of "
-                                "reconcile; remove them from the spec to plan its rules")
+        self._imports: list[RunPlan] = []
         self._rule_order = {rule.name: i for i, rule in enumerate(spec.rules)}
         self._projects: dict[tuple[str, str], list[Rule]] = {}
         for key, rules in selection.targets(spec).items():
@@ -538,6 +535,10 @@ class Planner:
             self._pending.append(_Pending(plan, decisions))
         else:
             self._keep(plan, decisions)
+
+    def add_import(self, plan: RunPlan) -> None:
+        """A run an import plans (``reconcile.import_planner``); limits count it like any other."""
+        self._imports.append(plan)
 
     def _collect_artifacts(self, work: _RunWork) -> bool:
         """Hand the run's candidate versions to the collector; whether it logged any."""
@@ -643,6 +644,13 @@ class Planner:
                     f"check its files.delete globs {list(rule.files.delete)}, or set "
                     f"files.allow_delete_all: true if that is really meant"
                 )
+        ruled = {r.path for r in self._runs}
+        for imported in self._imports:
+            if imported.path in ruled:  # two writers of one run in one apply: which wins is not defined
+                errors.append(f"{imported.path} is imported by {imported.source!r} and changed by rules in "
+                              "the same plan; apply the import first, then plan the rules")
+            else:
+                self._runs.append(imported)
         runs = tuple(sorted(self._runs, key=lambda r: r.path))
         errors.extend(self._limit_errors(runs))
         return Plan(

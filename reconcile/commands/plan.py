@@ -24,6 +24,7 @@ from reconcile import selection
 from reconcile.backend import Backend
 from reconcile.errors import PlanError
 from reconcile.errors_handler import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
+from reconcile.import_reads import plan_imports
 from reconcile.models import LiveRun, Plan, Rule, Spec, Target
 from reconcile.planfile import write_plan
 from reconcile.planner import Planner, needs_artifacts, needs_files
@@ -40,7 +41,8 @@ def with_env_defaults(spec: Spec, environ: dict[str, str] | None = None) -> Spec
     env = os.environ if environ is None else environ
     default = Target(entity=env.get("WANDB_ENTITY") or None, project=env.get("WANDB_PROJECT") or None)
     rules = tuple(dataclasses.replace(rule, target=rule.target.over(default)) for rule in spec.rules)
-    return dataclasses.replace(spec, target=spec.target.over(default), rules=rules)
+    imports = tuple(dataclasses.replace(entry, target=entry.target.over(default)) for entry in spec.imports)
+    return dataclasses.replace(spec, target=spec.target.over(default), rules=rules, imports=imports)
 
 
 def parse_targets(targets: Sequence[str]) -> dict[tuple[str, str], set[str]]:
@@ -125,6 +127,7 @@ def plan_spec(spec: Spec, targets: list[str], backend: Backend, *, parallelism: 
         if missing:
             raise PlanError(f"--target {', '.join(missing)}: no such run is selected by the spec's rules "
                             "(check the id, the project, and the rules' match)")
+    plan_imports(spec, backend, planner, parallelism=parallelism, targets=targets)
     return planner.finish()
 
 

@@ -11,14 +11,14 @@ from typing import Any
 
 from humanfriendly import format_size
 
-from reconcile.models import Change, ChangeKind, ChangeOp, KeptFile, Plan, RunPlan
+from reconcile.models import Change, ChangeKind, ChangeOp, KeptFile, Plan, RunAction, RunPlan
 
 ELLIPSIS = "…"
 
-_SIMPLE_FIELDS = {ChangeKind.NAME, ChangeKind.NOTES, ChangeKind.GROUP, ChangeKind.JOB_TYPE}
-
-NOTED_KINDS = (ChangeKind.FILE, ChangeKind.ARTIFACT)
-"""Changes shown with a note in parentheses (size, age, aliases) instead of ``= value``."""
+_SIMPLE_FIELDS = {ChangeKind.NAME, ChangeKind.NOTES, ChangeKind.GROUP, ChangeKind.JOB_TYPE, ChangeKind.STATE,
+                  ChangeKind.CREATED_AT}
+NOTED_KINDS = (ChangeKind.FILE, ChangeKind.ARTIFACT, ChangeKind.HISTORY)
+"""Changes shown with a note in parentheses (size, age, aliases; rows and steps) instead of ``= value``."""
 
 
 def size_text(size: int) -> str:
@@ -32,8 +32,11 @@ def summary_line(plan: Plan) -> str:
         return "No changes can be planned until the errors are fixed."
     if not plan.has_changes:
         return "No changes. Runs match the spec."
-    line = (f"Plan: {len(plan.changed_runs)} runs to change ({plan.attribute_changes} attribute changes), "
-            f"{plan.file_deletions} files to delete ({size_text(plan.bytes_to_free)})")
+    created = f"{len(plan.created_runs)} runs to create, " if plan.created_runs else ""
+    uploads = (f"{plan.file_uploads} files to upload ({size_text(plan.bytes_to_upload)}), "
+               if plan.created_runs or any(r.source for r in plan.runs) else "")
+    line = (f"Plan: {created}{len(plan.updated_runs)} runs to change ({plan.attribute_changes} attribute "
+            f"changes), {uploads}{plan.file_deletions} files to delete ({size_text(plan.bytes_to_free)})")
     if plan.artifact_deletions:
         line += (f", {plan.artifact_deletions} artifact versions to delete "
                  f"({size_text(plan.artifact_bytes_to_free)})")
@@ -73,6 +76,11 @@ def quoted(text: str | None) -> str:
 def run_title(run: RunPlan) -> str:
     """``entity/project/run_id "display name"`` (the name only when known)."""
     return run.path if run.name is None else f"{run.path} {quoted(run.name)}"
+
+
+def run_verb(run: RunPlan) -> str:
+    """``will be created`` or ``will be updated in-place``."""
+    return "will be created" if run.action is RunAction.CREATE else "will be updated in-place"
 
 
 def symbol(change: Change) -> str:

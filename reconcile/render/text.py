@@ -31,6 +31,7 @@ from reconcile.render.common import (
     label,
     quoted,
     run_title,
+    run_verb,
     skipped_note,
     summary_line,
     symbol,
@@ -72,7 +73,7 @@ def _change_lines(change: Change, plan: Plan, align: int, color: bool) -> list[s
 def _run_block(run: RunPlan, plan: Plan, color: bool) -> list[str]:
     widths = [len(label(c)) for c in run.changes if has_value(c)]
     align = min(max(widths, default=0), ALIGN_MAX)
-    header = _paint(f"  # {run_title(run)} will be updated in-place", color, bold=True)
+    header = _paint(f"  # {run_title(run)} {run_verb(run)}", color, bold=True)
     lines = [header]
     for change in run.changes:
         lines.extend(_change_lines(change, plan, align, color))

@@ -169,14 +169,15 @@ def test_planfile_document_carries_contract_fields() -> None:
     doc = plan_to_dict(representative_plan())
     assert doc["format_version"] == 1
     assert doc["created_at"] == "2026-11-20T12:00:00Z"
-    assert doc["summary"] == {"runs_to_change": 2, "attribute_changes": 18, "files_to_delete": 2,
-                              "bytes_to_free": 120_002_048, "artifact_versions_to_delete": 0,
-                              "artifact_bytes_to_free": 0}
+    assert doc["summary"] == {"runs_to_create": 0, "runs_to_change": 2, "attribute_changes": 18,
+                              "files_to_delete": 2, "bytes_to_free": 120_002_048,
+                              "artifact_versions_to_delete": 0, "artifact_bytes_to_free": 0}
     assert doc["skipped_running"] == 3
     run = doc["runs"][1]
     assert run["path"] == "acme/vision/def456"
     assert {"name", "fingerprint", "fingerprint_fields", "storage_id", "config_writes",
-            "project_internal_id", "errors", "changes"} <= run.keys()
+            "project_internal_id", "errors", "action", "changes"} <= run.keys()
+    assert run["action"] == "update"
     first = run["changes"][0]
     assert first["path"] == 'config["a.b"].c'
     assert first["key"] == ["a.b", "c"]

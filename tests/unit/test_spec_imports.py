@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,6 @@ from click.testing import CliRunner
 
 from reconcile.cli import main
 from reconcile.models import MlflowSource, Target, WandbSource
-from reconcile.planner import Planner
 from reconcile.spec import load_spec, validate_paths
 
 TWO_IMPORTS = """\
@@ -153,10 +151,3 @@ def test_validate_counts_imports_per_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"{path}: valid (0 rules, 2 imports)" in result.output
 
-
-def test_a_plan_never_ignores_imports_silently(tmp_path: Path) -> None:
-    """Until imports are planned, a spec with imports gives a plan error naming them (exit 1)."""
-    spec = load_spec([write(tmp_path / "s.yaml", TWO_IMPORTS)])
-    plan = Planner(spec, now=datetime(2026, 1, 1, tzinfo=timezone.utc), base_url="http://127.0.0.1:1").finish()
-    assert plan.has_errors
-    assert "'churn-from-mlflow', 'vision-from-cloud'" in plan.errors[0]

@@ -1,0 +1,73 @@
+"""The read side of imports: stream each import's source runs, read their destination runs in
+batches, and hand each pair to the pure import planner. The planner never reads; this never plans.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from itertools import islice
+
+import structlog
+
+from reconcile.backend import Backend
+from reconcile.errors import NotFound, PlanError
+from reconcile.import_planner import plan_import
+from reconcile.models import ConfigWrites, Import, Spec
+from reconcile.planner import Planner
+from reconcile.sources import SourceReader, SourceRun
+
+log = structlog.get_logger(__name__)
+
+BATCH = 100
+"""Source runs whose destination runs are read in one batched request."""
+
+
+def open_source(entry: Import, *, parallelism: int) -> SourceReader:
+    """The reader of ``entry``'s source."""
+    from reconcile.models import MlflowSource
+
+    if isinstance(entry.source, MlflowSource):
+        try:
+            from reconcile.sources.mlflow_source import MlflowReader
+        except ImportError as exc:
+            raise PlanError(f"import {entry.name!r} reads MLflow, which needs the mlflow client: "
+                            "pip install 'wandb-reconcile[mlflow]'") from exc
+        return MlflowReader(entry.name, entry.source, parallelism=parallelism)
+    raise PlanError(f"import {entry.name!r}: imports from another W&B server are not in this build of "
+                    "reconcile yet (only `from: {mlflow: ...}`); nothing was planned")
+
+
+def _batches(runs: Iterator[SourceRun], size: int) -> Iterator[list[SourceRun]]:
+    while batch := list(islice(runs, size)):
+        yield batch
+
+
+def plan_imports(spec: Spec, backend: Backend, planner: Planner, *, parallelism: int,
+                 targets: Sequence[str] = ()) -> None:
+    """Plan every import of ``spec`` into ``planner`` (targets must already carry env defaults)."""
+    if spec.imports and targets:
+        raise PlanError("--target cannot be used with imports yet: plan without --target")
+    for entry in spec.imports:
+        entity, project = entry.target.entity, entry.target.project
+        if not entity or not project:
+            raise PlanError(f"import {entry.name!r} has no destination: give `target` (entity and project) "
+                            "in the spec, or set WANDB_ENTITY and WANDB_PROJECT")
+        writes = entry.target.config_writes or ConfigWrites.MERGE
+        reader = open_source(entry, parallelism=parallelism)
+        log.info("reading import source", name=entry.name, source=reader.description)
+        try:
+            for batch in _batches(reader.runs(), BATCH):
+                try:
+                    live = backend.get_runs(entity, project, [run.id for run in batch])
+                except NotFound:  # a new destination project: apply's first creation makes it
+                    live = {}
+                for source in batch:
+                    run = live.get(source.id)
+                    if run is not None and run.files is None:
+                        run = dataclasses.replace(run, files=backend.list_files(run))
+                    plan = plan_import(entry, entity, project, source, run, config_writes=writes)
+                    if plan is not None:
+                        planner.add_import(plan)
+        finally:
+            reader.close()

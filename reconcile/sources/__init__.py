@@ -1,0 +1,89 @@
+"""Sources of imported runs (``imports:`` in the spec): what a source run looks like once
+mapped to W&B's fields, and what a reader of a source provides.
+
+A reader maps its system's runs to ``SourceRun`` (the MLflow mapping lives in
+``reconcile.sources.mlflow_source``, the one module that imports ``mlflow``); the import
+planner compares them with the destination's live runs, and apply streams their history
+and files. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """A file of a source run, at its path in the destination run (an MLflow artifact path)."""
+
+    name: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRun:
+    """A source run mapped to W&B's fields; history is summarised here and streamed by the reader."""
+
+    id: str  # the destination run's id too
+    name: str | None
+    state: str  # W&B's: finished, failed, crashed, killed, running, pending
+    created_at: datetime  # timezone-aware UTC
+    config: Mapping[str, Any]
+    summary: Mapping[str, Any]
+    tags: tuple[str, ...]
+    notes: str | None = None
+    group: str | None = None
+    job_type: str | None = None
+    steps: tuple[int, ...] = ()  # the ``_step`` of each history row, ascending
+    history_keys: tuple[str, ...] = ()  # the metrics the history holds, sorted
+    files: tuple[SourceFile, ...] = ()
+
+    @property
+    def last_step(self) -> int | None:
+        """The ``_step`` of the last history row."""
+        return self.steps[-1] if self.steps else None
+
+    @property
+    def file_bytes(self) -> int:
+        """Total size of the files."""
+        return sum(f.size for f in self.files)
+
+    def fingerprint(self) -> str:
+        """A hash of everything this import would write; apply refuses the run as stale if it changed."""
+        fields = {
+            "id": self.id, "name": self.name, "state": self.state, "created_at": self.created_at.isoformat(),
+            "config": self.config, "summary": self.summary, "tags": sorted(self.tags), "notes": self.notes,
+            "group": self.group, "job_type": self.job_type, "steps": self.steps,
+            "history_keys": self.history_keys,
+            "files": sorted((f.name, f.size) for f in self.files),
+        }
+        text = json.dumps(fields, sort_keys=True, default=str, allow_nan=True)
+        return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class SourceReader(Protocol):
+    """What the import planner and apply need from a source."""
+
+    description: str  # where the runs come from, for messages (never holds a credential)
+
+    def runs(self) -> Iterator[SourceRun]:
+        """Every source run the import selects, mapped."""
+        ...
+
+    def history(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """The run's history rows in step order, each with ``_step`` and ``_timestamp`` (seconds)."""
+        ...
+
+    def download(self, run_id: str, name: str, dest: Path) -> None:
+        """Write the run's file ``name`` to ``dest`` (its parent exists)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

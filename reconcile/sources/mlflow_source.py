@@ -1,0 +1,199 @@
+"""Reading runs from an MLflow tracking server: the one module that imports ``mlflow``.
+
+The mapping (README, "Imports"): the W&B run id is the MLflow run id; display name <- run
+name; config <- params (the strings MLflow stores); summary <- the latest value of each
+metric; history <- each metric's history by step (``_step``), one row per step, with the
+latest timestamp logged at that step (``_timestamp``, seconds); group <- experiment name;
+notes <- the ``mlflow.note.content`` tag; state <- status; created time <- start time;
+files <- artifacts, at their artifact paths; every other tag not under ``mlflow.`` becomes
+the W&B tag ``key:value`` (``key`` alone when the value is empty). MLflow's own ``mlflow.*``
+tags (source, user, git commit, ...) are not imported.
+
+MLflow's client reads credentials from its own environment variables
+(``MLFLOW_TRACKING_TOKEN``, ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``); reconcile never
+reads, stores or prints them. Its errors become ``BackendError``s naming the import.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+# MLflow 3's client reports usage to MLflow's servers unless told not to; an import sends nothing
+# anywhere but the tracking server it names (set MLFLOW_DISABLE_TELEMETRY=false to allow it).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from mlflow import MlflowClient  # after the telemetry switch above
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+
+from reconcile.errors import BackendError, NotFound, RetryableError
+from reconcile.models import MlflowSource
+from reconcile.sources import SourceFile, SourceRun
+
+STATES = {
+    "FINISHED": "finished",
+    "FAILED": "failed",
+    "KILLED": "killed",
+    "RUNNING": "running",
+    "SCHEDULED": "pending",
+}
+"""MLflow run status -> W&B run state."""
+
+NOTE_TAG = "mlflow.note.content"
+_PAGE = 1000
+
+
+def tracking_uri(source: MlflowSource, environ: Mapping[str, str] | None = None) -> str:
+    """The source's tracking URI, else ``MLFLOW_TRACKING_URI``; a clear error without either."""
+    env = os.environ if environ is None else environ
+    uri = source.tracking_uri or env.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise BackendError("no MLflow tracking server: give `tracking_uri` in the import's `from.mlflow`, "
+                           "or set MLFLOW_TRACKING_URI")
+    return uri
+
+
+def history_rows(metrics: Mapping[str, list[tuple[int, int, float]]]) -> list[dict[str, Any]]:
+    """Rows by step from ``{key: [(step, timestamp_ms, value), ...]}``: at each step each metric's
+    value logged last (latest timestamp, then the later entry), ``_timestamp`` the step's latest time."""
+    steps: dict[int, dict[str, tuple[int, float]]] = {}
+    for key, points in metrics.items():
+        for step, stamp, value in points:
+            row = steps.setdefault(step, {})
+            if key not in row or stamp >= row[key][0]:
+                row[key] = (stamp, value)
+    out = []
+    for step in sorted(steps):
+        row = steps[step]
+        values: dict[str, Any] = {key: value for key, (_, value) in sorted(row.items())}
+        values["_step"] = step
+        values["_timestamp"] = max(stamp for stamp, _ in row.values()) / 1000.0
+        out.append(values)
+    return out
+
+
+def map_tags(tags: Mapping[str, str]) -> tuple[str, ...]:
+    """MLflow tags not under ``mlflow.`` as W&B tags: ``key:value``, or ``key`` for an empty value."""
+    return tuple(sorted(f"{k}:{v}" if v else k for k, v in tags.items() if not k.startswith("mlflow.")))
+
+
+class MlflowReader:
+    """Runs of the experiments an ``imports[].from.mlflow`` names, mapped to W&B's fields."""
+
+    def __init__(self, name: str, source: MlflowSource, *, parallelism: int = 10,
+                 environ: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.source = source
+        self.uri = tracking_uri(source, environ)
+        self.description = f"MLflow at {self.uri}"
+        self.parallelism = parallelism
+        self._client = MlflowClient(tracking_uri=self.uri)
+
+    def close(self) -> None:
+        """Nothing to release: the client holds no open connection between calls."""
+
+    # ------------------------------------------------------------------ runs
+
+    def runs(self) -> Iterator[SourceRun]:
+        """Every selected run, mapped (histories and artifact lists read concurrently)."""
+        experiments = self._experiments()
+        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="mlflow") as pool:
+            token: str | None = None
+            while True:
+                page = self._call(
+                    "search runs",
+                    lambda t=token: self._client.search_runs(
+                        list(experiments), filter_string=self.source.filter or "",
+                        run_view_type=ViewType.ACTIVE_ONLY, max_results=_PAGE, page_token=t,
+                    ),
+                )
+                yield from pool.map(lambda run: self._map(run, experiments), page)
+                token = page.token
+                if not token:
+                    return
+
+    def history(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """The run's history rows in step order."""
+        run = self._call("read the run", lambda: self._client.get_run(run_id))
+        yield from history_rows(self._metric_points(run))
+
+    def download(self, run_id: str, name: str, dest: Path) -> None:
+        """Download the artifact ``name`` of the run to ``dest``."""
+        with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".mlflow-") as tmp:
+            local = self._call(f"download artifact {name!r}",
+                               lambda: self._client.download_artifacts(run_id, name, dst_path=tmp))
+            shutil.move(local, dest)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _experiments(self) -> dict[str, str]:
+        """Experiment id -> name for every experiment the import names."""
+        out = {}
+        for wanted in self.source.experiments:
+            experiment = self._call("find the experiment",
+                                    lambda w=wanted: self._client.get_experiment_by_name(w))
+            if experiment is None:
+                raise NotFound(f"import {self.name!r}: {self.description} has no experiment named {wanted!r}")
+            out[experiment.experiment_id] = experiment.name
+        return out
+
+    def _map(self, run: Run, experiments: Mapping[str, str]) -> SourceRun:
+        info, data = run.info, run.data
+        rows = history_rows(self._metric_points(run))
+        files = tuple(self._artifacts(info.run_id, None))
+        start = info.start_time if info.start_time is not None else 0
+        return SourceRun(
+            id=info.run_id,
+            name=info.run_name or None,
+            state=STATES.get(info.status, "crashed"),
+            created_at=datetime.fromtimestamp(start / 1000.0, tz=timezone.utc),
+            config=dict(data.params),
+            summary=dict(data.metrics),
+            tags=map_tags(data.tags),
+            notes=data.tags.get(NOTE_TAG),
+            group=experiments.get(info.experiment_id),
+            steps=tuple(row["_step"] for row in rows),
+            history_keys=tuple(sorted(data.metrics)),
+            files=files,
+        )
+
+    def _metric_points(self, run: Run) -> dict[str, list[tuple[int, int, float]]]:
+        out = {}
+        for key in sorted(run.data.metrics):
+            metrics = self._call(f"read the history of {key!r}",
+                                 lambda k=key: self._client.get_metric_history(run.info.run_id, k))
+            out[key] = [(m.step, m.timestamp, m.value) for m in metrics]
+        return out
+
+    def _artifacts(self, run_id: str, path: str | None) -> Iterator[SourceFile]:
+        listing = self._call("list artifacts", lambda: self._client.list_artifacts(run_id, path))
+        for info in listing:
+            if info.is_dir:
+                yield from self._artifacts(run_id, info.path)
+            else:
+                yield SourceFile(name=info.path, size=int(info.file_size or 0))
+
+    def _call(self, doing: str, call: Any) -> Any:
+        try:
+            return call()
+        except MlflowException as exc:
+            self._raise(exc, doing)
+        except OSError as exc:  # requests' connection errors are OSErrors
+            raise RetryableError(f"import {self.name!r}: cannot {doing} at {self.description}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+
+    def _raise(self, exc: MlflowException, doing: str) -> NoReturn:
+        code = getattr(exc, "error_code", "")
+        message = f"import {self.name!r}: cannot {doing} at {self.description}: {exc.message}"
+        if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            raise NotFound(message) from exc
+        if code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"):
+            raise RetryableError(message) from exc
+        raise BackendError(message) from exc
