@@ -1,8 +1,9 @@
 """The one seam to W&B: everything reconcile reads or writes goes through ``Backend``.
 
 ``reconcile.backend.wandb_api.WandbBackend`` implements it with the ``wandb`` library
-(the only module that imports wandb). Every GraphQL document it sends has a shape the
-official client itself sends (see ``../shared/wandb-protocol.md``).
+(the only module that imports wandb). Every GraphQL document it sends is built from the
+types, fields and arguments the official client's own documents use (see
+``../shared/wandb-protocol.md``).
 """
 
 from __future__ import annotations
@@ -50,14 +51,17 @@ class Backend(Protocol):
     base_url: str
 
     def iter_runs(
-        self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *, per_page: int = 500
+        self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *, per_page: int = 500,
+        with_files: bool = False,
     ) -> Iterator[LiveRun]:
         """Stream the project's runs matching ``filters`` page by page, config and summary
-        included, files not (``LiveRun.files is None``)."""
+        included; ``with_files``: every file of each run too, else ``LiveRun.files is None``."""
         ...
 
-    def get_runs(self, entity: str, project: str, run_ids: Sequence[str]) -> dict[str, LiveRun]:
-        """Fresh reads of these runs (never cached), batched; absent ids are missing."""
+    def get_runs(self, entity: str, project: str, run_ids: Sequence[str], *,
+                 with_files: bool = False) -> dict[str, LiveRun]:
+        """Fresh reads of these runs (never cached), batched, with their files if asked;
+        absent ids are missing."""
         ...
 
     def list_files(self, run: LiveRun) -> tuple[LiveFile, ...]:

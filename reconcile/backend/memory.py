@@ -84,20 +84,21 @@ class MemoryBackend:
     # ------------------------------------------------------------------ reads
 
     def iter_runs(self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *,
-                  per_page: int = 500) -> Iterator[LiveRun]:
+                  per_page: int = 500, with_files: bool = False) -> Iterator[LiveRun]:
         """The project's runs matching ``filters`` (a subset of W&B's filter language), oldest first."""
         self._record("iter_runs", (entity, project, dict(filters or {})))
         runs = sorted((r for r in self.runs.values() if (r.entity, r.project) == (entity, project)),
                       key=lambda r: r.created_at)
         for run in runs:
             if matches(run, filters or {}):
-                yield _without_files(run)
+                yield _copy(run, with_files)
 
-    def get_runs(self, entity: str, project: str, run_ids: Sequence[str]) -> dict[str, LiveRun]:
+    def get_runs(self, entity: str, project: str, run_ids: Sequence[str], *,
+                 with_files: bool = False) -> dict[str, LiveRun]:
         """Fresh copies of these runs; absent ids are missing."""
         self._record("get_runs", (entity, project, tuple(run_ids)))
         wanted = set(run_ids)
-        return {r.id: _without_files(r) for r in self.runs.values()
+        return {r.id: _copy(r, with_files) for r in self.runs.values()
                 if (r.entity, r.project) == (entity, project) and r.id in wanted}
 
     def list_files(self, run: LiveRun) -> tuple[LiveFile, ...]:
@@ -188,10 +189,11 @@ class MemoryBackend:
         self.closed = True
 
 
-def _without_files(run: LiveRun) -> LiveRun:
-    """A deep copy of ``run`` as a listing returns it (files not fetched)."""
-    return replace(run, config=copy.deepcopy(dict(run.config)),
-                   summary=copy.deepcopy(dict(run.summary)), files=None, artifacts=None)
+def _copy(run: LiveRun, with_files: bool) -> LiveRun:
+    """A deep copy of ``run`` as a listing returns it (files only when asked)."""
+    files = tuple(run.files or ()) if with_files else None
+    return replace(run, config=copy.deepcopy(dict(run.config)), summary=copy.deepcopy(dict(run.summary)),
+                   files=files, artifacts=None)
 
 
 _FIELDS = {"name": "id", "displayName": "name", "display_name": "name", "state": "state",

@@ -1,15 +1,19 @@
 """``WandbBackend``: the Backend seam implemented with the real ``wandb`` client.
 
 This is the only module of reconcile that imports ``wandb``. Every GraphQL document it
-sends is one the official client sends itself (its own query constants, or its mutation
-texts carrying only the fields we set), executed through the client's own GraphQL
-executor so that wandb-core does auth, headers and retries exactly as it does for
-``wandb.Api``. See ``../shared/wandb-protocol.md`` for the wire details cited below.
+sends is built only from types, fields, arguments and input fields that the official
+client's own documents use (``tests/unit/test_schema_subset.py`` checks it against the
+installed client), never aliased and with at most one mutation field. Reads select just
+what ``LiveRun`` holds, with each run's files inside the batched ``Runs`` query when asked.
+Documents run through the client's own GraphQL executor so that wandb-core does auth,
+headers and retries exactly as it does for ``wandb.Api``. See ``../shared/wandb-protocol.md``
+for the wire details cited below.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import re
@@ -27,8 +31,7 @@ import structlog
 import wandb
 from wandb import env as wandb_env
 from wandb import util as wandb_util
-from wandb.apis.public.files import Files
-from wandb.apis.public.runs import Run, _create_runs_query
+from wandb.apis.public.runs import Run
 from wandb.errors import AuthenticationError, CommError, UsageError
 from wandb.proto import wandb_api_pb2 as apb
 from wandb.sdk import wandb_setup
@@ -53,6 +56,9 @@ DEFAULT_PER_PAGE = 500
 
 FILES_PER_PAGE = 500
 """Files per RunFiles request."""
+
+FILES_PER_RUN_IN_PAGE = 50
+"""Files of each run carried inside a batched Runs read; a run with more continues with RunFiles."""
 
 IDS_PER_REQUEST = 100
 """Run ids per ``{"name": {"$in": [...]}}`` re-read (keeps the filter string small)."""
@@ -127,17 +133,91 @@ def upsert_bucket_document(update: RunUpdate) -> tuple[str, dict[str, Any]]:
     return document, variables
 
 
+# The fields of a run that LiveRun holds (a subset of the client's RunFragment).
+RUN_FIELDS_FRAGMENT = """
+fragment LiveRunFields on Run {
+    id
+    name
+    displayName
+    projectId
+    state
+    config
+    group
+    jobType
+    createdAt
+    notes
+    tags
+    summaryMetrics
+}
+"""
+
+# The fields of a file that LiveFile holds (the client's RunFilesFragment selects them).
+FILE_FIELDS_FRAGMENT = """
+fragment LiveFileFields on FileConnection {
+    edges {
+        node {
+            id
+            name
+            url
+            directUrl
+            sizeBytes
+            updatedAt
+            md5
+        }
+        cursor
+    }
+    pageInfo {
+        endCursor
+        hasNextPage
+    }
+}
+"""
+
+
 @cache
-def runs_query() -> str:
-    """The client's own ``Runs`` query with the full ``RunFragment`` (``lazy=False`` text)."""
-    return _create_runs_query(lazy=False)
+def runs_query(*, with_files: bool = False) -> str:
+    """A page of a project's runs (the client's ``Runs`` shape), with each run's first files if asked."""
+    files_variable = ", $fileLimit: Int" if with_files else ""
+    files = "\n                    files(first: $fileLimit) { ...LiveFileFields }" if with_files else ""
+    return (
+        f"query Runs($project: String!, $entity: String!, $cursor: String, $perPage: Int, $order: String, "
+        f"$filters: JSONString{files_variable}) {{\n"
+        "    project(name: $project, entityName: $entity) {\n"
+        "        runs(filters: $filters, after: $cursor, first: $perPage, order: $order) {\n"
+        "            edges {\n"
+        "                node {\n"
+        f"                    ...LiveRunFields{files}\n"
+        "                }\n"
+        "                cursor\n"
+        "            }\n"
+        "            pageInfo {\n                endCursor\n                hasNextPage\n            }\n"
+        "        }\n"
+        "    }\n"
+        "}\n" + RUN_FIELDS_FRAGMENT + (FILE_FIELDS_FRAGMENT if with_files else "")
+    )
 
 
 @cache
 def run_files_query() -> str:
-    """The client's own ``RunFiles`` query (``run.files()``)."""
-    # _get_query only formats module constants; no instance state is read.
-    return object.__new__(Files)._get_query()
+    """One page of a run's files (the client's ``RunFiles`` shape)."""
+    return (
+        "query RunFiles($project: String!, $entity: String!, $name: String!, $fileCursor: String, "
+        "$fileLimit: Int) {\n"
+        "    project(name: $project, entityName: $entity) {\n"
+        "        run(name: $name) {\n"
+        "            files(after: $fileCursor, first: $fileLimit) { ...LiveFileFields }\n"
+        "        }\n"
+        "    }\n"
+        "}\n" + FILE_FIELDS_FRAGMENT
+    )
+
+
+def documents() -> list[str]:
+    """Every GraphQL document shape this module sends (for the schema-subset check)."""
+    everything = RunUpdate(storage_id="x", display_name="", notes="", tags=(), group="", job_type="",
+                           config={}, summary={})
+    return [runs_query(with_files=False), runs_query(with_files=True), run_files_query(),
+            upsert_bucket_document(everything)[0], DELETE_FILES_MUTATION]
 
 
 class WandbBackend:
@@ -148,7 +228,8 @@ class WandbBackend:
     """
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None, *,
-                 timeout: int | None = None, files_per_page: int = FILES_PER_PAGE) -> None:
+                 timeout: int | None = None, files_per_page: int = FILES_PER_PAGE,
+                 files_per_run: int = FILES_PER_RUN_IN_PAGE) -> None:
         """Connect to W&B; ``None`` arguments use W&B's own conventions.
 
         ``base_url`` defaults to WANDB_BASE_URL (else the wandb settings), ``api_key`` to
@@ -156,6 +237,7 @@ class WandbBackend:
         wandb-core's retries included) to WANDB_HTTP_TIMEOUT or 19.
         """
         self.files_per_page = files_per_page
+        self.files_per_run = files_per_run
         if base_url is None and "WANDB_BASE_URL" in os.environ:
             _check_url(os.environ["WANDB_BASE_URL"])  # wandb's own settings would fail on it obscurely
         try:
@@ -188,50 +270,50 @@ class WandbBackend:
 
     def iter_runs(
         self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *,
-        per_page: int = DEFAULT_PER_PAGE,
+        per_page: int = DEFAULT_PER_PAGE, with_files: bool = False,
     ) -> Iterator[LiveRun]:
-        """Stream the runs matching ``filters``, one Runs request per page.
+        """Stream the runs matching ``filters``, one Runs request per page (with files: every file).
 
         A run repeated across pages (wandb/wandb#6614) is yielded once.
         """
         seen: set[str] = set()
-        for run in self._run_pages(entity, project, filters or {}, per_page):
+        for run in self._run_pages(entity, project, filters or {}, per_page, with_files):
             if run.id not in seen:
                 seen.add(run.id)
                 yield run
 
-    def get_runs(self, entity: str, project: str, run_ids: Sequence[str]) -> dict[str, LiveRun]:
+    def get_runs(self, entity: str, project: str, run_ids: Sequence[str], *,
+                 with_files: bool = False) -> dict[str, LiveRun]:
         """Fresh reads of these runs: one Runs request per 100 ids, never cached."""
         wanted = list(dict.fromkeys(run_ids))
         found: dict[str, LiveRun] = {}
         for start in range(0, len(wanted), IDS_PER_REQUEST):
             chunk = wanted[start:start + IDS_PER_REQUEST]
             chunk_ids = set(chunk)
-            for run in self._run_pages(entity, project, {"name": {"$in": chunk}}, len(chunk)):
+            for run in self._run_pages(entity, project, {"name": {"$in": chunk}}, len(chunk), with_files):
                 if run.id in chunk_ids:
                     found.setdefault(run.id, run)
         return found
 
     def list_files(self, run: LiveRun) -> tuple[LiveFile, ...]:
-        """Every file of the run through the client's RunFiles query, all pages."""
-        variables: dict[str, Any] = {
-            "project": run.project, "entity": run.entity, "name": run.id,
-            "fileNames": [], "upload": False, "pattern": None,
-            "fileLimit": self.files_per_page, "fileCursor": None,
-        }
-        files: list[LiveFile] = []
+        """Every file of the run, one RunFiles request per page."""
+        return tuple(self._file_pages(run, None))
+
+    def _file_pages(self, run: LiveRun, cursor: str | None) -> Iterator[LiveFile]:
+        """The run's files after ``cursor`` (None: from the first), page by page."""
+        variables: dict[str, Any] = {"project": run.project, "entity": run.entity, "name": run.id,
+                                     "fileLimit": self.files_per_page, "fileCursor": cursor}
         while True:
             data = self._execute(run_files_query(), variables, f"list the files of {run.path}")
             project = (data or {}).get("project") or {}
             run_data = project.get("run")
             if run_data is None:
                 raise NotFound(f"run {run.path} not found: check the entity, project and run id.")
-            files_data = run_data.get("files") or {}
-            edges = files_data.get("edges") or []
-            files.extend(_parse_file(edge["node"]) for edge in edges)
-            if not edges or not (files_data.get("pageInfo") or {}).get("hasNextPage"):
-                return tuple(files)
-            variables["fileCursor"] = edges[-1]["cursor"]
+            files, cursor = _parse_files(run_data.get("files"))
+            yield from files
+            if cursor is None:
+                return
+            variables["fileCursor"] = cursor
 
     # ------------------------------------------------------------------ writes
 
@@ -382,14 +464,17 @@ class WandbBackend:
             self._raise(exc, doing)
 
     def _run_pages(self, entity: str, project: str, filters: Mapping[str, Any],
-                   per_page: int) -> Iterator[LiveRun]:
-        """Page through the client's Runs query by the last edge's cursor (protocol §2)."""
+                   per_page: int, with_files: bool) -> Iterator[LiveRun]:
+        """Page through the Runs query by the last edge's cursor (protocol §2)."""
         variables: dict[str, Any] = {
             "project": project, "entity": entity, "order": RUNS_ORDER,
             "filters": json.dumps(filters), "perPage": per_page, "cursor": None,
         }
+        if with_files:
+            variables["fileLimit"] = self.files_per_run
         while True:
-            data = self._execute(runs_query(), variables, f"list runs of {entity}/{project}")
+            data = self._execute(runs_query(with_files=with_files), variables,
+                                 f"list runs of {entity}/{project}")
             project_data = (data or {}).get("project")
             if project_data is None:
                 raise NotFound(f"project {entity}/{project} not found: check the entity and "
@@ -397,7 +482,14 @@ class WandbBackend:
             runs = project_data.get("runs") or {}
             edges = runs.get("edges") or []
             for edge in edges:
-                yield parse_run(entity, project, edge["node"])
+                node = edge["node"]
+                run = parse_run(entity, project, node)
+                if with_files:
+                    files, more = _parse_files(node.get("files"))
+                    if more is not None:  # more files than one page holds: continue with RunFiles
+                        files.extend(self._file_pages(run, more))
+                    run = dataclasses.replace(run, files=tuple(files))
+                yield run
             # The client re-sends cursor null on an empty page and loops; we stop.
             if not edges or not (runs.get("pageInfo") or {}).get("hasNextPage"):
                 return
@@ -448,6 +540,14 @@ def parse_artifact(node: Mapping[str, Any]) -> LiveArtifact:
         size=int(node.get("size") or 0), created_at=parse_time(node.get("createdAt")),
         aliases=tuple(sorted(a["alias"] for a in node.get("aliases") or [] if a and a.get("alias"))),
     )
+
+
+def _parse_files(connection: Mapping[str, Any] | None) -> tuple[list[LiveFile], str | None]:
+    """A FileConnection's files, and the cursor to continue from if it has more (else None)."""
+    edges = (connection or {}).get("edges") or []
+    files = [_parse_file(edge["node"]) for edge in edges]
+    more = edges and ((connection or {}).get("pageInfo") or {}).get("hasNextPage")
+    return files, (edges[-1]["cursor"] if more else None)
 
 
 def _parse_file(node: Mapping[str, Any]) -> LiveFile:

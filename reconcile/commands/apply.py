@@ -105,7 +105,7 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
                     f"an earlier `reconcile apply -f` did not finish ({journal_path} is incomplete). Finish "
                     f"it first with `reconcile apply {FROM_SPEC_PLAN}`, or delete {journal_path} if that "
                     "apply is no longer wanted.")
-            plan = build_plan(files, targets, backend, parallelism=parallelism)
+            plan = build_plan(files, targets, backend)
             render(plan, sys.stdout, "text", color=color)
             if plan.has_errors:
                 return EXIT_ERROR

@@ -154,6 +154,28 @@ def test_list_files_pages_and_delete_files_is_one_request(connect: Callable[...,
     assert [f.name for f in backend.list_files(run)] == [f["name"] for f in files[20:]]
 
 
+def test_runs_reads_carry_files_and_a_run_with_more_continues_with_run_files(
+        connect: Callable[..., Any]) -> None:
+    """Files come inside the Runs pages; only a run with more files than one page holds sends RunFiles."""
+    many = [{"name": f"ckpt/{i:02d}.pt", "size": 100 + i} for i in range(7)]
+    runs = seed_runs(4, files=[{"name": "a.txt", "size": 1}])
+    runs[2]["files"] = many
+    emu, backend = connect({"runs": runs})
+    backend.files_per_run, backend.files_per_page = 3, 2
+    listed = {r.id: r for r in backend.iter_runs("ent", "proj", per_page=2, with_files=True)}
+    assert [(f.name, f.size) for f in listed["r002"].files or ()] == [(f["name"], f["size"]) for f in many]
+    assert [f.name for f in listed["r000"].files or ()] == ["a.txt"]
+    # 2 Runs pages; r002's 4 remaining files at 2 per page: 2 RunFiles.
+    assert ops(emu) == {"Runs": 2, "RunFiles": 2}
+    emu.reset_stats()
+    fresh = backend.get_runs("ent", "proj", ["r001", "r002"], with_files=True)
+    assert len(fresh["r002"].files or ()) == 7 and fresh["r001"].files is not None
+    assert ops(emu) == {"Runs": 1, "RunFiles": 2}
+    emu.reset_stats()
+    assert all(r.files is None for r in backend.iter_runs("ent", "proj"))
+    assert ops(emu) == {"Runs": 1}
+
+
 def test_download_upload_round_trip(connect: Callable[..., Any], tmp_path: Path) -> None:
     """A downloaded file re-uploaded under a nested name lands with that name and the same bytes."""
     log_file = {"name": "out/log.txt", "content": "hello\n" * 100}

@@ -116,16 +116,22 @@ def test_delete_files_document_matches_the_clients() -> None:
     assert shape(graphql.parse(DELETE_FILES_MUTATION)) == client
 
 
-def test_read_queries_are_the_clients_full_documents() -> None:
-    """Runs selects the full RunFragment (config, summary) and RunFiles the file fields we read."""
-    runs = graphql.parse(runs_query())
-    assert operation(runs).name.value == "Runs"  # type: ignore[union-attr]
-    fragment = next(d for d in runs.definitions if isinstance(d, graphql.FragmentDefinitionNode))
-    fields = {s.name.value for s in fragment.selection_set.selections}  # type: ignore[union-attr]
-    assert {"id", "name", "displayName", "config", "summaryMetrics", "tags", "createdAt"} <= fields
+def test_read_queries_select_what_live_runs_hold_and_files_only_when_asked() -> None:
+    """Runs selects the run fields LiveRun holds; with files, each run's first file page; RunFiles pages."""
+    for with_files in (False, True):
+        runs = graphql.parse(runs_query(with_files=with_files))
+        assert operation(runs).name.value == "Runs"  # type: ignore[union-attr]
+        fragments = {d.name.value: d for d in runs.definitions
+                     if isinstance(d, graphql.FragmentDefinitionNode)}
+        selections = fragments["LiveRunFields"].selection_set.selections
+        fields = {s.name.value for s in selections}  # type: ignore[attr-defined]
+        assert {"id", "name", "displayName", "config", "summaryMetrics", "tags", "createdAt",
+                "projectId"} <= fields
+        assert ("LiveFileFields" in fragments) is with_files
+        assert ("files(first: $fileLimit)" in runs_query(with_files=with_files)) is with_files
     files = run_files_query()
     assert operation(graphql.parse(files)).name.value == "RunFiles"  # type: ignore[union-attr]
-    for field in ("sizeBytes", "updatedAt", "directUrl", "md5"):
+    for field in ("sizeBytes", "updatedAt", "directUrl", "md5", "hasNextPage"):
         assert field in files
 
 

@@ -1,0 +1,159 @@
+"""The read side of a plan: which projects and runs to read, with or without files, batched,
+restricted by ``--target``. The planner never reads; this module never plans.
+
+``reads`` turns a spec (and ``--target``) into one ``ProjectRead`` per project: the server-side
+filter (``selection``), the runs ``--target`` names, and whether the project's file rules need
+file lists. ``RunReader`` streams the runs of those reads from a ``RunSource``: anything with the
+Backend's ``iter_runs`` shape (W&B through ``reconcile.backend``; another source, such as an
+import's, reads through the same shape). File lists come inside the batched ``Runs`` pages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+from typing import Any, Protocol
+
+import structlog
+
+from reconcile import selection
+from reconcile.errors import PlanError
+from reconcile.models import LiveArtifact, LiveRun, Rule, Spec, Target
+from reconcile.planner import needs_artifacts, needs_files
+
+log = structlog.get_logger(__name__)
+
+_ARTIFACT_CHUNK = 200
+"""Runs whose artifact versions are listed concurrently at a time."""
+
+
+class RunSource(Protocol):
+    """Where runs are read from: pages of a project's runs matching a filter, files if asked."""
+
+    base_url: str
+
+    def iter_runs(self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *,
+                  per_page: int = 500, with_files: bool = False) -> Iterator[LiveRun]:
+        """Stream the project's runs matching ``filters``; ``with_files``: each with every file."""
+        ...
+
+    def list_artifacts(self, run: LiveRun) -> tuple[LiveArtifact, ...]:
+        """Every artifact version the run logged."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRead:
+    """One project's read: the server filter, the runs ``--target`` names, whether files are needed."""
+
+    entity: str
+    project: str
+    rules: tuple[Rule, ...]
+    filters: dict[str, Any] | None
+    run_ids: frozenset[str] | None = None  # None: every run the filter selects
+    with_files: bool = False
+
+
+def with_env_defaults(spec: Spec, environ: Mapping[str, str] | None = None) -> Spec:
+    """The spec with targets lacking an entity or project filled from WANDB_ENTITY/WANDB_PROJECT."""
+    env = os.environ if environ is None else environ
+    default = Target(entity=env.get("WANDB_ENTITY") or None, project=env.get("WANDB_PROJECT") or None)
+    rules = tuple(dataclasses.replace(rule, target=rule.target.over(default)) for rule in spec.rules)
+    imports = tuple(dataclasses.replace(entry, target=entry.target.over(default)) for entry in spec.imports)
+    return dataclasses.replace(spec, target=spec.target.over(default), rules=rules, imports=imports)
+
+
+def parse_targets(targets: Sequence[str]) -> dict[tuple[str, str], set[str]]:
+    """``--target ENTITY/PROJECT/RUN_ID`` values grouped by project."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for raw in targets:
+        parts = raw.strip().strip("/").split("/")
+        if len(parts) != 3 or not all(parts):
+            raise PlanError(f"--target {raw!r} is not ENTITY/PROJECT/RUN_ID (e.g. acme/vision/abc123)")
+        out.setdefault((parts[0], parts[1]), set()).add(parts[2])
+    return out
+
+
+def _check_targets(wanted: Mapping[tuple[str, str], set[str]],
+                   projects: Mapping[tuple[str, str], list[Rule]]) -> None:
+    """Refuse --target where it would change the plan of the runs it names."""
+    for key in wanted:
+        ranked = [r.name for r in projects.get(key, []) if r.files is not None and r.files.unless_top]
+        if ranked:
+            # unless_top ranks all of a rule's matched runs; planning only some would rank them alone.
+            raise PlanError(f"--target cannot be used with unless_top rules ({', '.join(ranked)}): their "
+                            "ranking needs every run they match. Plan without --target.")
+
+
+def _restrict(filters: dict[str, Any] | None, run_ids: frozenset[str] | None) -> dict[str, Any] | None:
+    if run_ids is None:
+        return filters
+    by_name = {"name": {"$in": sorted(run_ids)}}
+    return by_name if filters is None else {"$and": [filters, by_name]}
+
+
+def reads(spec: Spec, targets: Sequence[str], now: datetime) -> list[ProjectRead]:
+    """One read per project the spec's rules target (only those ``--target`` names, if given)."""
+    wanted = parse_targets(targets) if targets else None
+    projects = selection.targets(spec)
+    if wanted is not None:
+        _check_targets(wanted, projects)
+    out = []
+    for (entity, project), rules in projects.items():
+        run_ids = None if wanted is None else wanted.get((entity, project))
+        if wanted is not None and run_ids is None:
+            continue  # --target names no run of this project
+        ids = None if run_ids is None else frozenset(run_ids)
+        filters = _restrict(selection.project_filter(rules, now), ids)
+        out.append(ProjectRead(entity, project, tuple(rules), filters, ids,
+                               with_files=any(rule.files is not None for rule in rules)))
+    return out
+
+
+class RunReader:
+    """Streams the runs a spec selects, in project order, each with its files when a file rule needs them."""
+
+    def __init__(self, spec: Spec, targets: Sequence[str], now: datetime) -> None:
+        self.spec, self.now = spec, now
+        self.targets = parse_targets(targets) if targets else None
+        self.reads = reads(spec, targets, now)
+        self.found: set[tuple[str, str, str]] = set()
+
+    def runs(self, source: RunSource, *, parallelism: int = 10) -> Iterator[LiveRun]:
+        """Every selected run from ``source``; raises PlanError at the end if a ``--target`` was not found.
+
+        Files come inside the listing pages; the artifact versions a run logged (only for runs an
+        ``artifacts:`` rule matches) are listed per run, ``parallelism`` at a time.
+        """
+        with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="artifacts") as pool:
+            for read in self.reads:
+                log.info("listing runs", project=f"{read.entity}/{read.project}", filters=read.filters,
+                         with_files=read.with_files)
+                listed = source.iter_runs(read.entity, read.project, read.filters, with_files=read.with_files)
+                chosen = (live for live in listed if read.run_ids is None or live.id in read.run_ids)
+                while chunk := list(islice(chosen, _ARTIFACT_CHUNK)):
+                    yield from pool.map(lambda live: self._complete(source, live), chunk)
+        self._check_found()
+
+    def _complete(self, source: RunSource, live: LiveRun) -> LiveRun:
+        """``live`` as the planner needs it: files where a file rule applies, artifacts where one does."""
+        self.found.add((live.entity, live.project, live.id))
+        if live.files is not None and not needs_files(self.spec, live, self.now):
+            live = dataclasses.replace(live, files=None)  # no file rule applies: plan it without
+        if needs_artifacts(self.spec, live, self.now):
+            live = dataclasses.replace(live, artifacts=source.list_artifacts(live))
+        return live
+
+    def _check_found(self) -> None:
+        if self.targets is None:
+            return
+        missing = sorted(f"{e}/{p}/{i}" for (e, p), ids in self.targets.items() for i in ids
+                         if (e, p, i) not in self.found)
+        if missing:
+            raise PlanError(f"--target {', '.join(missing)}: no such run is selected by the spec's rules "
+                            "(check the id, the project, and the rules' match)")
