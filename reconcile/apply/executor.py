@@ -1,11 +1,12 @@
 """The apply executor: writes a plan's changes run by run, safely, resumably and fast.
 
-For each batch of runs: one batched fresh read (``Backend.get_runs``); a run whose
-fingerprint differs from the plan's is *stale* and gets no write; the others are written
-by a thread pool (one UpsertBucket with only the pending fields, then optional backups and
-one deleteFiles, or re-uploads for undo plans); then one batched read-back compares every
-planned field. The executor emits events and never prints; the journal is its first
-observer, so each step is on disk before the next one starts.
+For each batch of runs: one batched fresh read (``Backend.get_runs``, carrying the runs'
+file lists when the plan depends on them); a run whose fingerprint differs from the plan's
+is *stale* and gets no write; the others are written by a thread pool (one UpsertBucket with
+only the pending fields, then optional backups and one deleteFiles, or re-uploads for undo
+plans); then one batched read-back (files included) compares every planned field. The
+executor emits events and never prints; the journal is its first observer, so each step is
+on disk before the next one starts.
 """
 
 from __future__ import annotations
@@ -190,6 +191,9 @@ class _Executor:
         return with_retries(fn, sleep=self.sleep, run=run)
 
     def _list_files(self, run: LiveRun) -> tuple[LiveFile, ...]:
+        """The run's files: as the batched read brought them, else listed now."""
+        if run.files is not None:
+            return run.files
         return self.retry(lambda: self.backend.list_files(run), run=run.path)
 
     # ------------------------------------------------------------------ the whole apply
@@ -226,16 +230,23 @@ class _Executor:
                              files_deleted=int(last.get("files_deleted") or 0),
                              bytes_freed=int(last.get("bytes_freed") or 0), undo=undo)
 
-    def _read(self, rps: Sequence[RunPlan], what: str) -> dict[str, LiveRun | BaseException]:
-        """Batched fresh reads of these runs, by path (an error stands in for a failed read)."""
+    def _read(self, rps: Sequence[RunPlan], what: str,
+              wants_files: Callable[[RunPlan], bool]) -> dict[str, LiveRun | BaseException]:
+        """Batched fresh reads of these runs, by path (an error stands in for a failed read).
+
+        The files of every run come inside the same read when any of them ``wants_files``.
+        """
         out: dict[str, LiveRun | BaseException] = {}
         by_project: dict[tuple[str, str], list[RunPlan]] = {}
         for rp in rps:
             by_project.setdefault((rp.entity, rp.project), []).append(rp)
         for (entity, project), group in by_project.items():
             ids = [rp.run_id for rp in group]
-            def read(e: str = entity, p: str = project, i: list[str] = ids) -> dict[str, LiveRun]:
-                return self.backend.get_runs(e, p, i)
+            files = any(wants_files(rp) for rp in group)
+
+            def read(e: str = entity, p: str = project, i: list[str] = ids,
+                     f: bool = files) -> dict[str, LiveRun]:
+                return self.backend.get_runs(e, p, i, with_files=f)
 
             try:
                 found = self.retry(read, run=f"{entity}/{project} ({what})")
@@ -275,14 +286,14 @@ class _Executor:
             while len(written) >= BATCH_SIZE or (drain and written):
                 group = written[:BATCH_SIZE]
                 del written[:BATCH_SIZE]
-                readback = self._read([w.rp for w in group], "read-back")
+                readback = self._read([w.rp for w in group], "read-back", self._verify_needs_files)
                 verifies.extend(pool.submit(self._verify_run, w.rp, readback[w.rp.path]) for w in group)
 
         for start in range(0, len(todo), group_size):
             while len(writes) >= self.parallelism:
                 harvest(block=True)
             batch = todo[start:start + group_size]
-            fresh = self._read(batch, "staleness check")
+            fresh = self._read(batch, "staleness check", lambda rp: _needs_files(rp.fingerprint_fields))
             writes.update(pool.submit(self._write_run, rp, fresh[rp.path]) for rp in batch)
             harvest(block=False)
             verify(drain=False)
@@ -307,7 +318,7 @@ class _Executor:
         record = self.journal.record_for(rp.path)
         resumed = "started" in record.phases
         try:
-            if _needs_files(rp.fingerprint_fields):
+            if _needs_files(rp.fingerprint_fields) and live.files is None:
                 live = dataclasses.replace(live, files=self._list_files(live))
             now = fingerprint(live, rp.fingerprint_fields)
             if now != rp.fingerprint:
@@ -431,8 +442,8 @@ class _Executor:
 
     def _backup_files(self, rp: RunPlan, live: LiveRun) -> Sequence[LiveFile]:
         """The planned files still present (to delete), each downloaded first with --backup-dir."""
-        # The staleness check listed the files moments ago; list again only if it did not.
-        files = live.files if live.files is not None else self._list_files(live)
+        # The staleness check read the files moments ago; list again only if it did not.
+        files = self._list_files(live)
         todo = pending_deletions(rp, files)
         backup_dir = self.backup_dir
         if backup_dir is not None:
@@ -475,6 +486,11 @@ class _Executor:
             self.retry(upload, run=rp.path)
         self.emit(ev.RunFilesUploaded(rp.path, files=len(todo)))
 
+    def _verify_needs_files(self, rp: RunPlan) -> bool:
+        """Whether reading ``rp`` back needs its files (file changes, or an undo that depends on them)."""
+        restores = self.backup_dir is not None and bool(rp.file_deletions)
+        return _has_file_changes(rp) or _needs_files(undo_fields(rp, restores))
+
     def _verify_run(self, rp: RunPlan, live: LiveRun | BaseException) -> None:
         """Read-back: compare every planned field; report applied or unconverged."""
         if isinstance(live, BaseException):
@@ -485,7 +501,7 @@ class _Executor:
             restores = self.backup_dir is not None and bool(rp.file_deletions)
             fields = undo_fields(rp, restores)
             files: tuple[LiveFile, ...] | None = None
-            if _has_file_changes(rp) or _needs_files(fields):
+            if self._verify_needs_files(rp):
                 files = self._list_files(live)
                 live = dataclasses.replace(live, files=files)
             if rp.artifact_deletions:

@@ -147,6 +147,9 @@ def test_apply_plan_deletes_all_files_of_a_run_in_one_request(tmp_path: Path) ->
     assert backend.run("acme", "vision", "a").files == ()
     assert result.files_deleted == 3
     assert result.bytes_freed == 300
+    # The staleness check and the read-back carried the file lists: no per-run listing.
+    assert _calls(backend, "list_files") == []
+    assert len(_calls(backend, "get_runs")) == 2
 
 
 def test_apply_plan_unconverged_config_unset_on_merge_server(tmp_path: Path) -> None:
