@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import os
 import subprocess
@@ -29,6 +28,7 @@ from reconcile.emulator.testing import running_emulator
 
 BENCH_API_KEY = "local-" + "b" * 40  # the emulator accepts any key; this one is a placeholder
 LISTING = "Runs"  # the client's paged runs query (operation name parsed from the query text)
+APPLY_FLAGS: list[str] = []  # what apply needs besides the defaults (none yet)
 
 
 @dataclasses.dataclass
@@ -175,60 +175,74 @@ def _fail(phase: Phase) -> int:
     return 1
 
 
+def _loop_argv(args: argparse.Namespace, threads: int) -> list[str]:
+    argv = [sys.executable, str(Path(__file__).with_name("loop.py")), "--threads", str(threads)]
+    return argv + ([] if args.files else ["--no-files"])
+
+
+SIDES = ("reconcile", "threads", "loop")
+"""The ways of doing the change set, in the order they run (the slowest last)."""
+
+
 def compare_mode(args: argparse.Namespace, workdir: Path) -> int:
-    """Loop vs reconcile on the same data; verify identical end states; print the table."""
+    """reconcile vs the 10-thread loop vs the loop on the same data; verify identical end states."""
     t0 = time.perf_counter()
     data = fixture.generate(args.runs, args.files)
-    (workdir / "fixture.json").write_text(json.dumps(data), encoding="utf-8")
     base = workdir / "base.sqlite"
     fixture.seed_db(data, base)
     del data
     spec_path = fixture.write_spec(fixture.spec(files=args.files > 0), workdir / "spec.yaml")
     print(f"seeded {args.runs} runs x {args.files} files in {time.perf_counter() - t0:.1f} s; "
-          f"emulator latency {args.latency_ms} ms; work dir {workdir}", flush=True)
+          f"emulator latency {args.latency_ms} ms; work dir {workdir}; load {_load()}", flush=True)
+    sides = [s for s in SIDES if args.only is None or s in args.only.split(",")]
     phases: dict[str, Phase] = {}
-    if args.only in (None, "reconcile"):
-        plan_file = workdir / "plan.json"
-        phases["reconcile"] = phase = run_phase("reconcile", base, workdir, args.latency_ms, [
-            ("plan", reconcile_argv("plan", "-f", str(spec_path), "-o", str(plan_file), "--no-color",
-                                    "--parallelism", str(args.parallelism))),
-            ("apply", reconcile_argv("apply", str(plan_file), "--no-color", "--parallelism",
-                                     str(args.parallelism))),
-        ], listing_steps=("plan",))
+    for side in sides:
+        if side == "reconcile":
+            plan_file = workdir / "plan.json"
+            apply_flags = ["--no-color", "--parallelism", str(args.parallelism), *APPLY_FLAGS]
+            commands = [
+                ("plan", reconcile_argv("plan", "-f", str(spec_path), "-o", str(plan_file), "--no-color",
+                                        "--parallelism", str(args.parallelism))),
+                ("apply", reconcile_argv("apply", str(plan_file), *apply_flags)),
+            ]
+            listing: tuple[str, ...] = ("plan",)
+        else:
+            threads = args.threads if side == "threads" else 1
+            commands, listing = [(side, _loop_argv(args, threads))], (side,)
+        phases[side] = phase = run_phase(side, base, workdir, args.latency_ms, commands, listing_steps=listing)
         if not phase.ok:
             return _fail(phase)
-        print(f"reconcile: {phase.seconds:.1f} s, {phase.requests} requests", flush=True)
-    if args.only in (None, "loop"):
-        loop = [sys.executable, str(Path(__file__).with_name("loop.py"))]
-        loop += [] if args.files else ["--no-files"]
-        phases["loop"] = phase = run_phase("loop", base, workdir, args.latency_ms, [("loop", loop)],
-                                           listing_steps=("loop",))
-        if not phase.ok:
-            return _fail(phase)
-        print(f"loop: {phase.seconds:.1f} s, {phase.requests} requests", flush=True)
+        print(f"{side}: {phase.seconds:.1f} s, {phase.requests} requests; load {_load()}", flush=True)
 
     some = next(iter(phases.values()))
     changed = changed_runs(base, some.db)
     identical: bool | None = None
-    if len(phases) == 2:
-        diffs = compare(phases["loop"].db, phases["reconcile"].db)
-        identical = not diffs
-        if diffs:
-            print("END STATES DIFFER (loop vs reconcile):\n  " + "\n  ".join(diffs), file=sys.stderr)
+    others = [(name, phase.db) for name, phase in phases.items()]
+    others += [(f"recorded {db.name}", db) for db in args.compare_with]
+    if len(others) > 1:
+        identical = True
+        first_name, first_db = others[0]
+        for name, db in others[1:]:
+            diffs = compare(first_db, db)
+            if diffs:
+                identical = False
+                print(f"END STATES DIFFER ({first_name} vs {name}):\n  " + "\n  ".join(diffs), file=sys.stderr)
     header = ["", "wall s", "requests", "req/run", "req/changed run*", "peak RSS MiB"]
     rows = []
     for phase in phases.values():
         rows.append((phase.name, [
             _fmt(phase.seconds), f"{phase.requests:,}", _fmt(phase.requests / max(args.runs, 1)),
             _fmt((phase.requests - phase.listing_requests) / max(changed, 1)), _fmt(phase.max_rss_mib)]))
-    if len(phases) == 2:
-        loop_p, rec = phases["loop"], phases["reconcile"]
-        rows.append(("loop / reconcile", [
-            f"{loop_p.seconds / rec.seconds:.1f}x", f"{loop_p.requests / rec.requests:.1f}x", "", "",
-            f"{loop_p.max_rss_mib / rec.max_rss_mib:.2f}x"]))
+    rec = phases.get("reconcile")
+    for side in ("loop", "threads"):
+        if rec is not None and side in phases:
+            other = phases[side]
+            rows.append((f"{side} / reconcile", [
+                f"{other.seconds / rec.seconds:.1f}x", f"{other.requests / rec.requests:.1f}x", "", "",
+                f"{other.max_rss_mib / rec.max_rss_mib:.2f}x"]))
     print()
     print(f"{args.runs:,} runs x {args.files} files, {changed:,} runs changed, latency {args.latency_ms} ms, "
-          f"parallelism {args.parallelism}")
+          f"parallelism {args.parallelism}, loop threads {args.threads}; load after: {_load()}")
     print_table(rows, header)
     print("* excluding the Runs pages that list the project")
     for phase in phases.values():
@@ -237,8 +251,16 @@ def compare_mode(args: argparse.Namespace, workdir: Path) -> int:
         ops = ", ".join(f"{k} {v}" for k, v in sorted(phase.operations.items(), key=lambda kv: -kv[1]))
         print(f"{phase.name}: {steps}; listing pages {phase.listing_requests}; operations: {ops}")
     if identical is not None:
-        print(f"end states identical: {'yes' if identical else 'NO'}")
+        print(f"end states identical: {'yes' if identical else 'NO'} ({', '.join(n for n, _ in others)})")
     return 0 if identical in (None, True) else 1
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages (the machine is shared: figures move with it)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def scale_mode(args: argparse.Namespace, workdir: Path) -> int:
@@ -280,9 +302,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=20, help="files per run (default 20)")
     parser.add_argument("--latency-ms", type=int, default=20, help="emulator latency per request")
     parser.add_argument("--scale", type=int, default=100_000, help="runs for --only scale (default 100000)")
-    parser.add_argument("--only", choices=("loop", "reconcile", "scale"),
-                        help="one phase only (loop and reconcile run by default; scale only when asked)")
+    parser.add_argument("--only", help="comma-separated sides among reconcile,threads,loop (default: all "
+                                       "three), or scale")
     parser.add_argument("--parallelism", type=int, default=10, help="reconcile --parallelism (default 10)")
+    parser.add_argument("--threads", type=int, default=10, help="threads of the threaded loop (default 10)")
+    parser.add_argument("--compare-with", type=Path, action="append", default=[],
+                        help="also require the end state of this database (kept by an earlier run's work dir, "
+                             "e.g. loop.sqlite) to be identical")
     parser.add_argument("--workdir", type=Path, help="keep databases, plans, logs here")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-"))

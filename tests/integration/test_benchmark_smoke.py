@@ -24,7 +24,7 @@ def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_benchmark_compare_identical_end_states(tmp_path: Path) -> None:
-    """20 runs x 12 files: both ways finish, reach the same end state, and the table is printed."""
+    """20 runs x 12 files: all three ways finish, reach the same end state, and the table is printed."""
     result = _bench(tmp_path, "--runs", "20", "--files", "12")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -32,8 +32,9 @@ def test_benchmark_compare_identical_end_states(tmp_path: Path) -> None:
     assert "wall s" in out
     assert "req/changed run*" in out
     rows = {line.split()[0] for line in out.splitlines() if line.strip()}
-    assert {"reconcile", "loop"} <= rows
-    assert "loop / reconcile" in out
+    assert {"reconcile", "loop", "threads"} <= rows
+    assert "loop / reconcile" in out and "threads / reconcile" in out
+    assert "(reconcile, threads, loop)" in out
     # Finished runs (16 of 20) change; checkpoints beyond the newest two and all media were deleted.
     assert "16 runs changed" in out
     assert "deleteFiles" in out
