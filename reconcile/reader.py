@@ -38,7 +38,7 @@ class RunSource(Protocol):
     base_url: str
 
     def iter_runs(self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *,
-                  per_page: int = 500, with_files: bool = False) -> Iterator[LiveRun]:
+                  per_page: int | None = None, with_files: bool = False) -> Iterator[LiveRun]:
         """Stream the project's runs matching ``filters``; ``with_files``: each with every file."""
         ...
 

@@ -51,7 +51,8 @@ class Backend(Protocol):
     base_url: str
 
     def iter_runs(
-        self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *, per_page: int = 500,
+        self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *,
+        per_page: int | None = None,
         with_files: bool = False,
     ) -> Iterator[LiveRun]:
         """Stream the project's runs matching ``filters`` page by page, config and summary

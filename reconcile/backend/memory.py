@@ -84,7 +84,7 @@ class MemoryBackend:
     # ------------------------------------------------------------------ reads
 
     def iter_runs(self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *,
-                  per_page: int = 500, with_files: bool = False) -> Iterator[LiveRun]:
+                  per_page: int | None = None, with_files: bool = False) -> Iterator[LiveRun]:
         """The project's runs matching ``filters`` (a subset of W&B's filter language), oldest first."""
         self._record("iter_runs", (entity, project, dict(filters or {})))
         runs = sorted((r for r in self.runs.values() if (r.entity, r.project) == (entity, project)),

@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
@@ -53,6 +54,10 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_PER_PAGE = 500
 """Runs per Runs request; the client's default of 50 costs 10x the round trips."""
+
+PER_PAGE_WITH_FILES = 100
+"""Runs per Runs request that carries files (each up to FILES_PER_RUN_IN_PAGE): one page's answer
+stays a few thousand file nodes, well inside the client's request timeout."""
 
 FILES_PER_PAGE = 500
 """Files per RunFiles request."""
@@ -270,14 +275,17 @@ class WandbBackend:
 
     def iter_runs(
         self, entity: str, project: str, filters: Mapping[str, Any] | None = None, *,
-        per_page: int = DEFAULT_PER_PAGE, with_files: bool = False,
+        per_page: int | None = None, with_files: bool = False,
     ) -> Iterator[LiveRun]:
         """Stream the runs matching ``filters``, one Runs request per page (with files: every file).
 
-        A run repeated across pages (wandb/wandb#6614) is yielded once.
+        The next page is fetched while the caller works through this one. A run repeated across
+        pages (wandb/wandb#6614) is yielded once.
         """
+        if per_page is None:
+            per_page = PER_PAGE_WITH_FILES if with_files else DEFAULT_PER_PAGE
         seen: set[str] = set()
-        for run in self._run_pages(entity, project, filters or {}, per_page, with_files):
+        for run in self._run_pages(entity, project, filters or {}, per_page, with_files, prefetch=True):
             if run.id not in seen:
                 seen.add(run.id)
                 yield run
@@ -464,36 +472,56 @@ class WandbBackend:
             self._raise(exc, doing)
 
     def _run_pages(self, entity: str, project: str, filters: Mapping[str, Any],
-                   per_page: int, with_files: bool) -> Iterator[LiveRun]:
-        """Page through the Runs query by the last edge's cursor (protocol §2)."""
+                   per_page: int, with_files: bool, *, prefetch: bool = False) -> Iterator[LiveRun]:
+        """Page through the Runs query by the last edge's cursor (protocol §2).
+
+        ``prefetch``: the next page is requested (on a helper thread) before this page's runs are
+        yielded, so the server prepares it while the caller plans.
+        """
         variables: dict[str, Any] = {
             "project": project, "entity": entity, "order": RUNS_ORDER,
             "filters": json.dumps(filters), "perPage": per_page, "cursor": None,
         }
         if with_files:
             variables["fileLimit"] = self.files_per_run
-        while True:
-            data = self._execute(runs_query(with_files=with_files), variables,
-                                 f"list runs of {entity}/{project}")
+        document = runs_query(with_files=with_files)
+
+        def fetch(cursor: str | None) -> Mapping[str, Any]:
+            doing = f"list runs of {entity}/{project}"
+            data = self._execute(document, {**variables, "cursor": cursor}, doing)
             project_data = (data or {}).get("project")
             if project_data is None:
                 raise NotFound(f"project {entity}/{project} not found: check the entity and "
                                "project names and that your key can see them.")
-            runs = project_data.get("runs") or {}
-            edges = runs.get("edges") or []
-            for edge in edges:
-                node = edge["node"]
-                run = parse_run(entity, project, node)
-                if with_files:
-                    files, more = _parse_files(node.get("files"))
-                    if more is not None:  # more files than one page holds: continue with RunFiles
-                        files.extend(self._file_pages(run, more))
-                    run = dataclasses.replace(run, files=tuple(files))
-                yield run
-            # The client re-sends cursor null on an empty page and loops; we stop.
-            if not edges or not (runs.get("pageInfo") or {}).get("hasNextPage"):
-                return
-            variables["cursor"] = edges[-1]["cursor"]
+            runs: Mapping[str, Any] = project_data.get("runs") or {}
+            return runs
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runs-page") if prefetch else None
+        try:
+            page = fetch(None)
+            while True:
+                edges = page.get("edges") or []
+                # The client re-sends cursor null on an empty page and loops; we stop.
+                more = bool(edges) and bool((page.get("pageInfo") or {}).get("hasNextPage"))
+                ahead = pool.submit(fetch, edges[-1]["cursor"]) if more and pool is not None else None
+                for edge in edges:
+                    yield self._live_run(entity, project, edge["node"], with_files)
+                if not more:
+                    return
+                page = ahead.result() if ahead is not None else fetch(edges[-1]["cursor"])
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def _live_run(self, entity: str, project: str, node: Mapping[str, Any], with_files: bool) -> LiveRun:
+        """A Runs node as a LiveRun; with files, all of them (RunFiles continues past the first page)."""
+        run = parse_run(entity, project, node)
+        if not with_files:
+            return run
+        files, more = _parse_files(node.get("files"))
+        if more is not None:  # more files than one page holds: continue with RunFiles
+            files.extend(self._file_pages(run, more))
+        return dataclasses.replace(run, files=tuple(files))
 
     def _raise(self, exc: BaseException, doing: str) -> NoReturn:
         """Translate a wandb/requests failure into a ``reconcile.errors`` one."""
