@@ -10,8 +10,9 @@ import base64
 import json
 import re
 import threading
+from collections.abc import Awaitable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 from graphql import (
@@ -345,6 +346,10 @@ def build_executable_schema() -> GraphQLSchema:
     return schema
 
 
+def _never_awaitable(_: Any) -> TypeGuard[Awaitable[Any]]:
+    return False
+
+
 class Executor:
     """Parses, validates (cached by text) and executes GraphQL documents against one Store."""
 
@@ -392,6 +397,7 @@ class Executor:
             variable_values=variables or {},
             operation_name=operation or None,
             context_value=Context(self.store, base_url, config_writes),
+            is_awaitable=_never_awaitable,  # every resolver is synchronous: no check per value
         )
         if not isinstance(result, ExecutionResult):  # pragma: no cover - every resolver is synchronous
             raise TypeError("async resolvers are not supported")
