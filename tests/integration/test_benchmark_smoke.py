@@ -20,7 +20,7 @@ def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--latency-ms", "0", "--workdir", str(tmp_path),
          *args],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ), cwd=REPO, check=False)
+        capture_output=True, text=True, timeout=600, env=dict(os.environ), cwd=REPO, check=False)
 
 
 def test_benchmark_compare_identical_end_states(tmp_path: Path) -> None:
