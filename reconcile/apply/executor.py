@@ -444,6 +444,10 @@ class _Executor:
         """The planned files still present (to delete), each downloaded first with --backup-dir."""
         # The staleness check read the files moments ago; list again only if it did not.
         files = self._list_files(live)
+        if self.backup_dir is not None and any(f.url is None for f in files):
+            # The batched re-read carries no download URLs (the server pays for one on every file):
+            # only a backup needs them, so only then list the run's files with them.
+            files = self.retry(lambda: self.backend.list_files(live), run=rp.path)
         todo = pending_deletions(rp, files)
         backup_dir = self.backup_dir
         if backup_dir is not None:

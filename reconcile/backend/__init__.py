@@ -56,7 +56,8 @@ class Backend(Protocol):
         with_files: bool = False,
     ) -> Iterator[LiveRun]:
         """Stream the project's runs matching ``filters`` page by page, config and summary
-        included; ``with_files``: every file of each run too, else ``LiveRun.files is None``."""
+        included; ``with_files``: every file of each run too (without download URLs), else
+        ``LiveRun.files is None``."""
         ...
 
     def get_runs(self, entity: str, project: str, run_ids: Sequence[str], *,
@@ -66,7 +67,7 @@ class Backend(Protocol):
         ...
 
     def list_files(self, run: LiveRun) -> tuple[LiveFile, ...]:
-        """All uploaded files of the run, every page."""
+        """All uploaded files of the run, every page, with their download URLs."""
         ...
 
     def update_run(self, update: RunUpdate) -> None:

@@ -156,27 +156,20 @@ fragment LiveRunFields on Run {
 }
 """
 
-# The fields of a file that LiveFile holds (the client's RunFilesFragment selects them).
-FILE_FIELDS_FRAGMENT = """
-fragment LiveFileFields on FileConnection {
-    edges {
-        node {
-            id
-            name
-            url
-            directUrl
-            sizeBytes
-            updatedAt
-            md5
-        }
-        cursor
-    }
-    pageInfo {
-        endCursor
-        hasNextPage
-    }
-}
-"""
+def _file_fields(name: str, *, urls: bool) -> str:
+    """A fragment selecting what LiveFile holds (the client's RunFilesFragment selects these fields);
+    the download URL only where it is used: an argument per file costs the server on every node."""
+    url = "\n            url" if urls else ""
+    return (f"\nfragment {name} on FileConnection {{\n    edges {{\n        node {{\n            id\n"
+            f"            name\n            sizeBytes\n            updatedAt\n            md5{url}\n"
+            "        }\n        cursor\n    }\n"
+            "    pageInfo {\n        endCursor\n        hasNextPage\n    }\n}\n")
+
+
+# Listings and batched re-reads: no URLs (the plan and the staleness check never download).
+FILE_FIELDS_FRAGMENT = _file_fields("LiveFileFields", urls=False)
+# RunFiles: with the URL File.download uses (backups download through it).
+FILE_URLS_FRAGMENT = _file_fields("LiveFileUrls", urls=True)
 
 
 @cache
@@ -210,10 +203,10 @@ def run_files_query() -> str:
         "$fileLimit: Int) {\n"
         "    project(name: $project, entityName: $entity) {\n"
         "        run(name: $name) {\n"
-        "            files(after: $fileCursor, first: $fileLimit) { ...LiveFileFields }\n"
+        "            files(after: $fileCursor, first: $fileLimit) { ...LiveFileUrls }\n"
         "        }\n"
         "    }\n"
-        "}\n" + FILE_FIELDS_FRAGMENT
+        "}\n" + FILE_URLS_FRAGMENT
     )
 
 
@@ -585,7 +578,7 @@ def _parse_file(node: Mapping[str, Any]) -> LiveFile:
         name=node["name"],
         size=int(node.get("sizeBytes") or 0),
         updated_at=parse_time(node.get("updatedAt")),
-        url=node.get("url") or node.get("directUrl"),
+        url=node.get("url"),
         md5=node.get("md5"),
     )
 

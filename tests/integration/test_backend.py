@@ -55,14 +55,15 @@ def ops(emu: Any) -> dict[str, int]:
 
 
 def test_iter_runs_streams_pages_and_parses_values_exactly(connect: Callable[..., Any]) -> None:
-    """12 runs at 5 per page: 3 Runs requests, yielded as pages arrive, values parsed exactly."""
+    """12 runs at 5 per page: 3 Runs requests, yielded as pages arrive (one page read ahead), values
+    parsed exactly."""
     special = {"entity": "ent", "project": "proj", "id": "special", "created_at": "2025-06-01T12:00:00",
                "config": {"opt": {"value": 3, "x": 1}, "nested": {"a": {"b": [1, 2]}}, "_wandb": {"t": 1}},
                "summary": {"loss": 0.25, "nested": {"p": 1}}, "group": "g", "job_type": "train", "notes": "n"}
     emu, backend = connect({"runs": [special, *seed_runs(11)]})
     stream = backend.iter_runs("ent", "proj", per_page=5)
     first = next(stream)
-    assert ops(emu).get("Runs") == 1  # streaming: the second page is not fetched yet
+    assert ops(emu).get("Runs", 0) <= 2  # streaming: at most the next page is fetched ahead, not the third
     runs = [first, *stream]
     assert ops(emu)["Runs"] == 3
     assert [r.id for r in runs] == ["special", *(f"r{i:03d}" for i in range(11))]

@@ -131,8 +131,10 @@ def test_read_queries_select_what_live_runs_hold_and_files_only_when_asked() -> 
         assert ("files(first: $fileLimit)" in runs_query(with_files=with_files)) is with_files
     files = run_files_query()
     assert operation(graphql.parse(files)).name.value == "RunFiles"  # type: ignore[union-attr]
-    for field in ("sizeBytes", "updatedAt", "directUrl", "md5", "hasNextPage"):
+    for field in ("sizeBytes", "updatedAt", "url", "md5", "hasNextPage"):
         assert field in files
+    # Batched reads never download: no URL (an argument the server resolves on every file).
+    assert "url" not in runs_query(with_files=True)
 
 
 def test_parse_run_unwraps_config_exactly_once() -> None:
