@@ -448,7 +448,8 @@ class _Executor:
             # The batched re-read carries no download URLs (the server pays for one on every file):
             # only a backup needs them, so only then list the run's files with them.
             files = self.retry(lambda: self.backend.list_files(live), run=rp.path)
-        todo = pending_deletions(rp, files)
+        listed = {f.id: f for f in files}
+        todo = tuple(listed[f.id] for f in pending_deletions(rp, files))  # as listed: with its URL
         backup_dir = self.backup_dir
         if backup_dir is not None:
             for file in todo:
