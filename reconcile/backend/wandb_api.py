@@ -18,7 +18,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -68,6 +70,9 @@ FILES_PER_RUN_IN_PAGE = 50
 IDS_PER_REQUEST = 100
 """Run ids per ``{"name": {"$in": [...]}}`` re-read (keeps the filter string small)."""
 
+CONNECT_TIMEOUT = 10.0
+"""Seconds the reachability check waits for the server to accept a TCP connection."""
+
 RUNS_ORDER = "+created_at"
 """The client's default order (protocol §2); a stable order keeps paging predictable."""
 
@@ -77,6 +82,9 @@ _TIMEOUT_MARKERS = ("did not respond in time", "timed out", "timeout")
 # Transient like a timeout, and like one the request may or may not have been applied.
 _DROPPED_MARKERS = ("unexpected eof", "connection reset", "broken pipe", "connection aborted")
 _KEY_HINT = "Set WANDB_API_KEY or run `wandb login`."
+# What wandb-core says when the answer is not JSON at all: an empty body ("EOF") or an HTML
+# page ("invalid character '<' ..."), i.e. something other than W&B answers at that URL.
+_NOT_GRAPHQL = re.compile(r"^EOF$|invalid character .* looking for beginning of value", re.I)
 
 # One UpsertBucket variable per RunUpdate field: (variable, GraphQL type, input field).
 # Names and types are the ones the client declares: run.update() (protocol §4a) for the
@@ -244,12 +252,16 @@ class WandbBackend:
             raise BackendError(f"wandb could not load its settings: {_redacted(str(exc), ())}") from exc
         self.base_url: str = _check_url(str(resolved)).rstrip("/")
         self._secret = api_key or _stored_api_key(self.base_url)
+        # wandb-core retries a refused connection for its whole timeout (20 s) and then
+        # reports a busy service; one plain TCP connect says what is wrong at once.
+        check_reachable(self.base_url)
 
         def connect() -> wandb.Api:
             try:
                 return wandb.Api(overrides={"base_url": self.base_url}, api_key=self._secret, timeout=timeout)
             except Exception as exc:
-                self._raise(exc, "connect to W&B")
+                raise translate_error(exc, f"connect to W&B at {self.base_url}", secrets=(self._secret,),
+                                      connecting=True) from exc
 
         # A 5xx or 429 on the credential check is worth another try; a timeout is not (an
         # unreachable WANDB_BASE_URL would otherwise take minutes to report).
@@ -618,6 +630,42 @@ def _check_url(url: str) -> str:
     return url.strip()
 
 
+def check_reachable(base_url: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Open (and close) one TCP connection to the server of ``base_url``; a BackendError saying
+    what went wrong (refused, unknown host, no answer) if that fails.
+
+    Skipped when a proxy carries the requests: then only the proxy can reach the server.
+    """
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if _proxied(parts.scheme, host):
+        return
+    where = f"{host}:{port}"
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except ConnectionRefusedError as exc:
+        raise BackendError(f"cannot connect to W&B at {base_url}: connection refused (nothing is listening "
+                           f"on {where}). Check WANDB_BASE_URL and that the server is running.") from exc
+    except socket.gaierror as exc:
+        raise BackendError(f"cannot connect to W&B at {base_url}: the host {host!r} is unknown "
+                           f"({exc.strerror}). Check WANDB_BASE_URL.") from exc
+    except TimeoutError as exc:
+        raise BackendError(f"cannot connect to W&B at {base_url}: {where} did not accept a connection within "
+                           f"{timeout:g} s. Check WANDB_BASE_URL, the network and any firewall.") from exc
+    except OSError as exc:
+        raise BackendError(f"cannot connect to W&B at {base_url}: {exc.strerror or exc}. Check "
+                           "WANDB_BASE_URL and the network.") from exc
+
+
+def _proxied(scheme: str, host: str) -> bool:
+    """Whether requests to ``host`` go through a proxy (environment or wandb settings)."""
+    if any(os.environ.get(name) for name in ("WANDB_HTTP_PROXY", "WANDB_HTTPS_PROXY", "WANDB__PROXIES")):
+        return True
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host)
+
+
 def _stored_api_key(base_url: str) -> str | None:
     """The key W&B would use for ``base_url`` (env, netrc, settings) without prompting."""
     try:
@@ -641,24 +689,25 @@ def _redacted(message: str, secrets: Sequence[str | None]) -> str:
     return message.strip()
 
 
-def translate_error(exc: BaseException, doing: str, *,
-                    secrets: Sequence[str | None] = ()) -> BackendError:
+def translate_error(exc: BaseException, doing: str, *, secrets: Sequence[str | None] = (),
+                    connecting: bool = False) -> BackendError:
     """The ``reconcile.errors`` exception for a wandb/requests failure while ``doing``.
 
     wandb-core has already retried 429/5xx (honouring Retry-After), so a RetryableError
     here means its retries ran out ("giving up after") or a timeout fired; ``status`` is
-    None for a timeout, when the request may or may not have been applied.
+    None for a timeout, when the request may or may not have been applied. Only an HTTP
+    401 (or a key wandb itself finds malformed) blames the API key. ``connecting``: the
+    first request to the server, where an HTTP 404 means the base URL is wrong.
     """
     if isinstance(exc, BackendError):
         return exc
-    cause: BaseException = exc
-    if isinstance(exc, CommError) and isinstance(exc.exc, BaseException):
-        cause = exc.exc
+    cause = _transport_cause(exc)
     message = getattr(exc, "message", None) or str(exc)
     status: int | None = None
     timed_out = False
     if isinstance(cause, WandbApiFailedError):
         timed_out = cause.response is None  # the Python-side timeout (protocol §9)
+        message = str(cause)
         if cause.response is not None:
             status = cause.response.http_status or None
             message = cause.response.message or message
@@ -666,25 +715,63 @@ def translate_error(exc: BaseException, doing: str, *,
         status = cause.response.status_code
     elif isinstance(cause, (requests.ConnectionError, requests.Timeout)):
         timed_out = True
-    message = (_redacted(message, secrets) or type(exc).__name__).strip().rstrip(".")
+    message = _shortened(_redacted(message, secrets) or type(exc).__name__).rstrip(".")
     if status is None and (match := _HTTP_CODE.search(message)):
         status = int(match.group(1))  # "giving up after N attempt(s) ... HTTP 503: ..."
-    timed_out = timed_out or (status is None and any(m in message.lower() for m in _TIMEOUT_MARKERS))
-    if status is None and not timed_out and any(m in message.lower() for m in _DROPPED_MARKERS):
-        return RetryableError(f"the connection to W&B broke while trying to {doing}: {message}. Try again.")
-    return _classify(exc, status, timed_out, f"while trying to {doing}: {message}")
+    lowered = message.lower()
+    timed_out = timed_out or (status is None and any(m in lowered for m in _TIMEOUT_MARKERS))
+    what = f"while trying to {doing}: {message}"
+    if status is None and "connection refused" in lowered:
+        # Nothing listens there: the request was never received, so trying again is safe.
+        return RetryableError(f"W&B refused the connection {what}. Check WANDB_BASE_URL and that the "
+                              "server is up.")
+    if status is None and not timed_out and any(m in lowered for m in _DROPPED_MARKERS):
+        return RetryableError(f"the connection to W&B broke {what}. Try again.")
+    if status is None and not timed_out and _NOT_GRAPHQL.search(message):
+        return BackendError(f"the server did not answer like W&B's API {what}. Check WANDB_BASE_URL: it is "
+                            "the server's address without a path (e.g. https://api.wandb.ai).")
+    key_check = isinstance(exc, (AuthenticationError, UsageError)) and cause is exc
+    if connecting and status == 404:
+        return BackendError(f"no W&B API at this address (HTTP 404) {what}. Check WANDB_BASE_URL: it is "
+                            "the server's address without a path (e.g. https://api.wandb.ai).", status=404)
+    return _classify(status, timed_out, key_check, what)
 
 
-def _classify(exc: BaseException, status: int | None, timed_out: bool, what: str) -> BackendError:
-    """Pick the error class from the HTTP status and the kind of exception."""
+def _shortened(message: str, limit: int = 300) -> str:
+    """A server message fit for one error line (an HTML error page is cut short)."""
+    text = " ".join(message.split()) if message.lstrip().startswith("<") else message.strip()
+    return text if len(text) <= limit else text[:limit].rstrip() + "..."
+
+
+def _transport_cause(exc: BaseException) -> BaseException:
+    """The wandb-core/requests failure behind ``exc`` (CommError.exc, or ``raise ... from``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (WandbApiFailedError, requests.RequestException)):
+            return current
+        inner = getattr(current, "exc", None) if isinstance(current, CommError) else None
+        current = inner if isinstance(inner, BaseException) else current.__cause__
+    return exc
+
+
+def _classify(status: int | None, timed_out: bool, key_check: bool, what: str) -> BackendError:
+    """Pick the error class from the HTTP status and the kind of failure."""
     if timed_out:
         return RetryableError(f"W&B did not answer in time {what}. Check WANDB_BASE_URL and that the "
                               "server is up, then try again (WANDB_HTTP_TIMEOUT raises the timeout).")
-    if isinstance(exc, (AuthenticationError, UsageError)) or status in (401, 403):
-        return AuthError(f"W&B refused the credentials {what}. Check WANDB_API_KEY (or run "
-                         "`wandb login`) and the base URL.", status=status)
+    if status == 401 or (status is None and key_check):
+        code = " (HTTP 401)" if status else ""
+        return AuthError(f"W&B rejected the API key{code} {what}. Check WANDB_API_KEY (or run "
+                         "`wandb login`) for this WANDB_BASE_URL.", status=status)
+    if status == 403:
+        return AuthError(f"W&B denied access (HTTP 403) {what}. The key was accepted but may not do this: "
+                         "check the entity and project and your role in them.", status=status)
     if status == 429 or (status is not None and status >= 500) or "giving up after" in what:
-        return RetryableError(f"W&B failed {what}. Try again later.", status=status)
+        code = f" (HTTP {status})" if status else ""
+        return RetryableError(f"W&B failed{code} {what}. The server is having trouble; try again later.",
+                              status=status)
     if status == 404 or "not found" in what.lower() or "could not find" in what.lower():
         return NotFound(f"not found {what}", status=status)
     return BackendError(f"W&B refused the request {what}", status=status)

@@ -189,6 +189,35 @@ def test_translate_error_classifies(exc: BaseException, kind: type[BackendError]
     assert "do a thing" in str(error)
 
 
+def verify_failed(inner: WandbApiFailedError) -> AuthenticationError:
+    """What ``wandb.Api()`` raises when its credential check fails for any reason."""
+    try:
+        raise AuthenticationError(f"Failed to verify credentials with http://x: {inner}") from inner
+    except AuthenticationError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(("inner", "kind", "status", "says"), [
+    (failed("invalid api key", 401), AuthError, 401, "WANDB_API_KEY"),
+    (failed("POST http://x/graphql giving up after 4 attempt(s)\nwhile retrying: HTTP 500: boom", 0),
+     RetryableError, 500, "HTTP 500"),
+    (failed("EOF", 0), BackendError, None, "WANDB_BASE_URL"),
+    (failed("invalid character '<' looking for beginning of value", 0), BackendError, None, "WANDB_BASE_URL"),
+    (failed("<html><body>Not Found</body></html>", 404), BackendError, 404, "WANDB_BASE_URL"),
+    (failed("POST http://x/graphql giving up after 4 attempt(s): dial tcp: connect: connection refused", 0),
+     RetryableError, None, "refused the connection"),
+])
+def test_translate_error_blames_the_key_only_on_a_401(inner: WandbApiFailedError, kind: type[BackendError],
+                                                      status: int | None, says: str) -> None:
+    """A failed credential check is classified by what the server answered; only a 401 names the key."""
+    error = translate_error(verify_failed(inner), "connect to W&B", connecting=True)
+    assert type(error) is kind
+    assert error.status == status
+    assert says in str(error)
+    assert ("WANDB_API_KEY" in str(error)) == (status == 401)
+    assert "credentials" not in str(error)
+
+
 def test_translate_error_unwraps_comm_error_and_redacts_the_key() -> None:
     """A CommError wrapping a 429 is retryable; the API key never appears in the message."""
     inner = failed(f"key {KEY} throttled", 429)
