@@ -17,7 +17,7 @@ import click
 
 from reconcile import __version__
 from reconcile.errors_handler import handle_errors
-from reconcile.log import configure_logging
+from reconcile.log import color_enabled, configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,27 +26,33 @@ F = TypeVar("F", bound=Callable[..., Any])
 click.exceptions.UsageError.exit_code = 1
 
 FORMATS = click.Choice(["text", "json", "markdown"])
+FORMAT_HELP = ("text: Terraform-style, for a terminal; json: the saved-plan format, for tools; "
+               "markdown: for a pull-request comment or $GITHUB_STEP_SUMMARY.")
 
 
 def common_options(func: F) -> F:
-    """The flags every command takes: --parallelism, --no-color, --log-format, -v."""
+    """The flags every command takes: --no-color, --log-format, -v."""
 
-    @click.option("--parallelism", type=click.IntRange(1, 64), default=10, show_default=True,
-                  help="Runs worked on at once.")
-    @click.option("--no-color", is_flag=True, help="Plain text output, even on a terminal.")
+    @click.option("--no-color", is_flag=True,
+                  help="Plain text output, even on a terminal (as NO_COLOR=1 does).")
     @click.option("--log-format", type=click.Choice(["console", "json"]), default="console",
                   show_default=True, help="How log lines on stderr look.")
     @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
     @functools.wraps(func)
-    def wrapper(*args: Any, parallelism: int, no_color: bool, log_format: str, verbose: int,
-                **kwargs: Any) -> Any:
-        configure_logging(log_format=log_format, verbosity=verbose)
+    def wrapper(*args: Any, no_color: bool, log_format: str, verbose: int, **kwargs: Any) -> Any:
+        configure_logging(log_format=log_format, verbosity=verbose, no_color=no_color)
         ctx = click.get_current_context()
-        ctx.obj = {"parallelism": parallelism, "color": not no_color and sys.stdout.isatty(),
-                   "log_format": log_format, "verbose": verbose}
+        ctx.obj = {"color": color_enabled(sys.stdout, no_color=no_color), "log_format": log_format,
+                   "verbose": verbose}
         return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def parallelism_option(func: F) -> F:
+    """``--parallelism``: only on the commands that read or write many runs at once."""
+    return click.option("--parallelism", type=click.IntRange(1, 64), default=10, show_default=True,
+                        help="Runs read or written at once.")(func)
 
 
 def _options() -> dict[str, Any]:
@@ -114,16 +120,17 @@ def validate(specs: tuple[Path, ...]) -> None:
 @click.option("-f", "--file", "files", multiple=True, required=True, type=click.Path(path_type=Path),
               help="Spec file or directory of specs (repeatable).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Save the plan as JSON for apply.")
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help=FORMAT_HELP)
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
 @click.option("--target", "targets", multiple=True, metavar="ENTITY/PROJECT/RUN_ID",
               help="Plan only these runs (repeatable).")
 @click.option("--show-kept", is_flag=True,
               help="Also list each retention candidate that survives, and why (JSON always has it).")
+@parallelism_option
 @common_options
 def plan(files: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
-         targets: tuple[str, ...], show_kept: bool) -> None:
+         targets: tuple[str, ...], show_kept: bool, parallelism: int) -> None:
     """Read live runs, compare them with the spec and print what would change.
 
     \b
@@ -138,7 +145,7 @@ def plan(files: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode:
     opts = _options()
     _exit(handle_errors(lambda: command.run(
         list(files), out=out, fmt=fmt, detailed_exitcode=detailed_exitcode, targets=list(targets),
-        color=opts["color"], parallelism=opts["parallelism"], show_kept=show_kept)))
+        color=opts["color"], parallelism=parallelism, show_kept=show_kept)))
 
 
 @main.command()
@@ -154,9 +161,10 @@ def plan(files: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode:
               help="Where to write the undo plan (default: beside the plan, PLAN.undo.json).")
 @click.option("--target", "targets", multiple=True, metavar="ENTITY/PROJECT/RUN_ID",
               help="With -f: plan and apply only these runs (repeatable).")
+@parallelism_option
 @common_options
 def apply(plan_file: Path | None, files: tuple[Path, ...], auto_approve: bool, journal: Path | None,
-          backup_dir: Path | None, undo_out: Path | None, targets: tuple[str, ...]) -> None:
+          backup_dir: Path | None, undo_out: Path | None, targets: tuple[str, ...], parallelism: int) -> None:
     """Make the changes of a saved plan (or of a fresh plan after confirmation).
 
     \b
@@ -179,12 +187,12 @@ def apply(plan_file: Path | None, files: tuple[Path, ...], auto_approve: bool, j
     _exit(handle_errors(lambda: command.run(
         plan_file=plan_file, files=list(files), auto_approve=auto_approve, journal=journal,
         backup_dir=backup_dir, undo_out=undo_out, targets=list(targets), color=opts["color"],
-        parallelism=opts["parallelism"], log_format=opts["log_format"])))
+        parallelism=parallelism, log_format=opts["log_format"])))
 
 
 @main.command()
 @click.argument("plan_file", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help=FORMAT_HELP)
 @click.option("--show-kept", is_flag=True, help="Also list each retention candidate that survives, and why.")
 @common_options
 def show(plan_file: Path, fmt: str, show_kept: bool) -> None:

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable
 
 import click
+from humanfriendly.text import pluralize
 
 from reconcile.errors import ReconcileError, SpecError
 from reconcile.log import redact_text
@@ -32,7 +33,8 @@ def handle_errors(command: Callable[[], int]) -> int:
     except SpecError as exc:
         for issue in exc.issues:
             click.echo(redact_text(str(issue)), err=True)
-        click.echo(f"Error: the spec has {len(exc.issues)} problem(s); fix them and run again.", err=True)
+        problems = pluralize(len(exc.issues), "problem")
+        click.echo(f"Error: the spec has {problems}; fix them and run again.", err=True)
         return EXIT_ERROR
     except ReconcileError as exc:
         click.echo(f"Error: {redact_text(str(exc))}", err=True)

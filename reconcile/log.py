@@ -59,13 +59,22 @@ def redact_processor(
     return event_dict
 
 
-def configure_logging(*, log_format: str = "console", verbosity: int = 0) -> None:
+def color_enabled(stream: Any, *, no_color: bool = False) -> bool:
+    """Whether to color output to ``stream``: a terminal, and neither ``--no-color`` nor a
+    non-empty ``NO_COLOR`` in the environment (https://no-color.org)."""
+    if no_color or os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+def configure_logging(*, log_format: str = "console", verbosity: int = 0, no_color: bool = False) -> None:
     """Configure structlog once: level from ``-v``, renderer from ``--log-format``."""
     level = logging.WARNING - 10 * min(verbosity, 2)
     if log_format == "json":
         renderer: Any = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=color_enabled(sys.stderr, no_color=no_color))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

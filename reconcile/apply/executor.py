@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import structlog
+from humanfriendly.text import pluralize
 
 from reconcile.apply import events as ev
 from reconcile.apply.backup import backup_artifact, backup_file, existing_backup
@@ -83,14 +84,15 @@ class ApplyResult:
     def summary_line(self) -> str:
         """``Apply complete: R runs changed, F files deleted (S freed), X stale, Y failed.``"""
         freed = size_text(self.bytes_freed)  # as the plan's summary line
-        line = (f"Apply complete: {self.runs_changed} runs changed, {self.files_deleted} files deleted "
-                f"({freed} freed), {len(self.stale)} stale, {len(self.failed)} failed")
+        line = (f"Apply complete: {pluralize(self.runs_changed, 'run')} changed, "
+                f"{pluralize(self.files_deleted, 'file')} deleted ({freed} freed), {len(self.stale)} stale, "
+                f"{len(self.failed)} failed")
         if self.unconverged:
             line += f", {len(self.unconverged)} did not converge"
         if self.files_restored:
-            line += f", {self.files_restored} files restored"
+            line += f", {pluralize(self.files_restored, 'file')} restored"
         if self.versions_deleted:
-            line += (f", {self.versions_deleted} artifact versions deleted "
+            line += (f", {pluralize(self.versions_deleted, 'artifact version')} deleted "
                      f"({size_text(self.version_bytes_freed)} freed)")
         return line + "."
 
@@ -105,8 +107,8 @@ def check_plan(plan: Plan, backend: Backend) -> None:
                              f"{backend.base_url}; set WANDB_BASE_URL to the plan's server or plan again.")
     if plan.has_errors:
         count = len(plan.errors) + sum(len(r.errors) for r in plan.runs)
-        raise PlanError(f"the plan has {count} error(s) and cannot be applied; `reconcile show` lists "
-                        "them. Fix the spec and plan again.")
+        raise PlanError(f"the plan has {pluralize(count, 'error')} and cannot be applied; `reconcile show` "
+                        "lists them. Fix the spec and plan again.")
     limits, changed = plan.limits, len(plan.changed_runs)
     for limit, value, what in ((limits.max_changed_runs, changed, "changed runs"),
                                (limits.max_file_deletions, plan.file_deletions, "file deletions"),

@@ -135,7 +135,8 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
         _say(line, json_logs=json_logs, event="run_not_applied", problem=True)
     click.echo(result.summary_line)
     if result.skipped:
-        _say(f"({result.skipped} runs were finished by an earlier apply of this plan; see {journal_path}.)",
+        were = "run was" if result.skipped == 1 else "runs were"
+        _say(f"({result.skipped} {were} finished by an earlier apply of this plan; see {journal_path}.)",
              json_logs=json_logs, event="runs_already_done", runs=result.skipped)
     if not result.ok:
         _say("Not every run was applied: plan again for stale runs; apply the same plan again to retry "

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from humanfriendly.text import pluralize
 
 from reconcile.backend import Backend
 from reconcile.errors import PlanError
@@ -22,7 +23,7 @@ from reconcile.errors_handler import EXIT_OK
 from reconcile.models import LiveRun
 
 HEADER = """\
-# Written by `reconcile export {path}`: pins the current state of {count} run(s).
+# Written by `reconcile export {path}`: pins the current state of {runs}.
 # Planning this spec right away gives "No changes"; edit it to say how runs should look.
 # Schema: schemas/reconcile.schema.json in the reconcile repository.
 """
@@ -118,12 +119,12 @@ def run(project_path: str, *, filters: str | None, ids: list[str], out: Path | N
         spec, count = export_spec(backend, parts[0], parts[1], filters=parsed, ids=ids)
     finally:
         backend.close()
-    text = HEADER.format(path=project_path, count=count) + dump_spec(spec)
+    text = HEADER.format(path=project_path, runs=pluralize(count, 'run')) + dump_spec(spec)
     if out is None:
         sys.stdout.write(text)
     else:
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(out)
-        print(f"Wrote {count} pinned run(s) to {out}.", file=sys.stderr)
+        print(f"Wrote {pluralize(count, 'pinned run')} to {out}.", file=sys.stderr)
     return EXIT_OK

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from humanfriendly.text import pluralize
 
 from reconcile.errors_handler import EXIT_ERROR, EXIT_OK
 from reconcile.spec import inspect_paths
@@ -23,9 +24,9 @@ def run(specs: list[Path], *, color: bool) -> int:
         result = inspect_paths([spec])
         for report in result.files:
             if not report.issues:
-                counts = f"{report.rules} rule" + ("" if report.rules == 1 else "s")
+                counts = pluralize(report.rules, "rule")
                 if report.imports:
-                    counts += f", {report.imports} import" + ("" if report.imports == 1 else "s")
+                    counts += f", {pluralize(report.imports, 'import')}"
                 status = click.style("valid", fg="green") if color else "valid"
                 click.echo(f"{report.file}: {status} ({counts})", color=color)
         for issue in result.issues:
@@ -34,7 +35,7 @@ def run(specs: list[Path], *, color: bool) -> int:
         problems += len(result.issues)
     if problems:
         click.echo(
-            f"{problems} problem(s) in {len(bad_files)} file(s); fix them and run "
+            f"{pluralize(problems, 'problem')} in {pluralize(len(bad_files), 'file')}; fix them and run "
             "`reconcile validate` again.",
             err=True,
         )

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from humanfriendly import format_size
+from humanfriendly.text import pluralize
 
 from reconcile.models import Change, ChangeKind, ChangeOp, KeptFile, Plan, RunAction, RunPlan
 
@@ -32,13 +33,14 @@ def summary_line(plan: Plan) -> str:
         return "No changes can be planned until the errors are fixed."
     if not plan.has_changes:
         return "No changes. Runs match the spec."
-    created = f"{len(plan.created_runs)} runs to create, " if plan.created_runs else ""
-    uploads = (f"{plan.file_uploads} files to upload ({size_text(plan.bytes_to_upload)}), "
+    created = f"{pluralize(len(plan.created_runs), 'run')} to create, " if plan.created_runs else ""
+    uploads = (f"{pluralize(plan.file_uploads, 'file')} to upload ({size_text(plan.bytes_to_upload)}), "
                if plan.created_runs or any(r.source for r in plan.runs) else "")
-    line = (f"Plan: {created}{len(plan.updated_runs)} runs to change ({plan.attribute_changes} attribute "
-            f"changes), {uploads}{plan.file_deletions} files to delete ({size_text(plan.bytes_to_free)})")
+    line = (f"Plan: {created}{pluralize(len(plan.updated_runs), 'run')} to change "
+            f"({pluralize(plan.attribute_changes, 'attribute change')}), {uploads}"
+            f"{pluralize(plan.file_deletions, 'file')} to delete ({size_text(plan.bytes_to_free)})")
     if plan.artifact_deletions:
-        line += (f", {plan.artifact_deletions} artifact versions to delete "
+        line += (f", {pluralize(plan.artifact_deletions, 'artifact version')} to delete "
                  f"({size_text(plan.artifact_bytes_to_free)})")
     return line + "."
 

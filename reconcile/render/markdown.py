@@ -13,6 +13,8 @@ import html
 import re
 from typing import TextIO
 
+from humanfriendly.text import pluralize
+
 from reconcile.models import Change, ChangeKind, ChangeOp, Plan, RunPlan
 from reconcile.render.common import (
     NOTED_KINDS,
@@ -84,10 +86,11 @@ def _run_section(run: RunPlan, plan: Plan) -> str:
         lines.append(f"| {escape(what)} | {escape(before)} | {escape(after)} | {rules} |")
     hidden = len(run.changes) - MAX_ROWS_PER_RUN
     if hidden > 0:
-        lines.append(f"| … {hidden} more changes of this run: see `reconcile show plan.json` | | | |")
+        more = pluralize(hidden, "more change")
+        lines.append(f"| … {more} of this run: see `reconcile show plan.json` | | | |")
     if len(run.changes) > COLLAPSE_OVER:
         # Inside an HTML block markdown escapes are not processed: escape as HTML only.
-        summary = f"{html.escape(run_title(run), quote=False)} ({len(run.changes)} changes)"
+        summary = f"{html.escape(run_title(run), quote=False)} ({pluralize(len(run.changes), 'change')})"
         return "\n".join([f"<details><summary>{summary}</summary>", "", *lines, "", "</details>", ""])
     return "\n".join([f"#### {escape(run_title(run))}", "", *lines, ""])
 
@@ -101,7 +104,8 @@ def _errors_section(plan: Plan) -> list[str]:
     for i, error in enumerate(errors):
         line = f"- {escape(truncate(error, 1000))}"
         if used + len(line) > ERRORS_BUDGET:
-            lines.append(f"- … and {len(errors) - i} more errors: see `reconcile show plan.json`")
+            more = pluralize(len(errors) - i, "more error")
+            lines.append(f"- … and {more}: see `reconcile show plan.json`")
             break
         lines.append(line)
         used += len(line) + 1
@@ -147,8 +151,10 @@ def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool =
             break
         out += section
     if left_runs:
-        out += (f"**{left_runs} more runs ({left_changes} changes) are not shown** to stay under GitHub's "
-                f"{MAX_CHARS:,}-character limit. See them all with `reconcile show plan.json`.\n")
+        verb = "is" if left_runs == 1 else "are"
+        left = f"{pluralize(left_runs, 'more run')} ({pluralize(left_changes, 'change')})"
+        out += (f"**{left} {verb} not shown** to stay under GitHub's {MAX_CHARS:,}-character limit. "
+                "See them all with `reconcile show plan.json`.\n")
     elif show_kept:
         out += _kept_sections(plan, len(out))
     stream.write(out)

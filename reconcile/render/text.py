@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, TextIO
 
 import click
+from humanfriendly.text import pluralize
 
 from reconcile.models import Change, Plan, RunPlan
 from reconcile.render.common import (
@@ -99,7 +100,7 @@ def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool =
     ``show_kept`` lists each surviving retention candidate and why (``plan --show-kept``)."""
     lines: list[str] = []
     if plan.has_changes:
-        read = f" (planned from {plan.runs_read} runs read)" if plan.runs_read else ""
+        read = f" (planned from {pluralize(plan.runs_read, 'run')} read)" if plan.runs_read else ""
         lines += [
             "Changes are shown with these symbols:",
             "  " + _paint("~", color, fg="yellow", bold=True) + " update in-place",

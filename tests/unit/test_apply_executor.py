@@ -116,7 +116,7 @@ def test_apply_plan_stale_run_untouched_others_applied(tmp_path: Path) -> None:
     assert [u.storage_id for u in _calls(backend, "update_run")] == ["sid-b"]
     assert backend.run("acme", "vision", "a").config["lr"] == 0.3
     assert result.summary_line \
-        == "Apply complete: 1 runs changed, 0 files deleted (0 bytes freed), 1 stale, 0 failed."
+        == "Apply complete: 1 run changed, 0 files deleted (0 bytes freed), 1 stale, 0 failed."
     assert any(isinstance(e, ev.RunStale) for e in seen)
 
 
@@ -401,5 +401,5 @@ def test_apply_plan_counts_deleted_files_of_a_run_that_did_not_converge(tmp_path
     backend = MemoryBackend([run])  # merges config: the unset cannot take
     plan = make_plan(run_plan(run, [unset(ChangeKind.CONFIG, "lr", 0.1), file_delete(file)]))
     result, _ = _apply(plan, backend, tmp_path)
-    assert result.summary_line == ("Apply complete: 0 runs changed, 1 files deleted (1000 bytes freed), "
+    assert result.summary_line == ("Apply complete: 0 runs changed, 1 file deleted (1000 bytes freed), "
                                    "0 stale, 0 failed, 1 did not converge.")

@@ -46,7 +46,7 @@ def test_validate_errors_exit_1_with_file_line_col_path_message(tmp_path: Path) 
         "rename, files, artifacts"
     )
     assert lines[1] == f"{bad}:5:5: rules[0].add_tgs: unknown key 'add_tgs'; did you mean 'add_tags'?"
-    assert re.fullmatch(r"2 problem\(s\) in 1 file\(s\).*", lines[2])
+    assert re.fullmatch(r"2 problems in 1 file;.*", lines[2])
     assert "Traceback" not in err
 
 
