@@ -18,6 +18,7 @@ from humanfriendly.text import pluralize
 
 from reconcile.errors import ReconcileError, SpecError
 from reconcile.log import redact_text
+from reconcile.render.common import printable
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -26,18 +27,24 @@ EXIT_UNEXPECTED = 3
 EXIT_INTERRUPTED = 130
 
 
+def _shown(message: str) -> str:
+    """A message fit for the terminal: no API key, no raw control or bidi character (run data
+    and server answers end up in messages), line breaks kept."""
+    return "\n".join(printable(line) for line in redact_text(message).split("\n"))
+
+
 def handle_errors(command: Callable[[], int]) -> int:
     """Run ``command`` and turn whatever it raises into a message on stderr and an exit code."""
     try:
         return command()
     except SpecError as exc:
         for issue in exc.issues:
-            click.echo(redact_text(str(issue)), err=True)
+            click.echo(_shown(str(issue)), err=True)
         problems = pluralize(len(exc.issues), "problem")
         click.echo(f"Error: the spec has {problems}; fix them and run again.", err=True)
         return EXIT_ERROR
     except ReconcileError as exc:
-        click.echo(f"Error: {redact_text(str(exc))}", err=True)
+        click.echo(f"Error: {_shown(str(exc))}", err=True)
         return EXIT_ERROR
     except BrokenPipeError:
         # The reader went away (`reconcile plan --format json | head`): nothing left to tell it.

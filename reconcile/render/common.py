@@ -6,6 +6,7 @@ Pure formatting of what the plan holds; nothing here counts or decides.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,28 @@ _SIMPLE_FIELDS = {ChangeKind.NAME, ChangeKind.NOTES, ChangeKind.GROUP, ChangeKin
                   ChangeKind.CREATED_AT}
 NOTED_KINDS = (ChangeKind.FILE, ChangeKind.ARTIFACT, ChangeKind.HISTORY)
 """Changes shown with a note in parentheses (size, age, aliases; rows and steps) instead of ``= value``."""
+
+
+# Every control (C0, DEL, C1), format (bidi overrides and isolates, zero-width, soft hyphen),
+# line/paragraph separator and surrogate code point (Unicode categories Cc, Cf, Zl, Zp, Cs),
+# except ZERO WIDTH JOINER, which only joins emoji. Run data shown with any of these raw
+# could reorder (U+202E), hide, or drive the terminal (U+009B is a CSI).
+_UNPRINTABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b\u200c\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff"
+    "\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that could reorder, hide or control what a terminal or
+    browser shows written as a visible escape (``\\u202e``, ``\\n``)."""
+    return _UNPRINTABLE.sub(lambda m: _SHORT_ESCAPES.get(m.group()) or _code_escape(ord(m.group())), text)
+
+
+def _code_escape(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def size_text(size: int) -> str:

@@ -24,6 +24,7 @@ from reconcile.render.common import (
     kept_reasons,
     kept_runs,
     label,
+    printable,
     run_title,
     skipped_note,
     summary_line,
@@ -49,13 +50,29 @@ ERRORS_BUDGET = MAX_CHARS // 4
 """At most this many characters of error lines; the rest are counted."""
 
 _FOOTER_RESERVE = 400  # room for the "left out" line, whatever the counts
-_SPECIAL = re.compile(r"[\\`*_\[\]|<>&\r\n]")
-_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": "<br>", "\r": ""}
+_SPECIAL = re.compile(r"[\\`*_\[\]|<>&]")
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# Where GitHub would act on plain text: an @mention (notifies a user or team, and makes an
+# email address a link), an issue reference (#1, GH-1) and an autolinked URL (scheme://,
+# www.). A WORD JOINER (U+2060, invisible) placed there keeps the text as it reads but
+# no longer matches GitHub's patterns.
+_ACTIONABLE = re.compile(
+    r"(?<=@)(?=[0-9A-Za-z])|(?<=#)(?=[0-9])|(?<=GH)(?=-[0-9])|(?<=:)(?=//)|(?<=www)(?=\.)", flags=re.I)
+WORD_JOINER = "\u2060"
+
+
+def inert(text: str) -> str:
+    """``text`` that GitHub can never turn into a mention, an issue link or a URL."""
+    return _ACTIONABLE.sub(WORD_JOINER, text)
 
 
 def escape(text: str) -> str:
-    """``text`` safe inside a table cell: pipes, backticks, emphasis, HTML and newlines escaped."""
-    return _SPECIAL.sub(lambda m: _ESCAPES.get(m.group(), "\\" + m.group()), text)
+    """Run data safe inside a table cell: control and bidi characters shown as escapes; pipes,
+    backticks, emphasis and HTML escaped; newlines as ``<br>``; mentions, issue references and
+    URLs made inert."""
+    lines = (_SPECIAL.sub(lambda m: _ESCAPES.get(m.group(), "\\" + m.group()), printable(line))
+             for line in text.replace("\r\n", "\n").split("\n"))
+    return inert("<br>".join(lines))
 
 
 def _cells(change: Change, plan: Plan) -> tuple[str, str, str]:
@@ -90,7 +107,8 @@ def _run_section(run: RunPlan, plan: Plan) -> str:
         lines.append(f"| … {more} of this run: see `reconcile show plan.json` | | | |")
     if len(run.changes) > COLLAPSE_OVER:
         # Inside an HTML block markdown escapes are not processed: escape as HTML only.
-        summary = f"{html.escape(run_title(run), quote=False)} ({pluralize(len(run.changes), 'change')})"
+        title = inert(html.escape(printable(run_title(run)), quote=False))
+        summary = f"{title} ({pluralize(len(run.changes), 'change')})"
         return "\n".join([f"<details><summary>{summary}</summary>", "", *lines, "", "</details>", ""])
     return "\n".join([f"#### {escape(run_title(run))}", "", *lines, ""])
 
@@ -120,7 +138,7 @@ def _kept_section(run: RunPlan, plan: Plan) -> str:
     hidden = len(run.kept) - MAX_ROWS_PER_RUN
     if hidden > 0:
         lines.append(f"| … {hidden} more kept files of this run: see `reconcile show plan.json` | | |")
-    summary = f"{html.escape(run_title(run), quote=False)} ({len(run.kept)} kept)"
+    summary = f"{inert(html.escape(printable(run_title(run)), quote=False))} ({len(run.kept)} kept)"
     return "\n".join([f"<details><summary>{summary}</summary>", "", *lines, "", "</details>", ""])
 
 

@@ -10,7 +10,8 @@ With ``--show-kept`` a second section lists, per run, each retention candidate t
         = file "ckpt-009.pt" (114.44 MiB, 2 days old)  # prune: keep_last 1 of 3
 
 The last line is a public interface (``Plan: R runs to change ...`` or ``No changes. ...``);
-colors (green ``+``, yellow ``~``, red ``-``) only when asked for.
+colors (green ``+``, yellow ``~``, red ``-``) only when asked for. Run data is shown through
+``printable``: a control or bidi character in a name or value is written as an escape, never raw.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from reconcile.render.common import (
     kept_reasons,
     kept_runs,
     label,
+    printable,
     quoted,
     run_title,
     run_verb,
@@ -55,26 +57,26 @@ def _paint(text: str, color: bool, **style: Any) -> str:
 def _change_lines(change: Change, plan: Plan, align: int, color: bool) -> list[str]:
     sign = symbol(change)
     mark = _paint(sign, color, fg=_COLORS[sign], bold=True)
-    name = label(change)
+    name = printable(label(change))
     if has_value(change):
-        line = f"{name.ljust(align)} = {value_part(change, VALUE_WIDTH)}"
+        line = f"{name.ljust(align)} = {printable(value_part(change, VALUE_WIDTH))}"
     elif change.kind in NOTED_KINDS:
-        note = file_note(change, plan)
+        note = printable(file_note(change, plan))
         line = f"{name} ({note})" if note else name
     else:
         line = name
     if change.rules:
-        line += "  " + _paint("# " + ", ".join(change.rules), color, dim=True)
+        line += "  " + _paint(printable("# " + ", ".join(change.rules)), color, dim=True)
     lines = [f"      {mark} {line}"]
     if change.detail and change.kind not in NOTED_KINDS:  # a file's detail is its note above
-        lines.append("        " + _paint("# " + change.detail, color, dim=True))
+        lines.append("        " + _paint(printable("# " + change.detail), color, dim=True))
     return lines
 
 
 def _run_block(run: RunPlan, plan: Plan, color: bool) -> list[str]:
-    widths = [len(label(c)) for c in run.changes if has_value(c)]
+    widths = [len(printable(label(c))) for c in run.changes if has_value(c)]
     align = min(max(widths, default=0), ALIGN_MAX)
-    header = _paint(f"  # {run_title(run)} {run_verb(run)}", color, bold=True)
+    header = _paint(f"  # {printable(run_title(run))} {run_verb(run)}", color, bold=True)
     lines = [header]
     for change in run.changes:
         lines.extend(_change_lines(change, plan, align, color))
@@ -87,10 +89,10 @@ def _kept_lines(plan: Plan, color: bool) -> list[str]:
         return ["No retention candidate survives: every file the files rules name is deleted.", ""]
     lines = ["Kept by the retention rules (candidates that survive, and why):", ""]
     for run in runs:
-        lines.append(_paint(f"  # {run_title(run)}", color, bold=True))
+        lines.append(_paint(f"  # {printable(run_title(run))}", color, bold=True))
         for kept in run.kept:
             why = _paint("# " + kept_reasons(kept), color, dim=True)
-            lines.append(f"      = file {quoted(kept.file.name)} ({kept_note(kept, plan)})  {why}")
+            lines.append(f"      = file {printable(quoted(kept.file.name))} ({kept_note(kept, plan)})  {why}")
         lines.append("")
     return lines
 
@@ -116,11 +118,11 @@ def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool =
         lines += _kept_lines(plan, color)
     errors = all_errors(plan)
     for error in errors:
-        lines.append(_paint("Error:", color, fg="red", bold=True) + " " + error)
+        lines.append(_paint("Error:", color, fg="red", bold=True) + " " + printable(error))
     if errors:
         lines += ["The plan has errors: fix them and plan again; apply refuses a plan with errors.", ""]
     for warning in plan.warnings:
-        lines.append(_paint("Warning:", color, fg="yellow", bold=True) + " " + warning)
+        lines.append(_paint("Warning:", color, fg="yellow", bold=True) + " " + printable(warning))
     if plan.warnings:
         lines.append("")
     note = skipped_note(plan)
