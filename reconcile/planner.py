@@ -636,7 +636,7 @@ class Planner:
         errors = list(self._errors)
         for rule in self.spec.rules:
             selected = self._files_selected.get(rule.name, 0)
-            if rule.files is None or rule.files.allow_delete_all or not selected:
+            if rule.files is None or rule.files.allow_delete_all or not selected or names_its_files(rule):
                 continue
             if rule.name not in self._files_spared:
                 errors.append(
@@ -698,6 +698,15 @@ class Planner:
             for name, limit, actual, what in checks
             if limit is not None and actual > limit
         ]
+
+
+def names_its_files(rule: Rule) -> bool:
+    """Whether ``rule`` says exactly what goes: its runs named by ``match.ids`` and no delete glob
+    that matches any file (``*``, ``**``, ``**/*``). The delete-everything guard is for broad
+    rules; such a rule is not one, even if what it names is all a run has."""
+    if rule.files is None or not rule.match.ids:
+        return False
+    return not any(set(glob.strip()) <= {"*", "/"} for glob in rule.files.delete)
 
 
 def needs_files(spec: Spec, run: LiveRun, now: datetime) -> bool:

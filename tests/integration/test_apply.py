@@ -104,7 +104,7 @@ def test_apply_every_change_kind_reads_back_through_wandb(emulator: Start, wandb
     assert cli("plan", "-f", str(spec), "-o", str(plan)).exit_code == 0
     applied = cli("apply", str(plan))
     assert applied.exit_code == 0, applied.output
-    assert "Apply complete: 1 runs changed, 2 files deleted (2.93 KiB freed), 0 stale, 0 failed." \
+    assert "Apply complete: 1 run changed, 2 files deleted (2.93 KiB freed), 0 stale, 0 failed." \
         in applied.stdout
     run = api(emu.url).run("acme/vision/r1")
     assert run.config["lr"] == 0.2
