@@ -4,13 +4,15 @@ A field reference is a tuple: ``("config", *key_path)``, ``("summary", *key_path
 or one of ``("tags",) ("name",) ("notes",) ("group",) ("job_type",) ("state",)
 ("created_at",) ("files",)``. The planner records the fields it read for a run; apply
 re-reads the run, hashes the same fields and calls the run stale if the hash differs.
+Beside the whole fingerprint the plan keeps a short digest per field, so a stale run can be
+reported with the fields that drifted (``tags``, ``config.lr``, ``files``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reconcile.models import LiveRun
@@ -62,12 +64,36 @@ def field_value(run: LiveRun, ref: FieldRef) -> Any:
     raise ValueError(f"unknown fingerprint field {ref!r}")
 
 
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr, allow_nan=True)
+
+
+def _entry(run: LiveRun, ref: FieldRef) -> list[Any]:
+    value = field_value(run, ref)
+    return [list(ref), _ABSENT_JSON if value is ABSENT else value]
+
+
 def fingerprint(run: LiveRun, fields: Iterable[FieldRef]) -> str:
     """sha256 over the canonical JSON of the named live fields of ``run``."""
-    refs = sorted({tuple(f) for f in fields})
-    payload = []
-    for ref in refs:
-        value = field_value(run, ref)
-        payload.append([list(ref), _ABSENT_JSON if value is ABSENT else value])
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=repr, allow_nan=True)
-    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+    payload = [_entry(run, ref) for ref in sorted({tuple(f) for f in fields})]
+    return "sha256:" + hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+DIGEST_CHARS = 12
+"""Hex characters of sha256 kept per field: enough to tell which field changed (the whole
+``fingerprint`` still decides whether a run is stale)."""
+
+
+def field_digests(run: LiveRun, fields: Iterable[FieldRef]) -> tuple[str, ...]:
+    """One short digest per field of ``fields``, in their given order."""
+    return tuple(hashlib.sha256(_canonical(_entry(run, tuple(ref))).encode()).hexdigest()[:DIGEST_CHARS]
+                 for ref in fields)
+
+
+def drifted(run: LiveRun, fields: Sequence[FieldRef], digests: Sequence[str]) -> tuple[str, ...]:
+    """The fields (``config.lr``, ``tags``, ``files``) whose live value no longer has the digest the
+    plan recorded; empty when the plan recorded none (a plan from an older reconcile)."""
+    if len(digests) != len(fields):
+        return ()
+    now = field_digests(run, fields)
+    return tuple(".".join(ref) for ref, then, live in zip(fields, digests, now, strict=True) if then != live)

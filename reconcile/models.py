@@ -460,6 +460,7 @@ class RunPlan:
     action: RunAction = RunAction.UPDATE
     source: str | None = None  # the import that planned this run (None: rules)
     source_fingerprint: str | None = None  # imports: the source run as planned; apply re-reads it
+    field_digests: tuple[str, ...] = ()  # one per fingerprint field: names what drifted (may be empty)
 
     @property
     def path(self) -> str:

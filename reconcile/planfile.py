@@ -120,6 +120,7 @@ def run_to_dict(run: RunPlan) -> dict[str, Any]:
         "config_writes": run.config_writes.value,
         "fingerprint": run.fingerprint,
         "fingerprint_fields": [list(f) for f in run.fingerprint_fields],
+        **({"field_digests": list(run.field_digests)} if run.field_digests else {}),
         "errors": list(run.errors),
         "action": run.action.value,
         **({"import": run.source, "source_fingerprint": run.source_fingerprint} if run.source else {}),
@@ -346,6 +347,7 @@ def run_from_dict(data: Any, where: str) -> RunPlan:
         action=f.enum("action", RunAction) if "action" in data else RunAction.UPDATE,
         source=f.get("import", str, nullable=True, default=None),
         source_fingerprint=f.get("source_fingerprint", str, nullable=True, default=None),
+        field_digests=f.strings("field_digests") if "field_digests" in data else (),
     )
 
 

@@ -24,7 +24,7 @@ from deepdiff import DeepDiff
 
 from reconcile import artifact_retention, retention, selection, templates
 from reconcile.errors import PlanError
-from reconcile.fingerprint import ABSENT, FieldRef, fingerprint, lookup
+from reconcile.fingerprint import ABSENT, FieldRef, field_digests, fingerprint, lookup
 from reconcile.models import (
     Change,
     ChangeKind,
@@ -514,6 +514,7 @@ class Planner:
         _plan_section(work, ChangeKind.SUMMARY)
         decisions = self._select_files(work)
         has_versions = self._collect_artifacts(work)
+        fields = tuple(sorted(work.fields))
         plan = RunPlan(
             entity=run.entity,
             project=run.project,
@@ -521,7 +522,8 @@ class Planner:
             storage_id=run.storage_id,
             name=run.name,
             fingerprint=fingerprint(run, work.fields),
-            fingerprint_fields=tuple(sorted(work.fields)),
+            fingerprint_fields=fields,
+            field_digests=field_digests(run, fields),
             changes=tuple(work.changes),
             config_writes=ConfigWrites.REPLACE if any(_replaces(r) for r in rules) else ConfigWrites.MERGE,
             project_internal_id=run.project_internal_id,

@@ -108,10 +108,12 @@ class RunApplied:
 
 @dataclass(frozen=True, slots=True)
 class RunStale:
-    """The run changed since the plan: nothing was written to it."""
+    """The run changed since the plan: nothing was written to it. ``fields`` are the ones that
+    drifted (``tags``, ``config.lr``, ``files``) when the plan recorded per-field digests."""
 
     run: str
     reason: str
+    fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from reconcile.apply.undo import undo_fields, undo_plan, undo_run
 from reconcile.backend import Backend
 from reconcile.backend.retry import with_retries
 from reconcile.errors import ApplyError, PlanError, ReconcileError, StalePlanError
-from reconcile.fingerprint import fingerprint
+from reconcile.fingerprint import drifted, fingerprint
 from reconcile.models import (
     FORMAT_VERSION,
     ChangeKind,
@@ -326,8 +326,9 @@ class _Executor:
             if now != rp.fingerprint:
                 # A resumed run differs from the plan by our own earlier writes; only if
                 # putting those back gives the planned state is it safe to finish.
-                if not resumed or fingerprint(revert(rp, live), rp.fingerprint_fields) != rp.fingerprint:
-                    self.emit(ev.RunStale(rp.path, "the run changed since the plan was made; plan again"))
+                planned = revert(rp, live) if resumed else live
+                if not resumed or fingerprint(planned, rp.fingerprint_fields) != rp.fingerprint:
+                    self.emit(_stale(rp, planned))
                     return None
                 log_run.info("resuming partly applied run", phases=sorted(record.phases))
             if not resumed:
@@ -538,6 +539,13 @@ class _Executor:
                                     bytes_freed=sum(f.size for f in deleted), undo=undo))
 
 
+def _stale(rp: RunPlan, live: LiveRun) -> ev.RunStale:
+    """The stale event for ``rp``, naming the fields that drifted since the plan."""
+    fields = drifted(live, rp.fingerprint_fields, rp.field_digests)
+    what = ", ".join(fields) if fields else "the run"
+    return ev.RunStale(rp.path, f"{what} changed since the plan; nothing was written (plan again)", fields)
+
+
 def apply_plan(plan: Plan, backend: Backend, *, journal: Journal, parallelism: int = 10,
                backup_dir: Path | None = None, observers: Sequence[ev.Observer] = (),
                sleep: Callable[[float], None] = time.sleep) -> ApplyResult:
@@ -553,11 +561,3 @@ def apply_plan(plan: Plan, backend: Backend, *, journal: Journal, parallelism: i
     executor = _Executor(plan, backend, journal, parallelism, backup_dir=backup_dir, observers=observers,
                          sleep=sleep)
     return executor.run()
-
-
-def result_details(result: ApplyResult) -> list[str]:
-    """One line per run that was not applied, for the end of the output."""
-    lines = [f"stale: {run}: {reason}" for run, reason in result.stale]
-    lines += [f"failed: {run}: {message}" for run, message in result.failed]
-    lines += [f"did not converge: {run}: {', '.join(fields)}" for run, fields in result.unconverged]
-    return lines

@@ -1,68 +1,152 @@
-"""Observers that show apply's progress: a live bar on a TTY, structlog lines otherwise.
+"""Observers that show apply's progress: rich's live bar on a terminal, plain lines or
+structlog events otherwise. Each stale, failed or unconverged run is reported exactly once.
 
-Both only read events; neither computes anything the executor has not reported.
+All of them only read events; none computes anything the executor has not reported.
+
+    terminal, console logs   ProgressBar (problems printed above the bar)
+    no terminal, console     ProblemLines on stderr (+ LogObserver for -v detail, problems skipped)
+    --log-format json        LogObserver (problems are its warning/error events)
 """
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
-import click
 import structlog
+from humanfriendly.text import pluralize
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from reconcile.apply import events as ev
-from reconcile.render.common import size_text
+from reconcile.render.common import printable, size_text
 
 _FINISHING = (ev.RunApplied, ev.RunStale, ev.RunFailed, ev.RunUnconverged, ev.RunSkipped)
+_PROBLEMS = (ev.RunStale, ev.RunFailed, ev.RunUnconverged)
+
+
+def problem_line(event: ev.ApplyEvent) -> str | None:
+    """The one line that reports a run that was not applied (``None`` for any other event)."""
+    if isinstance(event, ev.RunStale):
+        line = f"stale: {event.run}: {event.reason}"
+    elif isinstance(event, ev.RunFailed):
+        line = f"failed: {event.run}: {event.message}"
+    elif isinstance(event, ev.RunUnconverged):
+        line = f"did not converge: {event.run}: {', '.join(event.fields)} did not take"
+    elif isinstance(event, ev.RunSkipped) and event.outcome in ("stale", "unconverged"):
+        # Finished as a problem by an earlier apply of this plan: still not applied.
+        kind = "stale" if event.outcome == "stale" else "did not converge"
+        line = f"{kind} (earlier apply of this plan): {event.run}: {event.detail}"
+    else:
+        return None
+    return printable(line)
+
+
+class ProblemLines:
+    """One plain line per run that was not applied, on ``stream``, as it happens."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def __call__(self, event: ev.ApplyEvent) -> None:
+        """Observer: print the problem line of ``event``, if it has one."""
+        line = problem_line(event)
+        if line is not None:
+            self.stream.write(line + "\n")
+            self.stream.flush()
 
 
 class ProgressBar:
-    """A one-line bar on stderr: runs done/total, files deleted, bytes freed, ETA (click)."""
+    """rich's live bar on a terminal: runs done/total, files deleted and bytes freed as they happen,
+    elapsed time and an ETA from the rate of runs actually finished. Problem lines go above it."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.files = 0
-        self.bytes = 0
-        self._bar: Any = None
+    def __init__(self, stream: TextIO, *, color: bool = True,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.console = Console(file=stream, no_color=not color, highlight=False)
+        self.clock = clock
+        self.files = self.bytes = 0
+        self.total_files = self.total_bytes = 0
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
-    def _status(self, _item: Any) -> str:
-        return f"{self.files} files deleted ({size_text(self.bytes)} freed)"
+    @property
+    def progress(self) -> Progress | None:
+        """rich's Progress while the bar is live (``None`` before the start and after the end)."""
+        return self._progress
+
+    def _counts(self) -> str:
+        files = f"{self.files}/{pluralize(self.total_files, 'file')} deleted" if self.total_files else ""
+        freed = f"{size_text(self.bytes)} of {size_text(self.total_bytes)} freed" if self.total_bytes else ""
+        return ", ".join(part for part in (files, freed) if part)
+
+    def _start(self, event: ev.ApplyStart) -> None:
+        self.total_files, self.total_bytes = event.total_files, event.total_bytes
+        extra: dict[str, Any] = {} if self.clock is None else {"get_time": self.clock}
+        self._progress = Progress(
+            TextColumn("Applying"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
+            TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=self.console, transient=False, redirect_stdout=False,
+            redirect_stderr=False, **extra)
+        self._task = self._progress.add_task("apply", total=max(event.total_runs, 1), counts=self._counts())
+        self._progress.start()
 
     def __call__(self, event: ev.ApplyEvent) -> None:
-        """Observer: start, advance and finish the bar."""
+        """Observer: start, advance and stop the bar; print problem lines above it."""
         if isinstance(event, ev.ApplyStart):
-            self._bar = click.progressbar(length=max(event.total_runs, 1), label="Applying", file=self.stream,
-                                          show_eta=True, show_pos=True, item_show_func=self._status)
-            self._bar.__enter__()
-        elif isinstance(event, ev.RunFilesDeleted):
+            self._start(event)
+            return
+        progress, task = self._progress, self._task
+        if progress is None or task is None:
+            return
+        line = problem_line(event)
+        if line is not None:
+            progress.console.print(Text(line))
+        if isinstance(event, ev.RunFilesDeleted):
             self.files += event.files
             self.bytes += event.bytes
-        elif isinstance(event, _FINISHING) and self._bar is not None:
-            if isinstance(event, ev.RunSkipped):
-                self.files += event.files_deleted
-                self.bytes += event.bytes_freed
-            self._bar.update(1)
-        elif isinstance(event, ev.ApplyComplete) and self._bar is not None:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
+        elif isinstance(event, ev.RunSkipped):
+            self.files += event.files_deleted
+            self.bytes += event.bytes_freed
+        if isinstance(event, _FINISHING):
+            progress.update(task, advance=1, counts=self._counts())
+        elif isinstance(event, ev.RunFilesDeleted):
+            progress.update(task, counts=self._counts())
+        elif isinstance(event, ev.ApplyComplete):
+            progress.stop()
+            self._progress = None
 
 
 class LogObserver:
-    """One structlog line per event, bound with ``run=<entity/project/id>``."""
+    """One structlog event per apply event, bound with ``run=<entity/project/id>``.
 
-    def __init__(self) -> None:
+    ``problems=False`` leaves stale/failed/unconverged runs to ``ProblemLines`` (console logs),
+    so each is reported once.
+    """
+
+    def __init__(self, *, problems: bool = True) -> None:
         self.log = structlog.get_logger("reconcile.apply")
+        self.problems = problems
 
     def __call__(self, event: ev.ApplyEvent) -> None:
         """Observer: log the event at a level that matches its outcome."""
         log = self.log
+        if isinstance(event, _PROBLEMS) and not self.problems:
+            return
         if isinstance(event, ev.ApplyStart):
             log.info("apply_start", runs=event.total_runs, files=event.total_files, bytes=event.total_bytes)
         elif isinstance(event, ev.ApplyComplete):
             log.info("apply_complete", summary=event.result.summary_line)
         elif isinstance(event, ev.RunStale):
-            log.warning("run_stale", run=event.run, reason=event.reason)
+            log.warning("run_stale", run=event.run, reason=event.reason, fields=list(event.fields))
         elif isinstance(event, ev.RunFailed):
             log.error("run_failed", run=event.run, error=event.message)
         elif isinstance(event, ev.RunUnconverged):
@@ -82,17 +166,10 @@ class LogObserver:
             log.debug("run_started", run=event.run)
 
 
-def observers_for(stream: TextIO | None = None) -> list[ev.Observer]:
-    """The bar on a TTY, structlog lines otherwise (problems are always logged too)."""
-    target = stream or sys.stderr
-    if target.isatty():
-        return [ProgressBar(target), _ProblemsOnly()]
-    return [LogObserver()]
-
-
-class _ProblemsOnly(LogObserver):
-    """Beside the bar: only stale/failed/unconverged lines (the bar shows the rest)."""
-
-    def __call__(self, event: ev.ApplyEvent) -> None:
-        if isinstance(event, ev.RunStale | ev.RunFailed | ev.RunUnconverged):
-            super().__call__(event)
+def observers_for(stream: TextIO, *, json_logs: bool = False, color: bool = True) -> list[ev.Observer]:
+    """The observers that report an apply on ``stream`` (see the module docstring)."""
+    if json_logs:
+        return [LogObserver()]
+    if stream.isatty():
+        return [ProgressBar(stream, color=color)]
+    return [LogObserver(problems=False), ProblemLines(stream)]

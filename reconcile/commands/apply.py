@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import structlog
 
-from reconcile.apply.executor import ApplyResult, apply_plan, check_plan, result_details
+from reconcile.apply.executor import ApplyResult, apply_plan, check_plan
 from reconcile.apply.journal import Journal, unfinished
 from reconcile.apply.progress import observers_for
 from reconcile.apply.undo import write_undo
@@ -69,13 +69,14 @@ def _say(text: str, *, json_logs: bool, event: str, problem: bool = False, **fie
 
 
 def execute(plan: Plan, backend: Backend, *, journal_path: Path, undo_out: Path, backup_dir: Path | None,
-            parallelism: int, replace_foreign_journal: bool = False, json_logs: bool = False) -> ApplyResult:
+            parallelism: int, replace_foreign_journal: bool = False, json_logs: bool = False,
+            color: bool = False) -> ApplyResult:
     """Apply ``plan`` with the journal, progress observers and undo output; return the result."""
     check_plan(plan, backend)  # refuse before creating a journal for a plan that cannot be applied
     journal = Journal.open(journal_path, plan, replace_foreign=replace_foreign_journal)
     try:
         result = apply_plan(plan, backend, journal=journal, parallelism=parallelism, backup_dir=backup_dir,
-                            observers=observers_for(sys.stderr))
+                            observers=observers_for(sys.stderr, json_logs=json_logs, color=color))
     finally:
         journal.close()
     if result.undo is not None:
@@ -128,11 +129,10 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
             raise PlanError(f"the plan imports runs ({names}); this build of reconcile plans imports but "
                             "cannot apply them yet. Nothing was written.")
         result = execute(plan, backend, journal_path=journal_path, undo_out=undo_path, backup_dir=backup_dir,
-                         parallelism=parallelism, replace_foreign_journal=foreign, json_logs=json_logs)
+                         parallelism=parallelism, replace_foreign_journal=foreign, json_logs=json_logs,
+                         color=color)
     finally:
         backend.close()
-    for line in result_details(result):
-        _say(line, json_logs=json_logs, event="run_not_applied", problem=True)
     click.echo(result.summary_line)
     if result.skipped:
         were = "run was" if result.skipped == 1 else "runs were"

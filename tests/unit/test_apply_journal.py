@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from structlog.testing import capture_logs
 from reconcile.apply import events as ev
 from reconcile.apply.executor import ApplyResult
 from reconcile.apply.journal import Journal, plan_digest
-from reconcile.apply.progress import LogObserver, ProgressBar, observers_for
+from reconcile.apply.progress import LogObserver
 from reconcile.commands.apply import beside
 from reconcile.errors import PlanError
 from reconcile.models import Plan
@@ -75,25 +74,6 @@ def test_log_observer_binds_run_and_level_by_outcome() -> None:
     assert [(x["event"], x["run"], x["log_level"]) for x in logs] == [
         ("run_applied", "acme/vision/a", "info"), ("run_stale", "acme/vision/b", "warning"),
         ("run_failed", "acme/vision/c", "error"), ("run_unconverged", "acme/vision/d", "error")]
-
-
-def test_progress_bar_counts_runs_files_and_bytes() -> None:
-    """The bar advances per finished run and shows files deleted and bytes freed."""
-    stream = io.StringIO()
-    bar = ProgressBar(stream)
-    bar(ev.ApplyStart(total_runs=2, total_files=3, total_bytes=3072, plan_digest="d"))
-    bar(ev.RunFilesDeleted("acme/vision/a", files=3, bytes=3072))
-    bar(ev.RunApplied("acme/vision/a", changes=1, files_deleted=3, bytes_freed=3072))
-    bar(ev.RunStale("acme/vision/b", "changed"))
-    bar(ev.ApplyComplete(result=ApplyResult()))
-    assert (bar.files, bar.bytes) == (3, 3072)
-    assert "3 files deleted (3 KiB freed)" in bar._status(None)
-
-
-def test_observers_for_non_tty_is_structlog_lines() -> None:
-    """Without a terminal the observers are log lines, not a bar."""
-    observers = observers_for(io.StringIO())
-    assert [type(o) for o in observers] == [LogObserver]
 
 
 def test_apply_result_summary_line_mentions_unconverged_only_when_any() -> None:

@@ -1,0 +1,41 @@
+"""Per-field digests: a stale run names the fields that drifted since the plan."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timezone
+
+from reconcile.fingerprint import drifted, field_digests, fingerprint
+from reconcile.models import LiveFile, LiveRun
+
+NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
+FIELDS = (("config", "lr"), ("config", "model"), ("files",), ("notes",), ("tags",))
+
+
+def _run(**over: object) -> LiveRun:
+    base = LiveRun(entity="e", project="p", id="r", storage_id="s", name="n", state="finished",
+                   created_at=NOW, config={"lr": 0.1, "model": "resnet"}, summary={}, tags=("a",), notes="",
+                   files=(LiveFile(id="f1", name="x.pt", size=1, updated_at=NOW),))
+    return dataclasses.replace(base, **over)  # type: ignore[arg-type]
+
+
+def test_drifted_names_exactly_the_fields_that_changed() -> None:
+    """tags, config.lr and files changed; config.model and notes did not."""
+    planned = _run()
+    digests = field_digests(planned, FIELDS)
+    later = _run(tags=("a", "b"), config={"lr": 0.2, "model": "resnet"},
+                 files=(LiveFile(id="f2", name="y.pt", size=1, updated_at=NOW),))
+    assert fingerprint(later, FIELDS) != fingerprint(planned, FIELDS)
+    assert drifted(later, FIELDS, digests) == ("config.lr", "files", "tags")
+    assert drifted(planned, FIELDS, digests) == ()
+
+
+def test_drifted_tells_a_removed_key_from_a_null_one() -> None:
+    """A config key set to null and a key removed are different drifts from a present value."""
+    digests = field_digests(_run(config={"lr": None, "model": "resnet"}), FIELDS)
+    assert drifted(_run(config={"model": "resnet"}), FIELDS, digests) == ("config.lr",)
+
+
+def test_drifted_without_recorded_digests_names_nothing() -> None:
+    """A plan written before per-field digests existed: no field can be named."""
+    assert drifted(_run(tags=("z",)), FIELDS, ()) == ()
