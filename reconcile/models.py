@@ -115,6 +115,7 @@ class Match:
     created_after: datetime | None = None  # timezone-aware UTC
     older_than: timedelta | None = None  # created before (plan time - older_than)
     all: bool = False  # the only way to match every run
+    filters_at: Location | None = field(default=None, compare=False)  # where ``filters`` is; display only
 
 
 @dataclass(frozen=True, slots=True)

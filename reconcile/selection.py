@@ -9,6 +9,8 @@ documented, so tag conditions become one ``$in`` per tag under ``$and``.
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import operator
 import re
@@ -18,7 +20,7 @@ from typing import Any
 
 from wcmatch import fnmatch
 
-from reconcile.errors import PlanError
+from reconcile.errors import BackendError, PlanError
 from reconcile.models import LiveRun, Rule, Spec
 
 MAX_SERVER_IDS = 1000
@@ -90,6 +92,34 @@ def project_filter(rules: Sequence[Rule], now: datetime) -> dict[str, Any] | Non
     return {"$or": filters}
 
 
+def refused_filter(error: BackendError, rules: Sequence[Rule], now: datetime,
+                   probe: Callable[[Mapping[str, Any]], None]) -> BackendError:
+    """The error to report when the server refused a project's filter: naming the rule (and the file
+    and line of its ``filters``) whose own filter ``probe`` finds refused, else every rule that sent one.
+
+    ``probe(filter)`` asks the server for one page with that filter and raises what it raises.
+    Only a plain ``BackendError`` (the request itself was refused) is a filter's fault; transport,
+    auth and not-found errors are returned unchanged.
+    """
+    if type(error) is not BackendError:
+        return error
+    candidates = [(rule, flt) for rule in rules if (flt := server_filter(rule, now)) is not None]
+    blamed = []
+    for rule, flt in candidates:
+        try:
+            probe(flt)
+        except BackendError as exc:
+            if type(exc) is not BackendError:
+                return error  # the server is failing now, not the filter: say what happened first
+            blamed.append(rule)
+    named = ", ".join(f"{r.name!r} ({r.match.filters_at or r.location}"
+                      f"{', match.filters' if r.match.filters_at else ''})" for r in blamed or
+                      [r for r, _ in candidates])
+    which = "the filter of rule" if len(blamed) == 1 else "the filter built from rules"
+    return BackendError(f"{which} {named} was refused: {error}. `reconcile validate` checks the operators "
+                        "W&B documents; fix the rule's match and plan again.", status=error.status)
+
+
 def targets(spec: Spec) -> dict[tuple[str, str], list[Rule]]:
     """The spec's rules grouped by (entity, project), in spec order."""
     grouped: dict[tuple[str, str], list[Rule]] = {}
@@ -155,41 +185,75 @@ def matches(rule: Rule, run: LiveRun, now: datetime) -> bool:
 # ---- the Mongo-style filter, evaluated on a LiveRun
 
 
-def _validate(rule: Rule, flt: Any) -> None:
-    """Raise PlanError if the filter uses a key or operator reconcile cannot check client-side."""
+FilterPath = tuple[str | int, ...]
+
+
+def filter_problems(flt: Any, at: FilterPath = ()) -> list[tuple[FilterPath, str]]:
+    """Every problem of a ``match.filters`` value, offline: operators W&B does not document, keys
+    reconcile cannot check on the runs it reads, operands of the wrong shape, a bad ``$regex``.
+
+    Each problem comes with its path inside the filter (``("config.lr", "$gtt")``), so the spec
+    checker can point at its line and the planner can name it.
+    """
     if not isinstance(flt, Mapping):
-        raise PlanError(f"rule {rule.name!r}: match.filters must be a mapping, got {flt!r}")
+        return [(at, f"a filter is a mapping of keys to conditions, got {json.dumps(flt, default=str)}")]
+    problems: list[tuple[FilterPath, str]] = []
     for key, cond in flt.items():
+        where = (*at, key)
         if key in _LOGICAL:
-            if not isinstance(cond, Sequence) or isinstance(cond, str):
-                raise PlanError(f"rule {rule.name!r}: match.filters {key} takes a list of filters")
-            for sub in cond:
-                _validate(rule, sub)
-            continue
-        if key.startswith("$"):
-            raise PlanError(_unsupported(rule, f"operator {key}"))
-        _field_getter(rule, key)
-        if isinstance(cond, Mapping) and any(str(k).startswith("$") for k in cond):
-            for op, operand in cond.items():
-                if op not in _OPERATORS:
-                    raise PlanError(_unsupported(rule, f"operator {op} (on {key})"))
-                if op in ("$in", "$nin") and (not isinstance(operand, Sequence) or isinstance(operand, str)):
-                    raise PlanError(f"rule {rule.name!r}: match.filters {key}: {op} takes a list")
-                if op == "$regex":
-                    try:
-                        re.compile(str(operand))
-                    except re.error as exc:
-                        raise PlanError(
-                            f"rule {rule.name!r}: match.filters {key}: bad $regex: {exc}"
-                        ) from exc
+            if not isinstance(cond, Sequence) or isinstance(cond, str) or not cond:
+                problems.append((where, f"{key} takes a non-empty list of filters"))
+                continue
+            for i, sub in enumerate(cond):
+                problems.extend(filter_problems(sub, (*where, i)))
+        elif str(key).startswith("$"):
+            problems.append((where, _unknown("operator", str(key), _LOGICAL, "at the top of a filter")))
+        elif not _known_key(str(key)):
+            problems.append((where, f"reconcile cannot check the key {key!r} on the runs it reads; use "
+                                    f"{', '.join(sorted(_SIMPLE_KEYS))}, config.KEY or summary_metrics.KEY"))
+        elif isinstance(cond, Mapping) and any(str(k).startswith("$") for k in cond):
+            problems.extend(_condition_problems(where, cond))
+    return problems
 
 
-def _unsupported(rule: Rule, what: str) -> str:
-    return (
-        f"rule {rule.name!r}: match.filters uses {what}, which reconcile cannot check on the runs it reads; "
-        f"use keys {', '.join(sorted(_SIMPLE_KEYS))}, config.KEY or summary_metrics.KEY with "
-        f"{', '.join(sorted(_LOGICAL | _OPERATORS))}"
-    )
+def _condition_problems(where: FilterPath, cond: Mapping[str, Any]) -> list[tuple[FilterPath, str]]:
+    """The problems of one key's ``{"$op": operand, ...}`` condition."""
+    problems: list[tuple[FilterPath, str]] = []
+    for op, operand in cond.items():
+        at = (*where, op)
+        if op not in _OPERATORS:
+            problems.append((at, _unknown("operator", str(op), _OPERATORS, "on a key")))
+        elif op in ("$in", "$nin") and (not isinstance(operand, Sequence) or isinstance(operand, str)):
+            problems.append((at, f"{op} takes a list of values"))
+        elif op == "$exists" and not isinstance(operand, bool):
+            problems.append((at, "$exists takes true or false"))
+        elif op == "$regex":
+            try:
+                re.compile(str(operand))
+            except re.error as exc:
+                problems.append((at, f"bad $regex: {exc}"))
+    return problems
+
+
+def _unknown(what: str, name: str, allowed: frozenset[str], where: str) -> str:
+    close = difflib.get_close_matches(name, sorted(_LOGICAL | _OPERATORS), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (f"{name!r} is not a filter {what} W&B documents {where}; {hint}"
+            f"use {', '.join(sorted(allowed))}")
+
+
+def _known_key(key: str) -> bool:
+    head, _, rest = key.partition(".")
+    return key in _SIMPLE_KEYS or (head in ("config", "summary_metrics") and bool(rest))
+
+
+def _validate(rule: Rule, flt: Any) -> None:
+    """Raise PlanError naming the rule for the first problem of its filter (see ``filter_problems``)."""
+    problems = filter_problems(flt)
+    if problems:
+        path, message = problems[0]
+        where = ".".join(str(p) for p in ("match.filters", *path))
+        raise PlanError(f"rule {rule.name!r} ({rule.location}): {where}: {message}")
 
 
 def _lookup(node: Any, parts: Sequence[str]) -> Any:
@@ -222,7 +286,7 @@ def _field_getter(rule: Rule, key: str) -> Any:
             return found
 
         return get
-    raise PlanError(_unsupported(rule, f"key {key!r}"))
+    raise PlanError(f"rule {rule.name!r}: match.filters: reconcile cannot check the key {key!r}")
 
 
 def _simple_value(run: LiveRun, key: str) -> Any:

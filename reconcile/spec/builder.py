@@ -35,6 +35,7 @@ from reconcile.models import (
     UnlessTop,
     WandbSource,
 )
+from reconcile.selection import filter_problems
 from reconcile.spec.document import Document, JsonPath, Pos, render_path, short
 from reconcile.spec.files import FileResult
 from reconcile.spec.globs import glob_problem
@@ -267,9 +268,14 @@ class Builder:
         older = self.duration((*path, "older_than"), older_text) if older_text is not None else None
         state = self.get(raw, path, "state")
         ids, tags = self.get(raw, path, "ids"), self.get(raw, path, "tags")
+        filters = self.get(raw, path, "filters")
+        if filters is not None:
+            for where, message in filter_problems(filters):
+                self.issue((*path, "filters", *where), message, at_key=bool(where))
         return Match(
             ids=tuple(ids) if ids is not None else None,
-            filters=self.get(raw, path, "filters"),
+            filters=filters,
+            filters_at=self.location((*path, "filters")) if filters is not None else None,
             name=name,
             tags=tuple(tags) if tags is not None else None,
             state=(state,) if isinstance(state, str) else tuple(state) if state is not None else None,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from reconcile import selection
-from reconcile.errors import PlanError
+from reconcile.errors import AuthError, BackendError, PlanError, RetryableError
 from reconcile.models import Limits, LiveRun, Location, Match, Rule, Spec, Target
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -216,3 +216,36 @@ def test_targets_requires_entity_and_project() -> None:
     spec = Spec(1, Target(), Limits(), (rule("a", Target("acme", None), all=True),), "d", ())
     with pytest.raises(PlanError, match="WANDB_PROJECT"):
         selection.targets(spec)
+
+
+def test_refused_filter_names_the_rule_the_server_refuses() -> None:
+    """Each rule's filter is probed alone; only the refused one is named, at its filters' location."""
+    good = rule("good", state=("finished",))
+    bad = Rule(name="bad", location=LOC, target=TARGET, add_tags=("x",),
+               match=Match(filters={"createdAt": {"$gt": "yesterday"}}, filters_at=Location("s.yaml", 9, 16)))
+    refused = BackendError("W&B refused the request while trying to list runs of acme/vision: bad date")
+
+    def probe(flt: Any) -> None:
+        if "createdAt" in str(flt):
+            raise BackendError("bad date")
+
+    error = selection.refused_filter(refused, [good, bad], NOW, probe)
+    assert str(error).startswith("the filter of rule 'bad' (s.yaml:9:16, match.filters) was refused: W&B")
+    assert "'good'" not in str(error)
+
+
+def test_refused_filter_leaves_other_failures_alone() -> None:
+    """A transport or auth failure is not a filter's fault: it is returned as it is, nothing probed."""
+    probed: list[Any] = []
+    for failure in (RetryableError("W&B failed (HTTP 500)", status=500), AuthError("rejected", status=401)):
+        rules = [rule("r", state=("finished",))]
+        assert selection.refused_filter(failure, rules, NOW, probed.append) is failure
+    assert probed == []
+
+
+def test_refused_filter_without_a_single_culprit_names_every_rule_that_sent_one() -> None:
+    """Each filter alone passes (the union was refused): every rule that contributed is named."""
+    refused = BackendError("refused")
+    error = selection.refused_filter(refused, [rule("a", state=("finished",)), rule("b", group="g")], NOW,
+                                     lambda flt: None)
+    assert str(error).startswith("the filter built from rules 'a' (spec.yaml:1:1), 'b' (spec.yaml:1:1) was")

@@ -110,3 +110,52 @@ def test_validate_accepts_preempting_and_preempted_states(tmp_path: Path) -> Non
     )
     result = CliRunner().invoke(main, ["validate", str(spec)])
     assert result.exit_code == 0, result.output
+
+
+FILTERS = """\
+version: 1
+rules:
+  - name: low-lr
+    match:
+      filters: {"config.lr": {"$gtt": 0.1}}
+    add_tags: [low]
+  - name: nested
+    match:
+      filters:
+        $or:
+          - {"tags": {"$in": "a"}}
+          - {"state": {"$exists": 1}}
+        $not: {"state": "running"}
+    add_tags: [n]
+"""
+
+
+def test_validate_checks_filter_operators_offline_with_line_and_column(tmp_path: Path) -> None:
+    """An operator W&B does not document, or a malformed operand, is named at its line and column."""
+    spec = tmp_path / "filters.yaml"
+    spec.write_text(FILTERS)
+    code, _, err = invoke(str(spec))
+    assert code == 1
+    lines = err.splitlines()
+    assert lines[0].startswith(f"{spec}:5:31: rules[0].match.filters[\"config.lr\"].$gtt: '$gtt' is not a "
+                               "filter operator W&B documents on a key; did you mean '$gt'?")
+    assert lines[1] == f"{spec}:11:23: rules[1].match.filters.$or[0].tags.$in: $in takes a list of values"
+    assert lines[2] == (f"{spec}:12:24: rules[1].match.filters.$or[1].state.$exists: $exists takes true "
+                        "or false")
+    assert lines[3].startswith(f"{spec}:13:9: rules[1].match.filters.$not: '$not' is not a filter operator")
+    assert lines[4].startswith("4 problems in 1 file")
+
+
+@pytest.mark.parametrize("condition", [
+    '{"$and": [{"state": "finished"}, {"$or": [{"tags": "a"}, {"$nor": [{"group": "g"}]}]}]}',
+    '{"config.lr": {"$gt": 0.1, "$gte": 0, "$lt": 1, "$lte": 1, "$ne": 0.5, "$eq": 0.2}}',
+    '{"tags": {"$in": ["a"], "$nin": ["b"]}, "summary_metrics.acc": {"$exists": true}}',
+    '{"displayName": {"$regex": "^resnet"}, "createdAt": {"$gt": "2026-01-01T00:00:00"}}',
+])
+def test_validate_accepts_every_operator_wandb_documents(condition: str, tmp_path: Path) -> None:
+    """$and $or $nor $eq $ne $gt $gte $lt $lte $in $nin $exists $regex all pass."""
+    spec = tmp_path / "ok.yaml"
+    spec.write_text(f"version: 1\nrules:\n  - name: r\n    match:\n      filters: {condition}\n"
+                    "    add_tags: [x]\n")
+    code, _, err = invoke(str(spec))
+    assert code == 0, err
