@@ -112,7 +112,7 @@ def test_plan_lists_exactly_the_other_versions_then_apply_keeps_survivors(
     assert "cifar10" not in text.output
     freed = sum(_size(v) for v in DELETED)
     assert text.output.rstrip().splitlines()[-1] == (
-        f"Plan: 1 runs to change (0 attribute changes), 0 files to delete (0 bytes), "
+        f"Plan: 1 run to change (0 attribute changes), 0 files to delete (0 bytes), "
         f"15 artifact versions to delete ({_mib(freed)})."
     )
 

@@ -96,7 +96,7 @@ def test_show_kept_text_lists_survivors_and_reasons(spec: Path) -> None:
     assert (
         "Warning: rule 'typo': files.delete globs ['*.ckpnt'] match no file of any of the 2 runs it matches"
     ) in out
-    assert out.rstrip().splitlines()[-1].startswith("Plan: 1 runs to change")
+    assert out.rstrip().splitlines()[-1].startswith("Plan: 1 run to change")
 
 
 def test_without_show_kept_text_has_no_kept_section_but_the_warning(spec: Path) -> None:
