@@ -135,7 +135,7 @@ def test_plan_text_says_will_be_created_and_counts_runs_to_create() -> None:
     assert '      + file "model/weights.bin" (2 KiB)  # churn-from-mlflow' in text
     assert '      + config.lr' in text and '= "0.1"' in text
     assert text.rstrip().splitlines()[-1] == (
-        "Plan: 1 runs to create, 0 runs to change (0 attribute changes), 2 files to upload (2.01 KiB), "
+        "Plan: 1 run to create, 0 runs to change (0 attribute changes), 2 files to upload (2.01 KiB), "
         "0 files to delete (0 bytes).")
 
 
