@@ -473,22 +473,15 @@ class Builder:
                     )
         for old, new in renames:
             where = (*base, "rename", namespace, ".".join(old))
-            for key in desired:
-                if _overlap(new, key) or _overlap(old, key):
-                    self.issue(
-                        where,
-                        f"rename of {namespace}.{_dotted(old)} -> {_dotted(new)} conflicts with set "
-                        f"{namespace}.{_dotted(key)} in the same rule",
-                        at_key=True,
-                    )
-            for gone in unset:
-                if _overlap(new, gone) or _overlap(old, gone):
-                    self.issue(
-                        where,
-                        f"rename of {namespace}.{_dotted(old)} -> {_dotted(new)} conflicts with "
-                        f"unset {namespace}.{_dotted(gone)} in the same rule",
-                        at_key=True,
-                    )
+            for verb, keys in (("set", desired), ("unset", unset)):
+                for key in keys:
+                    if _overlap(new, key) or _overlap(old, key):
+                        self.issue(
+                            where,
+                            f"rename of {namespace}.{_dotted(old)} -> {_dotted(new)} conflicts with "
+                            f"{verb} {namespace}.{_dotted(key)} in the same rule",
+                            at_key=True,
+                        )
 
     def tag_conflicts(
         self, base: JsonPath, set_block: SetBlock, add: Sequence[str], remove: Sequence[str]
