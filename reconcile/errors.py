@@ -54,11 +54,13 @@ class StalePlanError(PlanError):
 
 
 class BackendError(ReconcileError):
-    """Talking to W&B failed; ``status`` is the HTTP status when known."""
+    """Talking to W&B failed; ``status`` is the HTTP status when known, ``refusal`` the server's own
+    words when it answered and refused the request (a GraphQL error: a bad filter, say)."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, refusal: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.refusal = refusal
 
 
 class AuthError(BackendError):

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import structlog
 
 from reconcile import selection
-from reconcile.errors import PlanError
+from reconcile.errors import BackendError, PlanError
 from reconcile.models import LiveArtifact, LiveRun, Rule, Spec, Target
 from reconcile.planner import needs_artifacts, needs_files
 
@@ -134,11 +134,22 @@ class RunReader:
             for read in self.reads:
                 log.info("listing runs", project=f"{read.entity}/{read.project}", filters=read.filters,
                          with_files=read.with_files)
-                listed = source.iter_runs(read.entity, read.project, read.filters, with_files=read.with_files)
-                chosen = (live for live in listed if read.run_ids is None or live.id in read.run_ids)
+                chosen = (live for live in self._listing(source, read)
+                          if read.run_ids is None or live.id in read.run_ids)
                 while chunk := list(islice(chosen, _ARTIFACT_CHUNK)):
                     yield from pool.map(lambda live: self._complete(source, live), chunk)
         self._check_found()
+
+    def _listing(self, source: RunSource, read: ProjectRead) -> Iterator[LiveRun]:
+        """The runs of one read; a listing the server refuses names the rule (and the file and line
+        of the ``filters``) it refused, if asking it with each rule's filter alone finds one."""
+        try:
+            yield from source.iter_runs(read.entity, read.project, read.filters, with_files=read.with_files)
+        except BackendError as exc:
+            def probe(flt: Mapping[str, Any]) -> None:
+                next(source.iter_runs(read.entity, read.project, flt, per_page=1), None)  # one page
+
+            raise selection.refused_filter(exc, read.rules, self.now, probe, read.filters) from exc
 
     def _complete(self, source: RunSource, live: LiveRun) -> LiveRun:
         """``live`` as the planner needs it: files where a file rule applies, artifacts where one does."""

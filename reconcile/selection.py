@@ -93,31 +93,60 @@ def project_filter(rules: Sequence[Rule], now: datetime) -> dict[str, Any] | Non
 
 
 def refused_filter(error: BackendError, rules: Sequence[Rule], now: datetime,
-                   probe: Callable[[Mapping[str, Any]], None]) -> BackendError:
-    """The error to report when the server refused a project's filter: naming the rule (and the file
-    and line of its ``filters``) whose own filter ``probe`` finds refused, else every rule that sent one.
+                   probe: Callable[[Mapping[str, Any]], None],
+                   sent: Mapping[str, Any] | None = None) -> BackendError:
+    """The error to report when the server refused a project's listing: one line per rule whose own
+    filter ``probe`` finds refused, each at the file and line of its ``match.filters``.
 
-    ``probe(filter)`` asks the server for one page with that filter and raises what it raises.
-    Only a plain ``BackendError`` (the request itself was refused) is a filter's fault; transport,
-    auth and not-found errors are returned unchanged.
+    ``probe(filter)`` asks the server for one page with that filter and raises what it raises;
+    ``sent`` is the filter the refused listing sent (the rules' union). Only a refusal the server
+    answered (``BackendError.refusal``) can be a filter's fault: transport, auth and not-found
+    errors, and a refusal no probe reproduces, are returned unchanged.
     """
-    if type(error) is not BackendError:
+    if type(error) is not BackendError or error.refusal is None:
         return error
-    candidates = [(rule, flt) for rule in rules if (flt := server_filter(rule, now)) is not None]
-    blamed = []
-    for rule, flt in candidates:
-        try:
-            probe(flt)
-        except BackendError as exc:
-            if type(exc) is not BackendError:
-                return error  # the server is failing now, not the filter: say what happened first
-            blamed.append(rule)
-    named = ", ".join(f"{r.name!r} ({r.match.filters_at or r.location}"
-                      f"{', match.filters' if r.match.filters_at else ''})" for r in blamed or
-                      [r for r, _ in candidates])
-    which = "the filter of rule" if len(blamed) == 1 else "the filter built from rules"
-    return BackendError(f"{which} {named} was refused: {error}. `reconcile validate` checks the operators "
-                        "W&B documents; fix the rule's match and plan again.", status=error.status)
+    blamed: list[tuple[Rule, str]] = []
+    for rule in rules:
+        flt = server_filter(rule, now)
+        if flt is None:
+            continue
+        answer = _refusal(probe, flt)
+        if answer is _FAILING:
+            return error  # the server is failing now, not the filter: say what happened first
+        if isinstance(answer, str):
+            blamed.append((rule, answer))
+    if blamed:
+        lines = [f"{_where(rule)}: rule {rule.name!r}: W&B refused "
+                 f"{'its match.filters' if rule.match.filters_at else 'the filter built from its match'} "
+                 f"while listing runs of {rule.target.entity}/{rule.target.project}: {said}"
+                 for rule, said in blamed]
+        lines.append("Fix the filters and plan again (`reconcile validate` checks the operators W&B "
+                     "documents, not every value a server refuses).")
+        return BackendError("\n".join(lines), status=error.status)
+    refusal = _refusal(probe, sent) if sent is not None else None
+    if not isinstance(refusal, str):
+        return error  # not reproduced by any filter: something else was refused
+    named = ", ".join(f"{r.name!r} ({_where(r)})" for r in rules if server_filter(r, now) is not None)
+    return BackendError(f"W&B refused the filter built from rules {named} together, though it accepts each "
+                        f"rule's alone: {refusal}. Plan those rules from separate specs, or report this.",
+                        status=error.status)
+
+
+_FAILING = object()
+
+
+def _refusal(probe: Callable[[Mapping[str, Any]], None], flt: Mapping[str, Any]) -> str | object | None:
+    """What the server says to ``flt``: None if it accepts it, its refusal, or ``_FAILING``."""
+    try:
+        probe(flt)
+    except BackendError as exc:
+        return exc.refusal if type(exc) is BackendError and exc.refusal is not None else _FAILING
+    return None
+
+
+def _where(rule: Rule) -> str:
+    """Where a rule's filter was written: its ``match.filters`` if it has one, else the rule."""
+    return str(rule.match.filters_at or rule.location)
 
 
 def targets(spec: Spec) -> dict[tuple[str, str], list[Rule]]:

@@ -734,7 +734,10 @@ def translate_error(exc: BaseException, doing: str, *, secrets: Sequence[str | N
     if connecting and status == 404:
         return BackendError(f"no W&B API at this address (HTTP 404) {what}. Check WANDB_BASE_URL: it is "
                             "the server's address without a path (e.g. https://api.wandb.ai).", status=404)
-    return _classify(status, timed_out, key_check, what)
+    error = _classify(status, timed_out, key_check, what)
+    if type(error) is BackendError:
+        error.refusal = message  # the server answered and said no: its words, for the caller to place
+    return error
 
 
 def _shortened(message: str, limit: int = 300) -> str:

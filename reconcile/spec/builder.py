@@ -115,8 +115,8 @@ class Builder:
                 return self.doc.marks[path[:n]]
         return (0, 0)
 
-    def location(self, path: JsonPath) -> Location:
-        line, column = self.pos(path)
+    def location(self, path: JsonPath, *, at_key: bool = False) -> Location:
+        line, column = self.pos(path, at_key=at_key)
         return Location(self.result.file, line, column)
 
     def issue(self, path: JsonPath, message: str, *, at_key: bool = False) -> None:
@@ -275,7 +275,7 @@ class Builder:
         return Match(
             ids=tuple(ids) if ids is not None else None,
             filters=filters,
-            filters_at=self.location((*path, "filters")) if filters is not None else None,
+            filters_at=self.location((*path, "filters"), at_key=True) if filters is not None else None,
             name=name,
             tags=tuple(tags) if tags is not None else None,
             state=(state,) if isinstance(state, str) else tuple(state) if state is not None else None,

@@ -187,6 +187,27 @@ def test_plan_target_refused_with_unless_top(seeded: Any, tmp_path: Path) -> Non
     assert "unless_top" in result.output
 
 
+def test_plan_filter_the_server_refuses_names_the_rule_file_and_line(seeded: Any, tmp_path: Path) -> None:
+    """A filter that passes validate but the server refuses is exit 1, no traceback, one line naming the
+    rule and the file and line of its filters, with what the server said; the rule it accepts is not
+    blamed, and no plan file is written."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("version: 1\ntarget: {entity: acme, project: vision}\nrules:\n"
+                    "  - name: fine\n    match: {state: [finished]}\n    add_tags: [x]\n"
+                    "  - name: picky\n    match:\n      filters: {tags: {$gt: a}}\n    add_tags: [y]\n")
+    assert invoke("validate", str(spec)).exit_code == 0  # $gt is a documented operator
+    result, plan = _plan_json(tmp_path, spec)
+    assert result.exit_code == 1
+    assert plan == {}
+    assert "Traceback" not in result.output
+    line = next(line for line in result.output.splitlines() if "refused" in line)
+    prefix = (f"Error: {spec}:9:7: rule 'picky': W&B refused its match.filters while listing runs of "
+              "acme/vision: ")
+    assert line.startswith(prefix), result.output
+    assert "'tags'" in line[len(prefix):]  # the server's own words follow
+    assert "'fine'" not in result.output
+
+
 def test_export_ids_not_found_is_an_error(seeded: Any) -> None:
     """--ids naming a run that does not exist fails instead of writing an empty spec."""
     result = invoke("export", "acme/vision", "--ids", "a1,nosuch")

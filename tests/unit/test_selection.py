@@ -219,33 +219,65 @@ def test_targets_requires_entity_and_project() -> None:
 
 
 def test_refused_filter_names_the_rule_the_server_refuses() -> None:
-    """Each rule's filter is probed alone; only the refused one is named, at its filters' location."""
+    """Each rule's filter is probed alone; only the refused one is named, at its filters' location,
+    with what the server said to that filter."""
     good = rule("good", state=("finished",))
     bad = Rule(name="bad", location=LOC, target=TARGET, add_tags=("x",),
-               match=Match(filters={"createdAt": {"$gt": "yesterday"}}, filters_at=Location("s.yaml", 9, 16)))
-    refused = BackendError("W&B refused the request while trying to list runs of acme/vision: bad date")
+               match=Match(filters={"createdAt": {"$gt": "yesterday"}}, filters_at=Location("s.yaml", 9, 7)))
+    refused = BackendError("W&B refused the request while trying to list runs of acme/vision: union",
+                           refusal="union")
 
     def probe(flt: Any) -> None:
         if "createdAt" in str(flt):
-            raise BackendError("bad date")
+            raise BackendError("W&B refused the request: bad date", refusal="bad date")
 
     error = selection.refused_filter(refused, [good, bad], NOW, probe)
-    assert str(error).startswith("the filter of rule 'bad' (s.yaml:9:16, match.filters) was refused: W&B")
-    assert "'good'" not in str(error)
+    first, hint = str(error).split("\n")
+    assert first == ("s.yaml:9:7: rule 'bad': W&B refused its match.filters while listing runs of "
+                     "acme/vision: bad date")
+    assert "reconcile validate" in hint
+    assert type(error) is BackendError
 
 
 def test_refused_filter_leaves_other_failures_alone() -> None:
-    """A transport or auth failure is not a filter's fault: it is returned as it is, nothing probed."""
+    """A transport or auth failure, or a refusal the server did not word (no ``refusal``), is not a
+    filter's fault: it is returned as it is, nothing probed."""
     probed: list[Any] = []
-    for failure in (RetryableError("W&B failed (HTTP 500)", status=500), AuthError("rejected", status=401)):
+    for failure in (RetryableError("W&B failed (HTTP 500)", status=500), AuthError("rejected", status=401),
+                    BackendError("the server did not answer like W&B's API")):
         rules = [rule("r", state=("finished",))]
         assert selection.refused_filter(failure, rules, NOW, probed.append) is failure
     assert probed == []
 
 
+def test_refused_filter_stops_probing_when_the_server_fails() -> None:
+    """A probe that fails for another reason (a 500) leaves the original error as it is."""
+    refused = BackendError("refused", refusal="no")
+
+    def probe(flt: Any) -> None:
+        raise RetryableError("W&B failed (HTTP 500)", status=500)
+
+    assert selection.refused_filter(refused, [rule("a", state=("finished",))], NOW, probe) is refused
+
+
 def test_refused_filter_without_a_single_culprit_names_every_rule_that_sent_one() -> None:
-    """Each filter alone passes (the union was refused): every rule that contributed is named."""
-    refused = BackendError("refused")
+    """Each filter alone passes but the union sent is refused again: every rule that contributed is named."""
+    refused = BackendError("refused", refusal="too big")
+    union = {"$or": [{"state": "x"}]}
+
+    def probe(flt: Any) -> None:
+        if flt is union:
+            raise BackendError("refused", refusal="too big")
+
     error = selection.refused_filter(refused, [rule("a", state=("finished",)), rule("b", group="g")], NOW,
-                                     lambda flt: None)
-    assert str(error).startswith("the filter built from rules 'a' (spec.yaml:1:1), 'b' (spec.yaml:1:1) was")
+                                     probe, union)
+    assert str(error).startswith("W&B refused the filter built from rules 'a' (spec.yaml:1:1), "
+                                 "'b' (spec.yaml:1:1) together, though it accepts each rule's alone: too big")
+
+
+def test_refused_filter_that_no_probe_reproduces_is_left_alone() -> None:
+    """A refusal that neither any rule's filter nor the union reproduces (a later page's files, say) is
+    not blamed on the rules."""
+    refused = BackendError("refused", refusal="something else")
+    rules = [rule("a", state=("finished",))]
+    assert selection.refused_filter(refused, rules, NOW, lambda flt: None, {"state": "finished"}) is refused
