@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from deepdiff import DeepDiff
+from humanfriendly.text import pluralize
 
 from reconcile import artifact_retention, retention, selection, templates
 from reconcile.errors import PlanError
@@ -679,7 +680,8 @@ class Planner:
             if rule.files is None or rule.name in self._files_matched:
                 continue
             runs = self._files_runs.get(rule.name, 0)
-            where = f"any of the {runs} runs it matches" if runs else "any run: it matches no run"
+            where = ("the one run it matches" if runs == 1 else f"any of the {runs} runs it matches" if runs
+                     else "any run: it matches no run")
             warnings.append(f"rule {rule.name!r}: files.delete globs {list(rule.files.delete)} match no file "
                             f"of {where}")
         return warnings
@@ -690,14 +692,14 @@ class Planner:
         deletions = sum(len(r.file_deletions) for r in runs)
         freed = sum(c.file.size for r in runs for c in r.file_deletions if c.file is not None)
         checks = (
-            ("max_changed_runs", limits.max_changed_runs, changed, "runs to change"),
-            ("max_file_deletions", limits.max_file_deletions, deletions, "files to delete"),
-            ("max_bytes", limits.max_bytes, freed, "bytes to delete"),
+            ("max_changed_runs", limits.max_changed_runs, changed, "run", "to change"),
+            ("max_file_deletions", limits.max_file_deletions, deletions, "file", "to delete"),
+            ("max_bytes", limits.max_bytes, freed, "byte", "to delete"),
         )
         return [
-            f"limits.{name} is {limit} but the plan has {actual} {what} ({actual - limit} over); "
-            f"narrow the rules or raise the limit"
-            for name, limit, actual, what in checks
+            f"limits.{name} is {limit} but the plan has {pluralize(actual, noun)} {what} ({actual - limit} "
+            f"over); narrow the rules or raise the limit"
+            for name, limit, actual, noun, what in checks
             if limit is not None and actual > limit
         ]
 

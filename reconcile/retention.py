@@ -24,7 +24,7 @@ from wcmatch import glob
 
 from reconcile import policy
 from reconcile.models import FilesRule, Goal, KeepReason, KeptFile, KeyPath, LiveFile, LiveRun, UnlessTop
-from reconcile.render.common import size_text
+from reconcile.render.common import age_text, size_text
 
 SYSTEM_FILES = (
     "wandb-metadata.json",
@@ -84,9 +84,9 @@ def narrowing(rule_name: str, rule: policy.HasPolicy, when: datetime, size: int,
     """Why ``older_than``/``larger_than`` leave a candidate (a file or an artifact version) alone."""
     reasons = []
     if rule.older_than is not None and not when < now - rule.older_than:
-        days = max((now - when).days, 0)
+        age = age_text(when, now)
         reasons.append(KeepReason(rule_name, "older_than",
-                                  f"{policy.duration_text(rule.older_than)} not reached ({days} days old)"))
+                                  f"{policy.duration_text(rule.older_than)} not reached ({age})"))
     if rule.larger_than is not None and not size > rule.larger_than:
         reasons.append(KeepReason(rule_name, "larger_than",
                                   f"{size_text(rule.larger_than)} not exceeded ({size_text(size)})"))

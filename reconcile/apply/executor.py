@@ -110,12 +110,12 @@ def check_plan(plan: Plan, backend: Backend) -> None:
         raise PlanError(f"the plan has {pluralize(count, 'error')} and cannot be applied; `reconcile show` "
                         "lists them. Fix the spec and plan again.")
     limits, changed = plan.limits, len(plan.changed_runs)
-    for limit, value, what in ((limits.max_changed_runs, changed, "changed runs"),
-                               (limits.max_file_deletions, plan.file_deletions, "file deletions"),
-                               (limits.max_bytes, plan.bytes_to_free, "bytes to delete")):
+    for limit, value, noun, what in ((limits.max_changed_runs, changed, "run", "to change"),
+                                     (limits.max_file_deletions, plan.file_deletions, "file", "to delete"),
+                                     (limits.max_bytes, plan.bytes_to_free, "byte", "to delete")):
         if limit is not None and value > limit:
-            raise PlanError(f"the plan has {value} {what}, above the spec's limit of {limit}; narrow the "
-                            "rules or raise `limits` in the spec, then plan again.")
+            raise PlanError(f"the plan has {pluralize(value, noun)} {what}, above the spec's limit of "
+                            f"{limit}; narrow the rules or raise `limits` in the spec, then plan again.")
 
 
 def _needs_files(fields: Iterable[tuple[str, ...]]) -> bool:
@@ -485,9 +485,9 @@ class _Executor:
             source = Path(change.source or "")
             if not change.source or not source.is_file():
                 raise ApplyError(f"cannot re-upload {change.key[0]}: the backup {change.source!r} is missing")
-            if source.stat().st_size != change.after:
+            if (size := source.stat().st_size) != change.after:
                 raise ApplyError(f"cannot re-upload {change.key[0]}: the backup {source} has "
-                                 f"{source.stat().st_size} bytes, the plan expects {change.after}")
+                                 f"{pluralize(size, 'byte')}, the plan expects {change.after}")
             def upload(s: Path = source, name: str = change.key[0]) -> None:
                 self.backend.upload_file(live, s, name)
 

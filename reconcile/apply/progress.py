@@ -92,7 +92,8 @@ class ProgressBar:
         self.total_files, self.total_bytes = event.total_files, event.total_bytes
         extra: dict[str, Any] = {} if self.clock is None else {"get_time": self.clock}
         self._progress = Progress(
-            TextColumn("Applying"), BarColumn(), MofNCompleteColumn(), TextColumn("runs"),
+            TextColumn("Applying"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("run" if event.total_runs == 1 else "runs"),
             TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("ETA"),
             TimeRemainingColumn(), console=self.console, transient=False, redirect_stdout=False,
             redirect_stderr=False, **extra)

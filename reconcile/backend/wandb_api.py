@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import requests
 import structlog
 import wandb
+from humanfriendly.text import pluralize
 from wandb import env as wandb_env
 from wandb import util as wandb_util
 from wandb.apis.public.runs import Run
@@ -365,8 +366,9 @@ class WandbBackend:
         got = partial.stat().st_size if partial.exists() else -1
         if got != file.size:
             partial.unlink(missing_ok=True)
-            raise RetryableError(f"download of {file.name} from {run.path} gave {got} bytes, "
-                                 f"expected {file.size}; try again.")
+            gave = pluralize(got, "byte") if got >= 0 else "no file"
+            raise RetryableError(f"download of {file.name} from {run.path} gave {gave}, expected "
+                                 f"{file.size}; try again.")
         os.replace(partial, dest)
 
     def upload_file(self, run: LiveRun, source: Path, name: str) -> None:

@@ -137,7 +137,8 @@ def _kept_section(run: RunPlan, plan: Plan) -> str:
                      f"| {escape(kept_reasons(kept))} |")
     hidden = len(run.kept) - MAX_ROWS_PER_RUN
     if hidden > 0:
-        lines.append(f"| … {hidden} more kept files of this run: see `reconcile show plan.json` | | |")
+        more = pluralize(hidden, "more kept file")
+        lines.append(f"| … {more} of this run: see `reconcile show plan.json` | | |")
     summary = f"{inert(html.escape(printable(run_title(run)), quote=False))} ({len(run.kept)} kept)"
     return "\n".join([f"<details><summary>{summary}</summary>", "", *lines, "", "</details>", ""])
 
@@ -187,7 +188,8 @@ def _kept_sections(plan: Plan, used: int) -> str:
     for i, run in enumerate(runs):
         section = _kept_section(run, plan) + "\n"
         if used + len(out) + len(section) + _FOOTER_RESERVE > MAX_CHARS:
-            return out + (f"**{len(runs) - i} more runs with kept files are not shown** to stay under "
+            left, verb = len(runs) - i, "is" if len(runs) - i == 1 else "are"
+            return out + (f"**{pluralize(left, 'more run')} with kept files {verb} not shown** to stay under "
                           f"GitHub's {MAX_CHARS:,}-character limit. "
                           "See them with `reconcile show plan.json --show-kept`.\n")
         out += section

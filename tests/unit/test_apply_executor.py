@@ -225,6 +225,22 @@ def test_apply_plan_refuses_unusable_plans(tmp_path: Path, change: dict[str, Any
     assert not _calls(backend, "delete_files")
 
 
+@pytest.mark.parametrize(("limits", "says"), [
+    (Limits(max_changed_runs=0), "the plan has 1 run to change, above the spec's limit of 0"),
+    (Limits(max_file_deletions=0), "the plan has 1 file to delete, above the spec's limit of 0"),
+    (Limits(max_bytes=0), "the plan has 1 byte to delete, above the spec's limit of 0"),
+])
+def test_apply_plan_limit_refusal_counts_one_in_the_singular(tmp_path: Path, limits: Limits,
+                                                             says: str) -> None:
+    """One run, one file of one byte over a limit of 0: "1 run", "1 file", "1 byte"."""
+    f1 = live_file("f1", "x.pt", 1)
+    a = live_run("a", files=[f1])
+    plan = make_plan(run_plan(a, [file_delete(f1)]), limits=limits)
+    with pytest.raises(PlanError) as refused:
+        _apply(plan, MemoryBackend([a]), tmp_path)
+    assert str(refused.value).startswith(says)
+
+
 def test_apply_plan_journal_refuses_another_plans_journal(tmp_path: Path) -> None:
     """A journal written for a different plan is refused with a message naming the file."""
     run = live_run("a")

@@ -66,6 +66,14 @@ def test_progress_bar_prints_each_problem_once_above_the_bar() -> None:
     assert output.count("did not converge: acme/vision/c: config.lr did not take") == 1
 
 
+def test_progress_bar_of_one_run_says_run() -> None:
+    """An apply of one run reads "0/1 run", not "0/1 runs"."""
+    bar = ProgressBar(_Terminal(), color=False)
+    bar(ev.ApplyStart(total_runs=1, total_files=0, total_bytes=0, plan_digest="d"))
+    assert re.search(r"0/1 run\b(?!s)", _shown(bar)), _shown(bar)
+    bar(ev.ApplyComplete(result=ApplyResult()))
+
+
 def test_problem_lines_one_per_run_not_applied() -> None:
     """Without a terminal: a plain line per stale, failed or unconverged run, nothing for the others."""
     out = io.StringIO()

@@ -169,7 +169,7 @@ def test_imports_count_against_max_changed_runs(tmp_path: Path) -> None:
     planner = Planner(load_spec([spec_file]), now=START, base_url="http://127.0.0.1:1")
     planner.add_import(plan_import(ENTRY, "acme", "churn", SOURCE, None))  # type: ignore[arg-type]
     (error,) = planner.finish().errors
-    assert error.startswith("limits.max_changed_runs is 0 but the plan has 1 runs to change")
+    assert error.startswith("limits.max_changed_runs is 0 but the plan has 1 run to change")
 
 
 def test_an_import_from_wandb_is_refused_clearly_in_this_build() -> None:

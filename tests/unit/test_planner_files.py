@@ -237,6 +237,18 @@ def test_plan_files_limits(limits: Limits, which: str | None) -> None:
     assert [e.split(";")[0] for e in p.errors] == ([which] if which else [])
 
 
+def test_plan_limit_messages_count_one_in_the_singular() -> None:
+    """Limits of 0 broken by one run, one file of one byte read "1 run", "1 file", "1 byte"."""
+    one_byte = run("a", files=(f("a.ckpt", size=1), f("b.txt")))
+    p = plan_of(rule("r", FilesRule(delete=("*.ckpt",))), runs=(one_byte,),
+                limits=Limits(max_changed_runs=0, max_file_deletions=0, max_bytes=0))
+    assert [e.split(";")[0] for e in p.errors] == [
+        "limits.max_changed_runs is 0 but the plan has 1 run to change (1 over)",
+        "limits.max_file_deletions is 0 but the plan has 1 file to delete (1 over)",
+        "limits.max_bytes is 0 but the plan has 1 byte to delete (1 over)",
+    ]
+
+
 def test_plan_files_not_read_is_a_run_error() -> None:
     """Planning a files rule against a run whose files were not fetched is an error, not silence."""
     p = plan_of(rule("r", FilesRule(delete=("*",))), runs=(run(files=None),))

@@ -35,7 +35,7 @@ def test_kept_lists_every_surviving_candidate_with_its_reason() -> None:
     assert sorted(c.key[0] for c in rp.file_deletions) == ["step-1.ckpt", "step-2.ckpt"]
     assert kept_of(rp) == {
         "media/images/a.png": ["prune: keep_last 1 of 1"],
-        "model-best.ckpt": ['prune: keep "model-best.*"', "prune: older_than 30d not reached (1 days old)"],
+        "model-best.ckpt": ['prune: keep "model-best.*"', "prune: older_than 30d not reached (1 day old)"],
         "output.log": ["prune: system_file"],
         "step-3.ckpt": ["prune: older_than 30d not reached (2 days old)"],
         "tiny.ckpt": ["prune: larger_than 100 bytes not exceeded (10 bytes)"],
@@ -107,7 +107,7 @@ def test_globs_that_match_nothing_are_a_warning() -> None:
     """A typo in files.delete is reported instead of a silent "No changes"."""
     p = plan_of(rule("typo", FilesRule(delete=("*.ckpnt",))), rule("fine", FilesRule(delete=("*.ckpt",))))
     assert p.warnings == (
-        "rule 'typo': files.delete globs ['*.ckpnt'] match no file of any of the 1 runs it matches",
+        "rule 'typo': files.delete globs ['*.ckpnt'] match no file of the one run it matches",
     )
     assert not p.has_errors
 

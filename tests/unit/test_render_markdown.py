@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 
-from reconcile.models import Change, ChangeKind, ChangeOp, Plan, RunPlan
+from reconcile.models import Change, ChangeKind, ChangeOp, KeepReason, KeptFile, LiveFile, Plan, RunPlan
 from reconcile.render import render
 from reconcile.render.markdown import COLLAPSE_OVER, MARKER, MAX_CHARS, MAX_ROWS_PER_RUN, escape
 from tests.unit.test_planfile import NOW, check_golden, representative_plan
@@ -81,6 +81,30 @@ def test_render_markdown_caps_rows_per_run() -> None:
     text = _markdown(_plan(_run("huge", MAX_ROWS_PER_RUN + 25)))
     assert text.count("| ~ config.key") == MAX_ROWS_PER_RUN
     assert "25 more changes of this run" in text
+
+
+def _kept_run(run_id: str, n_kept: int) -> RunPlan:
+    why = (KeepReason("r", "keep_last", "1 of 9"),)
+    kept = tuple(KeptFile(LiveFile(f"f{i}", f"ckpt-{i}.pt", 10, NOW), why) for i in range(n_kept))
+    return RunPlan(entity="acme", project="vision", run_id=run_id, storage_id="s", name=run_id,
+                   fingerprint="sha256:0", fingerprint_fields=(), changes=(), kept=kept)
+
+
+def _kept_markdown(plan: Plan) -> str:
+    out = io.StringIO()
+    render(plan, out, "markdown", show_kept=True)
+    return out.getvalue()
+
+
+def test_render_markdown_counts_one_hidden_kept_file_and_one_hidden_run_in_the_singular() -> None:
+    """One kept file over the row cap reads "1 more kept file"; one run over the size limit reads
+    "1 more run with kept files is not shown"."""
+    text = _kept_markdown(_plan(_kept_run("r", MAX_ROWS_PER_RUN + 1)))
+    assert "| … 1 more kept file of this run:" in text
+    many = [_kept_run(f"r{i:05d}", 3) for i in range(2000)]
+    shown = _kept_markdown(_plan(*many)).count("<details><summary>")
+    text = _kept_markdown(_plan(*many[:shown + 1]))
+    assert "**1 more run with kept files is not shown**" in text, text[-300:]
 
 
 def test_render_markdown_truncates_to_comment_limit() -> None:
