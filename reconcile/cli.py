@@ -123,8 +123,9 @@ def validate(specs: tuple[Path, ...]) -> None:
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True, help=FORMAT_HELP)
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 0 when there are no changes, 2 when there are, 1 on error.")
-@click.option("--target", "targets", multiple=True, metavar="ENTITY/PROJECT/RUN_ID",
-              help="Plan only these runs (repeatable).")
+@click.option("--target", "targets", multiple=True, metavar="ENTITY/PROJECT[/RUN_ID]",
+              help="Plan only this run, or every run of this project (repeatable). Rankings "
+                   "(unless_top, artifact versions) still count every run a rule matches.")
 @click.option("--show-kept", is_flag=True,
               help="Also list each retention candidate that survives, and why (JSON always has it).")
 @parallelism_option
@@ -159,8 +160,8 @@ def plan(files: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode:
               help="Download each file here before deleting it.")
 @click.option("--undo-out", type=click.Path(path_type=Path),
               help="Where to write the undo plan (default: beside the plan, PLAN.undo.json).")
-@click.option("--target", "targets", multiple=True, metavar="ENTITY/PROJECT/RUN_ID",
-              help="With -f: plan and apply only these runs (repeatable).")
+@click.option("--target", "targets", multiple=True, metavar="ENTITY/PROJECT[/RUN_ID]",
+              help="With -f: plan and apply only this run, or this project's runs (repeatable).")
 @parallelism_option
 @common_options
 def apply(plan_file: Path | None, files: tuple[Path, ...], auto_approve: bool, journal: Path | None,

@@ -448,11 +448,21 @@ class _Pending:
     decisions: dict[str, retention.Decision]  # rule name -> what its files block decides
 
 
-class Planner:
-    """Streaming planner: ``add`` each live run once read, then ``finish`` for the Plan."""
+Targets = Mapping[tuple[str, str], frozenset[str] | None]
+"""``--target``: per (entity, project), the run ids to plan, or None for every run of the project."""
 
-    def __init__(self, spec: Spec, *, now: datetime, base_url: str) -> None:
+
+class Planner:
+    """Streaming planner: ``add`` each live run once read, then ``finish`` for the Plan.
+
+    With ``targets`` only the runs they name are planned; every other run added still counts in
+    the rankings of the rules that match it (``unless_top``, an artifact collection's versions):
+    a ranking is over the rule's whole match, whatever ``--target`` narrows the changes to.
+    """
+
+    def __init__(self, spec: Spec, *, now: datetime, base_url: str, targets: Targets | None = None) -> None:
         self.spec = spec
+        self.targets = targets
         self.now = now
         self.base_url = base_url
         self.runs_read = 0
@@ -479,6 +489,7 @@ class Planner:
         self._files_spared: set[str] = set()  # rules that left some file of a matched run alone
         self._files_runs: dict[str, int] = {}  # rule -> runs whose files it considered
         self._files_matched: set[str] = set()  # rules whose delete globs matched some file
+        self._ranked_only: dict[str, set[str]] = {}  # rule -> runs outside --target in its unless_top
         self._artifacts = artifact_retention.Collector(now)
 
     def matching_rules(self, run: LiveRun) -> tuple[list[Rule], list[Rule]]:
@@ -502,6 +513,9 @@ class Planner:
         seen.add(run.id)
         self.runs_read += 1
         rules, matched = self.matching_rules(run)
+        if not self.targeted(run):
+            self._rank_only(run, rules)
+            return
         if matched and not rules:
             self.skipped_running += 1
         if not rules:
@@ -538,6 +552,29 @@ class Planner:
             self._pending.append(_Pending(plan, decisions))
         else:
             self._keep(plan, decisions)
+
+    def targeted(self, run: LiveRun) -> bool:
+        """Whether ``run`` is to be planned (every run is, without ``targets``)."""
+        if self.targets is None:
+            return True
+        key = (run.entity, run.project)
+        if key not in self.targets:
+            return False
+        ids = self.targets[key]
+        return ids is None or run.id in ids
+
+    def _rank_only(self, run: LiveRun, rules: Sequence[Rule]) -> None:
+        """Enter a run outside ``--target`` in the rankings of ``rules`` (those that could change it)."""
+        for rule in rules:
+            if rule.files is not None and rule.files.unless_top is not None:
+                self._score(rule, rule.files.unless_top, run)
+                self._ranked_only.setdefault(rule.name, set()).add(run.id)
+            if rule.artifacts is not None and run.artifacts is not None:
+                # Its versions rank in their collections; it has no plan to carry their deletions.
+                self._artifacts.add(rule, run, run.artifacts)
+
+    def _score(self, rule: Rule, top: UnlessTop, run: LiveRun) -> None:
+        self._scores.setdefault(rule.name, []).append((run.id, retention.metric_value(run, top.metric)))
 
     def add_import(self, plan: RunPlan) -> None:
         """A run an import plans (``reconcile.import_planner``); limits count it like any other."""
@@ -580,9 +617,8 @@ class Planner:
             if decision.candidates:
                 self._files_matched.add(rule.name)
             if rule.files.unless_top is not None:
-                metric = rule.files.unless_top.metric
-                work.fields.add(("summary", *metric))
-                self._scores.setdefault(rule.name, []).append((run.id, retention.metric_value(run, metric)))
+                work.fields.add(("summary", *rule.files.unless_top.metric))
+                self._score(rule, rule.files.unless_top, run)
             self._files_selected[rule.name] = self._files_selected.get(rule.name, 0) + len(chosen)
             # System files are never candidates unless allowed, so they do not count as spared:
             # every real run has them, and `delete: ["**"]` must still trip the guard.
@@ -624,6 +660,8 @@ class Planner:
                 top = rule.files.unless_top
                 tops_by_rule[rule.name] = top
                 tops[rule.name] = retention.top_runs(self._scores.get(rule.name, []), top.goal, top.count)
+                if tops[rule.name] & self._ranked_only.get(rule.name, set()):
+                    self._files_spared.add(rule.name)  # a top run outside --target keeps its files
         versions = self._artifacts.changes(self.spec.rules)
         for pending in self._pending:
             decisions = dict(pending.decisions)

@@ -3,9 +3,11 @@ restricted by ``--target``. The planner never reads; this module never plans.
 
 ``reads`` turns a spec (and ``--target``) into one ``ProjectRead`` per project: the server-side
 filter (``selection``), the runs ``--target`` names, and whether the project's file rules need
-file lists. ``RunReader`` streams the runs of those reads from a ``RunSource``: anything with the
-Backend's ``iter_runs`` shape (W&B through ``reconcile.backend``; another source, such as an
-import's, reads through the same shape). File lists come inside the batched ``Runs`` pages.
+file lists; where a rule ranks runs (``unless_top``, artifact collections), a second read brings
+the rest of its match, without files, for the planner to rank but not change. ``RunReader``
+streams the runs of those reads from a ``RunSource``: anything with the Backend's ``iter_runs``
+shape (W&B through ``reconcile.backend``; another source, such as an import's, reads through the
+same shape). File lists come inside the batched ``Runs`` pages.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from itertools import islice
 from typing import Any, Protocol
 
@@ -57,6 +60,7 @@ class ProjectRead:
     filters: dict[str, Any] | None
     run_ids: frozenset[str] | None = None  # None: every run the filter selects
     with_files: bool = False
+    context: bool = False  # the runs outside run_ids, without files: only for rankings (ranks_runs)
 
 
 def with_env_defaults(spec: Spec, environ: Mapping[str, str] | None = None) -> Spec:
@@ -68,26 +72,38 @@ def with_env_defaults(spec: Spec, environ: Mapping[str, str] | None = None) -> S
     return dataclasses.replace(spec, target=spec.target.over(default), rules=rules, imports=imports)
 
 
-def parse_targets(targets: Sequence[str]) -> dict[tuple[str, str], set[str]]:
-    """``--target ENTITY/PROJECT/RUN_ID`` values grouped by project."""
-    out: dict[tuple[str, str], set[str]] = {}
+def parse_targets(targets: Sequence[str]) -> dict[tuple[str, str], frozenset[str] | None]:
+    """``--target`` values by project: ``ENTITY/PROJECT/RUN_ID`` adds a run, ``ENTITY/PROJECT`` takes
+    every run of the project (None)."""
+    out: dict[tuple[str, str], frozenset[str] | None] = {}
     for raw in targets:
         parts = raw.strip().strip("/").split("/")
-        if len(parts) != 3 or not all(parts):
-            raise PlanError(f"--target {raw!r} is not ENTITY/PROJECT/RUN_ID (e.g. acme/vision/abc123)")
-        out.setdefault((parts[0], parts[1]), set()).add(parts[2])
+        if len(parts) not in (2, 3) or not all(parts):
+            raise PlanError(f"--target {raw!r} is not ENTITY/PROJECT/RUN_ID or ENTITY/PROJECT "
+                            "(e.g. acme/vision/abc123, acme/vision)")
+        key = (parts[0], parts[1])
+        if len(parts) == 2:
+            out[key] = None
+        elif key not in out or out[key] is not None:
+            out[key] = (out.get(key) or frozenset()) | {parts[2]}
     return out
 
 
-def _check_targets(wanted: Mapping[tuple[str, str], set[str]],
+def _check_targets(wanted: Mapping[tuple[str, str], frozenset[str] | None],
                    projects: Mapping[tuple[str, str], list[Rule]]) -> None:
-    """Refuse --target where it would change the plan of the runs it names."""
-    for key in wanted:
-        ranked = [r.name for r in projects.get(key, []) if r.files is not None and r.files.unless_top]
-        if ranked:
-            # unless_top ranks all of a rule's matched runs; planning only some would rank them alone.
-            raise PlanError(f"--target cannot be used with unless_top rules ({', '.join(ranked)}): their "
-                            "ranking needs every run they match. Plan without --target.")
+    """Refuse a --target project that no rule of the spec targets."""
+    unknown = sorted(f"{e}/{p}" for e, p in wanted if (e, p) not in projects)
+    if unknown:
+        known = ", ".join(sorted(f"{e}/{p}" for e, p in projects)) or "none"
+        raise PlanError(f"--target {', '.join(unknown)}: no rule of the spec targets that project "
+                        f"(the spec's projects: {known})")
+
+
+def ranks_runs(rule: Rule) -> bool:
+    """Whether what ``rule`` does to one run depends on the other runs it matches: ``files.unless_top``
+    ranks them, and an ``artifacts:`` block ranks whole collections (``keep_last``, calendar buckets)
+    and the runs that logged them (``unless_top``)."""
+    return (rule.files is not None and rule.files.unless_top is not None) or rule.artifacts is not None
 
 
 def _restrict(filters: dict[str, Any] | None, run_ids: frozenset[str] | None) -> dict[str, Any] | None:
@@ -105,14 +121,24 @@ def reads(spec: Spec, targets: Sequence[str], now: datetime) -> list[ProjectRead
         _check_targets(wanted, projects)
     out = []
     for (entity, project), rules in projects.items():
-        run_ids = None if wanted is None else wanted.get((entity, project))
-        if wanted is not None and run_ids is None:
-            continue  # --target names no run of this project
-        ids = None if run_ids is None else frozenset(run_ids)
-        filters = _restrict(selection.project_filter(rules, now), ids)
-        out.append(ProjectRead(entity, project, tuple(rules), filters, ids,
+        if wanted is not None and (entity, project) not in wanted:
+            continue  # --target names nothing in this project
+        ids = None if wanted is None else wanted[(entity, project)]
+        filters = selection.project_filter(rules, now)
+        out.append(ProjectRead(entity, project, tuple(rules), _restrict(filters, ids), ids,
                                with_files=any(rule.files is not None for rule in rules)))
+        if ids is not None and any(ranks_runs(rule) for rule in rules):
+            # A ranking is over the rule's whole match: the other runs are read too (after the
+            # targeted ones, without files); the planner only ranks them.
+            out.append(ProjectRead(entity, project, tuple(rules), filters, ids, context=True))
     return out
+
+
+def _wanted(read: ProjectRead, live: LiveRun) -> bool:
+    """Whether a listed run belongs to ``read`` (the server filter is only an optimisation)."""
+    if read.run_ids is None:
+        return True
+    return (live.id not in read.run_ids) if read.context else (live.id in read.run_ids)
 
 
 class RunReader:
@@ -134,10 +160,9 @@ class RunReader:
             for read in self.reads:
                 log.info("listing runs", project=f"{read.entity}/{read.project}", filters=read.filters,
                          with_files=read.with_files)
-                chosen = (live for live in self._listing(source, read)
-                          if read.run_ids is None or live.id in read.run_ids)
+                chosen = (live for live in self._listing(source, read) if _wanted(read, live))
                 while chunk := list(islice(chosen, _ARTIFACT_CHUNK)):
-                    yield from pool.map(lambda live: self._complete(source, live), chunk)
+                    yield from pool.map(partial(self._complete, source, read), chunk)
         self._check_found()
 
     def _listing(self, source: RunSource, read: ProjectRead) -> Iterator[LiveRun]:
@@ -151,10 +176,14 @@ class RunReader:
 
             raise selection.refused_filter(exc, read.rules, self.now, probe, read.filters) from exc
 
-    def _complete(self, source: RunSource, live: LiveRun) -> LiveRun:
-        """``live`` as the planner needs it: files where a file rule applies, artifacts where one does."""
-        self.found.add((live.entity, live.project, live.id))
-        if live.files is not None and not needs_files(self.spec, live, self.now):
+    def _complete(self, source: RunSource, read: ProjectRead, live: LiveRun) -> LiveRun:
+        """``live`` as the planner needs it: files where a file rule applies, artifacts where one does.
+
+        A run outside ``--target`` (read only for a ranking) keeps no files: the planner only ranks it.
+        """
+        if not read.context:
+            self.found.add((live.entity, live.project, live.id))
+        if live.files is not None and (read.context or not needs_files(self.spec, live, self.now)):
             live = dataclasses.replace(live, files=None)  # no file rule applies: plan it without
         if needs_artifacts(self.spec, live, self.now):
             live = dataclasses.replace(live, artifacts=source.list_artifacts(live))
@@ -163,7 +192,7 @@ class RunReader:
     def _check_found(self) -> None:
         if self.targets is None:
             return
-        missing = sorted(f"{e}/{p}/{i}" for (e, p), ids in self.targets.items() for i in ids
+        missing = sorted(f"{e}/{p}/{i}" for (e, p), ids in self.targets.items() for i in ids or ()
                          if (e, p, i) not in self.found)
         if missing:
             raise PlanError(f"--target {', '.join(missing)}: no such run is selected by the spec's rules "

@@ -40,8 +40,8 @@ def plan_spec(spec: Spec, targets: list[str], source: Backend, *, parallelism: i
     """Stream the live runs ``spec`` selects from ``source`` and plan them."""
     spec = with_env_defaults(spec)
     now = now or datetime.now(timezone.utc)
-    planner = Planner(spec, now=now, base_url=source.base_url)
     reader = RunReader(spec, targets, now)
+    planner = Planner(spec, now=now, base_url=source.base_url, targets=reader.targets)
     for read, run in enumerate(reader.runs(source, parallelism=parallelism), 1):
         planner.add(run)
         if on_progress is not None:

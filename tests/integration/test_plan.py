@@ -176,15 +176,65 @@ def test_plan_target_that_selects_no_run_is_an_error(seeded: Any) -> None:
     assert "acme/vision/nosuch: no such run is selected" in result.output
 
 
-def test_plan_target_refused_with_unless_top(seeded: Any, tmp_path: Path) -> None:
-    """unless_top ranks every matched run, so --target (planning only some) is refused."""
+TOP_SPEC = ("version: 1\ntarget: {entity: acme, project: ranked}\nrules:\n  - name: top\n"
+            "    match: {all: true}\n    files:\n      delete: ['*.ckpt']\n"
+            "      unless_top: {metric: acc, goal: maximize, count: 1}\n"
+            "  - name: other-project\n    target: {project: vision}\n    match: {all: true}\n"
+            "    add_tags: [seen]\n")
+
+
+def _ranked_run(run_id: str, acc: float) -> dict[str, Any]:
+    return {"entity": "acme", "project": "ranked", "id": run_id, "name": run_id, "state": "finished",
+            "created_at": "2026-09-01T00:00:00Z", "summary": {"acc": acc}, "files": [_ckpt("m.ckpt", 2)]}
+
+
+@pytest.fixture
+def ranked(emulator: Any, wandb_env: Any) -> Any:
+    """Three runs ranked by acc (r1 0.9, r3 0.7, r2 0.5) and the vision fixture, WANDB_* pointing there."""
+    handle = emulator(seed={"runs": [_ranked_run("r1", 0.9), _ranked_run("r2", 0.5), _ranked_run("r3", 0.7),
+                                     *FIXTURE["runs"]]})
+    wandb_env(handle.url)
+    return handle
+
+
+def _changes(plan: dict[str, Any]) -> dict[str, list[Any]]:
+    """Path -> changes of each run that has any (a run may be listed for its kept files only)."""
+    return {r["path"]: r["changes"] for r in plan["runs"] if r["changes"]}
+
+
+def test_plan_target_with_unless_top_changes_the_run_as_the_whole_plan_does(ranked: Any,
+                                                                             tmp_path: Path) -> None:
+    """--target limits which runs change, not the ranking: r3 (second of three, the top of the targeted
+    runs alone) loses its checkpoint exactly as in the untargeted plan, and nothing else is planned;
+    r1, the top run, plans nothing."""
     spec = tmp_path / "top.yaml"
-    spec.write_text("version: 1\ntarget: {entity: acme, project: vision}\nrules:\n  - name: top\n"
-                    "    match: {all: true}\n    files:\n      delete: ['*.ckpt']\n"
-                    "      unless_top: {metric: val_acc, goal: maximize, count: 1}\n")
-    result = invoke("plan", "-f", str(spec), "--target", "acme/vision/a2")
+    spec.write_text(TOP_SPEC)
+    result, whole = _plan_json(tmp_path, spec)
+    assert result.exit_code == 2, result.output
+    assert [c["key"] for c in _changes(whole)["acme/ranked/r3"]] == [["m.ckpt"]]
+    assert "acme/ranked/r1" not in _changes(whole)
+    result, targeted = _plan_json(tmp_path, spec, extra=("--target", "acme/ranked/r3"))
+    assert result.exit_code == 2, result.output
+    assert _changes(targeted) == {"acme/ranked/r3": _changes(whole)["acme/ranked/r3"]}
+    result, top = _plan_json(tmp_path, spec, extra=("--target", "acme/ranked/r1"))
+    assert result.exit_code == 0, result.output
+    assert _changes(top) == {}
+
+
+def test_plan_target_a_project_plans_only_that_project(ranked: Any, tmp_path: Path) -> None:
+    """--target ENTITY/PROJECT plans every run of that project the rules select, and no other project's;
+    a project no rule targets is an error naming the spec's projects."""
+    spec = tmp_path / "top.yaml"
+    spec.write_text(TOP_SPEC)
+    result, plan = _plan_json(tmp_path, spec, extra=("--target", "acme/ranked"))
+    assert result.exit_code == 2, result.output
+    assert sorted(_changes(plan)) == ["acme/ranked/r2", "acme/ranked/r3"]
+    result, plan = _plan_json(tmp_path, spec, extra=("--target", "acme/vision"))
+    assert result.exit_code == 2, result.output
+    assert {path.rsplit("/", 1)[0] for path in _changes(plan)} == {"acme/vision"}
+    result = invoke("plan", "-f", str(spec), "--target", "acme/elsewhere")
     assert result.exit_code == 1
-    assert "unless_top" in result.output
+    assert "--target acme/elsewhere: no rule of the spec targets that project" in result.output
 
 
 def test_plan_filter_the_server_refuses_names_the_rule_file_and_line(seeded: Any, tmp_path: Path) -> None:

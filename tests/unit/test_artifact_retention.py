@@ -66,8 +66,8 @@ def run(run_id: str, artifacts: list[LiveArtifact] | None, **summary: Any) -> Li
     )
 
 
-def plan_of(rule: ArtifactsRule, *runs: LiveRun) -> Plan:
-    """Plan one artifacts rule matching every run."""
+def plan_of(rule: ArtifactsRule, *runs: LiveRun, targets: planner.Targets | None = None) -> Plan:
+    """Plan one artifacts rule matching every run (only ``targets``, if given)."""
     spec = Spec(
         1,
         TARGET,
@@ -76,7 +76,10 @@ def plan_of(rule: ArtifactsRule, *runs: LiveRun) -> Plan:
         "d",
         (),
     )
-    return planner.plan(spec, runs, now=NOW, base_url="http://127.0.0.1:1")
+    plans = planner.Planner(spec, now=NOW, base_url="http://127.0.0.1:1", targets=targets)
+    for live in runs:
+        plans.add(live)
+    return plans.finish()
 
 
 def deleted(plan: Plan) -> dict[str, list[str]]:
@@ -130,6 +133,27 @@ def test_versions_of_one_collection_from_several_runs_rank_together() -> None:
         run("r2", [version("shared", 2)]),
     )
     assert deleted(p) == {"r1": ["shared:v0", "shared:v1"]}
+
+
+def test_a_target_plans_its_run_with_the_collection_ranked_over_every_matched_run() -> None:
+    """--target r1: r1's versions are ranked with r2's (keep_last 1 keeps r2's newer v2, so both of r1's
+    go, as without --target); r2 is read only for the ranking and plans nothing."""
+    runs = (run("r1", [version("shared", 0), version("shared", 1)]), run("r2", [version("shared", 2)]))
+    rule = ArtifactsRule(type="model", keep_last=1)
+    everything = plan_of(rule, *runs)
+    targeted = plan_of(rule, *runs, targets={("acme", "vision"): frozenset({"r1"})})
+    assert deleted(targeted) == deleted(everything) == {"r1": ["shared:v0", "shared:v1"]}
+    assert [r.run_id for r in targeted.runs] == ["r1"]
+
+
+def test_a_target_keeps_unless_top_over_every_matched_run() -> None:
+    """--target bad: good (outside the target) is still the top run, so bad's version goes; --target
+    good plans nothing."""
+    rule = ArtifactsRule(type="model", unless_top=UnlessTop(("val_acc",), Goal.MAXIMIZE, 1))
+    runs = (run("good", [version("g", 0)], val_acc=0.9), run("bad", [version("b", 0)], val_acc=0.1))
+    only = {("acme", "vision"): frozenset({"bad"})}
+    assert deleted(plan_of(rule, *runs, targets=only)) == {"bad": ["b:v0"]}
+    assert plan_of(rule, *runs, targets={("acme", "vision"): frozenset({"good"})}).runs == ()
 
 
 def test_older_than_larger_than_and_calendar() -> None:

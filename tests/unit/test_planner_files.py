@@ -220,6 +220,21 @@ def test_plan_files_guard_with_unless_top_counts_spared_runs() -> None:
     assert (p.errors, deleted(p)) == ((), {"b": ["y"]})
 
 
+def test_plan_target_ranks_unless_top_over_every_matched_run() -> None:
+    """Planning only b (a read without files, for the ranking): a is still the top run, so b's file goes
+    and the guard does not fire (a keeps its files), exactly as in the plan of both."""
+    a, b = run("a", files=(f("x"),), summary={"acc": 1}), run("b", files=(f("y"),), summary={"acc": 0})
+    ranked = rule("r", FilesRule(delete=("**",), unless_top=UnlessTop(("acc",), Goal.MAXIMIZE, 1)))
+    spec = Spec(1, TARGET, Limits(), (ranked,), "d", ())
+    both = planner.plan(spec, (a, b), now=NOW, base_url=URL)
+    only_b = planner.Planner(spec, now=NOW, base_url=URL, targets={("acme", "vision"): frozenset({"b"})})
+    for live in (dataclasses.replace(a, files=None), b):
+        only_b.add(live)
+    p = only_b.finish()
+    assert (p.errors, deleted(p)) == (both.errors, deleted(both)) == ((), {"b": ["y"]})
+    assert [r.run_id for r in p.runs] == ["b"]
+
+
 @pytest.mark.parametrize(
     ("limits", "which"),
     [

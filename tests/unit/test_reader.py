@@ -69,3 +69,39 @@ def test_target_restricts_the_read_and_a_missing_target_is_an_error(tmp_path: Pa
     missing = RunReader(spec(tmp_path), ["acme/vision/nope"], NOW)  # type: ignore[arg-type]
     with pytest.raises(PlanError, match="acme/vision/nope"):
         list(missing.runs(backend()))
+
+
+RANKED = SPEC.replace('files: {delete: ["*.pt"]}',
+                      'files: {delete: ["*.pt"], unless_top: {metric: acc, goal: maximize, count: 1}}')
+
+
+def test_target_a_project_reads_every_run_of_it(tmp_path: Path) -> None:
+    """--target ENTITY/PROJECT plans that project's runs (its rules' filter, no id restriction) only."""
+    reader = RunReader(spec(tmp_path), ["acme/audio"], NOW)  # type: ignore[arg-type]
+    assert [(r.project, r.filters, r.run_ids) for r in reader.reads] == [("audio", None, None)]
+    assert [r.id for r in reader.runs(backend())] == ["s1"]
+
+
+def test_target_a_project_no_rule_targets_or_a_malformed_target_is_an_error(tmp_path: Path) -> None:
+    """A project no rule targets names the spec's projects; a target of one or four parts is refused."""
+    with pytest.raises(PlanError, match=r"acme/elsewhere: no rule of the spec targets that project "
+                                        r"\(the spec's projects: acme/audio, acme/vision\)"):
+        RunReader(spec(tmp_path), ["acme/elsewhere"], NOW)  # type: ignore[arg-type]
+    for bad in ("acme", "acme/vision/r1/x", "acme//r1"):
+        with pytest.raises(PlanError, match="is not ENTITY/PROJECT/RUN_ID or ENTITY/PROJECT"):
+            RunReader(spec(tmp_path), [bad], NOW)  # type: ignore[arg-type]
+
+
+def test_target_with_a_ranking_rule_also_reads_the_rest_of_its_match_without_files(tmp_path: Path) -> None:
+    """unless_top ranks the rule's whole match: after the targeted run (with files), the others it
+    matches are read once more without files, for the planner to rank; only the target counts as found."""
+    runs = [live_run("r1", files=(live_file("f1", "a.pt"),), tags=("wip",)),
+            live_run("r2", files=(live_file("f2", "b.pt"),), tags=("wip",))]
+    reader = RunReader(spec(tmp_path, RANKED), ["acme/vision/r1"], NOW)  # type: ignore[arg-type]
+    assert [(r.filters, r.context, r.with_files) for r in reader.reads] == [
+        ({"$and": [{"tags": {"$in": ["wip"]}}, {"name": {"$in": ["r1"]}}]}, False, True),
+        ({"tags": {"$in": ["wip"]}}, True, False),
+    ]
+    got = [(r.id, r.files is not None) for r in reader.runs(MemoryBackend(runs))]
+    assert got == [("r1", True), ("r2", False)]
+    assert reader.found == {("acme", "vision", "r1")}
