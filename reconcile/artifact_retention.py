@@ -12,7 +12,6 @@ by a policy selector (``keep_last``, calendar buckets, ``keep_within``: ``reconc
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from wcmatch import fnmatch
@@ -34,12 +33,8 @@ NEVER_DELETED = frozenset({"latest"})
 """Aliases whose version is never deleted: W&B moves ``latest`` to the newest version."""
 
 
-@dataclass(slots=True)
-class VersionDecision:
-    """What one artifacts rule decides for one collection's candidates."""
-
-    delete: list[LiveArtifact] = field(default_factory=list)
-    kept: list[tuple[LiveArtifact, tuple[KeepReason, ...]]] = field(default_factory=list)
+VersionDecision = policy.Sorted[LiveArtifact]
+"""What one artifacts rule decides for one collection's candidates."""
 
 
 def is_candidate(rule: ArtifactsRule, artifact: LiveArtifact) -> bool:
@@ -64,24 +59,12 @@ def decide(
     rule_name: str, rule: ArtifactsRule, versions: Iterable[LiveArtifact], *, now: datetime
 ) -> VersionDecision:
     """The candidates of one collection that ``rule`` deletes, and why each other one survives."""
-    decision = VersionDecision()
-    ranked: list[LiveArtifact] = []
-    for version in versions:
-        protection = _protection(rule_name, rule, version, now)
-        if protection:
-            decision.kept.append((version, tuple(protection)))
-        else:
-            ranked.append(version)
-    chosen = policy.survivors(
-        ranked, rule, when=lambda a: a.created_at, name=lambda a: a.name, now=now, natural_ties=True
+    result = policy.sort_out(
+        rule_name, rule, versions, protection=lambda a: _protection(rule_name, rule, a, now),
+        when=lambda a: a.created_at, name=lambda a: a.name, now=now, natural_ties=True,
     )
-    for version, reasons in zip(ranked, chosen, strict=True):
-        if reasons:
-            decision.kept.append((version, tuple(KeepReason(rule_name, s, d) for s, d in reasons)))
-        else:
-            decision.delete.append(version)
-    decision.delete.sort(key=lambda a: a.version_index)
-    return decision
+    result.delete.sort(key=lambda a: a.version_index)
+    return result
 
 
 def describe(artifact: LiveArtifact) -> str:

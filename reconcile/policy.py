@@ -20,13 +20,14 @@ the contract asks for exactly the newest candidate of each of the last N periods
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from natsort import natsort_keygen
 
-from reconcile.models import OrderBy
+from reconcile.models import KeepReason, OrderBy
 
 T = TypeVar("T")
 
@@ -130,3 +131,45 @@ def survivors(
             if t > now or (latest is not None and t > latest - policy.keep_within):
                 reasons[i].append(("keep_within", duration_text(policy.keep_within)))
     return reasons
+
+
+@dataclass(slots=True)
+class Sorted(Generic[T]):
+    """What one rule decides for a group of candidates: those it deletes, and each survivor's reasons."""
+
+    delete: list[T] = field(default_factory=list)
+    kept: list[tuple[T, tuple[KeepReason, ...]]] = field(default_factory=list)
+
+
+def sort_out(
+    rule_name: str,
+    policy: HasPolicy,
+    candidates: Iterable[T],
+    *,
+    protection: Callable[[T], list[KeepReason]],
+    when: Callable[[T], datetime],
+    name: Callable[[T], str],
+    now: datetime,
+    natural_ties: bool = False,
+) -> Sorted[T]:
+    """The one retention pass shared by run files and artifact versions.
+
+    A candidate with a ``protection`` reason (a keep glob, an alias, ``older_than`` or
+    ``larger_than`` not met, ...) survives for that reason; the selectors then rank only the
+    rest (so they can only spare more), and a candidate no selector picks is deleted.
+    """
+    out: Sorted[T] = Sorted()
+    ranked: list[T] = []
+    for candidate in candidates:
+        reasons = protection(candidate)
+        if reasons:
+            out.kept.append((candidate, tuple(reasons)))
+        else:
+            ranked.append(candidate)
+    chosen = survivors(ranked, policy, when=when, name=name, now=now, natural_ties=natural_ties)
+    for candidate, picked in zip(ranked, chosen, strict=True):
+        if picked:
+            out.kept.append((candidate, tuple(KeepReason(rule_name, s, d) for s, d in picked)))
+        else:
+            out.delete.append(candidate)
+    return out

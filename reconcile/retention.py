@@ -103,24 +103,12 @@ def decide(rule_name: str, rule: FilesRule, files: Iterable[LiveFile], *, keep: 
     spare more files.
     """
     keep = (*rule.keep, *keep)
-    decision = Decision()
-    ranked: list[LiveFile] = []
-    for file in files:
-        if not glob_matches(file.name, rule.delete):
-            continue
-        protection = _protection(rule_name, rule, file, keep, now)
-        if protection:
-            decision.kept.append(KeptFile(file, tuple(protection)))
-        else:
-            ranked.append(file)
-    chosen = policy.survivors(
-        ranked, rule, when=lambda f: f.updated_at, name=lambda f: f.name, now=now
+    files = (f for f in files if glob_matches(f.name, rule.delete))
+    result = policy.sort_out(
+        rule_name, rule, files, protection=lambda f: _protection(rule_name, rule, f, keep, now),
+        when=lambda f: f.updated_at, name=lambda f: f.name, now=now,
     )
-    for file, reasons in zip(ranked, chosen, strict=True):
-        if reasons:
-            decision.kept.append(KeptFile(file, tuple(KeepReason(rule_name, s, d) for s, d in reasons)))
-        else:
-            decision.delete.append(file)
+    decision = Decision(result.delete, [KeptFile(file, reasons) for file, reasons in result.kept])
     decision.delete.sort(key=lambda f: f.name)
     decision.kept.sort(key=lambda k: k.file.name)
     return decision

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from reconcile import policy
-from reconcile.models import FilesRule, OrderBy
+from reconcile.models import FilesRule, KeepReason, OrderBy
 
 
 def Policy(**selectors: object) -> FilesRule:
@@ -241,3 +241,19 @@ def test_no_selector_keeps_nothing() -> None:
 def test_duration_text(delta: timedelta, text: str) -> None:
     """Durations print in the spec's largest exact unit."""
     assert policy.duration_text(delta) == text
+
+
+def test_sort_out_ranks_only_unprotected_candidates_and_names_every_reason() -> None:
+    """The shared pass: a protected candidate survives for its protection and takes no selector
+    slot, so keep_last 1 picks the newest of the rest; the others are deleted."""
+    items = [("a", t("2026-01-01 10:00")), ("b", t("2026-01-02 10:00")), ("c", t("2026-01-03 10:00")),
+             ("d", t("2026-01-04 10:00"))]
+    protected = {"d": [KeepReason("r", "alias", "best")]}
+    out = policy.sort_out(
+        "r", Policy(keep_last=1), items, protection=lambda x: protected.get(x[0], []),
+        when=lambda x: x[1], name=lambda x: x[0], now=t("2026-02-01 00:00"),
+    )
+    assert [name for name, _ in out.delete] == ["a", "b"]
+    assert {item[0]: [str(r) for r in reasons] for item, reasons in out.kept} == {
+        "d": ["alias best"], "c": ["keep_last 1 of 1"]}
+    assert {r.rule for _, reasons in out.kept for r in reasons} == {"r"}
