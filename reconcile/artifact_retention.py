@@ -12,6 +12,7 @@ by a policy selector (``keep_last``, calendar buckets, ``keep_within``: ``reconc
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from wcmatch import fnmatch
@@ -23,6 +24,7 @@ from reconcile.models import (
     ChangeKind,
     ChangeOp,
     KeepReason,
+    KeptArtifact,
     LiveArtifact,
     LiveRun,
     Rule,
@@ -73,8 +75,16 @@ def describe(artifact: LiveArtifact) -> str:
     return f"{size_text(artifact.size)}, aliases: {aliases}"
 
 
+@dataclass(slots=True)
+class Outcome:
+    """What every artifacts rule decides, by the path of the run that logged each version."""
+
+    changes: dict[str, list[Change]] = field(default_factory=dict)
+    kept: dict[str, list[KeptArtifact]] = field(default_factory=dict)
+
+
 class Collector:
-    """Gathers every matched run's candidate versions, then decides per collection (in ``changes``).
+    """Gathers every matched run's candidate versions, then decides per collection (in ``outcome``).
 
     Versions wait until every run is read: ``keep_last`` and the calendar buckets rank a whole
     collection, and ``unless_top`` ranks every matched run.
@@ -102,10 +112,12 @@ class Collector:
             self._scores.setdefault(rule.name, []).append((run.id, retention.metric_value(run, metric)))
         return found
 
-    def changes(self, rules: Sequence[Rule]) -> dict[str, list[Change]]:
-        """Run path -> the deletions of versions it logged (one change per version, every rule named)."""
+    def outcome(self, rules: Sequence[Rule]) -> Outcome:
+        """Per logging run: the versions to delete (one change per version, every rule named) and the
+        candidates that survive with every rule's reasons (a version any rule deletes is not kept)."""
         by_name = {r.name: r for r in rules}
         deleted: dict[str, tuple[str, LiveArtifact, list[str]]] = {}
+        kept: dict[str, tuple[str, LiveArtifact, list[KeepReason]]] = {}
         for (rule_name, _entity, _project, _collection), members in self._groups.items():
             rule = by_name[rule_name].artifacts
             assert rule is not None
@@ -119,11 +131,16 @@ class Collector:
             for artifact in decision.delete:
                 path = owners[artifact.id]
                 if path.rsplit("/", 1)[1] in top:
+                    assert rule.unless_top is not None
+                    reason = KeepReason(rule_name, "unless_top", retention.top_detail(rule.unless_top))
+                    kept.setdefault(artifact.id, (path, artifact, []))[2].append(reason)
                     continue
                 deleted.setdefault(artifact.id, (path, artifact, []))[2].append(rule_name)
-        out: dict[str, list[Change]] = {}
+            for artifact, reasons in decision.kept:
+                kept.setdefault(artifact.id, (owners[artifact.id], artifact, []))[2].extend(reasons)
+        out = Outcome()
         for path, artifact, rule_names in deleted.values():
-            out.setdefault(path, []).append(
+            out.changes.setdefault(path, []).append(
                 Change(
                     ChangeKind.ARTIFACT,
                     ChangeOp.DELETE,
@@ -135,4 +152,9 @@ class Collector:
                     detail=describe(artifact),
                 )
             )
+        for artifact_id, (path, artifact, why) in kept.items():
+            if artifact_id not in deleted:
+                out.kept.setdefault(path, []).append(KeptArtifact(artifact, tuple(why)))
+        for survivors in out.kept.values():
+            survivors.sort(key=lambda k: (k.artifact.collection, k.artifact.version_index))
         return out

@@ -436,6 +436,14 @@ class KeptFile:
 
 
 @dataclass(frozen=True, slots=True)
+class KeptArtifact:
+    """An artifact version that an artifacts rule considers but that survives the plan, and why."""
+
+    artifact: LiveArtifact
+    reasons: tuple[KeepReason, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RunPlan:
     """Everything planned for one run.
 
@@ -458,6 +466,7 @@ class RunPlan:
     project_internal_id: int | None = None
     errors: tuple[str, ...] = ()
     kept: tuple[KeptFile, ...] = ()  # retention candidates that survive (display only, never applied)
+    kept_artifacts: tuple[KeptArtifact, ...] = ()  # candidate versions it logged that survive (display only)
     action: RunAction = RunAction.UPDATE
     source: str | None = None  # the import that planned this run (None: rules)
     source_fingerprint: str | None = None  # imports: the source run as planned; apply re-reads it
@@ -492,7 +501,8 @@ class RunPlan:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A whole plan: only runs with changes, errors or kept retention candidates are listed."""
+    """A whole plan: only runs with changes, errors or kept retention candidates (files or versions)
+    are listed."""
 
     spec_digest: str
     created_at: datetime  # timezone-aware UTC; also the reference time for ages

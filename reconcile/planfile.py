@@ -33,6 +33,7 @@ from reconcile.models import (
     ChangeOp,
     ConfigWrites,
     KeepReason,
+    KeptArtifact,
     KeptFile,
     Limits,
     LiveArtifact,
@@ -106,8 +107,16 @@ def change_to_dict(change: Change) -> dict[str, Any]:
 
 def kept_to_dict(kept: KeptFile) -> dict[str, Any]:
     """A surviving retention candidate: the file's fields and ``reasons`` (rule, selector, detail)."""
-    return {**file_to_dict(kept.file),
-            "reasons": [{"rule": r.rule, "selector": r.selector, "detail": r.detail} for r in kept.reasons]}
+    return {**file_to_dict(kept.file), "reasons": _reasons_to_list(kept.reasons)}
+
+
+def kept_artifact_to_dict(kept: KeptArtifact) -> dict[str, Any]:
+    """A surviving artifact version: the version's fields and ``reasons`` (rule, selector, detail)."""
+    return {**artifact_to_dict(kept.artifact), "reasons": _reasons_to_list(kept.reasons)}
+
+
+def _reasons_to_list(reasons: tuple[KeepReason, ...]) -> list[dict[str, Any]]:
+    return [{"rule": r.rule, "selector": r.selector, "detail": r.detail} for r in reasons]
 
 
 def run_to_dict(run: RunPlan) -> dict[str, Any]:
@@ -126,6 +135,7 @@ def run_to_dict(run: RunPlan) -> dict[str, Any]:
         **({"import": run.source, "source_fingerprint": run.source_fingerprint} if run.source else {}),
         "changes": [change_to_dict(c) for c in run.changes],
         "kept": [kept_to_dict(k) for k in run.kept],
+        "kept_artifacts": [kept_artifact_to_dict(k) for k in run.kept_artifacts],
     }
 
 
@@ -309,14 +319,23 @@ def change_from_dict(data: Any, where: str) -> Change:
     )
 
 
-def kept_from_dict(data: Any, where: str) -> KeptFile:
-    """A ``KeptFile`` from JSON."""
+def _reasons_from_dict(data: Any, where: str) -> tuple[KeepReason, ...]:
     reasons = []
     for i, raw in enumerate(_Fields(data, where).get("reasons", list)):
         r = _Fields(raw, f"{where}.reasons[{i}]")
         reasons.append(KeepReason(r.get("rule", str), r.get("selector", str),
                                   r.get("detail", str, nullable=True, default=None)))
-    return KeptFile(file_from_dict(data, where), tuple(reasons))
+    return tuple(reasons)
+
+
+def kept_from_dict(data: Any, where: str) -> KeptFile:
+    """A ``KeptFile`` from JSON."""
+    return KeptFile(file_from_dict(data, where), _reasons_from_dict(data, where))
+
+
+def kept_artifact_from_dict(data: Any, where: str) -> KeptArtifact:
+    """A ``KeptArtifact`` from JSON."""
+    return KeptArtifact(artifact_from_dict(data, where), _reasons_from_dict(data, where))
 
 
 def run_from_dict(data: Any, where: str) -> RunPlan:
@@ -344,6 +363,8 @@ def run_from_dict(data: Any, where: str) -> RunPlan:
         errors=f.strings("errors"),
         kept=tuple(kept_from_dict(k, f"{where}.kept[{i}]")
                    for i, k in enumerate(f.get("kept", list, default=[]))),
+        kept_artifacts=tuple(kept_artifact_from_dict(k, f"{where}.kept_artifacts[{i}]")
+                             for i, k in enumerate(f.get("kept_artifacts", list, default=[]))),
         action=f.enum("action", RunAction) if "action" in data else RunAction.UPDATE,
         source=f.get("import", str, nullable=True, default=None),
         source_fingerprint=f.get("source_fingerprint", str, nullable=True, default=None),

@@ -31,6 +31,7 @@ from reconcile.models import (
     ChangeKind,
     ChangeOp,
     ConfigWrites,
+    KeptArtifact,
     KeyPath,
     LiveFile,
     LiveRun,
@@ -631,7 +632,7 @@ class Planner:
         return decisions
 
     def _keep(self, plan: RunPlan, decisions: Mapping[str, retention.Decision],
-              versions: Sequence[Change] = ()) -> None:
+              versions: Sequence[Change] = (), kept_versions: Sequence[KeptArtifact] = ()) -> None:
         by_file: dict[str, tuple[LiveFile, list[str]]] = {}
         for rule_name in sorted(decisions, key=self._rule_order.__getitem__):
             for file in decisions[rule_name].delete:
@@ -648,8 +649,9 @@ class Planner:
             (*plan.changes, *file_changes, *versions),
             key=lambda c: (_KIND_ORDER[c.kind], c.key, _OP_ORDER[c.op]),
         )
-        if changes or plan.errors or kept:
-            self._runs.append(dataclasses.replace(plan, changes=tuple(changes), kept=kept))
+        if changes or plan.errors or kept or kept_versions:
+            self._runs.append(dataclasses.replace(plan, changes=tuple(changes), kept=kept,
+                                                  kept_artifacts=tuple(kept_versions)))
 
     def finish(self) -> Plan:
         """Settle ``unless_top`` rankings, check the delete-all guard and the limits; the Plan."""
@@ -662,7 +664,7 @@ class Planner:
                 tops[rule.name] = retention.top_runs(self._scores.get(rule.name, []), top.goal, top.count)
                 if tops[rule.name] & self._ranked_only.get(rule.name, set()):
                     self._files_spared.add(rule.name)  # a top run outside --target keeps its files
-        versions = self._artifacts.changes(self.spec.rules)
+        versions = self._artifacts.outcome(self.spec.rules)
         for pending in self._pending:
             decisions = dict(pending.decisions)
             for rule_name, decision in pending.decisions.items():
@@ -671,7 +673,8 @@ class Planner:
                     decisions[rule_name] = retention.spare_top(rule_name, decision, top)
                     self._files_selected[rule_name] -= len(decision.delete)
                     self._files_spared.add(rule_name)
-            self._keep(pending.plan, decisions, versions.get(pending.plan.path, ()))
+            path = pending.plan.path
+            self._keep(pending.plan, decisions, versions.changes.get(path, ()), versions.kept.get(path, ()))
         self._pending.clear()
 
         errors = list(self._errors)

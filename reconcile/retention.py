@@ -123,10 +123,14 @@ def select(
 
 def spare_top(rule_name: str, decision: Decision, top: UnlessTop) -> Decision:
     """``decision`` for a run among the rule's top runs: every file it would delete survives instead."""
-    detail = f"top {top.count} by {'.'.join(top.metric)} ({top.goal.value})"
-    reason = KeepReason(rule_name, "unless_top", detail)
+    reason = KeepReason(rule_name, "unless_top", top_detail(top))
     spared = [KeptFile(file, (reason,)) for file in decision.delete]
     return Decision(delete=[], kept=sorted([*decision.kept, *spared], key=lambda k: k.file.name))
+
+
+def top_detail(top: UnlessTop) -> str:
+    """How an ``unless_top`` reason reads: ``top 3 by val_acc (maximize)``."""
+    return f"top {top.count} by {'.'.join(top.metric)} ({top.goal.value})"
 
 
 def merge_kept(decisions: Iterable[Decision], deleted: set[str]) -> tuple[KeptFile, ...]:

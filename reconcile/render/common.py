@@ -13,7 +13,7 @@ from typing import Any
 from humanfriendly import format_size
 from humanfriendly.text import pluralize
 
-from reconcile.models import Change, ChangeKind, ChangeOp, KeptFile, Plan, RunAction, RunPlan
+from reconcile.models import Change, ChangeKind, ChangeOp, KeptArtifact, KeptFile, Plan, RunAction, RunPlan
 
 ELLIPSIS = "…"
 
@@ -183,16 +183,34 @@ def all_errors(plan: Plan) -> list[str]:
     return [f"{run.path}: {err}" for run in plan.runs for err in run.errors] + list(plan.errors)
 
 
-def kept_note(kept: KeptFile, plan: Plan) -> str:
-    """``1.2 MiB, 2 days old`` for a surviving retention candidate."""
+Kept = KeptFile | KeptArtifact
+
+
+def kept_label(kept: Kept) -> str:
+    """``file "ckpt.pt"`` or ``artifact version "ckpt-run1:v3"``."""
+    if isinstance(kept, KeptArtifact):
+        return f"artifact version {quoted(kept.artifact.name)}"
+    return f"file {quoted(kept.file.name)}"
+
+
+def kept_note(kept: Kept, plan: Plan) -> str:
+    """``1.2 MiB, 2 days old`` for a surviving file, ``12.3 MiB, aliases: best`` for a version."""
+    if isinstance(kept, KeptArtifact):
+        aliases = ", ".join(kept.artifact.aliases) or "none"
+        return f"{size_text(kept.artifact.size)}, aliases: {aliases}"
     return f"{size_text(kept.file.size)}, {age_text(kept.file.updated_at, plan.created_at)}"
 
 
-def kept_reasons(kept: KeptFile) -> str:
-    """``prune: keep_last 1 of 3; archive: keep "best.*"`` (rule, then why it spared the file)."""
+def kept_reasons(kept: Kept) -> str:
+    """``prune: keep_last 1 of 3; archive: keep "best.*"`` (rule, then why it spared the candidate)."""
     return "; ".join(f"{reason.rule}: {reason}" for reason in kept.reasons)
+
+
+def kept_of(run: RunPlan) -> tuple[Kept, ...]:
+    """The run's surviving candidates: its files, then the artifact versions it logged."""
+    return (*run.kept, *run.kept_artifacts)
 
 
 def kept_runs(plan: Plan) -> tuple[RunPlan, ...]:
     """Runs with surviving retention candidates (``--show-kept``)."""
-    return tuple(r for r in plan.runs if r.kept)
+    return tuple(r for r in plan.runs if r.kept or r.kept_artifacts)

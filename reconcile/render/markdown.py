@@ -15,12 +15,14 @@ from typing import TextIO
 
 from humanfriendly.text import pluralize
 
-from reconcile.models import Change, ChangeKind, ChangeOp, Plan, RunPlan
+from reconcile.models import Change, ChangeKind, ChangeOp, KeptArtifact, Plan, RunPlan
 from reconcile.render.common import (
     NOTED_KINDS,
+    Kept,
     all_errors,
     file_note,
     kept_note,
+    kept_of,
     kept_reasons,
     kept_runs,
     label,
@@ -131,21 +133,24 @@ def _errors_section(plan: Plan) -> list[str]:
 
 
 def _kept_section(run: RunPlan, plan: Plan) -> str:
-    lines = ["| Kept file | Size, age | Why |", "|---|---|---|"]
-    for kept in run.kept[:MAX_ROWS_PER_RUN]:
-        lines.append(f"| {escape(label_of_kept(kept.file.name))} | {escape(kept_note(kept, plan))} "
+    lines = ["| Kept | Size, age or aliases | Why |", "|---|---|---|"]
+    survivors = kept_of(run)
+    for kept in survivors[:MAX_ROWS_PER_RUN]:
+        lines.append(f"| {escape(label_of_kept(kept))} | {escape(kept_note(kept, plan))} "
                      f"| {escape(kept_reasons(kept))} |")
-    hidden = len(run.kept) - MAX_ROWS_PER_RUN
+    hidden = len(survivors) - MAX_ROWS_PER_RUN
     if hidden > 0:
-        more = pluralize(hidden, "more kept file")
+        more = pluralize(hidden, "more kept candidate")
         lines.append(f"| … {more} of this run: see `reconcile show plan.json` | | |")
-    summary = f"{inert(html.escape(printable(run_title(run)), quote=False))} ({len(run.kept)} kept)"
+    summary = f"{inert(html.escape(printable(run_title(run)), quote=False))} ({len(survivors)} kept)"
     return "\n".join([f"<details><summary>{summary}</summary>", "", *lines, "", "</details>", ""])
 
 
-def label_of_kept(name: str) -> str:
-    """``= file "name"``: kept, unchanged."""
-    return f"= file {value_text(name, VALUE_WIDTH)}"
+def label_of_kept(kept: Kept) -> str:
+    """``= file "name"`` or ``= artifact version "name:vN"``: kept, unchanged."""
+    if isinstance(kept, KeptArtifact):
+        return f"= artifact version {value_text(kept.artifact.name, VALUE_WIDTH)}"
+    return f"= file {value_text(kept.file.name, VALUE_WIDTH)}"
 
 
 def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool = False) -> None:
@@ -180,7 +185,7 @@ def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool =
 
 
 def _kept_sections(plan: Plan, used: int) -> str:
-    """The kept files of each run, as long as they fit; the rest are counted."""
+    """The kept files and artifact versions of each run, as long as they fit; the rest are counted."""
     runs = kept_runs(plan)
     out = "### Kept by the retention rules\n\n"
     if not runs:
@@ -189,7 +194,7 @@ def _kept_sections(plan: Plan, used: int) -> str:
         section = _kept_section(run, plan) + "\n"
         if used + len(out) + len(section) + _FOOTER_RESERVE > MAX_CHARS:
             left, verb = len(runs) - i, "is" if len(runs) - i == 1 else "are"
-            return out + (f"**{pluralize(left, 'more run')} with kept files {verb} not shown** to stay under "
+            return out + (f"**{pluralize(left, 'more run')} with kept candidates {verb} not shown** to stay under "
                           f"GitHub's {MAX_CHARS:,}-character limit. "
                           "See them with `reconcile show plan.json --show-kept`.\n")
         out += section

@@ -8,6 +8,7 @@ With ``--show-kept`` a second section lists, per run, each retention candidate t
 
     # acme/vision/abc123 "old-name"
         = file "ckpt-009.pt" (114.44 MiB, 2 days old)  # prune: keep_last 1 of 3
+        = artifact version "ckpt-abc123:v7" (12.3 MiB, aliases: best)  # ckpts: alias best
 
 The last line is a public interface (``Plan: R runs to change ...`` or ``No changes. ...``);
 colors (green ``+``, yellow ``~``, red ``-``) only when asked for. Run data is shown through
@@ -27,12 +28,13 @@ from reconcile.render.common import (
     all_errors,
     file_note,
     has_value,
+    kept_label,
     kept_note,
+    kept_of,
     kept_reasons,
     kept_runs,
     label,
     printable,
-    quoted,
     run_title,
     run_verb,
     skipped_note,
@@ -86,13 +88,14 @@ def _run_block(run: RunPlan, plan: Plan, color: bool) -> list[str]:
 def _kept_lines(plan: Plan, color: bool) -> list[str]:
     runs = kept_runs(plan)
     if not runs:
-        return ["No retention candidate survives: every file the files rules name is deleted.", ""]
+        return ["No retention candidate survives: every file and artifact version the rules name is "
+                "deleted.", ""]
     lines = ["Kept by the retention rules (candidates that survive, and why):", ""]
     for run in runs:
         lines.append(_paint(f"  # {printable(run_title(run))}", color, bold=True))
-        for kept in run.kept:
-            why = _paint("# " + kept_reasons(kept), color, dim=True)
-            lines.append(f"      = file {printable(quoted(kept.file.name))} ({kept_note(kept, plan)})  {why}")
+        for kept in kept_of(run):
+            why = _paint(printable("# " + kept_reasons(kept)), color, dim=True)
+            lines.append(f"      = {printable(kept_label(kept))} ({printable(kept_note(kept, plan))})  {why}")
         lines.append("")
     return lines
 

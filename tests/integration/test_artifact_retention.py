@@ -229,3 +229,38 @@ def test_sdk_made_checkpoints_keep_aliases_and_the_last_three(sdk_project: Any, 
     }
     backup = tmp_path / "backups" / "acme" / "vision" / run_id / "artifacts" / f"model-{run_id}" / "v3"
     assert (backup / "model.ckpt").read_bytes() == bytes([3]) * _size(3)
+
+
+def test_show_kept_lists_each_surviving_version_and_why(setup: tuple[Any, Path], tmp_path: Path) -> None:
+    """--show-kept (text and markdown) and the JSON plan (always) list every candidate version that
+    survives with its reason: latest and best by alias, the newest three by keep_last."""
+    _, spec = setup
+    text = invoke("plan", "-f", str(spec), "--no-color", "--show-kept")
+    assert text.exit_code == 0, text.output
+    kept_section = text.output.split("Kept by the retention rules")[1]
+    why = {
+        19: "prune-checkpoints: alias latest",
+        BEST: "prune-checkpoints: alias best",
+        18: "prune-checkpoints: keep_last 1 of 3",
+        17: "prune-checkpoints: keep_last 2 of 3",
+        16: "prune-checkpoints: keep_last 3 of 3",
+    }
+    for v, reason in why.items():
+        aliases = "latest" if v == 19 else "best" if v == BEST else "none"
+        line = f'= artifact version "model-train1:v{v}" ({_mib(_size(v))}, aliases: {aliases})  # {reason}'
+        assert line in kept_section
+    assert kept_section.count("= artifact version") == len(KEPT)
+    assert "Kept by the retention rules" not in invoke("plan", "-f", str(spec), "--no-color").output
+
+    markdown = invoke("plan", "-f", str(spec), "--format", "markdown", "--show-kept")
+    assert markdown.exit_code == 0, markdown.output
+    assert "(5 kept)" in markdown.output
+    assert (f"| = artifact version \"model-train1:v{BEST}\" | {_mib(_size(BEST))}, aliases: best "
+            "| prune-checkpoints: alias best |") in markdown.output
+
+    out = tmp_path / "plan.json"
+    assert invoke("plan", "-f", str(spec), "-o", str(out), "--format", "json").exit_code == 0
+    [run] = json.loads(out.read_text())["runs"]
+    assert {k["version_index"]: [f"{r['rule']}: {r['selector']} {r['detail']}" for r in k["reasons"]]
+            for k in run["kept_artifacts"]} == {v: [reason] for v, reason in why.items()}
+    assert run["kept"] == []

@@ -3,6 +3,7 @@ delete_aliased (never latest), selectors per collection, unless_top by the loggi
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -220,3 +221,57 @@ def test_versions_logged_in_the_same_second_rank_by_version_index() -> None:
     assert deleted(plan_of(ArtifactsRule(type="model", keep_last=2), run("r1", versions))) == {
         "r1": ["c:v8", "c:v9"]
     }
+
+
+def kept(plan: Plan) -> dict[str, dict[str, list[str]]]:
+    """Run id -> version name -> the reasons it survives (``rule: selector detail``)."""
+    return {
+        r.run_id: {k.artifact.name: [f"{x.rule}: {x}" for x in k.reasons] for k in r.kept_artifacts}
+        for r in plan.runs
+        if r.kept_artifacts
+    }
+
+
+def test_kept_versions_carry_their_reasons() -> None:
+    """Every candidate that survives is listed on the run that logged it, with each reason; versions
+    of another type are not candidates and are not listed."""
+    versions = [version("ckpt", i, aliases=("latest",) if i == 4 else ()) for i in range(5)]
+    versions.append(version("data", 0, type_="dataset"))
+    rule = ArtifactsRule(type="model", keep_last=1, keep_daily=1)
+    day = (NOW - timedelta(days=10)).strftime("%Y-%m-%d")  # all five were created that day
+    assert kept(plan_of(rule, run("r1", versions))) == {
+        "r1": {"ckpt:v3": ["r: keep_last 1 of 1", f"r: keep_daily {day}"], "ckpt:v4": ["r: alias latest"]},
+    }
+
+
+def test_unless_top_survivors_are_kept_and_a_run_with_only_survivors_is_listed() -> None:
+    """A top run's versions survive with the unless_top reason; it is in the plan without changes."""
+    rule = ArtifactsRule(type="model", unless_top=UnlessTop(("val_acc",), Goal.MAXIMIZE, 1))
+    p = plan_of(rule, run("good", [version("g", 0)], val_acc=0.9), run("bad", [version("b", 0)], val_acc=0.1))
+    assert kept(p) == {"good": {"g:v0": ["r: unless_top top 1 by val_acc (maximize)"]}}
+    [good] = [r for r in p.runs if r.run_id == "good"]
+    assert good.changes == ()
+
+
+def test_a_version_one_rule_deletes_is_not_listed_as_kept_by_another() -> None:
+    """Deleted by any rule means deleted: it is never also shown as a survivor."""
+    spec = Spec(
+        1, TARGET, Limits(),
+        (Rule("keeper", Location("s.yaml", 1, 1), TARGET, Match(all=True),
+              artifacts=ArtifactsRule(type="model", keep_last=2)),
+         Rule("pruner", Location("s.yaml", 9, 1), TARGET, Match(all=True),
+              artifacts=ArtifactsRule(type="model", keep_last=1))),
+        "d", (),
+    )
+    p = planner.plan(spec, [run("r1", [version("c", i) for i in range(3)])], now=NOW, base_url="http://x")
+    assert deleted(p) == {"r1": ["c:v0", "c:v1"]}
+    assert kept(p) == {"r1": {"c:v2": ["keeper: keep_last 1 of 2", "pruner: keep_last 1 of 1"]}}
+
+
+def test_kept_versions_survive_the_plan_file() -> None:
+    """kept_artifacts is written to the JSON plan and read back exactly."""
+    from reconcile.planfile import dumps, plan_from_dict
+
+    p = plan_of(ArtifactsRule(type="model", keep_last=1), run("r1", [version("c", i) for i in range(3)]))
+    back = plan_from_dict(json.loads(dumps(p)))
+    assert back.runs[0].kept_artifacts == p.runs[0].kept_artifacts != ()

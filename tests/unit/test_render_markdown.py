@@ -97,14 +97,14 @@ def _kept_markdown(plan: Plan) -> str:
 
 
 def test_render_markdown_counts_one_hidden_kept_file_and_one_hidden_run_in_the_singular() -> None:
-    """One kept file over the row cap reads "1 more kept file"; one run over the size limit reads
-    "1 more run with kept files is not shown"."""
+    """One kept file over the row cap reads "1 more kept candidate" (files and artifact versions share
+    the table); one run over the size limit reads "1 more run with kept candidates is not shown"."""
     text = _kept_markdown(_plan(_kept_run("r", MAX_ROWS_PER_RUN + 1)))
-    assert "| … 1 more kept file of this run:" in text
+    assert "| … 1 more kept candidate of this run:" in text
     many = [_kept_run(f"r{i:05d}", 3) for i in range(2000)]
     shown = _kept_markdown(_plan(*many)).count("<details><summary>")
     text = _kept_markdown(_plan(*many[:shown + 1]))
-    assert "**1 more run with kept files is not shown**" in text, text[-300:]
+    assert "**1 more run with kept candidates is not shown**" in text, text[-300:]
 
 
 def test_render_markdown_truncates_to_comment_limit() -> None:
