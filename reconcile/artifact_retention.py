@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from wcmatch import fnmatch
 
@@ -28,6 +28,7 @@ from reconcile.models import (
     LiveArtifact,
     LiveRun,
     Rule,
+    VersionTTL,
 )
 from reconcile.render.common import size_text
 
@@ -46,11 +47,17 @@ def is_candidate(rule: ArtifactsRule, artifact: LiveArtifact) -> bool:
     )
 
 
+def protecting_aliases(rule: ArtifactsRule, artifact: LiveArtifact) -> list[str]:
+    """The version's aliases that keep it from this rule (``latest`` always, others unless
+    ``delete_aliased`` names them); such a version is neither deleted nor given a TTL."""
+    return [a for a in artifact.aliases if a in NEVER_DELETED or a not in rule.delete_aliased]
+
+
 def _protection(
     rule_name: str, rule: ArtifactsRule, artifact: LiveArtifact, now: datetime
 ) -> list[KeepReason]:
     reasons: list[KeepReason] = []
-    protected = [a for a in artifact.aliases if a in NEVER_DELETED or a not in rule.delete_aliased]
+    protected = protecting_aliases(rule, artifact)
     if protected:
         reasons.append(KeepReason(rule_name, "alias", ", ".join(protected)))
     reasons += retention.narrowing(rule_name, rule, artifact.created_at, artifact.size, now)
@@ -81,6 +88,7 @@ class Outcome:
 
     changes: dict[str, list[Change]] = field(default_factory=dict)
     kept: dict[str, list[KeptArtifact]] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Collector:
@@ -113,48 +121,97 @@ class Collector:
         return found
 
     def outcome(self, rules: Sequence[Rule]) -> Outcome:
-        """Per logging run: the versions to delete (one change per version, every rule named) and the
-        candidates that survive with every rule's reasons (a version any rule deletes is not kept)."""
+        """Per logging run: the versions to delete (one change per version, every rule named), the
+        candidates that survive with every rule's reasons (a version any rule deletes is not kept),
+        and the TTLs to set on survivors without a protecting alias."""
         by_name = {r.name: r for r in rules}
-        deleted: dict[str, tuple[str, LiveArtifact, list[str]]] = {}
-        kept: dict[str, tuple[str, LiveArtifact, list[KeepReason]]] = {}
+        tally = _Tally()
         for (rule_name, _entity, _project, _collection), members in self._groups.items():
             rule = by_name[rule_name].artifacts
             assert rule is not None
-            top: frozenset[str] = frozenset()
-            if rule.unless_top is not None:
-                top = retention.top_runs(
-                    self._scores.get(rule_name, []), rule.unless_top.goal, rule.unless_top.count
-                )
-            owners = {a.id: path for path, a in members}
-            decision = decide(rule_name, rule, [a for _, a in members], now=self.now)
-            for artifact in decision.delete:
-                path = owners[artifact.id]
-                if path.rsplit("/", 1)[1] in top:
-                    assert rule.unless_top is not None
-                    reason = KeepReason(rule_name, "unless_top", retention.top_detail(rule.unless_top))
-                    kept.setdefault(artifact.id, (path, artifact, []))[2].append(reason)
-                    continue
-                deleted.setdefault(artifact.id, (path, artifact, []))[2].append(rule_name)
-            for artifact, reasons in decision.kept:
-                kept.setdefault(artifact.id, (owners[artifact.id], artifact, []))[2].extend(reasons)
+            if rule.ttl is not None:
+                for path, artifact in members:
+                    if not protecting_aliases(rule, artifact):
+                        tally.ttls.setdefault(artifact.id, (path, artifact, {}))[2][rule_name] = rule.ttl
+            if rule.deletes:
+                self._decide(tally, rule_name, rule, members)
+        return tally.outcome(self.now)
+
+    def _decide(self, tally: _Tally, rule_name: str, rule: ArtifactsRule,
+                members: list[tuple[str, LiveArtifact]]) -> None:
+        """One rule's deletions and survivors in one collection (``unless_top``'s runs spared)."""
+        top: frozenset[str] = frozenset()
+        if rule.unless_top is not None:
+            scores = self._scores.get(rule_name, [])
+            top = retention.top_runs(scores, rule.unless_top.goal, rule.unless_top.count)
+        owners = {a.id: path for path, a in members}
+        decision = decide(rule_name, rule, [a for _, a in members], now=self.now)
+        for artifact in decision.delete:
+            path = owners[artifact.id]
+            if rule.unless_top is not None and path.rsplit("/", 1)[1] in top:
+                reason = KeepReason(rule_name, "unless_top", retention.top_detail(rule.unless_top))
+                tally.kept.setdefault(artifact.id, (path, artifact, []))[2].append(reason)
+            else:
+                tally.deleted.setdefault(artifact.id, (path, artifact, []))[2].append(rule_name)
+        for artifact, reasons in decision.kept:
+            tally.kept.setdefault(artifact.id, (owners[artifact.id], artifact, []))[2].extend(reasons)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Every rule's verdicts per version id (with the path of the run that logged it)."""
+
+    deleted: dict[str, tuple[str, LiveArtifact, list[str]]] = field(default_factory=dict)
+    kept: dict[str, tuple[str, LiveArtifact, list[KeepReason]]] = field(default_factory=dict)
+    ttls: dict[str, tuple[str, LiveArtifact, dict[str, VersionTTL]]] = field(default_factory=dict)
+
+    def outcome(self, now: datetime) -> Outcome:
         out = Outcome()
-        for path, artifact, rule_names in deleted.values():
-            out.changes.setdefault(path, []).append(
-                Change(
-                    ChangeKind.ARTIFACT,
-                    ChangeOp.DELETE,
-                    (artifact.name,),
-                    artifact,
-                    None,
-                    tuple(rule_names),
-                    artifact=artifact,
-                    detail=describe(artifact),
-                )
-            )
-        for artifact_id, (path, artifact, why) in kept.items():
-            if artifact_id not in deleted:
+        for path, artifact, rule_names in self.deleted.values():
+            change = Change(ChangeKind.ARTIFACT, ChangeOp.DELETE, (artifact.name,), artifact, None,
+                            tuple(rule_names), artifact=artifact, detail=describe(artifact))
+            out.changes.setdefault(path, []).append(change)
+        for artifact_id, (path, artifact, why) in self.kept.items():
+            if artifact_id not in self.deleted:
                 out.kept.setdefault(path, []).append(KeptArtifact(artifact, tuple(why)))
         for survivors in out.kept.values():
             survivors.sort(key=lambda k: (k.artifact.collection, k.artifact.version_index))
+        for artifact_id, (path, artifact, wishes) in self.ttls.items():
+            if artifact_id not in self.deleted:
+                _plan_ttl(out, path, artifact, wishes, now)
         return out
+
+
+def _plan_ttl(out: Outcome, path: str, artifact: LiveArtifact, wishes: dict[str, VersionTTL],
+              now: datetime) -> None:
+    """The TTL change of one surviving version, or an error when its rules want different TTLs."""
+    wanted = list(dict.fromkeys(wishes.values()))
+    if len(wanted) > 1:
+        names = [next(r for r, t in wishes.items() if t == ttl) for ttl in wanted[:2]]
+        out.errors.setdefault(path, []).append(
+            f"rules {names[0]!r} and {names[1]!r} disagree on the TTL of artifact version {artifact.name} "
+            f"logged by {path}: {wanted[0]} vs {wanted[1]}"
+        )
+        return
+    [desired] = wanted
+    if desired.satisfied_by(artifact.ttl):
+        return
+    before = None if artifact.ttl is None else str(artifact.ttl)
+    out.changes.setdefault(path, []).append(
+        Change(ChangeKind.ARTIFACT, ChangeOp.SET, (artifact.name, "ttl"), before, str(desired), tuple(wishes),
+               artifact=artifact, detail=expiry_note(artifact, desired, now))
+    )
+
+
+def expiry_note(artifact: LiveArtifact, ttl: VersionTTL, now: datetime) -> str:
+    """What W&B will do with the version under ``ttl`` (display only): W&B counts a TTL from the
+    version's creation, so a TTL shorter than its age expires it right away."""
+    if ttl.inherited:
+        return "the team's default TTL applies (none if the team has none)"
+    if ttl.seconds is None:
+        return "never expires"
+    expires = artifact.created_at + timedelta(seconds=ttl.seconds)
+    if expires <= now:
+        return (f"already older than the TTL (created {artifact.created_at:%Y-%m-%d}): W&B deletes it "
+                "shortly after apply")
+    return f"W&B deletes it after {expires:%Y-%m-%d %H:%M} UTC"

@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 KeyPath = tuple[str, ...]
 
@@ -163,6 +163,67 @@ class FilesRule:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionTTL:
+    """An artifact version's time-to-live, which W&B enforces itself: it deletes the version shortly
+    after ``created_at + seconds``.
+
+    ``inherited``: the team's default TTL applies (W&B then reports that default's seconds, if any).
+    Otherwise ``seconds`` is the version's own TTL, or None for no TTL (never expires). On the wire
+    (``UpdateArtifactInput.ttlDurationSeconds``, as the client's ``Artifact._ttl_duration_seconds_to_gql``
+    sends it): the seconds, ``-1`` to inherit, ``-2`` for none.
+    """
+
+    seconds: int | None = None
+    inherited: bool = False
+
+    INHERIT: ClassVar[int] = -1
+    DISABLED: ClassVar[int] = -2
+
+    @classmethod
+    def from_wire(cls, seconds: int | None, inherited: bool) -> VersionTTL:
+        """What W&B reports (``ttlDurationSeconds``, ``ttlIsInherited``); zero or negative seconds are
+        none, as the client's ``validate_ttl_duration_seconds`` reads them."""
+        return cls(seconds if seconds is not None and seconds > 0 else None, inherited)
+
+    def to_wire(self) -> int:
+        """The ``ttlDurationSeconds`` that sets this TTL."""
+        if self.inherited:
+            return self.INHERIT
+        return self.seconds if self.seconds is not None else self.DISABLED
+
+    def satisfied_by(self, live: VersionTTL | None) -> bool:
+        """Whether ``live`` is this desired TTL (to inherit, any inherited TTL is)."""
+        if live is None:
+            return False
+        if self.inherited:
+            return live.inherited
+        return not live.inherited and live.seconds == self.seconds
+
+    def __str__(self) -> str:
+        """``30d``, ``none`` or ``inherit`` (the spec's own words); an inherited TTL W&B reports with
+        its seconds reads ``inherit (30d)``."""
+        if self.seconds is None:
+            return "inherit" if self.inherited else "none"
+        from reconcile.policy import duration_text  # here: policy imports this module
+
+        text = duration_text(timedelta(seconds=self.seconds))
+        return f"inherit ({text})" if self.inherited else text
+
+    @classmethod
+    def parse(cls, text: str) -> VersionTTL:
+        """The inverse of ``str``: ``none``, ``inherit``, ``inherit (30d)``, or ``30d``, ``12h``, ``45s``;
+        ``ValueError`` for anything else."""
+        inherited = text == "inherit" or text.startswith("inherit (")
+        body = text[len("inherit ("):-1] if text.startswith("inherit (") and text.endswith(")") else text
+        if body in ("none", "inherit"):
+            return cls(None, inherited)
+        sizes = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+        if len(body) < 2 or body[-1] not in sizes or not body[:-1].isdigit():
+            raise ValueError(f"not a TTL: {text!r}")
+        return cls(int(body[:-1]) * sizes[body[-1]], inherited)
+
+
+@dataclass(frozen=True, slots=True)
 class ArtifactsRule:
     """Which artifact versions logged by a rule's matched runs may be deleted.
 
@@ -186,6 +247,17 @@ class ArtifactsRule:
     unless_top: UnlessTop | None = None  # by the logging run's summary metric
     delete_aliased: tuple[str, ...] = ()  # aliases whose versions may still be deleted
     order_by: OrderBy = OrderBy.UPDATED_AT  # versions: creation time; ``name``: the version index
+    ttl: VersionTTL | None = None  # desired TTL of the candidates that survive and have no protecting alias
+
+    @property
+    def deletes(self) -> bool:
+        """Whether the block deletes versions: a block with only ``ttl`` (no selector) manages TTLs alone."""
+        return self.ttl is None or any(
+            value is not None
+            for value in (self.keep_last, self.keep_hourly, self.keep_daily, self.keep_weekly,
+                          self.keep_monthly, self.keep_yearly, self.keep_within, self.older_than,
+                          self.larger_than, self.unless_top)
+        ) or bool(self.delete_aliased)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +350,7 @@ class LiveArtifact:
     size: int  # bytes
     created_at: datetime  # timezone-aware UTC
     aliases: tuple[str, ...] = ()
+    ttl: VersionTTL | None = None  # as W&B reports it; None: not read
 
     @property
     def name(self) -> str:
@@ -379,6 +452,9 @@ class Change:
                                               None                  rows to append (imports)
     artifact     ``(collection:vN,)``         the LiveArtifact      None
     delete
+    artifact set ``(collection:vN, "ttl")``       the live TTL as text  the desired TTL as text
+                 (``artifact`` is the version)    (``VersionTTL``'s     (``30d``, ``none``,
+                                                  ``str``)              ``inherit``)
     ===========  ==========================  ====================  ======================
 
     ``before``/``after`` of a config or summary change hold JSON-safe values.
@@ -489,6 +565,11 @@ class RunPlan:
         return tuple(c for c in self.changes if c.kind is ChangeKind.ARTIFACT and c.op is ChangeOp.DELETE)
 
     @property
+    def artifact_ttl_changes(self) -> tuple[Change, ...]:
+        """The TTLs to set on artifact versions (logged by this run)."""
+        return tuple(c for c in self.changes if c.kind is ChangeKind.ARTIFACT and c.op is ChangeOp.SET)
+
+    @property
     def file_uploads(self) -> tuple[Change, ...]:
         """The files this run gets (an import's files, an undo plan's re-uploads)."""
         return tuple(c for c in self.changes if c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD)
@@ -559,6 +640,11 @@ class Plan:
     def artifact_deletions(self) -> int:
         """Total artifact versions to delete."""
         return sum(len(r.artifact_deletions) for r in self.runs)
+
+    @property
+    def artifact_ttl_changes(self) -> int:
+        """Total artifact version TTLs to set."""
+        return sum(len(r.artifact_ttl_changes) for r in self.runs)
 
     @property
     def artifact_bytes_to_free(self) -> int:

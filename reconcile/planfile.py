@@ -41,6 +41,7 @@ from reconcile.models import (
     Plan,
     RunAction,
     RunPlan,
+    VersionTTL,
 )
 
 # --------------------------------------------------------------------------- to JSON
@@ -69,7 +70,8 @@ def artifact_to_dict(artifact: LiveArtifact) -> dict[str, Any]:
     return {"id": artifact.id, "name": artifact.name, "collection": artifact.collection,
             "type": artifact.type,
             "version_index": artifact.version_index, "size": artifact.size,
-            "created_at": _time_to_json(artifact.created_at), "aliases": list(artifact.aliases)}
+            "created_at": _time_to_json(artifact.created_at), "aliases": list(artifact.aliases),
+            "ttl": None if artifact.ttl is None else str(artifact.ttl)}
 
 
 def _value_to_json(value: Any) -> Any:
@@ -154,6 +156,7 @@ def _header_to_dict(plan: Plan) -> dict[str, Any]:
             "bytes_to_free": plan.bytes_to_free,
             "artifact_versions_to_delete": plan.artifact_deletions,
             "artifact_bytes_to_free": plan.artifact_bytes_to_free,
+            "artifact_ttls_to_set": plan.artifact_ttl_changes,
         },
         "errors": list(plan.errors),
         "warnings": list(plan.warnings),
@@ -284,7 +287,17 @@ def artifact_from_dict(data: Any, where: str) -> LiveArtifact:
     f = _Fields(data, where)
     return LiveArtifact(id=f.get("id", str), collection=f.get("collection", str), type=f.get("type", str),
                         version_index=f.get("version_index", int), size=f.get("size", int),
-                        created_at=f.time("created_at"), aliases=f.strings("aliases"))
+                        created_at=f.time("created_at"), aliases=f.strings("aliases"),
+                        ttl=_ttl(f.get("ttl", str, nullable=True, default=None), f"{where}.ttl"))
+
+
+def _ttl(text: str | None, where: str) -> VersionTTL | None:
+    if text is None:
+        return None
+    try:
+        return VersionTTL.parse(text)
+    except ValueError:
+        raise PlanError(f"field '{where}' should be a TTL (30d, none, inherit), got {text!r}") from None
 
 
 def change_from_dict(data: Any, where: str) -> Change:

@@ -673,8 +673,10 @@ class Planner:
                     decisions[rule_name] = retention.spare_top(rule_name, decision, top)
                     self._files_selected[rule_name] -= len(decision.delete)
                     self._files_spared.add(rule_name)
-            path = pending.plan.path
-            self._keep(pending.plan, decisions, versions.changes.get(path, ()), versions.kept.get(path, ()))
+            path, plan = pending.plan.path, pending.plan
+            if path in versions.errors:
+                plan = dataclasses.replace(plan, errors=(*plan.errors, *versions.errors[path]))
+            self._keep(plan, decisions, versions.changes.get(path, ()), versions.kept.get(path, ()))
         self._pending.clear()
 
         errors = list(self._errors)

@@ -79,6 +79,14 @@ class RunArtifactsDeleted:
 
 
 @dataclass(frozen=True, slots=True)
+class RunArtifactTTLsSet:
+    """The run's planned artifact version TTLs are set (or were found set already)."""
+
+    run: str
+    versions: int  # set now (not those found set already)
+
+
+@dataclass(frozen=True, slots=True)
 class RunFilesDeleted:
     """The run's deleteFiles request succeeded (or nothing was left to delete)."""
 
@@ -155,7 +163,8 @@ class ApplyComplete:
 
 
 ApplyEvent = (ApplyStart | RunStarted | RunMetadataWritten | RunFilesDeleted | RunFilesUploaded | RunApplied
-              | RunStale | RunFailed | RunUnconverged | RunSkipped | ApplyComplete | RunArtifactsDeleted)
+              | RunStale | RunFailed | RunUnconverged | RunSkipped | ApplyComplete | RunArtifactsDeleted
+              | RunArtifactTTLsSet)
 
 Observer = Callable[[ApplyEvent], None]
 """Anything called with each event, in order, one at a time."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +49,7 @@ from reconcile.models import (
     LiveRun,
     Plan,
     RunPlan,
+    VersionTTL,
 )
 from reconcile.render.common import size_text
 
@@ -68,6 +69,7 @@ class ApplyResult:
     files_restored: int = 0  # re-uploaded from backups (undo plans)
     bytes_freed: int = 0
     versions_deleted: int = 0  # artifact versions
+    ttls_set: int = 0  # artifact version TTLs
     version_bytes_freed: int = 0
     stale: list[tuple[str, str]] = field(default_factory=list)  # (run, reason)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run, message)
@@ -94,6 +96,8 @@ class ApplyResult:
         if self.versions_deleted:
             line += (f", {pluralize(self.versions_deleted, 'artifact version')} deleted "
                      f"({size_text(self.version_bytes_freed)} freed)")
+        if self.ttls_set:
+            line += f", {pluralize(self.ttls_set, 'artifact version TTL')} set"
         return line + "."
 
 
@@ -170,6 +174,7 @@ class _Executor:
         if isinstance(event, ev.RunArtifactsDeleted):
             res.versions_deleted += event.versions
             res.version_bytes_freed += event.bytes
+        res.ttls_set += event.versions if isinstance(event, ev.RunArtifactTTLsSet) else 0
         if isinstance(event, ev.RunStale):
             res.stale.append((event.run, event.reason))
         elif isinstance(event, ev.RunFailed):
@@ -344,8 +349,7 @@ class _Executor:
             self._write_metadata(rp, live, record)
             if deletions is not None:
                 self._delete_files(rp, live, deletions)
-            if versions:
-                self._delete_versions(rp, live, versions)
+            self._write_versions(rp, live, versions)
             if any(c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD for c in rp.changes) \
                     and "files_uploaded" not in record.phases:
                 self._upload_files(rp, live)
@@ -354,41 +358,26 @@ class _Executor:
             return None
         return _Written(rp)
 
-    def _prepare_versions(self, rp: RunPlan, live: LiveRun,
-                          record: RunRecord) -> Sequence[LiveArtifact] | None:
-        """The artifact versions to delete, read fresh and backed up; ``None`` (reported stale) if one
-        gained an alias since the plan."""
-        if not rp.artifact_deletions or "artifacts_deleted" in record.phases:
-            return ()
-        versions, gained = self._fresh_versions(rp, live)
-        if gained:
-            self.emit(ev.RunStale(rp.path, gained))
-            return None
-        self._backup_versions(rp, live, versions)
-        return versions
-
-    def _fresh_versions(self, rp: RunPlan, live: LiveRun) -> tuple[list[LiveArtifact], str | None]:
-        """The planned artifact versions still there, read fresh; a reason if one gained an alias.
-
-        A version that gained an alias since the plan is never deleted (someone promoted it): the
-        run is stale, and none of its changes are written.
-        """
-        fresh: list[LiveArtifact] = []
+    def _prepare_versions(self, rp: RunPlan, live: LiveRun, record: RunRecord) -> _Versions | None:
+        """The artifact versions to delete (read fresh and backed up) and the TTLs to set; ``None``
+        (reported stale) if a version gained an alias, or a TTL to set changed, since the plan."""
+        deletes = bool(rp.artifact_deletions) and "artifacts_deleted" not in record.phases
+        ttls = bool(rp.artifact_ttl_changes) and "artifact_ttls_set" not in record.phases
+        if not deletes and not ttls:
+            return _Versions()
         # One listing of the run's versions (RunOutputArtifacts) instead of a read per version.
         listed = {a.id: a for a in self.retry(lambda: self.backend.list_artifacts(live), run=rp.path)}
-        for change in rp.artifact_deletions:
-            planned = change.artifact
-            if planned is None:
-                continue
-            now = listed.get(planned.id)
-            if now is None:
-                continue  # already deleted (an earlier attempt, or someone else)
-            gained = sorted(set(now.aliases) - set(planned.aliases))
-            if gained:
-                return [], (f"artifact version {planned.name} gained the alias {', '.join(gained)} since the "
-                            "plan; plan again")
-            fresh.append(now)
-        return fresh, None
+        todo = _Versions()
+        stale = None
+        if deletes:
+            todo.delete, stale = _fresh_versions(rp, listed)
+        if ttls and stale is None:
+            todo.ttls, stale = _fresh_ttls(rp, listed)
+        if stale is not None:
+            self.emit(ev.RunStale(rp.path, stale))
+            return None
+        self._backup_versions(rp, live, todo.delete)
+        return todo
 
     def _backup_versions(self, rp: RunPlan, live: LiveRun, versions: Sequence[LiveArtifact]) -> None:
         backup_dir = self.backup_dir
@@ -414,6 +403,21 @@ class _Executor:
             self.retry(delete, run=rp.path)
         self.emit(ev.RunArtifactsDeleted(rp.path, versions=len(versions),
                                          bytes=sum(a.size for a in versions)))
+
+    def _write_versions(self, rp: RunPlan, live: LiveRun, versions: _Versions) -> None:
+        if versions.delete:
+            self._delete_versions(rp, live, versions.delete)
+        if versions.ttls:
+            self._set_ttls(rp, live, versions.ttls)
+
+    def _set_ttls(self, rp: RunPlan, live: LiveRun,
+                  todo: Sequence[tuple[LiveArtifact, VersionTTL]]) -> None:
+        for version, ttl in todo:
+            def send(a: LiveArtifact = version, t: VersionTTL = ttl) -> None:
+                self.backend.set_artifact_ttl(live, a, t)  # idempotent: a retry after a timeout is harmless
+
+            self.retry(send, run=rp.path)
+        self.emit(ev.RunArtifactTTLsSet(rp.path, versions=len(todo)))
 
     def _write_metadata(self, rp: RunPlan, live: LiveRun, record: RunRecord) -> None:
         if not any(c.kind in METADATA_KINDS for c in rp.changes):
@@ -512,7 +516,7 @@ class _Executor:
             if self._verify_needs_files(rp):
                 files = self._list_files(live)
                 live = dataclasses.replace(live, files=files)
-            if rp.artifact_deletions:
+            if rp.artifact_deletions or rp.artifact_ttl_changes:
                 live = dataclasses.replace(live, artifacts=self.backend.list_artifacts(live))
         except ReconcileError as exc:
             self.emit(ev.RunFailed(rp.path, f"written, but reading it back failed: {exc}"))
@@ -537,6 +541,71 @@ class _Executor:
         else:
             self.emit(ev.RunApplied(rp.path, changes=len(rp.changes), files_deleted=len(deleted),
                                     bytes_freed=sum(f.size for f in deleted), undo=undo))
+
+
+@dataclass(slots=True)
+class _Versions:
+    """A run's artifact work, read fresh just before writing."""
+
+    delete: list[LiveArtifact] = field(default_factory=list)
+    ttls: list[tuple[LiveArtifact, VersionTTL]] = field(default_factory=list)
+
+
+def _gained_alias(planned: LiveArtifact, now: LiveArtifact) -> str | None:
+    """Why a version that gained an alias since the plan is left alone (someone promoted it), or None."""
+    gained = sorted(set(now.aliases) - set(planned.aliases))
+    if not gained:
+        return None
+    return f"artifact version {planned.name} gained the alias {', '.join(gained)} since the plan; plan again"
+
+
+def _fresh_versions(rp: RunPlan,
+                    listed: Mapping[str, LiveArtifact]) -> tuple[list[LiveArtifact], str | None]:
+    """The planned artifact versions still there (as just listed); a reason if one gained an alias.
+
+    A version that gained an alias since the plan is never deleted (someone promoted it): the
+    run is stale, and none of its changes are written.
+    """
+    fresh: list[LiveArtifact] = []
+    for change in rp.artifact_deletions:
+        planned = change.artifact
+        if planned is None:
+            continue
+        now = listed.get(planned.id)
+        if now is None:
+            continue  # already deleted (an earlier attempt, or someone else)
+        promoted = _gained_alias(planned, now)
+        if promoted:
+            return [], promoted
+        fresh.append(now)
+    return fresh, None
+
+
+def _fresh_ttls(
+    rp: RunPlan, listed: Mapping[str, LiveArtifact]
+) -> tuple[list[tuple[LiveArtifact, VersionTTL]], str | None]:
+    """The TTLs still to set (as just listed); a reason if a version is gone, gained an alias, or its TTL
+    is neither the planned before nor after (someone else set it since the plan)."""
+    todo: list[tuple[LiveArtifact, VersionTTL]] = []
+    for change in rp.artifact_ttl_changes:
+        planned = change.artifact
+        if planned is None:
+            continue
+        now = listed.get(planned.id)
+        if now is None:
+            return [], f"artifact version {planned.name} was deleted since the plan; plan again"
+        promoted = _gained_alias(planned, now)
+        if promoted:
+            return [], promoted
+        desired = VersionTTL.parse(str(change.after))
+        if desired.satisfied_by(now.ttl):
+            continue  # set already (an earlier attempt of this apply)
+        current = None if now.ttl is None else str(now.ttl)
+        if current != change.before:
+            return [], (f"the TTL of artifact version {planned.name} changed since the plan "
+                        f"({change.before} -> {current}); plan again")
+        todo.append((now, desired))
+    return todo, None
 
 
 def _stale(rp: RunPlan, live: LiveRun) -> ev.RunStale:

@@ -10,7 +10,7 @@ Records (one JSON object a line)::
     {"type": "plan", "plan_digest": "sha256:..", "base_url": .., "plan_created_at": .., "time": ..}
     {"type": "run", "run": "acme/vision/abc123", "phase": "started", "time": ..}
     {"type": "run", "run": .., "phase": "metadata_written" | "files_deleted" | "artifacts_deleted" |
-     "files_uploaded", ..}
+     "artifact_ttls_set" | "files_uploaded", ..}
     {"type": "run", "run": .., "phase": "done" | "stale" | "failed" | "unconverged", ..}
     {"type": "complete", "time": .., "summary": ..}
 """
@@ -131,6 +131,8 @@ class Journal:
             self.record(event.run, "files_deleted", files=event.files, bytes=event.bytes)
         elif isinstance(event, ev.RunArtifactsDeleted):
             self.record(event.run, "artifacts_deleted", versions=event.versions, bytes=event.bytes)
+        elif isinstance(event, ev.RunArtifactTTLsSet):
+            self.record(event.run, "artifact_ttls_set", versions=event.versions)
         elif isinstance(event, ev.RunFilesUploaded):
             self.record(event.run, "files_uploaded", files=event.files)
         elif isinstance(event, ev.RunApplied):

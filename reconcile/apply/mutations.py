@@ -15,7 +15,17 @@ from typing import Any
 
 from reconcile.backend import RunUpdate
 from reconcile.fingerprint import ABSENT, lookup
-from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, KeyPath, LiveFile, LiveRun, RunPlan
+from reconcile.models import (
+    Change,
+    ChangeKind,
+    ChangeOp,
+    ConfigWrites,
+    KeyPath,
+    LiveFile,
+    LiveRun,
+    RunPlan,
+    VersionTTL,
+)
 from reconcile.planner import same  # the planner's notion of equal: 1 == 1.0, True != 1, NaN == NaN
 
 _STRING_FIELDS = {
@@ -93,8 +103,11 @@ def _change_done(
             return file_ids is not None and file_id not in file_ids
         return file_sizes is not None and file_sizes.get(change.key[0]) == change.after
     if kind is ChangeKind.ARTIFACT:
-        gone = change.artifact.id if change.artifact is not None else None
-        return run.artifacts is not None and all(a.id != gone for a in run.artifacts)
+        wanted = change.artifact.id if change.artifact is not None else None
+        if op is ChangeOp.SET:  # a TTL: the version is there and reads the desired TTL
+            now = next((a for a in run.artifacts or () if a.id == wanted), None)
+            return now is not None and VersionTTL.parse(str(change.after)).satisfied_by(now.ttl)
+        return run.artifacts is not None and all(a.id != wanted for a in run.artifacts)
     raise ValueError(f"unknown change kind {kind!r}")
 
 

@@ -41,6 +41,10 @@ def invert(change: Change) -> Change | None:
         return Change(kind, ChangeOp.ADD, change.key, None, tag, rules)
     if kind in _STRING_KINDS:
         return Change(kind, ChangeOp.SET, (), change.after, change.before, rules)
+    if kind is ChangeKind.ARTIFACT and op is ChangeOp.SET and change.before is not None:
+        # A TTL goes back to what it was (the version as planned: its aliases then).
+        return Change(kind, ChangeOp.SET, change.key, change.after, change.before, rules,
+                      artifact=change.artifact)
     if kind is ChangeKind.FILE and op is ChangeOp.ADD:
         # Undoing a re-upload would delete a file; an undo of an undo only restores metadata.
         return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from reconcile.models import LiveArtifact, LiveFile, LiveRun
+from reconcile.models import LiveArtifact, LiveFile, LiveRun, VersionTTL
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,10 @@ class Backend(Protocol):
 
     def download_artifact(self, run: LiveRun, artifact: LiveArtifact, dest: Path) -> list[tuple[str, int]]:
         """Download every file of the version under ``dest``; ``(name, size)`` of each, sizes checked."""
+        ...
+
+    def set_artifact_ttl(self, run: LiveRun, artifact: LiveArtifact, ttl: VersionTTL) -> None:
+        """Set the version's TTL with the client's UpdateArtifact (``artifact.ttl = ...; .save()``)."""
         ...
 
     def close(self) -> None:

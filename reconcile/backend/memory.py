@@ -19,7 +19,7 @@ from typing import Any
 
 from reconcile.backend import RunUpdate
 from reconcile.errors import BackendError, NotFound
-from reconcile.models import ConfigWrites, LiveArtifact, LiveFile, LiveRun
+from reconcile.models import ConfigWrites, LiveArtifact, LiveFile, LiveRun, VersionTTL
 
 
 def deep_merge(stored: Mapping[str, Any], sent: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,6 +176,15 @@ class MemoryBackend:
                                f"{list(current.aliases)}")
         remaining = tuple(a for a in stored.artifacts or () if a.id != artifact.id)
         self.runs[stored.storage_id] = replace(stored, artifacts=remaining)
+
+    def set_artifact_ttl(self, run: LiveRun, artifact: LiveArtifact, ttl: VersionTTL) -> None:
+        """Store the version's TTL (an inherited one without seconds: this backend has no team default)."""
+        self._record("set_artifact_ttl", (run.path, artifact.name, str(ttl)))
+        stored = self._by_id(run.storage_id)
+        if not any(a.id == artifact.id for a in stored.artifacts or ()):
+            raise NotFound(f"artifact {artifact.name} not found")
+        updated = tuple(replace(a, ttl=ttl) if a.id == artifact.id else a for a in stored.artifacts or ())
+        self.runs[stored.storage_id] = replace(stored, artifacts=updated)
 
     def download_artifact(self, run: LiveRun, artifact: LiveArtifact, dest: Path) -> list[tuple[str, int]]:
         """One file ``<collection>.bin`` of the version's size, zero bytes."""

@@ -44,6 +44,7 @@ from wandb.sdk.artifacts._generated import (
     DELETE_ARTIFACT_GQL,
     GET_ARTIFACT_MEMBERSHIP_FILE_URLS_GQL,
     RUN_OUTPUT_ARTIFACTS_GQL,
+    UPDATE_ARTIFACT_GQL,
 )
 from wandb.sdk.lib import wbauth
 from wandb.sdk.lib.service.service_connection import WandbApiFailedError
@@ -51,7 +52,7 @@ from wandb.sdk.lib.service.service_connection import WandbApiFailedError
 from reconcile.backend import RunUpdate
 from reconcile.backend.retry import with_retries
 from reconcile.errors import AuthError, BackendError, NotFound, RetryableError
-from reconcile.models import LiveArtifact, LiveFile, LiveRun
+from reconcile.models import LiveArtifact, LiveFile, LiveRun, VersionTTL
 
 log = structlog.get_logger(__name__)
 
@@ -423,6 +424,13 @@ class WandbBackend:
         variables = {"input": {"artifactID": artifact.id, "deleteAliases": delete_aliases}}
         self._execute(DELETE_ARTIFACT_GQL, variables, f"delete artifact {artifact.name} of {run.path}")
 
+    def set_artifact_ttl(self, run: LiveRun, artifact: LiveArtifact, ttl: VersionTTL) -> None:
+        """``artifact.ttl = ...; artifact.save()``: the client's UpdateArtifact with only the fields that
+        change (the client itself leaves out the ones it has no value for)."""
+        variables = {"input": {"artifactID": artifact.id, "ttlDurationSeconds": ttl.to_wire()}}
+        self._execute(UPDATE_ARTIFACT_GQL, variables,
+                      f"set the TTL of artifact {artifact.name} of {run.path}")
+
     def download_artifact(self, run: LiveRun, artifact: LiveArtifact, dest: Path) -> list[tuple[str, int]]:
         """Every file of the version (the client's GetArtifactMembershipFileUrls), each size-checked."""
         variables: dict[str, Any] = {"entity": run.entity, "project": run.project,
@@ -574,6 +582,7 @@ def parse_artifact(node: Mapping[str, Any]) -> LiveArtifact:
         version_index=int(node.get("versionIndex") or 0),
         size=int(node.get("size") or 0), created_at=parse_time(node.get("createdAt")),
         aliases=tuple(sorted(a["alias"] for a in node.get("aliases") or [] if a and a.get("alias"))),
+        ttl=VersionTTL.from_wire(node.get("ttlDurationSeconds"), bool(node.get("ttlIsInherited"))),
     )
 
 

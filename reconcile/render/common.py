@@ -23,6 +23,13 @@ NOTED_KINDS = (ChangeKind.FILE, ChangeKind.ARTIFACT, ChangeKind.HISTORY)
 """Changes shown with a note in parentheses (size, age, aliases; rows and steps) instead of ``= value``."""
 
 
+def is_noted(change: Change) -> bool:
+    """Whether ``change`` is shown with a note instead of ``= value`` (an artifact version's TTL has a
+    value: ``none -> 30d``)."""
+    ttl = change.kind is ChangeKind.ARTIFACT and change.op is ChangeOp.SET
+    return change.kind in NOTED_KINDS and not ttl
+
+
 # Every control (C0, DEL, C1), format (bidi overrides and isolates, zero-width, soft hyphen),
 # line/paragraph separator and surrogate code point (Unicode categories Cc, Cf, Zl, Zp, Cs),
 # except ZERO WIDTH JOINER, which only joins emoji. Run data shown with any of these raw
@@ -65,6 +72,8 @@ def summary_line(plan: Plan) -> str:
     if plan.artifact_deletions:
         line += (f", {pluralize(plan.artifact_deletions, 'artifact version')} to delete "
                  f"({size_text(plan.artifact_bytes_to_free)})")
+    if plan.artifact_ttl_changes:
+        line += f", {pluralize(plan.artifact_ttl_changes, 'artifact version TTL')} to set"
     return line + "."
 
 
@@ -134,13 +143,14 @@ def label(change: Change) -> str:
         name = change.file.name if change.file is not None else _dotted(change.key)
         return f"file {quoted(name)}"
     if change.kind is ChangeKind.ARTIFACT:
-        return f"artifact version {quoted(_dotted(change.key))}"
+        what = " ".join(change.key[1:])  # the attribute set (``ttl``), nothing for a deletion
+        return f"artifact version {quoted(change.key[0])}" + (f" {what}" if what else "")
     return change.path
 
 
 def has_value(change: Change) -> bool:
     """Whether the change is shown with ``= value`` (tags and files are not)."""
-    return change.kind not in (ChangeKind.TAGS, *NOTED_KINDS)
+    return change.kind is not ChangeKind.TAGS and not is_noted(change)
 
 
 def value_part(change: Change, width: int) -> str:

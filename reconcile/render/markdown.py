@@ -17,10 +17,10 @@ from humanfriendly.text import pluralize
 
 from reconcile.models import Change, ChangeKind, ChangeOp, KeptArtifact, Plan, RunPlan
 from reconcile.render.common import (
-    NOTED_KINDS,
     Kept,
     all_errors,
     file_note,
+    is_noted,
     kept_note,
     kept_of,
     kept_reasons,
@@ -81,7 +81,7 @@ def _cells(change: Change, plan: Plan) -> tuple[str, str, str]:
     """(change, before, after) cell texts, unescaped."""
     sign = symbol(change)
     what = f"{sign} {label(change)}"
-    if change.kind in NOTED_KINDS:
+    if is_noted(change):
         note = file_note(change, plan)
         return (what, note, "deleted") if change.op is ChangeOp.DELETE else (what, "", note)
     if change.kind is ChangeKind.TAGS:
@@ -100,7 +100,7 @@ def _run_section(run: RunPlan, plan: Plan) -> str:
     for change in run.changes[:MAX_ROWS_PER_RUN]:
         what, before, after = _cells(change, plan)
         rules = escape(", ".join(change.rules))
-        if change.detail and change.kind not in NOTED_KINDS:  # a file's detail is in its row
+        if change.detail and not is_noted(change):  # a file's detail is in its row
             rules += f"<br>({escape(change.detail)})"
         lines.append(f"| {escape(what)} | {escape(before)} | {escape(after)} | {rules} |")
     hidden = len(run.changes) - MAX_ROWS_PER_RUN

@@ -24,10 +24,10 @@ from humanfriendly.text import pluralize
 
 from reconcile.models import Change, Plan, RunPlan
 from reconcile.render.common import (
-    NOTED_KINDS,
     all_errors,
     file_note,
     has_value,
+    is_noted,
     kept_label,
     kept_note,
     kept_of,
@@ -62,7 +62,7 @@ def _change_lines(change: Change, plan: Plan, align: int, color: bool) -> list[s
     name = printable(label(change))
     if has_value(change):
         line = f"{name.ljust(align)} = {printable(value_part(change, VALUE_WIDTH))}"
-    elif change.kind in NOTED_KINDS:
+    elif is_noted(change):
         note = printable(file_note(change, plan))
         line = f"{name} ({note})" if note else name
     else:
@@ -70,7 +70,7 @@ def _change_lines(change: Change, plan: Plan, align: int, color: bool) -> list[s
     if change.rules:
         line += "  " + _paint(printable("# " + ", ".join(change.rules)), color, dim=True)
     lines = [f"      {mark} {line}"]
-    if change.detail and change.kind not in NOTED_KINDS:  # a file's detail is its note above
+    if change.detail and not is_noted(change):  # a file's detail is its note above
         lines.append("        " + _paint(printable("# " + change.detail), color, dim=True))
     return lines
 

@@ -33,6 +33,7 @@ from reconcile.models import (
     SetBlock,
     Target,
     UnlessTop,
+    VersionTTL,
     WandbSource,
 )
 from reconcile.selection import filter_problems
@@ -45,6 +46,10 @@ _MAX_MESSAGE = 400
 
 CALENDAR_KEYS = ("keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 """restic's calendar selectors of a ``files:`` (and ``artifacts:``) block."""
+
+AUTO_ARTIFACT_TYPES = frozenset({"run_table", "code", "job"})
+"""Artifact types W&B makes itself; its docs ("Manage artifact data retention") allow no TTL on them,
+nor on any ``wandb-*`` type."""
 
 _CONDITIONS = (
     "ids",
@@ -327,7 +332,29 @@ class Builder:
         if "latest" in aliased:
             self.issue((*path, "delete_aliased"), "`latest` is never deleted: W&B moves it to the newest "
                        "version, and a collection without it breaks `:latest` for every user")
-        return ArtifactsRule(type=raw["type"], name=name, delete_aliased=aliased, **self.selectors(path, raw))
+        ttl = self.ttl((*path, "ttl"), raw["type"], self.get(raw, path, "ttl"))
+        return ArtifactsRule(type=raw["type"], name=name, delete_aliased=aliased, ttl=ttl,
+                             **self.selectors(path, raw))
+
+    def ttl(self, path: JsonPath, artifact_type: str, text: str | None) -> VersionTTL | None:
+        """``artifacts.ttl``: a duration (whole seconds, as the client sends it), ``none`` or ``inherit``."""
+        if text is None:
+            return None
+        if artifact_type in AUTO_ARTIFACT_TYPES or artifact_type.startswith("wandb-"):
+            self.issue(path, f"W&B allows no TTL on artifacts of type {short(artifact_type)}: it makes them "
+                             "itself (run_table, code, job and wandb-* types)")
+            return None
+        if text.strip() in ("none", "inherit"):
+            return VersionTTL(None, inherited=text.strip() == "inherit")
+        span = self.duration(path, text)
+        if span is None:
+            return None
+        seconds = span.total_seconds()
+        if seconds < 1 or seconds != int(seconds):
+            self.issue(path, f"{short(text)} is not a TTL: write whole seconds or more, such as 30d or 12h, "
+                             "or `none` (never expires) or `inherit` (the team's default)")
+            return None
+        return VersionTTL(int(seconds))
 
     def selectors(self, path: JsonPath, raw: dict[str, Any]) -> dict[str, Any]:
         """The retention selectors shared by ``files:`` and ``artifacts:``."""

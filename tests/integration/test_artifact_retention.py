@@ -7,6 +7,8 @@ gains an alias between plan and apply is stale and survives."""
 from __future__ import annotations
 
 import json
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +266,58 @@ def test_show_kept_lists_each_surviving_version_and_why(setup: tuple[Any, Path],
     assert {k["version_index"]: [f"{r['rule']}: {r['selector']} {r['detail']}" for r in k["reasons"]]
             for k in run["kept_artifacts"]} == {v: [reason] for v, reason in why.items()}
     assert run["kept"] == []
+
+
+TTL_SPEC = """
+version: 1
+target: {entity: acme, project: vision}
+rules:
+  - name: expire-checkpoints
+    match: {all: true}
+    artifacts:
+      type: model
+      name: "model-*"
+      ttl: 365d
+"""
+
+
+def test_a_desired_ttl_is_planned_applied_read_back_by_the_client_and_then_no_change(
+    setup: tuple[Any, Path], tmp_path: Path
+) -> None:
+    """ttl alone: the plan sets the TTL of each unaliased version (none -> 365d) and deletes nothing;
+    apply sends the client's UpdateArtifact once per version; `api.artifact(...).ttl` reads 365 days;
+    latest and best keep no TTL; planning again finds no change."""
+    handle, _ = setup
+    spec = tmp_path / "ttl.yaml"
+    spec.write_text(TTL_SPEC)
+    unaliased = [v for v in range(EPOCHS) if v not in (19, BEST)]
+    text = invoke("plan", "-f", str(spec), "--no-color")
+    assert text.exit_code == 0, text.output
+    line = r'~ artifact version "model-train1:v(\d+)" ttl += "none" -> "365d"  # expire-checkpoints'
+    changed = re.findall(line, text.output)  # `ttl +=`: the block aligns its `=`
+    assert sorted(int(v) for v in changed) == unaliased
+    assert text.output.rstrip().splitlines()[-1] == (
+        "Plan: 1 run to change (0 attribute changes), 0 files to delete (0 bytes), "
+        f"{len(unaliased)} artifact version TTLs to set."
+    )
+
+    out = tmp_path / "plan.json"
+    assert invoke("plan", "-f", str(spec), "-o", str(out)).exit_code == 0
+    applied = invoke("apply", str(out))
+    assert applied.exit_code == 0, applied.output
+    assert f"{len(unaliased)} artifact version TTLs set" in applied.output
+    updates = [m for m in handle.mutations() if m["operation"] == "UpdateArtifact"]
+    assert sorted(m["fields"]["artifact"] for m in updates) == sorted(
+        f"acme/vision/model-train1:v{v}" for v in unaliased)
+    assert {m["fields"]["ttl_seconds"] for m in updates} == {365 * 86_400}
+
+    api = wandb.Api(overrides={"base_url": handle.url}, api_key=TEST_API_KEY)
+    assert api.artifact("acme/vision/model-train1:v3").ttl == timedelta(days=365)
+    assert api.artifact(f"acme/vision/model-train1:v{BEST}").ttl is None
+    assert api.artifact("acme/vision/model-train1:latest").ttl is None
+    assert _versions(handle.url)[BEST] == ["best"]  # nothing deleted, aliases intact
+    assert len(_versions(handle.url)) == EPOCHS
+
+    again = invoke("plan", "-f", str(spec), "--detailed-exitcode", "--no-color")
+    assert again.exit_code == 0, again.output
+    assert again.output.rstrip().splitlines()[-1] == "No changes. Runs match the spec."

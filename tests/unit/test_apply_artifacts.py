@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from reconcile.backend.memory import MemoryBackend
-from reconcile.models import Change, ChangeKind, ChangeOp, LiveArtifact
+from reconcile.models import Change, ChangeKind, ChangeOp, LiveArtifact, Plan, VersionTTL
 from tests.unit.apply_helpers import T0, live_run, make_plan, run_plan
 from tests.unit.test_apply_executor import _apply, _calls
 
@@ -79,3 +81,59 @@ def test_a_version_already_gone_is_not_deleted_again(tmp_path: Path) -> None:
     result, _ = _apply(plan, backend, tmp_path)  # type: ignore[arg-type]
     assert result.ok
     assert _calls(backend, "delete_artifact") == [("acme/vision/r1", "ckpt:v1", False)]
+
+
+def set_ttl(artifact: LiveArtifact, before: str, after: str) -> Change:
+    """Set one version's TTL from ``before`` to ``after`` (the spec's words)."""
+    return Change(ChangeKind.ARTIFACT, ChangeOp.SET, (artifact.name, "ttl"), before, after, ("r",),
+                  artifact=artifact)
+
+
+def ttl_setup(stored_ttl: VersionTTL) -> tuple[MemoryBackend, Plan]:
+    """A run that logged v0 (TTL none when planned; ``stored_ttl`` now); a plan setting it to 30d."""
+    planned_version = dataclasses.replace(version(0), ttl=VersionTTL(None))
+    run = dataclasses.replace(live_run("r1"), artifacts=(dataclasses.replace(version(0), ttl=stored_ttl),))
+    backend = MemoryBackend([run])
+    rp = dataclasses.replace(run_plan(run, []), changes=(set_ttl(planned_version, "none", "30d"),))
+    return backend, make_plan(rp)
+
+
+def test_apply_sets_the_ttl_reads_it_back_and_the_undo_plan_restores_it(tmp_path: Path) -> None:
+    """One UpdateArtifact with the desired TTL; the read-back sees it; the undo plan sets `none` again."""
+    backend, plan = ttl_setup(VersionTTL(None))
+    result, _ = _apply(plan, backend, tmp_path)
+    assert result.ok, (result.stale, result.failed, result.unconverged)
+    assert _calls(backend, "set_artifact_ttl") == [("acme/vision/r1", "ckpt:v0", "30d")]
+    [stored] = backend.run("acme", "vision", "r1").artifacts or ()
+    assert stored.ttl == VersionTTL(30 * 86_400)
+    assert result.ttls_set == 1 and "1 artifact version TTL set" in result.summary_line
+    assert result.undo is not None
+    [undo] = result.undo.runs[0].changes
+    assert (undo.kind, undo.op, undo.key, undo.before, undo.after) == (
+        ChangeKind.ARTIFACT, ChangeOp.SET, ("ckpt:v0", "ttl"), "30d", "none")
+
+
+def test_a_ttl_changed_by_someone_else_since_the_plan_is_stale(tmp_path: Path) -> None:
+    """The version's TTL is now 7d (not the planned none): nothing is written, the run is stale."""
+    backend, plan = ttl_setup(VersionTTL(7 * 86_400))
+    result, _ = _apply(plan, backend, tmp_path)
+    assert result.stale == [("acme/vision/r1", "the TTL of artifact version ckpt:v0 changed since the plan "
+                                               "(none -> 1w); plan again")]
+    assert _calls(backend, "set_artifact_ttl") == []
+
+
+def test_a_ttl_already_set_is_not_sent_again(tmp_path: Path) -> None:
+    """An earlier, killed apply set it: the run finishes without a second UpdateArtifact."""
+    backend, plan = ttl_setup(VersionTTL(30 * 86_400))
+    result, _ = _apply(plan, backend, tmp_path)
+    assert result.ok
+    assert _calls(backend, "set_artifact_ttl") == []
+
+
+def test_a_ttl_the_server_ignores_does_not_converge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that answers but keeps the old TTL (e.g. no permission to set TTLs, as W&B's docs warn) is
+    reported: the read-back compares the TTL, exit 1."""
+    backend, plan = ttl_setup(VersionTTL(None))
+    monkeypatch.setattr(backend, "set_artifact_ttl", lambda *_args: None)
+    result, _ = _apply(plan, backend, tmp_path)
+    assert result.unconverged == [("acme/vision/r1", ("artifact.ckpt:v0.ttl",))]

@@ -171,7 +171,8 @@ def test_planfile_document_carries_contract_fields() -> None:
     assert doc["created_at"] == "2026-11-20T12:00:00Z"
     assert doc["summary"] == {"runs_to_create": 0, "runs_to_change": 2, "attribute_changes": 18,
                               "files_to_delete": 2, "bytes_to_free": 120_002_048,
-                              "artifact_versions_to_delete": 0, "artifact_bytes_to_free": 0}
+                              "artifact_versions_to_delete": 0, "artifact_bytes_to_free": 0,
+                              "artifact_ttls_to_set": 0}
     assert doc["skipped_running"] == 3
     run = doc["runs"][1]
     assert run["path"] == "acme/vision/def456"
