@@ -632,7 +632,14 @@ class Planner:
         return decisions
 
     def _keep(self, plan: RunPlan, decisions: Mapping[str, retention.Decision],
-              versions: Sequence[Change] = (), kept_versions: Sequence[KeptArtifact] = ()) -> None:
+              artifacts: artifact_retention.Outcome | None = None) -> None:
+        """Add ``plan`` with its file deletions, the artifact work on the versions it logged, and what
+        survives, if it has any of them (or errors)."""
+        versions: Sequence[Change] = ()
+        kept_versions: Sequence[KeptArtifact] = ()
+        if artifacts is not None:
+            versions, kept_versions = artifacts.changes.get(plan.path, ()), artifacts.kept.get(plan.path, ())
+            plan = dataclasses.replace(plan, errors=(*plan.errors, *artifacts.errors.get(plan.path, ())))
         by_file: dict[str, tuple[LiveFile, list[str]]] = {}
         for rule_name in sorted(decisions, key=self._rule_order.__getitem__):
             for file in decisions[rule_name].delete:
@@ -673,10 +680,7 @@ class Planner:
                     decisions[rule_name] = retention.spare_top(rule_name, decision, top)
                     self._files_selected[rule_name] -= len(decision.delete)
                     self._files_spared.add(rule_name)
-            path, plan = pending.plan.path, pending.plan
-            if path in versions.errors:
-                plan = dataclasses.replace(plan, errors=(*plan.errors, *versions.errors[path]))
-            self._keep(plan, decisions, versions.changes.get(path, ()), versions.kept.get(path, ()))
+            self._keep(pending.plan, decisions, versions)
         self._pending.clear()
 
         errors = list(self._errors)

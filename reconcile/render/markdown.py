@@ -194,8 +194,8 @@ def _kept_sections(plan: Plan, used: int) -> str:
         section = _kept_section(run, plan) + "\n"
         if used + len(out) + len(section) + _FOOTER_RESERVE > MAX_CHARS:
             left, verb = len(runs) - i, "is" if len(runs) - i == 1 else "are"
-            return out + (f"**{pluralize(left, 'more run')} with kept candidates {verb} not shown** to stay under "
-                          f"GitHub's {MAX_CHARS:,}-character limit. "
+            return out + (f"**{pluralize(left, 'more run')} with kept candidates {verb} not shown** to stay "
+                          f"under GitHub's {MAX_CHARS:,}-character limit. "
                           "See them with `reconcile show plan.json --show-kept`.\n")
         out += section
     return out

@@ -149,12 +149,14 @@ def test_a_target_plans_its_run_with_the_collection_ranked_over_every_matched_ru
 
 def test_a_target_keeps_unless_top_over_every_matched_run() -> None:
     """--target bad: good (outside the target) is still the top run, so bad's version goes; --target
-    good plans nothing."""
+    good plans no change."""
     rule = ArtifactsRule(type="model", unless_top=UnlessTop(("val_acc",), Goal.MAXIMIZE, 1))
     runs = (run("good", [version("g", 0)], val_acc=0.9), run("bad", [version("b", 0)], val_acc=0.1))
     only = {("acme", "vision"): frozenset({"bad"})}
     assert deleted(plan_of(rule, *runs, targets=only)) == {"bad": ["b:v0"]}
-    assert plan_of(rule, *runs, targets={("acme", "vision"): frozenset({"good"})}).runs == ()
+    good = plan_of(rule, *runs, targets={("acme", "vision"): frozenset({"good"})})
+    assert not good.has_changes  # listed only for its surviving version, and why
+    assert kept(good) == {"good": {"g:v0": ["r: unless_top top 1 by val_acc (maximize)"]}}
 
 
 def test_older_than_larger_than_and_calendar() -> None:
