@@ -15,7 +15,7 @@ from reconcile.errors import NotFound, PlanError
 from reconcile.import_planner import plan_import
 from reconcile.models import ConfigWrites, Import, Spec
 from reconcile.planner import Planner
-from reconcile.sources import SourceReader, SourceRun
+from reconcile.sources import SourceReader, SourceRun, open_reader
 
 log = structlog.get_logger(__name__)
 
@@ -25,17 +25,7 @@ BATCH = 100
 
 def open_source(entry: Import, *, parallelism: int) -> SourceReader:
     """The reader of ``entry``'s source."""
-    from reconcile.models import MlflowSource
-
-    if isinstance(entry.source, MlflowSource):
-        try:
-            from reconcile.sources.mlflow_source import MlflowReader
-        except ImportError as exc:
-            raise PlanError(f"import {entry.name!r} reads MLflow, which needs the mlflow client: "
-                            "pip install 'wandb-reconcile[mlflow]'") from exc
-        return MlflowReader(entry.name, entry.source, parallelism=parallelism)
-    raise PlanError(f"import {entry.name!r}: imports from another W&B server are not in this build of "
-                    "reconcile yet (only `from: {mlflow: ...}`); nothing was planned")
+    return open_reader(entry.name, entry.source, parallelism=parallelism)
 
 
 def _batches(runs: Iterator[SourceRun], size: int) -> Iterator[list[SourceRun]]:

@@ -595,6 +595,7 @@ class Plan:
     runs_read: int = 0  # runs read from W&B while planning (display only)
     limits: Limits = field(default_factory=Limits)
     format_version: int = FORMAT_VERSION
+    sources: tuple[tuple[str, MlflowSource | WandbSource], ...] = ()  # imports planned: (name, source)
 
     @property
     def changed_runs(self) -> tuple[RunPlan, ...]:

@@ -38,10 +38,12 @@ from reconcile.models import (
     Limits,
     LiveArtifact,
     LiveFile,
+    MlflowSource,
     Plan,
     RunAction,
     RunPlan,
     VersionTTL,
+    WandbSource,
 )
 
 # --------------------------------------------------------------------------- to JSON
@@ -167,7 +169,34 @@ def _header_to_dict(plan: Plan) -> dict[str, Any]:
             "max_file_deletions": plan.limits.max_file_deletions,
             "max_bytes": plan.limits.max_bytes,
         },
+        **({"imports": {name: source_to_dict(source) for name, source in plan.sources}}
+           if plan.sources else {}),
     }
+
+
+def source_to_dict(source: MlflowSource | WandbSource) -> dict[str, Any]:
+    """Where an import reads its runs (``{"mlflow": {...}}`` / ``{"wandb": {...}}``); for W&B only
+    the *name* of the variable holding the key, never the key."""
+    if isinstance(source, MlflowSource):
+        return {"mlflow": {"tracking_uri": source.tracking_uri, "experiments": list(source.experiments),
+                           "filter": source.filter}}
+    return {"wandb": {"base_url": source.base_url, "api_key_env": source.api_key_env,
+                      "entity": source.entity, "project": source.project,
+                      "filters": dict(source.filters) if source.filters is not None else None}}
+
+
+def source_from_dict(data: Any, where: str) -> MlflowSource | WandbSource:
+    """Inverse of ``source_to_dict``."""
+    f = _Fields(data, where)
+    if "mlflow" in f.data:
+        m = _Fields(f.get("mlflow", dict), f"{where}.mlflow")
+        return MlflowSource(experiments=m.strings("experiments"),
+                            tracking_uri=m.get("tracking_uri", str, nullable=True, default=None),
+                            filter=m.get("filter", str, nullable=True, default=None))
+    w = _Fields(f.get("wandb", dict), f"{where}.wandb")
+    return WandbSource(base_url=w.get("base_url", str), api_key_env=w.get("api_key_env", str),
+                       entity=w.get("entity", str), project=w.get("project", str),
+                       filters=w.get("filters", dict, nullable=True, default=None))
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
@@ -410,6 +439,8 @@ def plan_from_dict(data: Any) -> Plan:
             max_bytes=limits.get("max_bytes", int, nullable=True),
         ),
         format_version=version,
+        sources=tuple((name, source_from_dict(source, f"imports.{name}"))
+                      for name, source in f.get("imports", dict, default={}).items()),
     )
 
 

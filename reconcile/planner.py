@@ -713,6 +713,9 @@ class Planner:
             skipped_running=self.skipped_running,
             runs_read=self.runs_read,
             limits=self.spec.limits,
+            # Apply reads the sources again (staleness, history, files): where they are, never a credential.
+            sources=tuple((entry.name, entry.source) for entry in self.spec.imports
+                          if any(r.source == entry.name for r in runs)),
         )
 
     def _warnings(self) -> list[str]:

@@ -3,7 +3,7 @@ log are observers of these (Terraform's ``hook.go`` / ``views/json/message_types
 
 Order for one apply: ``ApplyStart``, then per run either ``RunSkipped`` (the journal says it
 is finished) or ``RunStarted`` followed by any of ``RunMetadataWritten`` / ``RunFilesDeleted``
-/ ``RunFilesUploaded`` and exactly one of ``RunApplied`` / ``RunStale`` / ``RunFailed`` /
+/ ``RunFilesUploaded`` / ``RunImported`` and exactly one of ``RunApplied`` / ``RunStale`` / ``RunFailed`` /
 ``RunUnconverged``; finally ``ApplyComplete``. A stale run may also come without
 ``RunStarted`` (nothing was about to be written).
 """
@@ -104,6 +104,17 @@ class RunFilesUploaded:
 
 
 @dataclass(frozen=True, slots=True)
+class RunImported:
+    """An imported run's writes went out (imports): what this attempt sent, before read-back."""
+
+    run: str
+    created: bool  # the plan created the run (else it updated one imported before)
+    rows: int  # history rows sent now (rows an earlier attempt sent are not sent again)
+    files: int  # files uploaded now
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunApplied:
     """Every planned change of the run is in place (read back and compared)."""
 
@@ -164,7 +175,7 @@ class ApplyComplete:
 
 ApplyEvent = (ApplyStart | RunStarted | RunMetadataWritten | RunFilesDeleted | RunFilesUploaded | RunApplied
               | RunStale | RunFailed | RunUnconverged | RunSkipped | ApplyComplete | RunArtifactsDeleted
-              | RunArtifactTTLsSet)
+              | RunArtifactTTLsSet | RunImported)
 
 Observer = Callable[[ApplyEvent], None]
 """Anything called with each event, in order, one at a time."""

@@ -25,6 +25,7 @@ from humanfriendly.text import pluralize
 
 from reconcile.apply import events as ev
 from reconcile.apply.backup import backup_artifact, backup_file, existing_backup
+from reconcile.apply.imports import ImportWriter, SourceOpener, SourceReaders, open_source_reader
 from reconcile.apply.journal import FINAL_PHASES, Journal, RunRecord
 from reconcile.apply.mutations import (
     METADATA_KINDS,
@@ -76,6 +77,17 @@ class ApplyResult:
     unconverged: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (run, fields)
     skipped: int = 0  # finished by an earlier apply of this plan (journal)
     undo: Plan | None = None
+    runs_created: int = 0  # imports: runs created by this apply
+    history_rows: int = 0  # imports: history rows sent by this apply
+    files_uploaded: int = 0  # imports: files uploaded by this apply
+    bytes_uploaded: int = 0
+
+    def count_import(self, event: ev.RunImported) -> None:
+        """Add what one imported run's writes sent."""
+        self.runs_created += event.created
+        self.history_rows += event.rows
+        self.files_uploaded += event.files
+        self.bytes_uploaded += event.bytes
 
     @property
     def ok(self) -> bool:
@@ -98,6 +110,10 @@ class ApplyResult:
                      f"({size_text(self.version_bytes_freed)} freed)")
         if self.ttls_set:
             line += f", {pluralize(self.ttls_set, 'artifact version TTL')} set"
+        if self.runs_created or self.history_rows or self.files_uploaded:
+            line += (f", {pluralize(self.runs_created, 'run')} created, "
+                     f"{pluralize(self.history_rows, 'history row')} and "
+                     f"{pluralize(self.files_uploaded, 'file')} ({size_text(self.bytes_uploaded)}) uploaded")
         return line + "."
 
 
@@ -142,13 +158,16 @@ class _Executor:
 
     def __init__(self, plan: Plan, backend: Backend, journal: Journal, parallelism: int, *,
                  backup_dir: Path | None, observers: Sequence[ev.Observer],
-                 sleep: Callable[[float], None]) -> None:
+                 sleep: Callable[[float], None], open_source: SourceOpener = open_source_reader) -> None:
         self.plan, self.backend, self.journal = plan, backend, journal
         self.parallelism, self.backup_dir, self.sleep = parallelism, backup_dir, sleep
         self.observers: tuple[ev.Observer, ...] = (journal, *observers)
         self.result = ApplyResult()
         self.undo_runs: list[RunPlan] = []
         self._lock = threading.RLock()
+        self.sources = SourceReaders(plan, open_source)
+        self.imports = ImportWriter(backend, self.sources, retry=lambda fn, run: self.retry(fn, run=run),
+                                    emit=self.emit)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -156,6 +175,8 @@ class _Executor:
         """Tell every observer, one event at a time (the journal first: it fsyncs)."""
         with self._lock:
             self._account(event)
+            if isinstance(event, ev.RunImported):
+                self.result.count_import(event)
             for observer in self.observers:
                 observer(event)
 
@@ -225,6 +246,8 @@ class _Executor:
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
+            finally:
+                self.sources.close()
         self.result.undo = undo_plan(plan, self.undo_runs) if self.undo_runs else None
         self.emit(ev.ApplyComplete(result=self.result))
         return self.result
@@ -301,7 +324,9 @@ class _Executor:
                 harvest(block=True)
             batch = todo[start:start + group_size]
             fresh = self._read(batch, "staleness check", lambda rp: _needs_files(rp.fingerprint_fields))
-            writes.update(pool.submit(self._write_run, rp, fresh[rp.path]) for rp in batch)
+            # An import's run is written by reconcile.apply.imports; a rule's here.
+            writes.update(pool.submit(self._write_import if rp.source else self._write_run, rp,
+                                      fresh[rp.path]) for rp in batch)
             harvest(block=False)
             verify(drain=False)
         while writes:
@@ -357,6 +382,15 @@ class _Executor:
             self.emit(ev.RunFailed(rp.path, str(exc) or type(exc).__name__))
             return None
         return _Written(rp)
+
+    def _write_import(self, rp: RunPlan, live: LiveRun | BaseException) -> _Written | None:
+        """Write one imported run; ``None`` if it was reported stale or failed."""
+        try:
+            written = self.imports.write(rp, live, self.journal.record_for(rp.path))
+        except (ReconcileError, OSError) as exc:
+            self.emit(ev.RunFailed(rp.path, str(exc) or type(exc).__name__))
+            return None
+        return _Written(rp) if written else None
 
     def _prepare_versions(self, rp: RunPlan, live: LiveRun, record: RunRecord) -> _Versions | None:
         """The artifact versions to delete (read fresh and backed up) and the TTLs to set; ``None``
@@ -501,13 +535,16 @@ class _Executor:
     def _verify_needs_files(self, rp: RunPlan) -> bool:
         """Whether reading ``rp`` back needs its files (file changes, or an undo that depends on them)."""
         restores = self.backup_dir is not None and bool(rp.file_deletions)
-        return _has_file_changes(rp) or _needs_files(undo_fields(rp, restores))
+        return _has_file_changes(rp) or _needs_files(undo_fields(rp, restores)) or rp.source is not None
 
     def _verify_run(self, rp: RunPlan, live: LiveRun | BaseException) -> None:
         """Read-back: compare every planned field; report applied or unconverged."""
         if isinstance(live, BaseException):
             self.emit(ev.RunFailed(rp.path, f"written, but reading it back failed: {live}; apply again to "
                                             "check it"))
+            return
+        if rp.source is not None:
+            self._verify_import(rp, live)
             return
         try:
             restores = self.backup_dir is not None and bool(rp.file_deletions)
@@ -541,6 +578,20 @@ class _Executor:
         else:
             self.emit(ev.RunApplied(rp.path, changes=len(rp.changes), files_deleted=len(deleted),
                                     bytes_freed=sum(f.size for f in deleted), undo=undo))
+
+    def _verify_import(self, rp: RunPlan, live: LiveRun) -> None:
+        """Read-back of an imported run: every mapped field, its history and its files (no undo: a
+        created run is not deleted by an undo plan)."""
+        try:
+            files = self._list_files(live)
+            missing = self.imports.unconverged(rp, dataclasses.replace(live, files=files), files)
+        except ReconcileError as exc:
+            self.emit(ev.RunFailed(rp.path, f"written, but reading it back failed: {exc}"))
+            return
+        if missing:
+            self.emit(ev.RunUnconverged(rp.path, missing))
+        else:
+            self.emit(ev.RunApplied(rp.path, changes=len(rp.changes), files_deleted=0, bytes_freed=0))
 
 
 @dataclass(slots=True)
@@ -617,7 +668,8 @@ def _stale(rp: RunPlan, live: LiveRun) -> ev.RunStale:
 
 def apply_plan(plan: Plan, backend: Backend, *, journal: Journal, parallelism: int = 10,
                backup_dir: Path | None = None, observers: Sequence[ev.Observer] = (),
-               sleep: Callable[[float], None] = time.sleep) -> ApplyResult:
+               sleep: Callable[[float], None] = time.sleep,
+               open_source: SourceOpener = open_source_reader) -> ApplyResult:
     """Apply ``plan`` through ``backend``, recording each step in ``journal``; never prints.
 
     Raises ``PlanError``/``StalePlanError`` before writing anything if the plan has errors,
@@ -628,5 +680,5 @@ def apply_plan(plan: Plan, backend: Backend, *, journal: Journal, parallelism: i
     if parallelism < 1:
         raise PlanError("--parallelism must be at least 1")
     executor = _Executor(plan, backend, journal, parallelism, backup_dir=backup_dir, observers=observers,
-                         sleep=sleep)
+                         sleep=sleep, open_source=open_source)
     return executor.run()

@@ -10,7 +10,7 @@ Records (one JSON object a line)::
     {"type": "plan", "plan_digest": "sha256:..", "base_url": .., "plan_created_at": .., "time": ..}
     {"type": "run", "run": "acme/vision/abc123", "phase": "started", "time": ..}
     {"type": "run", "run": .., "phase": "metadata_written" | "files_deleted" | "artifacts_deleted" |
-     "artifact_ttls_set" | "files_uploaded", ..}
+     "artifact_ttls_set" | "files_uploaded" | "imported", ..}
     {"type": "run", "run": .., "phase": "done" | "stale" | "failed" | "unconverged", ..}
     {"type": "complete", "time": .., "summary": ..}
 """
@@ -135,6 +135,9 @@ class Journal:
             self.record(event.run, "artifact_ttls_set", versions=event.versions)
         elif isinstance(event, ev.RunFilesUploaded):
             self.record(event.run, "files_uploaded", files=event.files)
+        elif isinstance(event, ev.RunImported):
+            self.record(event.run, "imported", created=event.created, rows=event.rows, files=event.files,
+                        bytes=event.bytes)
         elif isinstance(event, ev.RunApplied):
             self.record(event.run, "done", files_deleted=event.files_deleted, bytes_freed=event.bytes_freed,
                         undo=event.undo.to_json() if event.undo else None)

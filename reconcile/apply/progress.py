@@ -10,6 +10,7 @@ All of them only read events; none computes anything the executor has not report
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -161,8 +162,9 @@ class LogObserver:
             log.debug("run_files_deleted", run=event.run, files=event.files, bytes=event.bytes)
         elif isinstance(event, ev.RunMetadataWritten):
             log.debug("run_metadata_written", run=event.run, already=event.already)
-        elif isinstance(event, ev.RunFilesUploaded):
-            log.debug("run_files_uploaded", run=event.run, files=event.files)
+        elif isinstance(event, ev.RunFilesUploaded | ev.RunImported):
+            name = "run_files_uploaded" if isinstance(event, ev.RunFilesUploaded) else "run_imported"
+            log.debug(name, **dataclasses.asdict(event))
         elif isinstance(event, ev.RunStarted):
             log.debug("run_started", run=event.run)
 

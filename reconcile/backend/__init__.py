@@ -33,6 +33,7 @@ class RunUpdate:
     job_type: str | None = None
     config: Mapping[str, Any] | None = None
     summary: Mapping[str, Any] | None = None
+    state: str | None = None  # imports only: the run's state (running, finished, failed, ...)
 
     @property
     def is_empty(self) -> bool:
@@ -40,8 +41,35 @@ class RunUpdate:
         return all(
             v is None
             for v in (self.display_name, self.notes, self.tags, self.group, self.job_type, self.config,
-                      self.summary)
+                      self.summary, self.state)
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RunCreate:
+    """UpsertBucket's create form (``wandb.init``'s): a run named ``run_id`` in ``entity/project``,
+    which the server creates (with the project) if it does not exist; ``None`` fields are not sent.
+    Sending it for a run that exists updates that run with the fields given (the upsert)."""
+
+    entity: str
+    project: str
+    run_id: str
+    display_name: str | None = None
+    notes: str | None = None
+    tags: tuple[str, ...] | None = None
+    group: str | None = None
+    job_type: str | None = None
+    config: Mapping[str, Any] | None = None  # unwrapped, as RunUpdate's
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPosition:
+    """Where a run's history ends, as the SDK reads it to resume (wandb-core's RunResumeStatus):
+    how many lines ``wandb-history.jsonl`` holds (the next file_stream offset) and the ``_step`` of
+    the last row (None: no rows)."""
+
+    lines: int
+    last_step: int | None
 
 
 class Backend(Protocol):
@@ -76,6 +104,20 @@ class Backend(Protocol):
 
     def delete_files(self, run: LiveRun, file_ids: Sequence[str]) -> None:
         """Delete these files of the run in one deleteFiles request."""
+        ...
+
+    def create_run(self, create: RunCreate) -> None:
+        """Send UpsertBucket's create form (idempotent: it upserts by run id)."""
+        ...
+
+    def history_position(self, run: LiveRun) -> HistoryPosition:
+        """A fresh read of where the run's history ends (line count and last ``_step``)."""
+        ...
+
+    def append_history(self, run: LiveRun, offset: int, rows: Sequence[Mapping[str, Any]], *,
+                       exitcode: int | None = None) -> None:
+        """One file_stream request: ``rows`` as ``wandb-history.jsonl`` lines from line ``offset``;
+        with ``exitcode``, the run's ``complete`` signal too (as ``wandb.finish`` sends it)."""
         ...
 
     def download_file(self, run: LiveRun, file: LiveFile, dest: Path) -> None:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from reconcile.backend import RunUpdate
+from reconcile.backend import HistoryPosition, RunCreate, RunUpdate
 from reconcile.errors import BackendError, NotFound
 from reconcile.models import ConfigWrites, LiveArtifact, LiveFile, LiveRun, VersionTTL
 
@@ -44,6 +44,8 @@ class MemoryBackend:
         self.config_writes = config_writes
         self.runs: dict[str, LiveRun] = {}  # by storage id
         self.contents: dict[str, bytes] = {}  # by file id
+        self.history: dict[str, dict[int, dict[str, Any]]] = {}  # by storage id: line offset -> row
+        self.exitcodes: dict[str, int] = {}  # by storage id: the exit code of the last ``complete``
         self.calls: list[tuple[str, Any]] = []
         self.closed = False
         self._failures: list[BaseException] = []
@@ -111,6 +113,9 @@ class MemoryBackend:
     def update_run(self, update: RunUpdate) -> None:
         """Apply one UpsertBucket: unset fields unchanged, config merged or replaced, summary replaced."""
         self._record("update_run", update)
+        self._apply(update)
+
+    def _apply(self, update: RunUpdate) -> None:
         run = self._by_id(update.storage_id)
         changes: dict[str, Any] = {}
         for attr, field in (("display_name", "name"), ("notes", "notes"), ("group", "group"),
@@ -118,6 +123,8 @@ class MemoryBackend:
             value = getattr(update, attr)
             if value is not None:
                 changes[field] = tuple(value) if attr == "tags" else value
+        if update.state is not None:
+            changes["state"] = update.state
         if update.config is not None:
             sent = copy.deepcopy(dict(update.config))
             changes["config"] = (deep_merge(run.config, sent)
@@ -125,6 +132,45 @@ class MemoryBackend:
         if update.summary is not None:
             changes["summary"] = copy.deepcopy(dict(update.summary))
         self.runs[run.storage_id] = replace(run, **changes)
+
+    def create_run(self, create: RunCreate) -> None:
+        """Create the run (running, as W&B does) if absent, then apply the fields given."""
+        self._record("create_run", create)
+        path = (create.entity, create.project, create.run_id)
+        existing = next((r for r in self.runs.values() if (r.entity, r.project, r.id) == path), None)
+        if existing is None:
+            storage_id = f"Run:{create.entity}/{create.project}/{create.run_id}"
+            existing = LiveRun(entity=create.entity, project=create.project, id=create.run_id,
+                               storage_id=storage_id, name=None, state="running",
+                               created_at=datetime.now(timezone.utc), config={}, summary={}, tags=(),
+                               project_internal_id=1, files=())
+            self.runs[storage_id] = existing
+        self._apply(RunUpdate(storage_id=existing.storage_id, display_name=create.display_name,
+                              notes=create.notes, tags=create.tags, group=create.group,
+                              job_type=create.job_type, config=create.config))
+
+    def history_position(self, run: LiveRun) -> HistoryPosition:
+        """The stored history's line count and last ``_step``."""
+        self._record("history_position", run.path)
+        lines = self.history.get(self._by_id(run.storage_id).storage_id, {})
+        if not lines:
+            return HistoryPosition(0, None)
+        step = lines[max(lines)].get("_step")
+        return HistoryPosition(max(lines) + 1, step if isinstance(step, int) else None)
+
+    def append_history(self, run: LiveRun, offset: int, rows: Sequence[Mapping[str, Any]], *,
+                       exitcode: int | None = None) -> None:
+        """Store ``rows`` at their line offsets (a line written again is replaced, as file_stream does)."""
+        self._record("append_history", (run.path, offset, len(rows), exitcode))
+        stored = self._by_id(run.storage_id)
+        lines = self.history.setdefault(stored.storage_id, {})
+        for index, row in enumerate(rows):
+            lines[offset + index] = copy.deepcopy(dict(row))
+        if exitcode is not None:
+            self.exitcodes[stored.storage_id] = exitcode
+            self.runs[stored.storage_id] = replace(stored, state="finished" if exitcode == 0 else "failed")
+        elif rows:
+            self.runs[stored.storage_id] = replace(stored, state="running")
 
     def delete_files(self, run: LiveRun, file_ids: Sequence[str]) -> None:
         """Remove these files; unknown or already deleted ids are ignored."""

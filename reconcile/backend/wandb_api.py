@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 import structlog
@@ -49,7 +49,7 @@ from wandb.sdk.artifacts._generated import (
 from wandb.sdk.lib import wbauth
 from wandb.sdk.lib.service.service_connection import WandbApiFailedError
 
-from reconcile.backend import RunUpdate
+from reconcile.backend import HistoryPosition, RunCreate, RunUpdate
 from reconcile.backend.retry import with_retries
 from reconcile.errors import AuthError, BackendError, NotFound, RetryableError
 from reconcile.models import LiveArtifact, LiveFile, LiveRun, VersionTTL
@@ -71,6 +71,9 @@ FILES_PER_RUN_IN_PAGE = 50
 
 IDS_PER_REQUEST = 100
 """Run ids per ``{"name": {"$in": [...]}}`` re-read (keeps the filter string small)."""
+
+FILE_STREAM_TIMEOUT = 60.0
+"""Seconds one file_stream request may take (a chunk of history rows)."""
 
 CONNECT_TIMEOUT = 10.0
 """Seconds the reachability check waits for the server to accept a TCP connection."""
@@ -100,7 +103,36 @@ _UPSERT_FIELDS: dict[str, tuple[str, str, str]] = {
     "group": ("groupName", "String", "groupName"),
     "job_type": ("jobType", "String", "jobType"),
     "summary": ("summaryMetrics", "JSONString", "summaryMetrics"),
+    # wandb-core's UpsertBucket (the create form wandb.init sends) declares ``$state: String``.
+    "state": ("state", "String", "state"),
 }
+
+# UpsertBucket's create form as wandb-core sends it for wandb.init (protocol §13b): the run is named
+# by ``name`` in ``modelName``/``entityName`` (variables ``$project``/``$entity`` as wandb-core
+# declares them), no ``id``; the server creates the run (and the project) if absent.
+_CREATE_FIELDS: dict[str, tuple[str, str, str]] = {
+    "display_name": ("displayName", "String", "displayName"),
+    "notes": ("notes", "String", "notes"),
+    "tags": ("tags", "[String!]", "tags"),
+    "config": ("config", "JSONString", "config"),
+    "group": ("groupName", "String", "groupName"),
+    "job_type": ("jobType", "String", "jobType"),
+}
+
+HISTORY_FILE = "wandb-history.jsonl"
+"""The file_stream file that carries history rows (one JSON object a line)."""
+
+HISTORY_TAIL_QUERY = """
+query RunHistoryTail($project: String!, $entity: String!, $name: String!) {
+    project(name: $project, entityName: $entity) {
+        run(name: $name) {
+            historyLineCount
+            historyTail
+        }
+    }
+}
+"""
+"""Where a run's history ends: the fields wandb-core's RunResumeStatus reads to resume a run."""
 
 # File.delete()'s mutation (protocol §6.1), sent with every id of the run at once.
 DELETE_FILES_MUTATION = """
@@ -113,6 +145,37 @@ mutation deleteFiles($files: [ID!]!, $projectId: Int) {
     }
 }
 """
+
+
+def _wrapped_config(config: Mapping[str, Any]) -> str:
+    """Run.json_config: every value wrapped, desc reset, default separators."""
+    return json.dumps({k: {"value": v, "desc": None} for k, v in config.items()})
+
+
+def create_run_document(create: RunCreate) -> tuple[str, dict[str, Any]]:
+    """UpsertBucket's create form for ``create``: only the fields set are declared and sent."""
+    declarations = ["$name: String", "$project: String", "$entity: String"]
+    inputs = ["name: $name", "modelName: $project", "entityName: $entity"]
+    variables: dict[str, Any] = {"name": create.run_id, "project": create.project, "entity": create.entity}
+    for attr, (var, gql_type, field) in _CREATE_FIELDS.items():
+        value = getattr(create, attr)
+        if value is None:
+            continue
+        declarations.append(f"${var}: {gql_type}")
+        inputs.append(f"{field}: ${var}")
+        if attr == "tags":
+            value = list(value)
+        elif attr == "config":
+            value = _wrapped_config(value)
+        variables[var] = value
+    document = (
+        f"mutation UpsertBucket({', '.join(declarations)}) {{\n"
+        f"    upsertBucket(input: {{{', '.join(inputs)}}}) {{\n"
+        "        bucket {\n            id\n            name\n        }\n"
+        "        inserted\n"
+        "    }\n}\n"
+    )
+    return document, variables
 
 
 def upsert_bucket_document(update: RunUpdate) -> tuple[str, dict[str, Any]]:
@@ -133,8 +196,7 @@ def upsert_bucket_document(update: RunUpdate) -> tuple[str, dict[str, Any]]:
         if attr == "tags":
             value = list(value)
         elif attr == "config":
-            # Run.json_config: every value wrapped, desc reset, default separators.
-            value = json.dumps({k: {"value": v, "desc": None} for k, v in value.items()})
+            value = _wrapped_config(value)
         elif attr == "summary":
             # HTTPSummary._write: the client's own compact encoder (NaN/inf as constants).
             value = wandb_util.json_dumps_safer(dict(value))
@@ -223,9 +285,12 @@ def run_files_query() -> str:
 def documents() -> list[str]:
     """Every GraphQL document shape this module sends (for the schema-subset check)."""
     everything = RunUpdate(storage_id="x", display_name="", notes="", tags=(), group="", job_type="",
-                           config={}, summary={})
+                           config={}, summary={}, state="")
+    created = RunCreate(entity="e", project="p", run_id="r", display_name="", notes="", tags=(), group="",
+                        job_type="", config={})
     return [runs_query(with_files=False), runs_query(with_files=True), run_files_query(),
-            upsert_bucket_document(everything)[0], DELETE_FILES_MUTATION]
+            upsert_bucket_document(everything)[0], create_run_document(created)[0], HISTORY_TAIL_QUERY,
+            DELETE_FILES_MUTATION]
 
 
 class WandbBackend:
@@ -268,6 +333,7 @@ class WandbBackend:
         # A 5xx or 429 on the credential check is worth another try; a timeout is not (an
         # unreachable WANDB_BASE_URL would otherwise take minutes to report).
         self._api: wandb.Api | None = with_retries(connect, retry_unknown_outcome=False, doing="connect")
+        self._http = requests.Session()  # file_stream (imports): plain HTTP, as wandb-core sends it
 
     @classmethod
     def from_env(cls) -> WandbBackend:
@@ -277,6 +343,7 @@ class WandbBackend:
     def close(self) -> None:
         """Drop the Api; wandb-core frees the session when it is garbage collected."""
         self._api = None
+        self._http.close()
 
     # ------------------------------------------------------------------ reads
 
@@ -341,6 +408,51 @@ class WandbBackend:
             # HTTPSummary._write asserts the same: no bucket id means nothing was written.
             raise BackendError(f"W&B did not confirm the update of run {update.storage_id}; "
                                "re-run to check its state.")
+
+    def create_run(self, create: RunCreate) -> None:
+        """Send UpsertBucket's create form (wandb.init's); the server confirms with the run's id."""
+        document, variables = create_run_document(create)
+        path = f"{create.entity}/{create.project}/{create.run_id}"
+        data = self._execute(document, variables, f"create run {path}")
+        bucket = ((data or {}).get("upsertBucket") or {}).get("bucket") or {}
+        if not bucket.get("id"):
+            raise BackendError(f"W&B did not confirm the creation of run {path}; re-run to check its state.")
+
+    def history_position(self, run: LiveRun) -> HistoryPosition:
+        """historyLineCount and the last row's ``_step`` from historyTail, as wandb-core reads them to
+        resume a run (its RunResumeStatus)."""
+        variables = {"project": run.project, "entity": run.entity, "name": run.id}
+        data = self._execute(HISTORY_TAIL_QUERY, variables, f"read the history position of {run.path}")
+        node = ((data or {}).get("project") or {}).get("run")
+        if node is None:
+            raise NotFound(f"run {run.path} not found: check the entity, project and run id.")
+        return parse_history_position(node)
+
+    def append_history(self, run: LiveRun, offset: int, rows: Sequence[Mapping[str, Any]], *,
+                       exitcode: int | None = None) -> None:
+        """POST ``/files/<entity>/<project>/<run>/file_stream`` as wandb-core's filestream does:
+        ``{"files": {"wandb-history.jsonl": {"offset": N, "content": [line, ...]}}}``, plus
+        ``complete``/``exitcode`` to finish (protocol §13b). Lines land at their offsets, so sending
+        the same lines again at the same offset rewrites them instead of adding rows."""
+        body: dict[str, Any] = {}
+        if rows:
+            lines = [json.dumps(dict(row), separators=(",", ":")) for row in rows]
+            body["files"] = {HISTORY_FILE: {"offset": offset, "content": lines}}
+        if exitcode is not None:
+            body.update(complete=True, exitcode=exitcode)
+        if not body:
+            return
+        quoted = "/".join(quote(part, safe="") for part in (run.entity, run.project, run.id))
+        url = f"{self.base_url}/files/{quoted}/file_stream"
+        doing = f"stream history to {run.path}"
+        if not self._secret:
+            raise AuthError(f"cannot {doing}: importing history needs an API key (WANDB_API_KEY or "
+                            "`wandb login`), not an identity token.")
+        try:
+            answer = self._http.post(url, json=body, auth=("api", self._secret), timeout=FILE_STREAM_TIMEOUT)
+            answer.raise_for_status()
+        except requests.RequestException as exc:
+            self._raise(exc, doing)
 
     def delete_files(self, run: LiveRun, file_ids: Sequence[str]) -> None:
         """Delete these files with one deleteFiles request (the client sends one per file)."""
@@ -572,6 +684,20 @@ def parse_run(entity: str, project: str, node: Mapping[str, Any]) -> LiveRun:
         notes=node.get("notes"),
         project_internal_id=int(project_id) if project_id is not None else None,
     )
+
+
+def parse_history_position(node: Mapping[str, Any]) -> HistoryPosition:
+    """historyLineCount and the ``_step`` of the last historyTail line (a JSON list of JSON rows)."""
+    lines = int(node.get("historyLineCount") or 0)
+    last_step: int | None = None
+    tail = node.get("historyTail")
+    rows = json.loads(tail) if isinstance(tail, str) and tail else tail or []
+    if rows:
+        last = rows[-1]
+        row = json.loads(last) if isinstance(last, str) else last
+        step = row.get("_step") if isinstance(row, dict) else None
+        last_step = step if isinstance(step, int) and not isinstance(step, bool) else None
+    return HistoryPosition(lines=lines, last_step=last_step)
 
 
 def parse_artifact(node: Mapping[str, Any]) -> LiveArtifact:

@@ -123,11 +123,6 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
             journal_path = journal or beside(plan_file, ".journal.jsonl")
             undo_path = undo_out or beside(plan_file, ".undo.json")
             foreign = False
-        imported = sorted({r.source for r in plan.runs if r.source and r.changes})
-        if imported:  # creating runs and writing history is not in this build: refuse before any write
-            names = ", ".join(map(repr, imported))
-            raise PlanError(f"the plan imports runs ({names}); this build of reconcile plans imports but "
-                            "cannot apply them yet. Nothing was written.")
         result = execute(plan, backend, journal_path=journal_path, undo_out=undo_path, backup_dir=backup_dir,
                          parallelism=parallelism, replace_foreign_journal=foreign, json_logs=json_logs,
                          color=color)

@@ -67,6 +67,15 @@ class SourceRun:
         return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class SourceRead:
+    """One source run read fresh at apply time: the mapped run and its history rows in step order
+    (each with ``_step`` and ``_timestamp``, seconds)."""
+
+    run: SourceRun
+    rows: tuple[Mapping[str, Any], ...]
+
+
 class SourceReader(Protocol):
     """What the import planner and apply need from a source."""
 
@@ -80,6 +89,10 @@ class SourceReader(Protocol):
         """The run's history rows in step order, each with ``_step`` and ``_timestamp`` (seconds)."""
         ...
 
+    def read(self, run_id: str) -> SourceRead | None:
+        """A fresh read of one source run, mapped, with its history rows (None: it is gone)."""
+        ...
+
     def download(self, run_id: str, name: str, dest: Path) -> None:
         """Write the run's file ``name`` to ``dest`` (its parent exists)."""
         ...
@@ -87,3 +100,20 @@ class SourceReader(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+def open_reader(name: str, source: Any, *, parallelism: int = 10) -> SourceReader:
+    """The reader of import ``name``'s source (``MlflowSource`` / ``WandbSource``); the MLflow client is
+    imported only here, when an import needs it."""
+    from reconcile.errors import PlanError
+    from reconcile.models import MlflowSource
+
+    if isinstance(source, MlflowSource):
+        try:
+            from reconcile.sources.mlflow_source import MlflowReader
+        except ImportError as exc:
+            raise PlanError(f"import {name!r} reads MLflow, which needs the mlflow client: "
+                            "pip install 'wandb-reconcile[mlflow]'") from exc
+        return MlflowReader(name, source, parallelism=parallelism)
+    raise PlanError(f"import {name!r}: imports from another W&B server are not in this build of reconcile "
+                    "yet (only `from: {mlflow: ...}`); nothing was planned or written")

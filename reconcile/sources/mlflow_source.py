@@ -35,7 +35,7 @@ from mlflow.exceptions import MlflowException
 
 from reconcile.errors import BackendError, NotFound, RetryableError
 from reconcile.models import MlflowSource
-from reconcile.sources import SourceFile, SourceRun
+from reconcile.sources import SourceFile, SourceRead, SourceRun
 
 STATES = {
     "FINISHED": "finished",
@@ -95,6 +95,7 @@ class MlflowReader:
         self.description = f"MLflow at {self.uri}"
         self.parallelism = parallelism
         self._client = MlflowClient(tracking_uri=self.uri)
+        self._experiment_names: dict[str, str] | None = None
 
     def close(self) -> None:
         """Nothing to release: the client holds no open connection between calls."""
@@ -124,6 +125,19 @@ class MlflowReader:
         run = self._call("read the run", lambda: self._client.get_run(run_id))
         yield from history_rows(self._metric_points(run))
 
+    def read(self, run_id: str) -> SourceRead | None:
+        """A fresh read of one run, mapped, with its history rows; None if it is gone or no longer in the
+        import's experiments."""
+        try:
+            run = self._call("read the run", lambda: self._client.get_run(run_id))
+        except NotFound:
+            return None
+        experiments = self._experiments()
+        if run.info.experiment_id not in experiments or run.info.lifecycle_stage != "active":
+            return None
+        rows = history_rows(self._metric_points(run))
+        return SourceRead(self._map(run, experiments, rows), tuple(rows))
+
     def download(self, run_id: str, name: str, dest: Path) -> None:
         """Download the artifact ``name`` of the run to ``dest``."""
         with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".mlflow-") as tmp:
@@ -134,7 +148,9 @@ class MlflowReader:
     # ------------------------------------------------------------------ helpers
 
     def _experiments(self) -> dict[str, str]:
-        """Experiment id -> name for every experiment the import names."""
+        """Experiment id -> name for every experiment the import names (read once)."""
+        if self._experiment_names is not None:
+            return self._experiment_names
         out = {}
         for wanted in self.source.experiments:
             experiment = self._call("find the experiment",
@@ -142,11 +158,14 @@ class MlflowReader:
             if experiment is None:
                 raise NotFound(f"import {self.name!r}: {self.description} has no experiment named {wanted!r}")
             out[experiment.experiment_id] = experiment.name
+        self._experiment_names = out
         return out
 
-    def _map(self, run: Run, experiments: Mapping[str, str]) -> SourceRun:
+    def _map(self, run: Run, experiments: Mapping[str, str],
+             rows: list[dict[str, Any]] | None = None) -> SourceRun:
         info, data = run.info, run.data
-        rows = history_rows(self._metric_points(run))
+        if rows is None:
+            rows = history_rows(self._metric_points(run))
         files = tuple(self._artifacts(info.run_id, None))
         start = info.start_time if info.start_time is not None else 0
         return SourceRun(

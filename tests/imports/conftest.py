@@ -52,12 +52,11 @@ def log_run(uri: str, experiment: str, index: int, tmp: Path, *, status: str = "
         metrics["loss"].append((step, stamp, 1.0 / (step + 1 + index)))
         if step % 2 == 0:  # auc only on even steps: rows with some metrics missing
             metrics["auc"].append((step, stamp + 5, 0.5 + step / 100 + index / 1000))
-    client.log_batch(
-        run.info.run_id,
-        metrics=[Metric(k, v, ts, s) for k, points in metrics.items() for s, ts, v in points],
-        params=[Param(k, v) for k, v in params.items()],
-        tags=[RunTag(k, v) for k, v in tags.items()],
-    )
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()],
+                     tags=[RunTag(k, v) for k, v in tags.items()])
+    logged = [Metric(k, v, ts, s) for k, points in metrics.items() for s, ts, v in points]
+    for start in range(0, len(logged), 1000):  # MLflow takes at most 1000 metrics per batch
+        client.log_batch(run.info.run_id, metrics=logged[start:start + 1000])
     artifacts = {
         "model/weights.bin": bytes(range(256)) * (4 + index),
         f"report-{index}.txt": f"run {index}\n".encode(),

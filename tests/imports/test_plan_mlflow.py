@@ -93,11 +93,6 @@ def test_plan_shows_a_creation_per_mlflow_run(
         assert changes[("notes", ())] == run.note if run.note else ("notes", ()) not in changes
     assert handle.mutations() == []  # planning never writes
 
-    refused = invoke("apply", str(out))
-    assert refused.exit_code == 1
-    assert "cannot apply them yet. Nothing was written." in refused.output
-    assert handle.mutations() == []
-
 
 def test_an_imported_run_plans_nothing_and_a_changed_one_only_its_difference(
     twenty: list[MlflowRun], spec: Path, destination: Any, tmp_path: Path

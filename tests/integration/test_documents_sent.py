@@ -11,7 +11,7 @@ import pytest
 
 from reconcile.emulator import server as emulator_server
 from tests.integration.test_apply import EVERY_KIND, RUN_ONE, cli, write
-from tests.unit.test_schema_subset import assert_default_shape, emulator_schema
+from tests.unit.test_schema_subset import assert_default_shape, full_emulator_schema
 from tests.wandb_vocabulary import client_usage, outside, usage
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def test_documents_sent_by_plan_apply_and_undo_use_only_the_clients_parts(
     undone = cli("apply", str(tmp_path / "plan.undo.json"))
     # A merging server keeps the config key the apply added: the undo says so (exit 1), the rest is undone.
     assert "2 files restored" in undone.stdout, undone.output
-    schema = emulator_schema()
+    schema = full_emulator_schema()
     names = set()
     for text in sent:
         document = graphql.parse(text)

@@ -73,7 +73,6 @@ def test_an_absent_run_is_created_with_every_mapped_field() -> None:
         (ChangeKind.NOTES, ChangeOp.SET, ()): "baseline",
         (ChangeKind.GROUP, ChangeOp.SET, ()): "churn",
         (ChangeKind.STATE, ChangeOp.SET, ()): "finished",
-        (ChangeKind.CREATED_AT, ChangeOp.SET, ()): "2026-01-01T00:00:00+00:00",
         (ChangeKind.HISTORY, ChangeOp.ADD, ()): {"rows": 500, "first_step": 0, "last_step": 499,
                                                  "metrics": ["auc", "loss"]},
         (ChangeKind.FILE, ChangeOp.ADD, ("model/weights.bin",)): 2048,

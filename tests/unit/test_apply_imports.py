@@ -1,0 +1,198 @@
+"""Applying an import's runs over ``MemoryBackend`` and an in-memory source: creation, resume without
+writing anything twice, staleness of source and destination, failures reported."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from reconcile.apply import events as ev
+from reconcile.apply.executor import ApplyResult, apply_plan
+from reconcile.apply.journal import Journal
+from reconcile.backend import RunCreate, RunUpdate
+from reconcile.backend.memory import MemoryBackend
+from reconcile.errors import BackendError
+from reconcile.import_planner import plan_import
+from reconcile.models import Import, LiveRun, Location, MlflowSource, Plan, Target
+from reconcile.planfile import plan_from_dict, plan_to_dict
+from reconcile.sources import SourceFile, SourceRead, SourceReader, SourceRun
+
+START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+ENTRY = Import("churn", Location("s.yaml", 3, 5), MlflowSource(("churn",), "http://127.0.0.1:1"),
+               Target("acme", "churn"))
+FILES = {"model/weights.bin": b"w" * 300, "report.txt": b"hello"}
+
+
+def rows(count: int) -> tuple[dict[str, Any], ...]:
+    return tuple({"loss": 1.0 / (s + 1), "_step": s, "_timestamp": START.timestamp() + s + 1}
+                 for s in range(count))
+
+
+def source_run(run_id: str = "r1", *, steps: int = 2500, state: str = "failed", **fields: Any) -> SourceRun:
+    values: dict[str, Any] = {
+        "id": run_id, "name": f"name-{run_id}", "state": state, "created_at": START,
+        "config": {"lr": "0.1"}, "summary": {"loss": 1.0 / steps}, "tags": ("team:churn",),
+        "notes": "a note", "group": "churn", "steps": tuple(range(steps)), "history_keys": ("loss",),
+        "files": tuple(SourceFile(n, len(b)) for n, b in FILES.items()),
+    }
+    values.update(fields)
+    return SourceRun(**values)
+
+
+class MemorySource:
+    """A SourceReader over dicts (the MLflow reader is tested against a real server elsewhere)."""
+
+    description = "memory"
+
+    def __init__(self, *runs: SourceRun) -> None:
+        self.runs_by_id = {r.id: r for r in runs}
+        self.downloads: list[str] = []
+
+    def runs(self) -> Iterator[SourceRun]:
+        yield from self.runs_by_id.values()
+
+    def history(self, run_id: str) -> Iterator[dict[str, Any]]:
+        yield from rows(len(self.runs_by_id[run_id].steps))
+
+    def read(self, run_id: str) -> SourceRead | None:
+        run = self.runs_by_id.get(run_id)
+        return None if run is None else SourceRead(run, rows(len(run.steps)))
+
+    def download(self, run_id: str, name: str, dest: Path) -> None:
+        self.downloads.append(name)
+        dest.write_bytes(FILES[name])
+
+    def close(self) -> None:
+        pass
+
+
+def import_plan(*runs: SourceRun, live: Mapping[str, LiveRun] | None = None) -> Plan:
+    planned = [plan_import(ENTRY, "acme", "churn", r, (live or {}).get(r.id)) for r in runs]
+    plan = Plan(spec_digest="sha256:x", created_at=START, base_url="memory://",
+                runs=tuple(p for p in planned if p is not None), sources=((ENTRY.name, ENTRY.source),))
+    return plan_from_dict(plan_to_dict(plan))  # as apply reads it from the saved file
+
+
+def apply(plan: Plan, backend: MemoryBackend, source: SourceReader, tmp_path: Path,
+          events: list[ev.ApplyEvent] | None = None) -> ApplyResult:
+    journal = Journal.open(tmp_path / "plan.journal.jsonl", plan)
+    try:
+        return apply_plan(plan, backend, journal=journal, sleep=lambda _: None,
+                          observers=[events.append] if events is not None else (),
+                          open_source=lambda name, src: source)
+    finally:
+        journal.close()
+
+
+def test_a_created_run_gets_every_field_all_history_rows_its_files_and_its_state(tmp_path: Path) -> None:
+    run = source_run()
+    backend = MemoryBackend()
+    result = apply(import_plan(run), backend, MemorySource(run), tmp_path)
+    assert result.ok, (result.failed, result.stale, result.unconverged)
+    assert (result.runs_created, result.history_rows, result.files_uploaded) == (1, 2500, 2)
+    live = backend.run("acme", "churn", "r1")
+    assert (live.name, live.notes, live.group, live.tags, live.state) == (
+        "name-r1", "a note", "churn", ("team:churn",), "failed")
+    assert live.config == {"lr": "0.1"}
+    assert live.summary == {"loss": 1.0 / 2500, "_step": 2499}
+    history = backend.history[live.storage_id]
+    assert sorted(history) == list(range(2500))  # one line per row, at offsets 0..2499
+    assert [history[i]["_step"] for i in range(2500)] == list(range(2500))
+    assert all(history[i]["_runtime"] == history[i]["_timestamp"] - START.timestamp() for i in (0, 2499))
+    assert backend.exitcodes[live.storage_id] == 1  # a failed run completes with a non-zero exit code
+    assert {f.name: f.size for f in live.files or ()} == {n: len(b) for n, b in FILES.items()}
+    assert "1 run created, 2500 history rows and 2 files (305 bytes) uploaded" in result.summary_line
+    # The state and summary go last: a run whose summary shows its last step has all its history.
+    names = [name for name, _ in backend.calls if name in ("create_run", "append_history", "upload_file",
+                                                            "update_run")]
+    assert names[0] == "create_run" and names[-1] == "update_run"
+    assert names.count("append_history") == 4  # 3 chunks of rows (1000 a request), then `complete`
+
+
+def test_a_resumed_import_sends_only_what_the_destination_lacks(tmp_path: Path) -> None:
+    """Killed after the creation, 1,200 rows and one file: the second apply sends the other rows and
+    file only; no row or file is written twice."""
+    run = source_run()
+    plan = import_plan(run)
+    backend = MemoryBackend()
+    backend.create_run(RunCreate("acme", "churn", "r1", config={"lr": "0.1"}))
+    live = backend.run("acme", "churn", "r1")
+    backend.append_history(live, 0, rows(1200))
+    report = tmp_path / "report.txt"
+    report.write_bytes(FILES["report.txt"])
+    backend.upload_file(live, report, "report.txt")
+    journal = Journal.open(tmp_path / "plan.journal.jsonl", plan)
+    journal(ev.RunStarted("acme/churn/r1"))  # what the killed apply recorded
+    journal.close()
+    backend.calls.clear()
+    source = MemorySource(run)
+    result = apply(plan, backend, source, tmp_path)
+    assert result.ok, (result.failed, result.stale, result.unconverged)
+    assert (result.history_rows, result.files_uploaded) == (1300, 1)
+    sent = [arg for name, arg in backend.calls if name == "append_history"]
+    assert [(offset, count) for _, offset, count, _ in sent] == [(1200, 1000), (2200, 300), (2500, 0)]
+    assert sorted(backend.history[live.storage_id]) == list(range(2500))
+    assert source.downloads == ["model/weights.bin"]
+
+
+def test_a_source_changed_since_the_plan_is_stale_and_nothing_is_written(tmp_path: Path) -> None:
+    planned = source_run()
+    now = dataclasses.replace(planned, config={"lr": "0.2"})
+    backend = MemoryBackend()
+    result = apply(import_plan(planned), backend, MemorySource(now), tmp_path)
+    assert [run for run, _ in result.stale] == ["acme/churn/r1"]
+    assert "source run changed since the plan" in result.stale[0][1]
+    assert backend.runs == {}
+    assert [name for name, _ in backend.calls if name != "get_runs"] == []
+
+
+def test_a_run_created_in_the_destination_since_the_plan_is_stale(tmp_path: Path) -> None:
+    run = source_run()
+    plan = import_plan(run)
+    backend = MemoryBackend()
+    backend.create_run(RunCreate("acme", "churn", "r1", display_name="someone else's"))
+    backend.calls.clear()
+    result = apply(plan, backend, MemorySource(run), tmp_path)
+    assert "created in the destination since the plan" in result.stale[0][1]
+    assert backend.run("acme", "churn", "r1").name == "someone else's"
+    assert [name for name, _ in backend.calls if name not in ("get_runs",)] == []
+
+
+def test_a_run_that_fails_is_reported_and_the_others_are_imported(tmp_path: Path) -> None:
+    good, bad = source_run("good", steps=3), source_run("bad", steps=3)
+    backend = MemoryBackend()
+    real = backend.create_run
+
+    def refuse(create: RunCreate) -> None:
+        if create.run_id == "bad":
+            raise BackendError("W&B refused the request: project is read-only")
+        real(create)
+
+    backend.create_run = refuse  # type: ignore[method-assign]
+    events: list[ev.ApplyEvent] = []
+    result = apply(import_plan(good, bad), backend, MemorySource(good, bad), tmp_path, events)
+    assert result.failed == [("acme/churn/bad", "W&B refused the request: project is read-only")]
+    assert not result.ok
+    assert any(isinstance(e, ev.RunApplied) and e.run == "acme/churn/good" for e in events)
+
+
+def test_an_update_appends_the_rows_after_the_last_step_and_sets_the_changed_fields(tmp_path: Path) -> None:
+    before = source_run(steps=10, state="running")
+    backend = MemoryBackend()
+    apply(import_plan(before), backend, MemorySource(before), tmp_path / "first")
+    after = dataclasses.replace(before, steps=tuple(range(12)), state="finished", summary={"loss": 1 / 12},
+                                tags=("team:churn", "v2"))
+    live = backend.run("acme", "churn", "r1")
+    plan = import_plan(after, live={"r1": dataclasses.replace(live, files=live.files)})
+    (tmp_path / "second").mkdir()
+    result = apply(plan, backend, MemorySource(after), tmp_path / "second")
+    assert result.ok, (result.failed, result.stale, result.unconverged)
+    assert (result.runs_created, result.history_rows, result.files_uploaded) == (0, 2, 0)
+    live = backend.run("acme", "churn", "r1")
+    assert sorted(backend.history[live.storage_id]) == list(range(12))
+    assert (live.state, live.tags, live.summary["_step"]) == ("finished", ("team:churn", "v2"), 11)
+    updates = [arg for name, arg in backend.calls if name == "update_run"]
+    assert isinstance(updates[-1], RunUpdate) and updates[-1].state == "finished"
