@@ -94,17 +94,33 @@ def assert_imported(api: wandb.Api, run: MlflowRun, tmp: Path) -> None:
         assert (target / name).read_bytes() == data
 
 
-def test_apply_creates_every_run_and_the_next_plan_shows_only_new_source_data(
-        twenty: list[MlflowRun], mlflow_server: MlflowServer, emulator: Any, wandb_env: Any, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[str] = []
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every GraphQL document the emulator receives, as sent (recorded at the emulator)."""
+    documents: list[str] = []
     real = emulator_server.operation_name
 
     def recording(query: str) -> Any:
-        sent.append(query)
+        documents.append(query)
         return real(query)
 
     monkeypatch.setattr(emulator_server, "operation_name", recording)
+    return documents
+
+
+def assert_client_vocabulary(sent: list[str]) -> None:
+    """Every document is built from the installed client's vocabulary (tests/wandb_vocabulary.py)."""
+    schema = full_emulator_schema()
+    for text in sent:
+        document = graphql.parse(text)
+        assert graphql.validate(schema, document) == [], text
+        assert outside(usage(document, schema), client_usage(schema)) == [], text
+        assert_default_shape(document)
+
+
+def test_apply_creates_every_run_and_the_next_plan_shows_only_new_source_data(
+        twenty: list[MlflowRun], mlflow_server: MlflowServer, emulator: Any, wandb_env: Any, tmp_path: Path,
+        sent: list[str]) -> None:
     emu = emulator(seed={"runs": []})
     wandb_env(emu.url)
     spec = write_spec(tmp_path / "import.yaml", mlflow_server.uri)
@@ -132,13 +148,7 @@ def test_apply_creates_every_run_and_the_next_plan_shows_only_new_source_data(
     assert again.exit_code == 0, again.output
     assert "No changes" in again.stdout
 
-    # Every document apply sent is built from the installed client's vocabulary.
-    schema = full_emulator_schema()
-    for text in sent:
-        document = graphql.parse(text)
-        assert graphql.validate(schema, document) == [], text
-        assert outside(usage(document, schema), client_usage(schema)) == [], text
-        assert_default_shape(document)
+    assert_client_vocabulary(sent)
 
     # New data in MLflow: one more step of a finished run, and a new run.
     from mlflow import MlflowClient

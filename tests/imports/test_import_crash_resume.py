@@ -55,7 +55,8 @@ def destination_state(url: str, run_ids: list[str], tmp: Path) -> dict[str, Any]
             files[file.name] = (root / file.name).read_bytes()
         out[run_id] = {
             "name": run.name, "state": run.state, "group": run.group, "notes": run.notes,
-            "tags": sorted(run.tags), "config": {k: v for k, v in run.config.items() if not k.startswith("_")},
+            "tags": sorted(run.tags),
+            "config": {k: v for k, v in run.config.items() if not k.startswith("_")},
             "summary": dict(run.summary_metrics), "history": list(run.scan_history()),
             "history_lines": run.historyLineCount, "files": files,
         }
