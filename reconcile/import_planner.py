@@ -36,12 +36,15 @@ ABSENT_FINGERPRINT = "absent"
 
 
 def history_change(source: SourceRun, after_step: int | None, rule: str) -> Change | None:
-    """The history rows to append: every row after ``after_step`` (all rows when None)."""
+    """The history rows to append: every row after ``after_step`` (all rows when None); a creation
+    also carries the source's system-metric rows (W&B sources)."""
     steps = [s for s in source.steps if after_step is None or s > after_step]
     if not steps:
         return None
-    summary = {"rows": len(steps), "first_step": steps[0], "last_step": steps[-1],
-               "metrics": list(source.history_keys)}
+    summary: dict[str, Any] = {"rows": len(steps), "first_step": steps[0], "last_step": steps[-1],
+                               "metrics": list(source.history_keys)}
+    if after_step is None and source.event_rows:
+        summary["system_metrics"] = source.event_rows
     return Change(ChangeKind.HISTORY, ChangeOp.ADD, (), after_step, summary, (rule,),
                   detail=history_text(summary))
 
@@ -52,7 +55,9 @@ def history_text(summary: dict[str, Any]) -> str:
     steps = (f"step {summary['first_step']}" if summary["first_step"] == summary["last_step"]
              else f"steps {summary['first_step']}..{summary['last_step']}")
     metrics = ", ".join(summary["metrics"]) or "no metrics"
-    return f"{rows} row{'s' if rows != 1 else ''}, {steps}: {metrics}"
+    events = summary.get("system_metrics")
+    extra = f"; {events} system metrics row{'s' if events != 1 else ''}" if events else ""
+    return f"{rows} row{'s' if rows != 1 else ''}, {steps}: {metrics}{extra}"
 
 
 def _creation(source: SourceRun, rule: str) -> list[Change]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import itertools
 import re
 import string
 from collections.abc import Iterable, Iterator
@@ -77,35 +78,56 @@ def definitions(text: str) -> Iterator[str]:
             yield text[match.start():i]
 
 
-def _literal(node: ast.expr) -> str:
-    """A format argument's text: a string constant, the string a conditional picks when on, or HOLE."""
+def _choices(node: ast.expr, names: dict[str, list[str]]) -> list[str]:
+    """A format argument's possible texts: a string constant; both strings of a conditional; the strings
+    a local name is assigned in the enclosing function (``node = "history" if ... else "events"``,
+    runs.py ``_full_history``); otherwise HOLE."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
+        return [node.value]
     if isinstance(node, ast.IfExp):
-        return _literal(node.body)
-    return HOLE
+        return _choices(node.body, names) + _choices(node.orelse, names)
+    if isinstance(node, ast.Name) and names.get(node.id):
+        return names[node.id]
+    return [HOLE]
 
 
-def _formatted(text: str, call: ast.Call) -> str:
-    """``text.format(...)`` with the call's literal arguments filled in (others: HOLE)."""
-    positional = [_literal(a) for a in call.args]
-    named = {k.arg: _literal(k.value) for k in call.keywords if k.arg}
-    out, auto = [], 0
-    try:
-        for literal, field_name, _spec, _conversion in string.Formatter().parse(text):
-            out.append(literal)
-            if field_name is None:
-                continue
-            name = field_name
-            if name == "":
-                name, auto = str(auto), auto + 1
-            if name.isdigit():
-                out.append(positional[int(name)] if int(name) < len(positional) else HOLE)
-            else:
-                out.append(named.get(name, HOLE))
-    except ValueError:
-        return text
-    return "".join(out)
+def _local_strings(function: ast.AST) -> dict[str, list[str]]:
+    """The string constants each plain local name of ``function`` is assigned (directly or by an if-else)."""
+    names: dict[str, list[str]] = {}
+    for node in ast.walk(function):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            texts = [t for t in _choices(node.value, {}) if t != HOLE]
+            if texts:
+                names.setdefault(node.targets[0].id, []).extend(texts)
+    return names
+
+
+def _formatted(text: str, call: ast.Call, names: dict[str, list[str]]) -> list[str]:
+    """``text.format(...)`` with the call's literal arguments filled in (others: HOLE), one text per
+    combination of the arguments' possible texts."""
+    positional = [_choices(a, names) for a in call.args]
+    named = {k.arg: _choices(k.value, names) for k in call.keywords if k.arg}
+    keys = [*range(len(positional)), *named]
+    options = [*positional, *named.values()]
+    out: list[str] = []
+    for picked in itertools.islice(itertools.product(*options), 16):
+        chosen = dict(zip(keys, picked, strict=True))
+        parts, auto = [], 0
+        try:
+            for literal, field_name, _spec, _conversion in string.Formatter().parse(text):
+                parts.append(literal)
+                if field_name is None:
+                    continue
+                name: int | str = field_name
+                if name == "":
+                    name, auto = auto, auto + 1
+                elif field_name.isdigit():
+                    name = int(field_name)
+                parts.append(chosen.get(name, HOLE))
+        except ValueError:
+            return [text]
+        out.append("".join(parts))
+    return out
 
 
 def _python_strings(path: Path) -> Iterator[str]:
@@ -114,25 +136,31 @@ def _python_strings(path: Path) -> Iterator[str]:
     except (SyntaxError, UnicodeDecodeError):
         return
     formats: dict[int, ast.Call] = {}
+    scopes: dict[int, dict[str, list[str]]] = {}
     percents: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
             formats[id(node.func.value)] = node
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
             percents.add(id(node.left))
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names = _local_strings(node)
+            for inner in ast.walk(node):
+                scopes[id(inner)] = names  # the innermost function is walked last
     for node in ast.walk(tree):
+        texts: list[str]
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            text = node.value
+            texts = [node.value]
             if id(node) in formats:
-                text = _formatted(text, formats[id(node)])
+                call = formats[id(node)]
+                texts = _formatted(node.value, call, scopes.get(id(call), {}))
             elif id(node) in percents:
-                text = _PERCENT_HOLE.sub(HOLE, text)
+                texts = [_PERCENT_HOLE.sub(HOLE, node.value)]
         elif isinstance(node, ast.JoinedStr):
-            text = "".join(v.value if isinstance(v, ast.Constant) else HOLE for v in node.values)
+            texts = ["".join(v.value if isinstance(v, ast.Constant) else HOLE for v in node.values)]
         else:
             continue
-        if "{" in text:
-            yield text
+        yield from (text for text in texts if "{" in text)
 
 
 @dataclass

@@ -204,7 +204,18 @@ class ImportWriter:
             exitcode = _exitcode(fresh.run.state)
             self.retry(lambda: self.backend.append_history(live, offset, (), exitcode=exitcode), rp.path)
         last = int(todo[-1]["_step"]) if todo else after
+        self._events(rp, live, fresh, position.events_lines)
         return len(todo), last
+
+    def _events(self, rp: RunPlan, live: LiveRun, fresh: SourceRead, have: int) -> None:
+        """System-metric rows (W&B sources) after the ``have`` lines the destination holds."""
+        offset = have
+        for chunk in _chunks(fresh.events[have:], HISTORY_ROWS_PER_REQUEST):
+            def send(c: Sequence[Mapping[str, Any]] = chunk, at: int = offset) -> None:
+                self.backend.append_history(live, at, c, events=True)
+
+            self.retry(send, rp.path)
+            offset += len(chunk)
 
     @staticmethod
     def _row(row: Mapping[str, Any], fresh: SourceRead) -> dict[str, Any]:
@@ -281,7 +292,9 @@ class ImportWriter:
             elif change.kind is ChangeKind.HISTORY:
                 position = self.retry(lambda: self.backend.history_position(live), rp.path)
                 wanted = change.after or {}
-                rows_ok = rp.action is not RunAction.CREATE or position.lines == wanted.get("rows")
+                creation = rp.action is RunAction.CREATE
+                rows_ok = not creation or (position.lines == wanted.get("rows")
+                                           and position.events_lines == wanted.get("system_metrics", 0))
                 if position.last_step != wanted.get("last_step") or not rows_ok \
                         or not same(live.summary.get("_step"), wanted.get("last_step")):
                     missing.append(change.path)

@@ -70,6 +70,7 @@ class HistoryPosition:
 
     lines: int
     last_step: int | None
+    events_lines: int = 0  # lines of ``wandb-events.jsonl`` (system metrics)
 
 
 class Backend(Protocol):
@@ -115,9 +116,14 @@ class Backend(Protocol):
         ...
 
     def append_history(self, run: LiveRun, offset: int, rows: Sequence[Mapping[str, Any]], *,
-                       exitcode: int | None = None) -> None:
-        """One file_stream request: ``rows`` as ``wandb-history.jsonl`` lines from line ``offset``;
-        with ``exitcode``, the run's ``complete`` signal too (as ``wandb.finish`` sends it)."""
+                       exitcode: int | None = None, events: bool = False) -> None:
+        """One file_stream request: ``rows`` as ``wandb-history.jsonl`` lines (``events``: as
+        ``wandb-events.jsonl`` system-metric lines) from line ``offset``; with ``exitcode``, the run's
+        ``complete`` signal too (as ``wandb.finish`` sends it)."""
+        ...
+
+    def history_rows(self, run: LiveRun, *, events: bool = False) -> Iterator[dict[str, Any]]:
+        """Every history row of the run in step order (``events``: its system-metric rows)."""
         ...
 
     def download_file(self, run: LiveRun, file: LiveFile, dest: Path) -> None:

@@ -46,6 +46,7 @@ class MemoryBackend:
         self.contents: dict[str, bytes] = {}  # by file id
         self.history: dict[str, dict[int, dict[str, Any]]] = {}  # by storage id: line offset -> row
         self.exitcodes: dict[str, int] = {}  # by storage id: the exit code of the last ``complete``
+        self.events: dict[str, dict[int, dict[str, Any]]] = {}  # by storage id: line offset -> row
         self.calls: list[tuple[str, Any]] = []
         self.closed = False
         self._failures: list[BaseException] = []
@@ -152,18 +153,28 @@ class MemoryBackend:
     def history_position(self, run: LiveRun) -> HistoryPosition:
         """The stored history's line count and last ``_step``."""
         self._record("history_position", run.path)
-        lines = self.history.get(self._by_id(run.storage_id).storage_id, {})
+        storage_id = self._by_id(run.storage_id).storage_id
+        lines = self.history.get(storage_id, {})
+        events = self.events.get(storage_id, {})
+        events_lines = max(events) + 1 if events else 0
         if not lines:
-            return HistoryPosition(0, None)
+            return HistoryPosition(0, None, events_lines)
         step = lines[max(lines)].get("_step")
-        return HistoryPosition(max(lines) + 1, step if isinstance(step, int) else None)
+        return HistoryPosition(max(lines) + 1, step if isinstance(step, int) else None, events_lines)
+
+    def history_rows(self, run: LiveRun, *, events: bool = False) -> Iterator[dict[str, Any]]:
+        """The stored rows in line order."""
+        self._record("history_rows", (run.path, events))
+        lines = (self.events if events else self.history).get(self._by_id(run.storage_id).storage_id, {})
+        for offset in sorted(lines):
+            yield copy.deepcopy(lines[offset])
 
     def append_history(self, run: LiveRun, offset: int, rows: Sequence[Mapping[str, Any]], *,
-                       exitcode: int | None = None) -> None:
+                       exitcode: int | None = None, events: bool = False) -> None:
         """Store ``rows`` at their line offsets (a line written again is replaced, as file_stream does)."""
         self._record("append_history", (run.path, offset, len(rows), exitcode))
         stored = self._by_id(run.storage_id)
-        lines = self.history.setdefault(stored.storage_id, {})
+        lines = (self.events if events else self.history).setdefault(stored.storage_id, {})
         for index, row in enumerate(rows):
             lines[offset + index] = copy.deepcopy(dict(row))
         if exitcode is not None:

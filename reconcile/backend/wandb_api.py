@@ -122,17 +122,48 @@ _CREATE_FIELDS: dict[str, tuple[str, str, str]] = {
 HISTORY_FILE = "wandb-history.jsonl"
 """The file_stream file that carries history rows (one JSON object a line)."""
 
+EVENTS_FILE = "wandb-events.jsonl"
+"""The file_stream file that carries system-metric rows."""
+
 HISTORY_TAIL_QUERY = """
 query RunHistoryTail($project: String!, $entity: String!, $name: String!) {
     project(name: $project, entityName: $entity) {
         run(name: $name) {
             historyLineCount
             historyTail
+            eventsLineCount
         }
     }
 }
 """
 """Where a run's history ends: the fields wandb-core's RunResumeStatus reads to resume a run."""
+
+HISTORY_PAGE_QUERY = """
+query HistoryPage($entity: String!, $project: String!, $run: String!, $minStep: Int64!, $maxStep: Int64!,
+        $pageSize: Int!) {
+    project(name: $project, entityName: $entity) {
+        run(name: $run) {
+            history(minStep: $minStep, maxStep: $maxStep, samples: $pageSize)
+        }
+    }
+}
+"""
+"""A window of history rows, ``maxStep`` exclusive (wandb-core's HistoryPage, as ``scan_history`` pages)."""
+
+EVENTS_QUERY = """
+query RunEvents($project: String!, $entity: String!, $name: String!, $samples: Int) {
+    project(name: $project, entityName: $entity) {
+        run(name: $name) {
+            events(samples: $samples)
+        }
+    }
+}
+"""
+"""A run's system-metric rows (``run.history(stream="events")``'s field), all of them when ``samples``
+is the run's eventsLineCount."""
+
+HISTORY_PAGE_SIZE = 1000
+"""Steps per HistoryPage request."""
 
 # File.delete()'s mutation (protocol §6.1), sent with every id of the run at once.
 DELETE_FILES_MUTATION = """
@@ -290,7 +321,7 @@ def documents() -> list[str]:
                         job_type="", config={})
     return [runs_query(with_files=False), runs_query(with_files=True), run_files_query(),
             upsert_bucket_document(everything)[0], create_run_document(created)[0], HISTORY_TAIL_QUERY,
-            DELETE_FILES_MUTATION]
+            HISTORY_PAGE_QUERY, EVENTS_QUERY, DELETE_FILES_MUTATION]
 
 
 class WandbBackend:
@@ -428,8 +459,33 @@ class WandbBackend:
             raise NotFound(f"run {run.path} not found: check the entity, project and run id.")
         return parse_history_position(node)
 
+    def history_rows(self, run: LiveRun, *, events: bool = False) -> Iterator[dict[str, Any]]:
+        """Every history row by HistoryPage windows of steps up to the last step (``events``: every
+        system-metric row, in one request asking for eventsLineCount samples)."""
+        position = self.history_position(run)
+        doing = f"read the history of {run.path}"
+        if events:
+            variables: dict[str, Any] = {"project": run.project, "entity": run.entity, "name": run.id,
+                                         "samples": position.events_lines}
+            if position.events_lines:
+                node = ((self._execute(EVENTS_QUERY, variables, doing) or {}).get("project") or {}).get("run")
+                yield from (_json_object(line) for line in (node or {}).get("events") or [])
+            return
+        if position.last_step is None:
+            return
+        low = 0
+        while low <= position.last_step:
+            variables = {"entity": run.entity, "project": run.project, "run": run.id, "minStep": low,
+                         "maxStep": low + HISTORY_PAGE_SIZE, "pageSize": HISTORY_PAGE_SIZE}
+            data = self._execute(HISTORY_PAGE_QUERY, variables, doing) or {}
+            node = (data.get("project") or {}).get("run")
+            if node is None:
+                raise NotFound(f"run {run.path} not found: check the entity, project and run id.")
+            yield from (_json_object(line) for line in node.get("history") or [])
+            low += HISTORY_PAGE_SIZE
+
     def append_history(self, run: LiveRun, offset: int, rows: Sequence[Mapping[str, Any]], *,
-                       exitcode: int | None = None) -> None:
+                       exitcode: int | None = None, events: bool = False) -> None:
         """POST ``/files/<entity>/<project>/<run>/file_stream`` as wandb-core's filestream does:
         ``{"files": {"wandb-history.jsonl": {"offset": N, "content": [line, ...]}}}``, plus
         ``complete``/``exitcode`` to finish (protocol §13b). Lines land at their offsets, so sending
@@ -437,7 +493,7 @@ class WandbBackend:
         body: dict[str, Any] = {}
         if rows:
             lines = [json.dumps(dict(row), separators=(",", ":")) for row in rows]
-            body["files"] = {HISTORY_FILE: {"offset": offset, "content": lines}}
+            body["files"] = {EVENTS_FILE if events else HISTORY_FILE: {"offset": offset, "content": lines}}
         if exitcode is not None:
             body.update(complete=True, exitcode=exitcode)
         if not body:
@@ -697,7 +753,8 @@ def parse_history_position(node: Mapping[str, Any]) -> HistoryPosition:
         row = json.loads(last) if isinstance(last, str) else last
         step = row.get("_step") if isinstance(row, dict) else None
         last_step = step if isinstance(step, int) and not isinstance(step, bool) else None
-    return HistoryPosition(lines=lines, last_step=last_step)
+    events = int(node.get("eventsLineCount") or 0)
+    return HistoryPosition(lines=lines, last_step=last_step, events_lines=events)
 
 
 def parse_artifact(node: Mapping[str, Any]) -> LiveArtifact:

@@ -43,6 +43,7 @@ class SourceRun:
     steps: tuple[int, ...] = ()  # the ``_step`` of each history row, ascending
     history_keys: tuple[str, ...] = ()  # the metrics the history holds, sorted
     files: tuple[SourceFile, ...] = ()
+    event_rows: int = 0  # system-metric rows (W&B sources)
 
     @property
     def last_step(self) -> int | None:
@@ -62,6 +63,7 @@ class SourceRun:
             "group": self.group, "job_type": self.job_type, "steps": self.steps,
             "history_keys": self.history_keys,
             "files": sorted((f.name, f.size) for f in self.files),
+            **({"event_rows": self.event_rows} if self.event_rows else {}),
         }
         text = json.dumps(fields, sort_keys=True, default=str, allow_nan=True)
         return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -74,6 +76,7 @@ class SourceRead:
 
     run: SourceRun
     rows: tuple[Mapping[str, Any], ...]
+    events: tuple[Mapping[str, Any], ...] = ()  # system-metric rows (W&B sources)
 
 
 class SourceReader(Protocol):
@@ -115,5 +118,6 @@ def open_reader(name: str, source: Any, *, parallelism: int = 10) -> SourceReade
             raise PlanError(f"import {name!r} reads MLflow, which needs the mlflow client: "
                             "pip install 'wandb-reconcile[mlflow]'") from exc
         return MlflowReader(name, source, parallelism=parallelism)
-    raise PlanError(f"import {name!r}: imports from another W&B server are not in this build of reconcile "
-                    "yet (only `from: {mlflow: ...}`); nothing was planned or written")
+    from reconcile.sources.wandb_source import WandbReader
+
+    return WandbReader(name, source, parallelism=parallelism)

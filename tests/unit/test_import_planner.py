@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.errors import PlanError
+from reconcile.errors import AuthError
 from reconcile.import_planner import ABSENT_FINGERPRINT, plan_import
 from reconcile.import_reads import open_source
 from reconcile.models import (
@@ -171,7 +171,10 @@ def test_imports_count_against_max_changed_runs(tmp_path: Path) -> None:
     assert error.startswith("limits.max_changed_runs is 0 but the plan has 1 run to change")
 
 
-def test_an_import_from_wandb_is_refused_clearly_in_this_build() -> None:
-    entry = Import("w", Location("s.yaml", 1, 1), WandbSource("http://127.0.0.1:1", "K", "e", "p"), Target())
-    with pytest.raises(PlanError, match="imports from another W&B server are not in this build"):
+def test_an_import_from_wandb_without_its_key_variable_names_the_variable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCE_KEY_FOR_TEST", raising=False)
+    source = WandbSource("http://127.0.0.1:1", "SOURCE_KEY_FOR_TEST", "e", "p")
+    entry = Import("w", Location("s.yaml", 1, 1), source, Target())
+    with pytest.raises(AuthError, match="environment variable SOURCE_KEY_FOR_TEST, which is not set"):
         open_source(entry, parallelism=1)
