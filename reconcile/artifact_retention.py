@@ -7,6 +7,10 @@ it has an alias the rule may not delete (``latest`` never; others unless named i
 by a policy selector (``keep_last``, calendar buckets, ``keep_within``: ``reconcile.policy``,
 "newest" being the creation time or, with ``order_by: name``, the version index). ``unless_top``
 (by the logging run's summary metric) is settled by the planner once every run is read.
+
+A rule's ``ttl`` is the TTL W&B should keep on each candidate that survives the plan and has no
+protecting alias; where W&B reports another, the plan sets it (``current -> desired``). A block
+with ``ttl`` and no selector deletes nothing (``ArtifactsRule.deletes``).
 """
 
 from __future__ import annotations
@@ -166,6 +170,7 @@ class _Tally:
     ttls: dict[str, tuple[str, LiveArtifact, dict[str, VersionTTL]]] = field(default_factory=dict)
 
     def outcome(self, now: datetime) -> Outcome:
+        """The verdicts merged per version: any rule's delete wins; survivors collect every reason."""
         out = Outcome()
         for path, artifact, rule_names in self.deleted.values():
             change = Change(ChangeKind.ARTIFACT, ChangeOp.DELETE, (artifact.name,), artifact, None,

@@ -4,7 +4,8 @@
         ~ config.optimizer.lr = 0.01 -> 0.1  # rule-a
         - file "ckpt-001.pt" (114.44 MiB, 320 days old)  # prune
 
-With ``--show-kept`` a second section lists, per run, each retention candidate that survives:
+With ``--show-kept`` a second section lists, per run, each retention candidate that survives (its
+files, then the artifact versions it logged):
 
     # acme/vision/abc123 "old-name"
         = file "ckpt-009.pt" (114.44 MiB, 2 days old)  # prune: keep_last 1 of 3
