@@ -29,6 +29,9 @@ class Safeguard:
     tests: tuple[str, ...]
 
 
+_PLAN = "tests/integration/test_plan.py::"
+_FILES = "tests/unit/test_planner_files.py::"
+
 SAFEGUARDS = (
     Safeguard("redaction processor left out of the logging chain", "reconcile/log.py",
               "            redact_processor,\n", "", ("tests/unit/test_log.py",)),
@@ -78,6 +81,36 @@ SAFEGUARDS = (
               "keep = [g for r in work.keepers if r.files is not None for g in r.files.keep]",
               "keep: list[str] = []",
               ("tests/unit/test_planner_properties.py::test_plan_matches_the_model",)),
+    Safeguard("a filter the server refuses is not traced to its rule", "reconcile/reader.py",
+              "raise selection.refused_filter(exc, read.rules, self.now, probe, read.filters) from exc",
+              "raise",
+              (_PLAN + "test_plan_filter_the_server_refuses_names_the_rule_file_and_line",)),
+    Safeguard("--target reads only the targeted runs of a ranking rule", "reconcile/reader.py",
+              "        if ids is not None and any(ranks_runs(rule) for rule in rules):",
+              "        if False:",
+              (_PLAN + "test_plan_target_with_unless_top_changes_the_run_as_the_whole_plan_does",)),
+    Safeguard("the planner plans runs outside --target", "reconcile/planner.py",
+              "        if not self.targeted(run):\n", "        if False:\n",
+              (_FILES + "test_plan_target_ranks_unless_top_over_every_matched_run",
+               "tests/unit/test_artifact_retention.py")),
+    Safeguard("a top run outside --target no longer spares the delete-everything guard",
+              "reconcile/planner.py",
+              "                if tops[rule.name] & self._ranked_only.get(rule.name, set()):",
+              "                if False:",
+              (_FILES + "test_plan_target_ranks_unless_top_over_every_matched_run",)),
+    Safeguard("the delete-everything guard refuses a rule that names its runs and files",
+              "reconcile/planner.py",
+              " or not selected or names_its_files(rule):", " or not selected:",
+              (_FILES + "test_plan_files_guard_spares_a_rule_that_names_its_runs_and_files",)),
+    Safeguard("markdown lets run data mention, reference or link", "reconcile/render/markdown.py",
+              "    return _ACTIONABLE.sub(WORD_JOINER, text)", "    return text",
+              ("tests/unit/test_render_escaping.py",)),
+    Safeguard("bidi and C1 characters printed raw", "reconcile/render/common.py",
+              "    return _UNPRINTABLE.sub(", "    return text or _UNPRINTABLE.sub(",
+              ("tests/unit/test_render_escaping.py",)),
+    Safeguard("NO_COLOR ignored", "reconcile/log.py",
+              '    if no_color or os.environ.get("NO_COLOR"):', "    if no_color:",
+              ("tests/unit/test_cli_output.py",)),
 )
 
 
