@@ -51,6 +51,23 @@ def test_the_emulator_schema_declares_nothing_the_client_does_not_use() -> None:
     assert extra == [], "the emulator's schema goes beyond the client's documents:\n  " + "\n  ".join(extra)
 
 
+def test_the_artifact_modules_declare_nothing_the_client_does_not_use() -> None:
+    """Every field, argument and input field the artifact modules' SDL (``artifact*.graphql``) declares or
+    extends is one the client uses: selected by its documents (directly, or on an interface the type
+    implements), or sent by wandb-core inside a variable it passes whole (see ``core_input_fields``)."""
+    schema = full_emulator_schema()
+    package = resources.files("reconcile.emulator")
+    names = set()
+    for entry in package.iterdir():
+        if entry.name.startswith("artifact") and entry.name.endswith(".graphql"):
+            sdl = graphql.parse(entry.read_text(encoding="utf-8"))
+            names |= {d.name.value for d in sdl.definitions if hasattr(d, "name")}  # type: ignore[attr-defined]
+    assert {"Artifact", "ArtifactSequence", "CreateArtifactInput", "UpdateArtifactInput"} <= names
+    extra = [line for line in outside(schema_parts(schema), client_usage(schema))
+             if line.split(" ")[-1].split(".")[0] in names]
+    assert extra == [], "the artifact SDL goes beyond the client's documents:\n  " + "\n  ".join(extra)
+
+
 @pytest.mark.parametrize("document", documents(), ids=lambda d: d.split("(")[0].split("{")[0].strip())
 def test_every_document_reconcile_sends_stays_inside_the_clients_vocabulary(document: str) -> None:
     """Valid against the emulator's schema, only parts the client uses, no aliases, one mutation field."""
