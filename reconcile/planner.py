@@ -22,6 +22,7 @@ from typing import Any
 
 from deepdiff import DeepDiff
 from humanfriendly.text import pluralize
+from natsort import natsort_keygen
 
 from reconcile import artifact_retention, retention, selection, templates
 from reconcile.errors import PlanError
@@ -47,6 +48,7 @@ LIVE_STATES = ("running", "pending", "preempting")
 preempting run's process is still alive and resumes later."""
 
 _KIND_ORDER = {kind: i for i, kind in enumerate(ChangeKind)}
+_natural = natsort_keygen()  # artifact versions in a run's block: model:v2 before model:v10
 _OP_ORDER = {op: i for i, op in enumerate(ChangeOp)}
 _TEXT_FIELDS = (
     (ChangeKind.NAME, "name", "name"),
@@ -654,7 +656,8 @@ class Planner:
         ]
         changes = sorted(
             (*plan.changes, *file_changes, *versions),
-            key=lambda c: (_KIND_ORDER[c.kind], c.key, _OP_ORDER[c.op]),
+            key=lambda c: (_KIND_ORDER[c.kind], _natural(c.key) if c.kind is ChangeKind.ARTIFACT else c.key,
+                           _OP_ORDER[c.op]),
         )
         if changes or plan.errors or kept or kept_versions:
             self._runs.append(dataclasses.replace(plan, changes=tuple(changes), kept=kept,

@@ -277,3 +277,10 @@ def test_kept_versions_survive_the_plan_file() -> None:
     p = plan_of(ArtifactsRule(type="model", keep_last=1), run("r1", [version("c", i) for i in range(3)]))
     back = plan_from_dict(json.loads(dumps(p)))
     assert back.runs[0].kept_artifacts == p.runs[0].kept_artifacts != ()
+
+
+def test_a_runs_versions_are_listed_in_version_order() -> None:
+    """The plan lists v2, v9, v10 in that order (not v10 before v2 as text sorts)."""
+    versions = [version("c", i) for i in (10, 2, 9)] + [version("c", 11, aliases=("latest",))]
+    planned = plan_of(ArtifactsRule(type="model"), run("r1", versions))
+    assert deleted(planned) == {"r1": ["c:v2", "c:v9", "c:v10"]}
