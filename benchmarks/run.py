@@ -28,7 +28,7 @@ from reconcile.emulator.testing import running_emulator
 
 BENCH_API_KEY = "local-" + "b" * 40  # the emulator accepts any key; this one is a placeholder
 LISTING = "Runs"  # the client's paged runs query (operation name parsed from the query text)
-APPLY_FLAGS: list[str] = []  # what apply needs besides the defaults (none yet)
+APPLY_FLAGS: list[str] = ["--no-backup"]  # the loops it is compared with delete without a copy too
 
 
 @dataclasses.dataclass

@@ -157,7 +157,10 @@ def plan(files: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode:
 @click.option("--journal", type=click.Path(path_type=Path),
               help="Journal file (default: beside the plan, PLAN.journal.jsonl).")
 @click.option("--backup-dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Download each file here before deleting it.")
+              help="Download each file here (DIR/<apply id>/files/...) and verify it before deleting it; "
+                   "the undo plan re-uploads it. A plan that deletes files needs this or --no-backup.")
+@click.option("--no-backup", is_flag=True,
+              help="Delete the plan's files without a copy: they cannot be restored.")
 @click.option("--undo-out", type=click.Path(path_type=Path),
               help="Where to write the undo plan (default: beside the plan, PLAN.undo.json).")
 @click.option("--target", "targets", multiple=True, metavar="ENTITY/PROJECT[/RUN_ID]",
@@ -165,19 +168,22 @@ def plan(files: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode:
 @parallelism_option
 @common_options
 def apply(plan_file: Path | None, files: tuple[Path, ...], auto_approve: bool, journal: Path | None,
-          backup_dir: Path | None, undo_out: Path | None, targets: tuple[str, ...], parallelism: int) -> None:
+          backup_dir: Path | None, no_backup: bool, undo_out: Path | None, targets: tuple[str, ...],
+          parallelism: int) -> None:
     """Make the changes of a saved plan (or of a fresh plan after confirmation).
 
     \b
     Runs whose live state changed since the plan are stale: nothing is written to
     them and the exit code is 1. An apply killed at any moment can be run again: the
-    journal makes it finish the rest without doing anything twice.
+    journal makes it finish the rest without doing anything twice; a second apply of
+    the same plan while one runs exits 1 (the journal is locked). A plan that deletes
+    files needs --backup-dir DIR or --no-backup.
 
     \b
     Examples:
       reconcile apply plan.json
       reconcile apply plan.json --backup-dir backups/ --undo-out undo.json
-      reconcile apply -f reconcile.yaml --auto-approve
+      reconcile apply -f reconcile.yaml --auto-approve --backup-dir backups/
       reconcile apply undo.json                      # restore what an apply changed
     """
     from reconcile.commands import apply as command
@@ -187,8 +193,8 @@ def apply(plan_file: Path | None, files: tuple[Path, ...], auto_approve: bool, j
         raise click.UsageError("give either PLAN_FILE or -f SPEC, not both and not neither")
     _exit(handle_errors(lambda: command.run(
         plan_file=plan_file, files=list(files), auto_approve=auto_approve, journal=journal,
-        backup_dir=backup_dir, undo_out=undo_out, targets=list(targets), color=opts["color"],
-        parallelism=parallelism, log_format=opts["log_format"])))
+        backup_dir=backup_dir, no_backup=no_backup, undo_out=undo_out, targets=list(targets),
+        color=opts["color"], parallelism=parallelism, log_format=opts["log_format"])))
 
 
 @main.command()

@@ -77,3 +77,11 @@ class RetryableError(BackendError):
 
 class ApplyError(ReconcileError):
     """Apply finished but some runs were stale, failed or did not converge."""
+
+
+class PlanMismatch(ApplyError):
+    """A saved plan does not match the live run it names (edited or corrupt): the run is refused."""
+
+
+class PlanLocked(PlanError):
+    """Another apply of the same plan (journal) is running."""

@@ -74,8 +74,10 @@ def _entry(run: LiveRun, ref: FieldRef) -> list[Any]:
 
 
 def fingerprint(run: LiveRun, fields: Iterable[FieldRef]) -> str:
-    """sha256 over the canonical JSON of the named live fields of ``run``."""
-    payload = [_entry(run, ref) for ref in sorted({tuple(f) for f in fields})]
+    """sha256 over the run's identity (entity, project, id, storage id) and the canonical JSON of
+    the named live fields of ``run``: a fingerprint copied onto another run never matches it."""
+    payload: list[Any] = [["run", run.entity, run.project, run.id, run.storage_id]]
+    payload += [_entry(run, ref) for ref in sorted({tuple(f) for f in fields})]
     return "sha256:" + hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 

@@ -15,7 +15,7 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 KeyPath = tuple[str, ...]
@@ -24,6 +24,15 @@ KeyPath = tuple[str, ...]
 def _json_quote(text: str) -> str:
     """``text`` as a JSON string literal (for display paths)."""
     return json.dumps(text, ensure_ascii=False)
+
+
+def utc_from_iso(text: str) -> datetime:
+    """An ISO 8601 time with a zone (``Z`` allowed, as Python 3.10 does not) as aware UTC;
+    ``ValueError`` if it is not one."""
+    value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no timezone")
+    return value.astimezone(timezone.utc)
 
 
 FORMAT_VERSION = 1
@@ -444,7 +453,9 @@ class Change:
                                                                     is the local backup to
                                                                     re-upload (undo plans), or
                                                                     None for an import (the
-                                                                    source run's file)
+                                                                    source run's file);
+                                                                    ``checksum`` its sha256 and
+                                                                    ``file`` the deleted original
     state/       ``()``                       old value or None     new value (imports)
     created_at set
     history add  ``()``                       the destination's     {rows, first_step,
@@ -474,6 +485,7 @@ class Change:
     created: bool = False  # config/summary set of a key that did not exist
     source: str | None = None  # file add (undo plans): local path of the backup to re-upload
     detail: str | None = None  # display only
+    checksum: str | None = None  # file add (undo plans): ``sha256:<hex>`` the backup must have
 
     @property
     def path(self) -> str:

@@ -6,6 +6,12 @@ their values, key paths as JSON lists. ``write_plan`` replaces the file atomical
 ``read_plan`` refuses another format version (``StalePlanError``) and names the file in
 every error.
 
+A saved plan is a promise, so reading one refuses a plan that contradicts itself: a
+``content_digest`` (the document's last field, sha256 over its canonical content) that does
+not match, a run listed twice, summary counts that disagree with the runs, a file deletion
+whose key, ``before`` and ``file`` disagree. What can only be checked against W&B (a file id
+that is not the run's, a fingerprint of another run) apply checks on the live run.
+
 Config and summary values may hold NaN or +/-Infinity (W&B stores them; a diverged
 loss is common). JSON has no literal for them, so the file uses Python's ``allow_nan``
 encoding (``NaN``, ``Infinity``, ``-Infinity``), which Python's json reads back exactly
@@ -15,6 +21,7 @@ config values, and a plan without such values is plain JSON.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -84,7 +91,8 @@ def _value_to_json(value: Any) -> Any:
 
 
 def change_to_dict(change: Change) -> dict[str, Any]:
-    """A ``Change`` as JSON; ``from_key``, ``created``, ``source``, ``detail``, ``file`` only when set."""
+    """A ``Change`` as JSON; ``from_key``, ``created``, ``source``, ``detail``, ``file``, ``checksum`` only
+    when set."""
     out: dict[str, Any] = {
         "kind": change.kind.value,
         "op": change.op.value,
@@ -106,6 +114,8 @@ def change_to_dict(change: Change) -> dict[str, Any]:
         out["file"] = file_to_dict(change.file)
     if change.artifact is not None:
         out["artifact"] = artifact_to_dict(change.artifact)
+    if change.checksum is not None:
+        out["checksum"] = change.checksum
     return out
 
 
@@ -199,9 +209,34 @@ def source_from_dict(data: Any, where: str) -> MlflowSource | WandbSource:
                        filters=w.get("filters", dict, nullable=True, default=None))
 
 
+DIGEST_FIELD = "content_digest"
+"""The saved plan's last field: sha256 over the canonical JSON of everything before it."""
+
+
+class _Digest:
+    """``content_digest``: the header (every field but ``runs`` and the digest), then each run, each
+    as canonical JSON (sorted keys, no spaces), fed one at a time so a big plan is never held twice."""
+
+    def __init__(self, header: Mapping[str, Any]) -> None:
+        self._hash = hashlib.sha256()
+        self.add({k: v for k, v in header.items() if k not in ("runs", DIGEST_FIELD)})
+
+    def add(self, item: Any) -> None:
+        blob = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+        self._hash.update(blob.encode("utf-8", "surrogatepass") + b"\n")
+
+    def hexdigest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """The whole plan as the JSON document ``-o`` writes and ``--format json`` prints."""
-    return {**_header_to_dict(plan), "runs": [run_to_dict(r) for r in plan.runs]}
+    header = _header_to_dict(plan)
+    digest = _Digest(header)
+    runs = [run_to_dict(r) for r in plan.runs]
+    for run in runs:
+        digest.add(run)
+    return {**header, "runs": runs, DIGEST_FIELD: digest.hexdigest()}
 
 
 def _json(value: Any) -> str:
@@ -214,16 +249,17 @@ def dump(plan: Plan, stream: TextIO) -> None:
     Never holds the whole document in memory: a 100,000-run plan would otherwise need its
     dict and its text at once on top of the plan itself.
     """
-    if not plan.runs:
-        stream.write(_json(plan_to_dict(plan)) + "\n")
-        return
-    head = _json(_header_to_dict(plan))
-    stream.write(head[: head.rindex("}")].rstrip() + ',\n  "runs": [\n')
+    header = _header_to_dict(plan)
+    digest = _Digest(header)
+    head = _json(header)
+    stream.write(head[: head.rindex("}")].rstrip() + ',\n  "runs": [')
     for index, run in enumerate(plan.runs):
-        if index:
-            stream.write(",\n")
-        stream.write(textwrap.indent(_json(run_to_dict(run)), "    "))
-    stream.write("\n  ]\n}\n")
+        data = run_to_dict(run)
+        digest.add(data)
+        stream.write(",\n" if index else "\n")
+        stream.write(textwrap.indent(_json(data), "    "))
+    closing = "\n  ]" if plan.runs else "]"
+    stream.write(f'{closing},\n  "{DIGEST_FIELD}": {_json(digest.hexdigest())}\n}}\n')
 
 
 def dumps(plan: Plan) -> str:
@@ -358,6 +394,7 @@ def change_from_dict(data: Any, where: str) -> Change:
         created=f.get("created", bool, default=False),
         source=f.get("source", str, nullable=True, default=None),
         detail=f.get("detail", str, nullable=True, default=None),
+        checksum=f.get("checksum", str, nullable=True, default=None),
     )
 
 
@@ -424,7 +461,7 @@ def plan_from_dict(data: Any) -> Plan:
             f"{FORMAT_VERSION}; make a new plan with `reconcile plan -o PLAN.json`")
     limits = _Fields(f.get("limits", dict), "limits")
     raw_runs = f.get("runs", list)
-    return Plan(
+    plan = Plan(
         spec_digest=f.get("spec_digest", str),
         created_at=f.time("created_at"),
         base_url=f.get("base_url", str),
@@ -442,6 +479,47 @@ def plan_from_dict(data: Any) -> Plan:
         sources=tuple((name, source_from_dict(source, f"imports.{name}"))
                       for name, source in f.get("imports", dict, default={}).items()),
     )
+    _check_consistent(plan, _Fields(f.get("summary", dict), "summary"))
+    return plan
+
+
+def _check_consistent(plan: Plan, summary: _Fields) -> None:
+    """A plan is a promise: refuse one that contradicts itself (edited by hand, or corrupt)."""
+    seen: set[str] = set()
+    for index, run in enumerate(plan.runs):
+        if run.path in seen:
+            raise PlanError(f"runs[{index}]: the run {run.path} is listed twice")
+        seen.add(run.path)
+        for number, change in enumerate(run.changes):
+            if change.kind is not ChangeKind.FILE or change.op is not ChangeOp.DELETE:
+                continue
+            where = f"runs[{index}].changes[{number}]"
+            if change.file is None or change.key != (change.file.name,) or change.before != change.file:
+                raise PlanError(f"{where}: the deletion's key, before and file name different files")
+    for name, value in (("runs_to_change", len(plan.changed_runs)),
+                        ("attribute_changes", plan.attribute_changes),
+                        ("files_to_delete", plan.file_deletions), ("bytes_to_free", plan.bytes_to_free)):
+        stated = summary.get(name, int)
+        if stated != value:
+            raise PlanError(f"summary.{name} says {stated} but the runs hold {value}")
+
+
+def content_digest(data: Mapping[str, Any]) -> str:
+    """The ``content_digest`` of a plan's JSON document (its ``content_digest`` field left out)."""
+    runs = data.get("runs")
+    digest = _Digest(data)
+    for run in runs if isinstance(runs, list) else ():
+        digest.add(run)
+    return digest.hexdigest()
+
+
+def check_digest(data: Any) -> None:
+    """The saved plan's ``content_digest`` matches its content (``PlanError`` otherwise)."""
+    if not isinstance(data, Mapping) or not isinstance(data.get(DIGEST_FIELD), str):
+        raise PlanError(f"it has no {DIGEST_FIELD} (written by hand or by an older reconcile)")
+    if content_digest(data) != data[DIGEST_FIELD]:
+        raise PlanError(f"its {DIGEST_FIELD} does not match its content: it was changed after it was "
+                        "written")
 
 
 # --------------------------------------------------------------------------- files
@@ -465,10 +543,11 @@ def write_plan(plan: Plan, path: Path) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new entry in ``directory`` durable (best effort where unsupported)."""
     # The rename itself is durable only once the directory entry is flushed (POSIX).
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -502,9 +581,11 @@ def read_plan(path: Path) -> Plan:
         raise PlanError(f"plan file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                         f"{exc.msg}); make a new one with `reconcile plan -f SPEC -o {path}`") from exc
     try:
-        return plan_from_dict(data)
+        plan = plan_from_dict(data)
+        check_digest(data)
     except StalePlanError as exc:
         raise StalePlanError(f"plan file {path}: {exc}") from exc
     except PlanError as exc:
         raise PlanError(f"plan file {path} is not a valid reconcile plan: {exc}; "
                         f"make a new one with `reconcile plan -f SPEC -o {path}`") from exc
+    return plan

@@ -611,10 +611,14 @@ class Planner:
             self._files_spared.update(r.name for r in file_rules)
             return {}
         keep = [g for r in work.keepers if r.files is not None for g in r.files.keep]
+        # Files an undo re-uploaded rank by their original upload time (kept in the summary).
+        work.fields.add(("summary", *retention.RESTORED_KEY))
+        times = retention.upload_times(run, run.files)
         decisions: dict[str, retention.Decision] = {}
         for rule in file_rules:
             assert rule.files is not None
-            decision = retention.decide(rule.name, rule.files, run.files, keep=keep, now=self.now)
+            decision = retention.decide(rule.name, rule.files, run.files, keep=keep, now=self.now,
+                                       times=times)
             chosen = decision.delete
             self._files_runs[rule.name] = self._files_runs.get(rule.name, 0) + 1
             if decision.candidates:

@@ -23,7 +23,17 @@ from typing import Any
 from wcmatch import glob
 
 from reconcile import policy
-from reconcile.models import FilesRule, Goal, KeepReason, KeptFile, KeyPath, LiveFile, LiveRun, UnlessTop
+from reconcile.models import (
+    FilesRule,
+    Goal,
+    KeepReason,
+    KeptFile,
+    KeyPath,
+    LiveFile,
+    LiveRun,
+    UnlessTop,
+    utc_from_iso,
+)
 from reconcile.render.common import age_text, size_text
 
 SYSTEM_FILES = (
@@ -36,6 +46,12 @@ SYSTEM_FILES = (
     "code/**",
 )
 """Files W&B writes for every run; deleting them breaks the run page, so they are protected by default."""
+
+RESTORED_KEY = ("_reconcile", "restored_files")
+"""Where an undo remembers, in the run's summary, the original upload time of each file it
+re-uploaded: ``{name: {"updated_at": ISO, "size": N, "md5": W&B's md5}}``. A re-upload gets a
+new upload time from W&B; without this, ``keep_last`` and ``older_than`` would rank a restored
+old checkpoint as the newest file and delete the real newest ones."""
 
 _FLAGS = glob.GLOBSTAR  # `*` stays within a path segment, `**` crosses segments
 
@@ -70,13 +86,13 @@ class Decision:
 
 
 def _protection(rule_name: str, rule: FilesRule, file: LiveFile, keep: Sequence[str],
-                now: datetime) -> list[KeepReason]:
+                now: datetime, uploaded: datetime) -> list[KeepReason]:
     """Why a candidate may not be deleted at all, before the policy selectors rank the rest."""
     reasons = [KeepReason(rule_name, "keep", f'"{pattern}"') for pattern in dict.fromkeys(keep)
                if glob_matches(file.name, [pattern])]
     if not rule.allow_system_files and is_system_file(file.name):
         reasons.append(KeepReason(rule_name, "system_file"))
-    return reasons + narrowing(rule_name, rule, file.updated_at, file.size, now)
+    return reasons + narrowing(rule_name, rule, uploaded, file.size, now)
 
 
 def narrowing(rule_name: str, rule: policy.HasPolicy, when: datetime, size: int,
@@ -93,20 +109,53 @@ def narrowing(rule_name: str, rule: policy.HasPolicy, when: datetime, size: int,
     return reasons
 
 
+def restored_record(file: LiveFile) -> dict[str, object]:
+    """What an undo writes under ``RESTORED_KEY`` for a file it re-uploads (``file`` is the original)."""
+    return {"updated_at": file.updated_at.isoformat().replace("+00:00", "Z"), "size": file.size,
+            "md5": file.md5}
+
+
+def upload_times(run: LiveRun, files: Iterable[LiveFile]) -> dict[str, datetime]:
+    """Each file's upload time for retention, by file id: W&B's, or for a file an undo re-uploaded
+    (same name, size and md5 as recorded under ``RESTORED_KEY``) the original one."""
+    node: object = run.summary
+    for key in RESTORED_KEY:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    records = node if isinstance(node, Mapping) else {}
+    times: dict[str, datetime] = {}
+    for file in files:
+        times[file.id] = file.updated_at
+        record = records.get(file.name)
+        if not isinstance(record, Mapping) or record.get("size") != file.size:
+            continue
+        if record.get("md5") and file.md5 and record.get("md5") != file.md5:
+            continue  # another file uploaded under that name since the undo
+        try:
+            times[file.id] = utc_from_iso(str(record.get("updated_at")))
+        except ValueError:
+            continue
+    return times
+
+
 def decide(rule_name: str, rule: FilesRule, files: Iterable[LiveFile], *, keep: Sequence[str],
-           now: datetime) -> Decision:
+           now: datetime, times: Mapping[str, datetime] | None = None) -> Decision:
     """Which candidates of one run ``rule`` deletes, and why each other one survives (before ``unless_top``).
 
     ``keep`` holds the keep globs of the other rules that match the run (any rule's keep
     wins; the rule's own are always added). The policy selectors rank only the candidates
     left after protection and the ``older_than``/``larger_than`` narrowing, so they can only
-    spare more files.
+    spare more files. ``times`` (from ``upload_times``) overrides a file's ``updated_at`` by id.
     """
+    times = times or {}
+
+    def uploaded(f: LiveFile) -> datetime:
+        return times.get(f.id, f.updated_at)
+
     keep = (*rule.keep, *keep)
     files = (f for f in files if glob_matches(f.name, rule.delete))
     result = policy.sort_out(
-        rule_name, rule, files, protection=lambda f: _protection(rule_name, rule, f, keep, now),
-        when=lambda f: f.updated_at, name=lambda f: f.name, now=now,
+        rule_name, rule, files, protection=lambda f: _protection(rule_name, rule, f, keep, now, uploaded(f)),
+        when=uploaded, name=lambda f: f.name, now=now,
     )
     decision = Decision(result.delete, [KeptFile(file, reasons) for file, reasons in result.kept])
     decision.delete.sort(key=lambda f: f.name)

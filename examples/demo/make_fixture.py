@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 import yaml
 
 MB = 1_000_000
+CHECKPOINT = 250_000  # small on purpose: `make demo` backs every deleted checkpoint up (--backup-dir)
 BASE = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)
 rng = random.Random(20261123)
 
@@ -44,9 +45,9 @@ def vision_runs() -> list[dict[str, object]]:
         files = system_files(start)
         if state != "running":
             for epoch in range(10, epochs + 1, 10):
-                files.append({"name": f"checkpoints/epoch-{epoch:03d}.pt", "size": 98 * MB + epoch * 1000,
+                files.append({"name": f"checkpoints/epoch-{epoch:03d}.pt", "size": CHECKPOINT + epoch * 100,
                               "updated_at": ts(start + timedelta(hours=epoch / 10))})
-            files.append({"name": "checkpoints/model-best.pt", "size": 98 * MB,
+            files.append({"name": "checkpoints/model-best.pt", "size": CHECKPOINT,
                           "updated_at": ts(start + timedelta(hours=epochs / 10))})
             for step in range(0, 5):
                 files.append({"name": f"media/images/predictions_{step * 1000}_{i:02d}.png",

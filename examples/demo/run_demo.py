@@ -64,10 +64,10 @@ def main() -> int:
         step("offline checks", "validate", *sorted(shown(p) for p in SPEC.glob("*.yaml")),
              env=env)
         step("what would change", "plan", "-f", spec, "-o", plan, "--detailed-exitcode", env=env, ok=(2,))
-        step("make exactly those changes", "apply", plan,
+        step("make exactly those changes", "apply", plan, "--backup-dir", shown(OUT / "backups"),
              env=env)
         step("nothing left to do", "plan", "-f", spec, "--detailed-exitcode", env=env, ok=(0,))
-        print(f"\nDemo done. The plan, its journal and the undo plan are in {shown(OUT)}/.")
+        print(f"\nDemo done. The plan, its journal, the undo plan and the backups are in {shown(OUT)}/.")
         return 0
     finally:
         emulator.terminate()

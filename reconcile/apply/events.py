@@ -14,26 +14,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconcile.apply.backup import Backup
+
 
 @dataclass(frozen=True, slots=True)
 class UndoRecord:
     """What the undo plan needs for one applied run (also kept in the journal).
 
     ``inverted`` indexes the run's planned changes that took effect (their inverse goes into
-    the undo plan); ``restored_files`` are ``(name, size, backup path)`` of backed-up deletions.
+    the undo plan); ``restored_files`` are the backups of deletions that took effect;
+    ``lost_files`` the ``(name, size)`` of deletions that took effect without a backup.
     """
 
     fingerprint: str
     fingerprint_fields: tuple[tuple[str, ...], ...]
     inverted: tuple[int, ...]
-    restored_files: tuple[tuple[str, int, str], ...] = ()
+    restored_files: tuple[Backup, ...] = ()
+    lost_files: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe form for the journal."""
         return {"fingerprint": self.fingerprint,
                 "fingerprint_fields": [list(f) for f in self.fingerprint_fields],
                 "inverted": list(self.inverted),
-                "restored_files": [list(f) for f in self.restored_files]}
+                "restored_files": [b.to_json() for b in self.restored_files],
+                "lost_files": [list(f) for f in self.lost_files]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UndoRecord:
@@ -41,7 +46,8 @@ class UndoRecord:
         return cls(fingerprint=str(data["fingerprint"]),
                    fingerprint_fields=tuple(tuple(f) for f in data["fingerprint_fields"]),
                    inverted=tuple(int(i) for i in data["inverted"]),
-                   restored_files=tuple((str(n), int(s), str(p)) for n, s, p in data["restored_files"]))
+                   restored_files=tuple(Backup.from_json(b) for b in data.get("restored_files") or ()),
+                   lost_files=tuple((str(n), int(s)) for n, s in data.get("lost_files") or ()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import structlog
 from humanfriendly.text import pluralize
 
 from reconcile.apply import events as ev
-from reconcile.apply.backup import backup_artifact, backup_file, existing_backup
+from reconcile.apply.backup import Backup, BackupStore, apply_id, backup_artifact, file_digests
 from reconcile.apply.imports import ImportWriter, SourceOpener, SourceReaders, open_source_reader
 from reconcile.apply.journal import FINAL_PHASES, Journal, RunRecord
 from reconcile.apply.mutations import (
@@ -39,10 +39,11 @@ from reconcile.apply.mutations import (
 from reconcile.apply.undo import undo_fields, undo_plan, undo_run
 from reconcile.backend import Backend
 from reconcile.backend.retry import with_retries
-from reconcile.errors import ApplyError, PlanError, ReconcileError, StalePlanError
+from reconcile.errors import ApplyError, PlanError, PlanMismatch, ReconcileError, StalePlanError
 from reconcile.fingerprint import drifted, fingerprint
 from reconcile.models import (
     FORMAT_VERSION,
+    Change,
     ChangeKind,
     ChangeOp,
     LiveArtifact,
@@ -76,6 +77,7 @@ class ApplyResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run, message)
     unconverged: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (run, fields)
     skipped: int = 0  # finished by an earlier apply of this plan (journal)
+    lost_files: list[tuple[str, str, int]] = field(default_factory=list)  # (run, name, size): no backup
     undo: Plan | None = None
     runs_created: int = 0  # imports: runs created by this apply
     history_rows: int = 0  # imports: history rows sent by this apply
@@ -125,6 +127,12 @@ def check_plan(plan: Plan, backend: Backend) -> None:
     if plan.base_url.rstrip("/") != backend.base_url.rstrip("/"):
         raise StalePlanError(f"the plan was made against {plan.base_url} but WANDB_BASE_URL points at "
                              f"{backend.base_url}; set WANDB_BASE_URL to the plan's server or plan again.")
+    for rp in plan.runs:
+        loose = [c.path for c in rp.changes if not _fingerprinted(c, rp.fingerprint_fields)]
+        if loose:
+            raise PlanError(f"the plan changes {', '.join(loose[:5])} of {rp.path} without fingerprinting "
+                            "it, so a change made since the plan could not be seen; the plan was edited or "
+                            "is corrupt. Make a new plan with `reconcile plan -o`.")
     if plan.has_errors:
         count = len(plan.errors) + sum(len(r.errors) for r in plan.runs)
         raise PlanError(f"the plan has {pluralize(count, 'error')} and cannot be applied; `reconcile show` "
@@ -136,6 +144,30 @@ def check_plan(plan: Plan, backend: Backend) -> None:
         if limit is not None and value > limit:
             raise PlanError(f"the plan has {pluralize(value, noun)} {what}, above the spec's limit of "
                             f"{limit}; narrow the rules or raise `limits` in the spec, then plan again.")
+
+
+def _fingerprinted(change: Change, fields: Sequence[Sequence[str]]) -> bool:
+    """Whether the run's fingerprint covers the live field ``change`` touches (a key or a parent)."""
+    if change.kind is ChangeKind.FILE:
+        wanted: tuple[str, ...] = ("files",)
+    elif change.kind in (ChangeKind.CONFIG, ChangeKind.SUMMARY):
+        keys = [change.key] + ([change.from_key] if change.from_key is not None else [])
+        return all(any(len(f) >= 1 and f[0] == change.kind.value and tuple(f[1:]) == key[:len(f) - 1]
+                       for f in fields) for key in keys)
+    else:
+        wanted = (change.kind.value,)
+    return any(tuple(f) == wanted for f in fields)
+
+
+def check_consent(plan: Plan, *, backup_dir: Path | None, no_backup: bool) -> None:
+    """A plan that deletes files needs an explicit choice: ``--backup-dir DIR`` or ``--no-backup``."""
+    if backup_dir is not None and no_backup:
+        raise PlanError("--backup-dir and --no-backup contradict each other; give one of them.")
+    if plan.file_deletions and backup_dir is None and not no_backup:
+        raise PlanError(
+            f"the plan deletes {plan.file_deletions} files ({size_text(plan.bytes_to_free)}) and W&B keeps "
+            "no copy. Choose: --backup-dir DIR downloads each file before deleting it (the undo plan "
+            "re-uploads them), or --no-backup deletes them permanently. Nothing was written.")
 
 
 def _needs_files(fields: Iterable[tuple[str, ...]]) -> bool:
@@ -161,6 +193,8 @@ class _Executor:
                  sleep: Callable[[float], None], open_source: SourceOpener = open_source_reader) -> None:
         self.plan, self.backend, self.journal = plan, backend, journal
         self.parallelism, self.backup_dir, self.sleep = parallelism, backup_dir, sleep
+        self.backups = None if backup_dir is None or not plan.file_deletions else BackupStore(
+            backup_dir, apply_id(journal.digest, plan.created_at.isoformat()))
         self.observers: tuple[ev.Observer, ...] = (journal, *observers)
         self.result = ApplyResult()
         self.undo_runs: list[RunPlan] = []
@@ -210,6 +244,7 @@ class _Executor:
                 res.unconverged.append((event.run, tuple(event.detail.split(", "))))
         undo = getattr(event, "undo", None)
         if isinstance(undo, ev.UndoRecord):
+            res.lost_files.extend((event.run, name, size) for name, size in undo.lost_files)  # type: ignore[union-attr]
             undo_rp = undo_run(rp_by_path[event.run], undo)  # type: ignore[union-attr]
             if undo_rp is not None:
                 self.undo_runs.append(undo_rp)
@@ -248,7 +283,11 @@ class _Executor:
                 raise
             finally:
                 self.sources.close()
-        self.result.undo = undo_plan(plan, self.undo_runs) if self.undo_runs else None
+        if self.backups is not None:
+            self.backups.tidy()
+        # Always a plan, empty if nothing can be undone: an undo plan left from an earlier apply
+        # at the same path would revert the wrong change.
+        self.result.undo = undo_plan(plan, self.undo_runs)
         self.emit(ev.ApplyComplete(result=self.result))
         return self.result
 
@@ -338,7 +377,7 @@ class _Executor:
 
     # ------------------------------------------------------------------ one run
 
-    def _write_run(self, rp: RunPlan, live: LiveRun | BaseException) -> _Written | None:
+    def _write_run(self, rp: RunPlan, live: LiveRun | BaseException) -> _Written | None:  # noqa: PLR0912 - one step each
         """Check staleness and write one run; ``None`` if it was reported stale or failed."""
         log_run = log.bind(run=rp.path)
         if isinstance(live, ApplyError):
@@ -366,18 +405,24 @@ class _Executor:
             versions = self._prepare_versions(rp, live, record)
             if versions is None:
                 return None
+            uploads = any(c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD for c in rp.changes) \
+                and "files_uploaded" not in record.phases
+            if uploads:
+                self._check_sources(rp)  # a backup that is not the deleted file fails the run unwritten
             deletions = None
             if rp.file_deletions and "files_deleted" not in record.phases:
                 # Backups come first: a download that fails leaves the run untouched, instead of
                 # half-changed with nothing in the undo plan.
-                deletions = self._backup_files(rp, live)
+                deletions = self._backup_files(rp, live, resumed=resumed)
             self._write_metadata(rp, live, record)
             if deletions is not None:
-                self._delete_files(rp, live, deletions)
+                self._delete_files(rp, live, *deletions)
             self._write_versions(rp, live, versions)
-            if any(c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD for c in rp.changes) \
-                    and "files_uploaded" not in record.phases:
+            if uploads:
                 self._upload_files(rp, live)
+        except PlanMismatch as exc:
+            self.emit(ev.RunStale(rp.path, f"refused: {exc}"))
+            return None
         except (ReconcileError, OSError) as exc:
             self.emit(ev.RunFailed(rp.path, str(exc) or type(exc).__name__))
             return None
@@ -481,26 +526,33 @@ class _Executor:
         self.retry(send, run=rp.path)
         self.emit(ev.RunMetadataWritten(rp.path))
 
-    def _backup_files(self, rp: RunPlan, live: LiveRun) -> Sequence[LiveFile]:
-        """The planned files still present (to delete), each downloaded first with --backup-dir."""
+    def _backup_files(self, rp: RunPlan, live: LiveRun, *,
+                      resumed: bool) -> tuple[Sequence[LiveFile], Sequence[Backup]]:
+        """The planned files still present, as the live listing has them (its download URL, never
+        the plan's), each downloaded first with --backup-dir; ``PlanMismatch`` for a planned file
+        the listing does not have as planned (one already gone is fine only when resuming)."""
         # The staleness check read the files moments ago; list again only if it did not.
         files = self._list_files(live)
-        if self.backup_dir is not None and any(f.url is None for f in files):
+        store = self.backups
+        if store is not None and any(f.url is None for f in files):
             # The batched re-read carries no download URLs (the server pays for one on every file):
             # only a backup needs them, so only then list the run's files with them.
             files = self.retry(lambda: self.backend.list_files(live), run=rp.path)
-        listed = {f.id: f for f in files}
-        todo = tuple(listed[f.id] for f in pending_deletions(rp, files))  # as listed: with its URL
-        backup_dir = self.backup_dir
-        if backup_dir is not None:
+        todo = pending_deletions(rp, files, resumed=resumed)
+        backups: list[Backup] = []
+        if store is not None:
             for file in todo:
-                def backup(f: LiveFile = file, d: Path = backup_dir) -> Path:
-                    return backup_file(self.backend, live, f, d)
+                def backup(f: LiveFile = file, s: BackupStore = store) -> Backup:
+                    return s.back_up(self.backend, live, f)
 
-                self.retry(backup, run=rp.path)
-        return todo
+                backups.append(self.retry(backup, run=rp.path))
+        return todo, backups
 
-    def _delete_files(self, rp: RunPlan, live: LiveRun, todo: Sequence[LiveFile]) -> None:
+    def _delete_files(self, rp: RunPlan, live: LiveRun, todo: Sequence[LiveFile],
+                      backups: Sequence[Backup]) -> None:
+        if self.backups is not None:
+            for backup in backups:  # just before the delete that needs them: there, complete, intact
+                self.backups.verify(backup)
         attempt = [0]
 
         def delete() -> None:
@@ -516,16 +568,29 @@ class _Executor:
             self.retry(delete, run=rp.path)
         self.emit(ev.RunFilesDeleted(rp.path, files=len(todo), bytes=sum(f.size for f in todo)))
 
+    @staticmethod
+    def _check_source(change: Change) -> Path:
+        """The backup ``change`` re-uploads, if it has the size and checksum the undo plan recorded."""
+        source = Path(change.source or "")
+        if not change.source or not source.is_file():
+            raise ApplyError(f"cannot re-upload {change.key[0]}: the backup {change.source!r} is missing")
+        size, checksum, _md5 = file_digests(source)
+        if size != change.after or checksum != change.checksum:
+            raise ApplyError(f"cannot re-upload {change.key[0]}: the backup {source} has {size} bytes "
+                             f"and checksum {checksum}, the undo plan expects {change.after} bytes and "
+                             f"{change.checksum}; it is not the file that was deleted")
+        return source
+
+    def _check_sources(self, rp: RunPlan) -> None:
+        for change in rp.changes:
+            if change.kind is ChangeKind.FILE and change.op is ChangeOp.ADD:
+                self._check_source(change)
+
     def _upload_files(self, rp: RunPlan, live: LiveRun) -> None:
         files = self._list_files(live)
         todo = pending_uploads(rp, files)
         for change in todo:
-            source = Path(change.source or "")
-            if not change.source or not source.is_file():
-                raise ApplyError(f"cannot re-upload {change.key[0]}: the backup {change.source!r} is missing")
-            if (size := source.stat().st_size) != change.after:
-                raise ApplyError(f"cannot re-upload {change.key[0]}: the backup {source} has "
-                                 f"{pluralize(size, 'byte')}, the plan expects {change.after}")
+            source = self._check_source(change)  # again, just before: the file may have changed since
             def upload(s: Path = source, name: str = change.key[0]) -> None:
                 self.backend.upload_file(live, s, name)
 
@@ -534,8 +599,11 @@ class _Executor:
 
     def _verify_needs_files(self, rp: RunPlan) -> bool:
         """Whether reading ``rp`` back needs its files (file changes, or an undo that depends on them)."""
-        restores = self.backup_dir is not None and bool(rp.file_deletions)
-        return _has_file_changes(rp) or _needs_files(undo_fields(rp, restores)) or rp.source is not None
+        restored = [c.key[0] for c in rp.file_deletions] if self.backups is not None else []
+        return _has_file_changes(rp) or _needs_files(undo_fields(rp, restored)) or rp.source is not None
+
+    def _existing_backup(self, rp: RunPlan, file: LiveFile) -> Backup | None:
+        return None if self.backups is None else self.backups.existing(rp.path, file)
 
     def _verify_run(self, rp: RunPlan, live: LiveRun | BaseException) -> None:
         """Read-back: compare every planned field; report applied or unconverged."""
@@ -546,9 +614,10 @@ class _Executor:
         if rp.source is not None:
             self._verify_import(rp, live)
             return
+        deleted_ok = [c.file for c in rp.file_deletions if c.file is not None]
+        backups = [b for b in (self._existing_backup(rp, f) for f in deleted_ok) if b is not None]
         try:
-            restores = self.backup_dir is not None and bool(rp.file_deletions)
-            fields = undo_fields(rp, restores)
+            fields = undo_fields(rp, [b.name for b in backups])
             files: tuple[LiveFile, ...] | None = None
             if self._verify_needs_files(rp):
                 files = self._list_files(live)
@@ -562,16 +631,13 @@ class _Executor:
         done = set(converged_indexes(rp, live, files))
         deleted = [c.file for i, c in enumerate(rp.changes)
                    if i in done and c.op is ChangeOp.DELETE and c.file is not None]
-        restored: list[tuple[str, int, str]] = []
-        if self.backup_dir is not None:
-            for file in deleted:
-                path = existing_backup(self.backup_dir, (rp.entity, rp.project, rp.run_id), file)
-                if path is not None:
-                    restored.append((file.name, file.size, str(path)))
+        restored = [b for b in (self._existing_backup(rp, f) for f in deleted) if b is not None]
+        saved = {b.file_id for b in restored}
         undo = ev.UndoRecord(
             fingerprint=fingerprint(live, fields), fingerprint_fields=fields,
             inverted=tuple(i for i in sorted(done) if rp.changes[i].kind is not ChangeKind.FILE),
-            restored_files=tuple(restored))
+            restored_files=tuple(restored),
+            lost_files=tuple((f.name, f.size) for f in deleted if f.id not in saved))
         if missing:
             self.emit(ev.RunUnconverged(rp.path, missing, undo=undo, files_deleted=len(deleted),
                                         bytes_freed=sum(f.size for f in deleted)))
@@ -667,16 +733,18 @@ def _stale(rp: RunPlan, live: LiveRun) -> ev.RunStale:
 
 
 def apply_plan(plan: Plan, backend: Backend, *, journal: Journal, parallelism: int = 10,
-               backup_dir: Path | None = None, observers: Sequence[ev.Observer] = (),
+               backup_dir: Path | None = None, no_backup: bool = False, observers: Sequence[ev.Observer] = (),
                sleep: Callable[[float], None] = time.sleep,
                open_source: SourceOpener = open_source_reader) -> ApplyResult:
     """Apply ``plan`` through ``backend``, recording each step in ``journal``; never prints.
 
     Raises ``PlanError``/``StalePlanError`` before writing anything if the plan has errors,
-    another format version or server, or breaks its limits. Stale, failed and unconverged
-    runs are reported in the result (and by events), not raised.
+    another format version or server, breaks its limits, or deletes files without a choice of
+    ``backup_dir`` or ``no_backup``. Stale, failed and unconverged runs are reported in the
+    result (and by events), not raised.
     """
     check_plan(plan, backend)
+    check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
     if parallelism < 1:
         raise PlanError("--parallelism must be at least 1")
     executor = _Executor(plan, backend, journal, parallelism, backup_dir=backup_dir, observers=observers,

@@ -3,7 +3,8 @@
 Every record is flushed and fsynced before apply goes on, so after a crash, a SIGKILL or ^C
 the journal says for each run how far it got. Applying the same plan again reads it to skip
 what is finished and to re-check what was in flight. A journal written for another plan is
-refused (``plan_digest`` differs), so a resume never mixes two plans.
+refused (``plan_digest`` differs), so a resume never mixes two plans. ``JournalLock``
+(``JOURNAL.lock``, an ``flock``) makes sure only one apply writes a journal at a time.
 
 Records (one JSON object a line)::
 
@@ -17,9 +18,12 @@ Records (one JSON object a line)::
 
 from __future__ import annotations
 
+import fcntl
+import getpass
 import hashlib
 import json
 import os
+import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from reconcile.apply import events as ev
-from reconcile.errors import PlanError
+from reconcile.errors import PlanError, PlanLocked
 from reconcile.models import Plan
 from reconcile.planfile import plan_to_dict
 
@@ -58,23 +62,117 @@ class RunRecord:
         return self.last.get("phase") if self.last.get("phase") in (*FINAL_PHASES, "failed") else None
 
 
-class Journal:
-    """An open journal for one plan; also an ``Observer`` that records apply events."""
+class JournalLock:
+    """``JOURNAL.lock``: held (``flock``) by the one apply that may write the journal, like Terraform's
+    state lock. It records who holds it; the kernel drops the lock when its process dies, so a lock
+    file left by a killed apply is simply taken over (and its holder named in ``previous``)."""
 
-    def __init__(self, path: Path, digest: str, runs: dict[str, RunRecord], handle: IO[str]) -> None:
+    def __init__(self, path: Path, fd: int, previous: dict[str, Any] | None) -> None:
+        self.path = path
+        self._fd: int | None = fd
+        self.previous = previous
+
+    @staticmethod
+    def path_for(journal: Path) -> Path:
+        """The lock file of ``journal``."""
+        return journal.with_name(journal.name + ".lock")
+
+    @classmethod
+    def acquire(cls, journal: Path) -> JournalLock:
+        """Take the lock of ``journal`` or raise ``PlanLocked`` naming the holder; never waits."""
+        path = cls.path_for(journal)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise PlanLocked(
+                    f"the plan is locked: another apply is running it ({_describe(holder)}; lock file "
+                    f"{path}). Two applies of one plan never run at once: wait for it to finish, then "
+                    "apply again (the journal skips what it did).") from None
+            try:
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)  # the holder released (and removed) it as we opened it: take the new one
+        previous = _holder(fd)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "user": _user(), "since": _now()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        os.fsync(fd)
+        return cls(path, fd, previous or None)
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (idempotent)."""
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # first: a waiter that opened it re-checks the inode
+        os.close(self._fd)
+        self._fd = None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _holder(fd: int) -> dict[str, Any]:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "holder unknown"
+    return (f"pid {holder.get('pid')} on host {holder.get('host')}, user {holder.get('user')}, since "
+            f"{holder.get('since')}")
+
+
+class Journal:
+    """An open journal for one plan; also an ``Observer`` that records apply events.
+
+    It holds the journal's ``JournalLock`` from ``open`` to ``close``.
+    """
+
+    def __init__(self, path: Path, digest: str, runs: dict[str, RunRecord], handle: IO[str],
+                 lock: JournalLock | None = None) -> None:
         self.path = path
         self.digest = digest
         self.runs = runs
         self._handle = handle
         self._lock = threading.Lock()
+        self.file_lock = lock
 
     @classmethod
-    def open(cls, path: Path, plan: Plan, *, replace_foreign: bool = False) -> Journal:
-        """Open (or create) the journal for ``plan``; refuse one written for another plan.
+    def open(cls, path: Path, plan: Plan, *, replace_foreign: bool = False,
+             lock: JournalLock | None = None) -> Journal:
+        """Lock, then open (or create) the journal for ``plan``; refuse one written for another plan.
 
         ``replace_foreign`` starts afresh over another plan's journal instead (``apply -f``
         makes a new plan every time; re-planning already accounts for what was applied).
+        ``lock`` is the journal's lock if the caller took it already (the caller releases it);
+        otherwise ``open`` takes it and ``close`` releases it.
         """
+        own = JournalLock.acquire(path) if lock is None else None
+        try:
+            return cls._open(path, plan, replace_foreign=replace_foreign, lock=own)
+        except BaseException:
+            if own is not None:
+                own.release()
+            raise
+
+    @classmethod
+    def _open(cls, path: Path, plan: Plan, *, replace_foreign: bool, lock: JournalLock | None) -> Journal:
         digest = plan_digest(plan)
         runs: dict[str, RunRecord] = {}
         if path.exists():
@@ -94,7 +192,7 @@ class Journal:
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not path.exists()
         handle = path.open("a", encoding="utf-8")
-        journal = cls(path, digest, runs, handle)
+        journal = cls(path, digest, runs, handle, lock)
         if fresh:
             journal._write({"type": "plan", "plan_digest": digest, "base_url": plan.base_url,
                             "plan_created_at": plan.created_at.isoformat()})
@@ -153,9 +251,11 @@ class Journal:
             self._write({"type": "complete", "summary": getattr(event.result, "summary_line", "")})
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file and release the lock."""
         with self._lock:
             self._handle.close()
+        if self.file_lock is not None:
+            self.file_lock.release()
 
 
 def unfinished(path: Path) -> bool:

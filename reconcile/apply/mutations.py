@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reconcile.backend import RunUpdate
+from reconcile.errors import PlanMismatch
 from reconcile.fingerprint import ABSENT, lookup
 from reconcile.models import (
     Change,
@@ -155,10 +156,32 @@ def build_update(rp: RunPlan, run: LiveRun) -> RunUpdate:
     return RunUpdate(storage_id=run.storage_id, **fields)
 
 
-def pending_deletions(rp: RunPlan, live_files: Sequence[LiveFile]) -> tuple[LiveFile, ...]:
-    """The planned file deletions whose file is still there (a file already gone is fine)."""
-    live_ids = {f.id for f in live_files}
-    return tuple(c.file for c in rp.file_deletions if c.file is not None and c.file.id in live_ids)
+def pending_deletions(rp: RunPlan, live_files: Sequence[LiveFile], *,
+                      resumed: bool = False) -> tuple[LiveFile, ...]:
+    """The planned deletions whose file is still there, as the live listing has them.
+
+    A saved plan is a promise about the live run: a planned file the listing has with another
+    name or size, or does not have at all, means the plan was edited or is corrupt
+    (``PlanMismatch``). Only a resumed run may miss a planned file: an earlier attempt deleted it.
+    """
+    live = {f.id: f for f in live_files}
+    out: list[LiveFile] = []
+    for change in rp.file_deletions:
+        planned = change.file
+        if planned is None or change.key != (planned.name,):
+            raise PlanMismatch(f"the plan's deletion of {change.path} names no file or another one")
+        now = live.get(planned.id)
+        if now is None:
+            if resumed:
+                continue
+            raise PlanMismatch(f"the plan deletes file id {planned.id} ({planned.name}), which is not among "
+                               f"the files of {rp.path}; the plan was edited or is corrupt. Plan again")
+        if now.name != planned.name or now.size != planned.size:
+            raise PlanMismatch(f"the plan deletes file id {planned.id} as {planned.name} ({planned.size} "
+                               f"bytes), but {rp.path} lists it as {now.name} ({now.size} bytes); the plan "
+                               "was edited or is corrupt. Plan again")
+        out.append(now)
+    return tuple(out)
 
 
 def pending_uploads(rp: RunPlan, live_files: Sequence[LiveFile]) -> tuple[Change, ...]:

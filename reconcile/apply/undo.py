@@ -1,21 +1,37 @@
 """The undo plan: the inverse of what an apply did, itself a plan ``reconcile apply`` takes.
 
 Per applied run it sets every changed field back to its before-value (created keys are
-unset, tag adds and removes swap, renames go back) and re-uploads each backed-up deleted
-file (``FILE``/``ADD`` with ``source``). Its fingerprint is taken from the state read back
-after the apply, so applying the undo plan refuses a run that changed since.
+unset — on a merging server, where a config key cannot be removed, set to null —, tag adds
+and removes swap, renames go back) and re-uploads each backed-up deleted file (``FILE``/``ADD``
+with ``source`` and the backup's ``checksum``, verified before the upload), recording the
+file's original upload time under ``summary._reconcile.restored_files`` so that retention
+still ranks it by it. Its fingerprint is taken from the state read back after the apply, so
+applying the undo plan refuses a run that changed since. Files deleted without a backup
+cannot come back; ``describe`` says so.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from reconcile.apply.backup import Backup
 from reconcile.apply.events import UndoRecord
-from reconcile.models import FORMAT_VERSION, Change, ChangeKind, ChangeOp, ConfigWrites, Plan, RunPlan
+from reconcile.models import (
+    FORMAT_VERSION,
+    Change,
+    ChangeKind,
+    ChangeOp,
+    ConfigWrites,
+    LiveFile,
+    Plan,
+    RunPlan,
+    utc_from_iso,
+)
 from reconcile.planfile import write_plan
+from reconcile.render.common import size_text
+from reconcile.retention import RESTORED_KEY, restored_record
 
 _STRING_KINDS = (ChangeKind.NAME, ChangeKind.NOTES, ChangeKind.GROUP, ChangeKind.JOB_TYPE)
 
@@ -53,6 +69,25 @@ def invert(change: Change) -> Change | None:
     return None
 
 
+def _merge_null(inverse: Change) -> Change:
+    """A created config key cannot be removed on a merging server: the undo sets it to null."""
+    return Change(ChangeKind.CONFIG, ChangeOp.SET, inverse.key, inverse.before, None, inverse.rules,
+                  detail="set to null: a merging W&B server cannot remove config keys (wandb/wandb#11055)")
+
+
+def _restore(backup: Backup) -> tuple[Change, Change]:
+    """Re-upload one backup, and remember the file's original upload time in the summary."""
+    original = LiveFile(id=backup.file_id, name=backup.name, size=backup.size,
+                        updated_at=utc_from_iso(backup.updated_at), md5=backup.md5)
+    upload = Change(ChangeKind.FILE, ChangeOp.ADD, (backup.name,), None, backup.size, ("undo",),
+                    file=original, source=str(backup.path), checksum=backup.sha256,
+                    detail=f"re-upload from {backup.path}")
+    remember = Change(ChangeKind.SUMMARY, ChangeOp.SET, (*RESTORED_KEY, backup.name), None,
+                      restored_record(original), ("undo",), created=True,
+                      detail="the original upload time, so retention ranks the restored file by it")
+    return upload, remember
+
+
 def undo_run(rp: RunPlan, record: UndoRecord) -> RunPlan | None:
     """The undo ``RunPlan`` of one applied run, or ``None`` if nothing took effect."""
     changes: list[Change] = []
@@ -60,15 +95,11 @@ def undo_run(rp: RunPlan, record: UndoRecord) -> RunPlan | None:
         inverse = invert(rp.changes[index])
         if inverse is not None and inverse.kind is ChangeKind.CONFIG and inverse.op is ChangeOp.UNSET \
                 and rp.config_writes is ConfigWrites.MERGE:
-            # Said up front: a merging server keeps config keys (wandb/wandb#11055), so applying
-            # this undo will report the key as not converged rather than remove it.
-            inverse = dataclasses.replace(inverse, detail="a merging W&B server cannot remove config keys "
-                                                          "(wandb/wandb#11055); apply reports it unconverged")
+            inverse = _merge_null(inverse)
         if inverse is not None:
             changes.append(inverse)
-    for name, size, source in record.restored_files:
-        changes.append(Change(ChangeKind.FILE, ChangeOp.ADD, (name,), None, size, ("undo",), source=source,
-                              detail=f"re-upload from {source}"))
+    for backup in record.restored_files:
+        changes.extend(_restore(backup))
     if not changes:
         return None
     return RunPlan(entity=rp.entity, project=rp.project, run_id=rp.run_id, storage_id=rp.storage_id,
@@ -77,9 +108,10 @@ def undo_run(rp: RunPlan, record: UndoRecord) -> RunPlan | None:
                    project_internal_id=rp.project_internal_id)
 
 
-def undo_fields(rp: RunPlan, restores_files: bool) -> tuple[tuple[str, ...], ...]:
-    """The live fields an undo of ``rp`` depends on: the plan's own, every field it touched,
-    and the file list when it re-uploads (so it never overwrites a newer same-named file)."""
+def undo_fields(rp: RunPlan, restored: Iterable[str] = ()) -> tuple[tuple[str, ...], ...]:
+    """The live fields an undo of ``rp`` depends on: the plan's own, every field it touched, and
+    when it re-uploads files (``restored`` names them) the file list (so it never overwrites a
+    newer same-named file) and the summary keys remembering their upload times."""
     fields = {tuple(f) for f in rp.fingerprint_fields}
     for change in rp.changes:
         if change.kind in (ChangeKind.CONFIG, ChangeKind.SUMMARY):
@@ -88,8 +120,9 @@ def undo_fields(rp: RunPlan, restores_files: bool) -> tuple[tuple[str, ...], ...
                 fields.add((change.kind.value, *change.from_key))
         elif change.kind not in (ChangeKind.FILE, ChangeKind.ARTIFACT):
             fields.add((change.kind.value,))
-    if restores_files:
+    for name in restored:
         fields.add(("files",))
+        fields.add(("summary", *RESTORED_KEY, name))
     return tuple(sorted(fields))
 
 
@@ -98,6 +131,33 @@ def undo_plan(plan: Plan, runs: Iterable[RunPlan]) -> Plan:
     return Plan(spec_digest=f"undo:{plan.spec_digest}", created_at=datetime.now(timezone.utc),
                 base_url=plan.base_url, runs=tuple(sorted(runs, key=lambda r: r.path)),
                 format_version=FORMAT_VERSION)
+
+
+def describe(undo: Plan, lost_files: Sequence[tuple[str, str, int]]) -> list[str]:
+    """What applying ``undo`` restores and what it cannot, in plain sentences (one per line)."""
+    metadata = sum(1 for r in undo.runs for c in r.changes
+                   if c.kind is not ChangeKind.FILE and c.key[:len(RESTORED_KEY)] != RESTORED_KEY)
+    uploads = [c for r in undo.runs for c in r.changes if c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD]
+    nulled = [f"{r.path}: {c.path}" for r in undo.runs for c in r.changes if c.detail and c.detail.startswith(
+        "set to null")]
+    lines: list[str] = []
+    if metadata or uploads:
+        lines.append(f"It restores {metadata} metadata change(s) on {len(undo.runs)} run(s) and re-uploads "
+                     f"{len(uploads)} file(s) ({size_text(sum(int(c.after) for c in uploads))}) from their "
+                     "backups (each checked against its checksum first).")
+    else:
+        lines.append("It restores nothing: nothing this apply did can be undone.")
+    if nulled:
+        lines.append(f"It cannot remove the {len(nulled)} config key(s) the apply added (a merging W&B "
+                     "server keeps config keys, wandb/wandb#11055): it sets them to null instead: "
+                     + ", ".join(nulled) + ".")
+    if lost_files:
+        names = ", ".join(f"{run}/{name}" for run, name, _size in lost_files[:20])
+        more = f" and {len(lost_files) - 20} more" if len(lost_files) > 20 else ""
+        lines.append(f"It cannot restore the {len(lost_files)} file(s) "
+                     f"({size_text(sum(s for _r, _n, s in lost_files))}) deleted without a backup: "
+                     f"{names}{more}.")
+    return lines
 
 
 def write_undo(plan: Plan, path: Path) -> None:

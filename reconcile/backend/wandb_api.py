@@ -522,7 +522,8 @@ class WandbBackend:
         """Download through wandb-core (as ``File.download`` does) and check the size."""
         if not file.url:
             raise BackendError(f"W&B gave no download URL for {file.name} of {run.path}.")
-        partial = dest.with_name(f".{dest.name}.partial")
+        # Absolute: wandb-core writes it, and its working directory need not be ours.
+        partial = dest.absolute().with_name(f".{dest.name}.partial")
         # The request File.download sends; wandb-core adds auth for base_url hosts (§6.2).
         request = apb.ApiRequest(  # type: ignore[attr-defined]  # generated protobuf module
             download_file_request=apb.DownloadFileRequest(  # type: ignore[attr-defined]

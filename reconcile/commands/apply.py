@@ -15,11 +15,12 @@ from pathlib import Path
 import click
 import structlog
 
-from reconcile.apply.executor import ApplyResult, apply_plan, check_plan
-from reconcile.apply.journal import Journal, unfinished
+from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan
+from reconcile.apply.journal import Journal, JournalLock, unfinished
 from reconcile.apply.progress import observers_for
-from reconcile.apply.undo import write_undo
+from reconcile.apply.undo import describe, write_undo
 from reconcile.backend import Backend
+from reconcile.commands.paths import check_output_dir, check_output_file
 from reconcile.commands.plan import build_plan
 from reconcile.errors import PlanError
 from reconcile.errors_handler import EXIT_ERROR, EXIT_OK
@@ -69,37 +70,72 @@ def _say(text: str, *, json_logs: bool, event: str, problem: bool = False, **fie
 
 
 def execute(plan: Plan, backend: Backend, *, journal_path: Path, undo_out: Path, backup_dir: Path | None,
-            parallelism: int, replace_foreign_journal: bool = False, json_logs: bool = False,
-            color: bool = False) -> ApplyResult:
-    """Apply ``plan`` with the journal, progress observers and undo output; return the result."""
+            no_backup: bool, parallelism: int, lock: JournalLock, replace_foreign_journal: bool = False,
+            json_logs: bool = False, color: bool = False) -> ApplyResult:
+    """Apply ``plan`` with the journal (``lock`` held), progress observers and undo output."""
     check_plan(plan, backend)  # refuse before creating a journal for a plan that cannot be applied
-    journal = Journal.open(journal_path, plan, replace_foreign=replace_foreign_journal)
+    check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
+    journal = Journal.open(journal_path, plan, replace_foreign=replace_foreign_journal, lock=lock)
     try:
         result = apply_plan(plan, backend, journal=journal, parallelism=parallelism, backup_dir=backup_dir,
-                            observers=observers_for(sys.stderr, json_logs=json_logs, color=color))
+                            no_backup=no_backup, observers=observers_for(sys.stderr, json_logs=json_logs, color=color))
     finally:
         journal.close()
     if result.undo is not None:
         write_undo(result.undo, undo_out)
-        _say(f"Wrote the undo plan to {undo_out}; `reconcile apply {undo_out}` restores what was changed.",
-             json_logs=json_logs, event="undo_written", path=str(undo_out))
+        lines = describe(result.undo, result.lost_files)
+        _say(f"Wrote the undo plan to {undo_out}; `reconcile apply {undo_out}` undoes this apply. "
+             + " ".join(lines), json_logs=json_logs, event="undo_written", path=str(undo_out))
     return result
 
 
-def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journal: Path | None,
-        backup_dir: Path | None, undo_out: Path | None, targets: list[str], color: bool, parallelism: int,
-        log_format: str) -> int:
-    """Apply and print ``Apply complete: ...``; exit 0 only if every run was applied."""
-    from reconcile.backend.wandb_api import WandbBackend
+def _check_outputs(*, journal: Path, undo_out: Path, backup_dir: Path | None, plan_out: Path | None) -> None:
+    """Every file apply will write can be written: checked before anything goes to W&B."""
+    check_output_file(journal, "--journal", create_parent=True)
+    check_output_file(undo_out, "--undo-out")
+    if plan_out is not None:
+        check_output_file(plan_out, "apply -f's saved plan")
+    if backup_dir is not None:
+        check_output_dir(backup_dir, "--backup-dir")
 
+
+def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journal: Path | None,
+        backup_dir: Path | None, no_backup: bool = False, undo_out: Path | None, targets: list[str],
+        color: bool, parallelism: int, log_format: str) -> int:
+    """Apply and print ``Apply complete: ...``; exit 0 only if every run was applied."""
     json_logs = log_format == "json"  # the CLI configured structlog; notes follow the same format
     if plan_file is not None and targets:
         raise PlanError("--target only works with -f; a saved plan is applied exactly as it is")
+    if backup_dir is not None and no_backup:
+        raise PlanError("--backup-dir and --no-backup contradict each other; give one of them.")
     plan = read_plan(plan_file) if plan_file is not None else None
+    if plan_file is not None:
+        journal_path = journal or beside(plan_file, ".journal.jsonl")
+        undo_path = undo_out or beside(plan_file, ".undo.json")
+    else:
+        journal_path, undo_path = journal or FROM_SPEC_JOURNAL, undo_out or FROM_SPEC_UNDO
+    _check_outputs(journal=journal_path, undo_out=undo_path, backup_dir=backup_dir,
+                   plan_out=FROM_SPEC_PLAN if plan is None else None)
+    if plan is not None:
+        check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
+    lock = JournalLock.acquire(journal_path)  # before anything reads or writes the journal
+    try:
+        return _locked(plan, files=files, auto_approve=auto_approve,
+                       journal_path=journal_path, undo_path=undo_path, backup_dir=backup_dir,
+                       no_backup=no_backup, targets=targets, color=color, parallelism=parallelism,
+                       json_logs=json_logs, lock=lock)
+    finally:
+        lock.release()
+
+
+def _locked(plan: Plan | None, *, files: list[Path], auto_approve: bool,
+            journal_path: Path, undo_path: Path, backup_dir: Path | None, no_backup: bool, targets: list[str],
+            color: bool, parallelism: int, json_logs: bool, lock: JournalLock) -> int:
+    from reconcile.backend.wandb_api import WandbBackend
+
     backend = WandbBackend()
     try:
         if plan is None:
-            journal_path = journal or FROM_SPEC_JOURNAL
             if unfinished(journal_path):
                 # Its journal is the only record of what that apply changed and how to undo it.
                 raise PlanError(
@@ -112,20 +148,18 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
                 return EXIT_ERROR
             if not plan.has_changes:
                 return EXIT_OK
+            check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)  # before asking
             if not _confirm(auto_approve):
                 click.echo("Apply cancelled.", err=True)
                 return EXIT_ERROR
             # Saved so that an apply killed halfway can be finished exactly: `reconcile apply` of it.
             write_plan(plan, FROM_SPEC_PLAN)
-            undo_path, foreign = undo_out or FROM_SPEC_UNDO, True
+            foreign = True
         else:
-            assert plan_file is not None
-            journal_path = journal or beside(plan_file, ".journal.jsonl")
-            undo_path = undo_out or beside(plan_file, ".undo.json")
             foreign = False
         result = execute(plan, backend, journal_path=journal_path, undo_out=undo_path, backup_dir=backup_dir,
-                         parallelism=parallelism, replace_foreign_journal=foreign, json_logs=json_logs,
-                         color=color)
+                         no_backup=no_backup, parallelism=parallelism, lock=lock,
+                         replace_foreign_journal=foreign, json_logs=json_logs, color=color)
     finally:
         backend.close()
     click.echo(result.summary_line)

@@ -16,6 +16,7 @@ import click
 import structlog
 
 from reconcile.backend import Backend
+from reconcile.commands.paths import check_output_file
 from reconcile.errors_handler import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconcile.import_reads import plan_imports
 from reconcile.models import Plan, Spec
@@ -68,6 +69,8 @@ def run(files: list[Path], *, out: Path | None, fmt: str, detailed_exitcode: boo
     from reconcile.backend.wandb_api import WandbBackend
 
     spec = load_spec(files)  # a bad spec fails before credentials or the network are touched
+    if out is not None:
+        check_output_file(out, "-o")  # before minutes of reading, not after
     report, done = _progress_reporter()
     backend = WandbBackend()
     try:

@@ -77,6 +77,16 @@ def summary_line(plan: Plan) -> str:
     return line + "."
 
 
+def deletion_note(plan: Plan) -> str | None:
+    """How many files (and bytes) the plan deletes for good, and the choice apply will ask for."""
+    n = plan.file_deletions
+    if not n:
+        return None
+    return (f"{n} file{'s' if n != 1 else ''} ({size_text(plan.bytes_to_free)}) will be permanently deleted: "
+            "W&B keeps no copy. Apply needs --backup-dir DIR (a verified copy first; the undo plan "
+            "re-uploads it) or --no-backup.")
+
+
 def skipped_note(plan: Plan) -> str | None:
     """Why running/pending runs were not planned, or ``None`` when none were skipped."""
     n = plan.skipped_running

@@ -19,6 +19,7 @@ from reconcile.models import Change, ChangeKind, ChangeOp, KeptArtifact, Plan, R
 from reconcile.render.common import (
     Kept,
     all_errors,
+    deletion_note,
     file_note,
     is_noted,
     kept_note,
@@ -158,9 +159,9 @@ def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool =
     ``show_kept`` adds a collapsed table per run of the retention candidates that survive, and why."""
     del color
     head = [MARKER, "", f"**{escape(summary_line(plan))}**", ""]
-    note = skipped_note(plan)
-    if note:
-        head += [f"_{escape(note)}_", ""]
+    for note in (skipped_note(plan), deletion_note(plan)):
+        if note:
+            head += [f"_{escape(note)}_", ""]
     head += _errors_section(plan)
     if plan.warnings:
         head += ["**Warnings:**", "", *(f"- {escape(truncate(w, 1000))}" for w in plan.warnings), ""]

@@ -26,6 +26,7 @@ from humanfriendly.text import pluralize
 from reconcile.models import Change, Plan, RunPlan
 from reconcile.render.common import (
     all_errors,
+    deletion_note,
     file_note,
     has_value,
     is_noted,
@@ -129,9 +130,9 @@ def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool =
         lines.append(_paint("Warning:", color, fg="yellow", bold=True) + " " + printable(warning))
     if plan.warnings:
         lines.append("")
-    note = skipped_note(plan)
-    if note:
-        lines += [note, ""]
+    for note in (skipped_note(plan), deletion_note(plan)):
+        if note:
+            lines += [note, ""]
     summary = summary_line(plan)
     head, _, rest = summary.partition(" ") if summary.startswith("Plan:") else ("", "", summary)
     lines.append(_paint(head, color, bold=True) + " " + rest if head else _paint(rest, color, fg="green"))

@@ -175,7 +175,7 @@ def test_plan_show_apply_export_against_the_installed_emulator(
     assert shown.returncode == 0, shown.stderr
     assert re.search(r"Plan: \d+ runs? to change", shown.stdout), shown.stdout
 
-    applied = installed.run("reconcile", "apply", "plan.json", env=env)
+    applied = installed.run("reconcile", "apply", "plan.json", "--backup-dir", "backups", env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "Apply complete:" in applied.stdout
 

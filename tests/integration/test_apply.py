@@ -102,7 +102,7 @@ def test_apply_every_change_kind_reads_back_through_wandb(emulator: Start, wandb
     spec = write(tmp_path / "spec.yaml", EVERY_KIND)
     plan = tmp_path / "plan.json"
     assert cli("plan", "-f", str(spec), "-o", str(plan)).exit_code == 0
-    applied = cli("apply", str(plan))
+    applied = cli("apply", str(plan), "--no-backup")
     assert applied.exit_code == 0, applied.output
     assert "Apply complete: 1 run changed, 2 files deleted (2.93 KiB freed), 0 stale, 0 failed." \
         in applied.stdout
@@ -195,14 +195,17 @@ rules:
     assert cli("plan", "-f", str(spec), "-o", str(plan)).exit_code == 0
     applied = cli("apply", str(plan), "--backup-dir", str(tmp_path / "backup"))
     assert applied.exit_code == 0, applied.output
-    assert (tmp_path / "backup/acme/vision/r1/ckpt/1.pt").read_bytes() == originals["ckpt/1.pt"]
+    [copy] = (tmp_path / "backup").glob("*/files/acme/vision/r1/ckpt/1.pt")  # DIR/<apply id>/files/...
+    assert copy.read_bytes() == originals["ckpt/1.pt"]
     undo = tmp_path / "plan.undo.json"
     undone = cli("apply", str(undo))
     assert undone.exit_code == 0, undone.output
     assert "0 files deleted (0 bytes freed), 0 stale, 0 failed, 2 files restored." in undone.stdout
     reader = api(emu.url)
     restored = reader.run("acme/vision/r1")
-    assert (dict(restored.config), dict(restored.summary_metrics), sorted(restored.tags), restored.name,
+    summary = dict(restored.summary_metrics)
+    assert set(summary.pop("_reconcile")["restored_files"]) == {"ckpt/1.pt", "model.pt"}  # upload times
+    assert (dict(restored.config), summary, sorted(restored.tags), restored.name,
             restored.notes) == snapshot
     for f in restored.files():
         f.download(root=str(tmp_path / "restored"), replace=True)

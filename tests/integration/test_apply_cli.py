@@ -175,7 +175,7 @@ def test_progress_bar_on_a_terminal_counts_runs_files_and_bytes(tty_env: Callabl
     spec = write(tmp_path / "s.yaml", FILES_SPEC)
     plan = tmp_path / "plan.json"
     assert cli("plan", "-f", str(spec), "-o", str(plan)).exit_code == 0
-    term = Terminal(["apply", "plan.json"], tmp_path)
+    term = Terminal(["apply", "plan.json", "--backup-dir", "backups"], tmp_path)
     assert term.finish() == 0, term.text
     files, freed = runs * files_each, size_text(runs * files_each * size)
     assert f"Apply complete: {runs} runs changed, {files} files deleted ({freed} freed)" in term.text

@@ -99,7 +99,7 @@ def test_plan_checkpoint_retention_example_deletes_exactly_the_expected_files(se
     assert plan["created_at"].startswith("2026-10-08T12:00")  # planned at the injected time
 
     seeded.reset_stats()
-    applied = invoke("apply", str(tmp_path / "plan.json"))
+    applied = invoke("apply", str(tmp_path / "plan.json"), "--backup-dir", str(tmp_path / "backups"))
     assert applied.exit_code == 0, applied.output
     assert seeded.stats()["operations"].get("deleteFiles") == 2
     deletes = [m for m in seeded.mutations() if m["operation"] == "deleteFiles"]

@@ -15,7 +15,9 @@ import pytest
 
 FIGURES: Counter[str] = Counter()
 """Totals the tests add to: ``kills`` survived, ``faults`` injected (and by kind), ``inputs`` tried,
-``edits`` made by a concurrent writer, ``secret_checks`` (outputs searched for the API key)."""
+``edits`` made by a concurrent writer, ``secret_checks`` (outputs searched for the API key),
+``concurrent_applies`` of one plan, ``tampered_plans`` applied, ``bytes_lost`` (deleted bytes without
+a complete, checksummed backup: must stay 0)."""
 
 
 def record(**counts: int) -> None:
@@ -30,7 +32,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             f"reliability: {FIGURES['kills']} SIGKILLs survived, {FIGURES['faults']} faults injected "
             f"({FIGURES['faults_500']} x 500, {FIGURES['faults_429']} x 429, {FIGURES['faults_dropped']} "
             f"hung or dropped), {FIGURES['edits']} concurrent edits kept, {FIGURES['inputs']} hostile inputs "
-            f"tried, {FIGURES['secret_checks']} outputs checked for the API key")
+            f"tried, {FIGURES['secret_checks']} outputs checked for the API key, "
+            f"{FIGURES['concurrent_applies']} concurrent applies of one plan, {FIGURES['tampered_plans']} "
+            f"tampered plans tried, bytes lost: {FIGURES['bytes_lost']}")
 
 
 def reconcile(*args: str, env: dict[str, str], timeout: float = 60,

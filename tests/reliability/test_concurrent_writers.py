@@ -92,7 +92,8 @@ def test_concurrent_writer_edits_survive_and_planned_conflicts_are_stale(
     for run_id in BEFORE_APPLY:
         editor.edit(run_id)
     emu.set_faults(hold="UpsertBucket", hold_after=WRITES_BEFORE_HOLD)
-    proc = subprocess.Popen([sys.executable, "-m", "reconcile", "apply", str(plan), "--parallelism", "4"],
+    proc = subprocess.Popen([sys.executable, "-m", "reconcile", "apply", str(plan), "--no-backup",
+                             "--parallelism", "4"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert emu.wait_held(timeout=90) >= 1, "apply never reached the barrier"

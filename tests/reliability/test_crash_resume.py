@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from reconcile.apply.backup import file_digests
 from reconcile.cli import main
 from tests.reliability.conftest import record, spawn
 from tests.reliability.fleet import SPEC, deleted_files, fleet, state, writes_per_run
@@ -51,10 +52,11 @@ def test_crash_resume_sigkill_at_ten_points_converges_to_clean_apply(  # noqa: P
     assert planned.exit_code == 0, planned.output
     assert f"Plan: {RUNS} runs to change" in planned.stdout
     emu.set_faults(latency_ms=3)  # spreads the writes over a few seconds so kills land mid-apply
+    backups = tmp_path / "backups"
     rng = random.Random(SEED)
     kills: list[tuple[str, float, int]] = []
     for mode, point in kill_schedule(rng):
-        proc = spawn("apply", str(plan), env=env)
+        proc = spawn("apply", str(plan), "--backup-dir", str(backups), env=env)
         started, seen = time.monotonic(), len(emu.mutations())
         while proc.poll() is None and time.monotonic() - started < 60:
             if mode == "delay" and time.monotonic() - started >= point:
@@ -69,7 +71,8 @@ def test_crash_resume_sigkill_at_ten_points_converges_to_clean_apply(  # noqa: P
     emu.set_faults(latency_ms=0)
     print(f"seed {SEED}: killed at (mode, point, mutations seen) {kills}")
     assert len(kills) >= KILLS - 1, f"apply finished before most kill points (seed {SEED}): {kills}"
-    final = CliRunner().invoke(main, ["apply", str(plan)], catch_exceptions=False)
+    final = CliRunner().invoke(main, ["apply", str(plan), "--backup-dir", str(backups)],
+                               catch_exceptions=False)
     assert final.exit_code == 0, final.output
     assert f"Apply complete: {RUNS} runs changed, {FILE_RUNS * 3} files deleted" in final.stdout
     record(kills=len(kills))
@@ -81,6 +84,18 @@ def test_crash_resume_sigkill_at_ten_points_converges_to_clean_apply(  # noqa: P
     deletions = deleted_files(mutations)
     assert len(deletions) == FILE_RUNS * 3
     assert set(deletions.values()) == {1}
+    # Every deleted file has a backup of its full size whose bytes hash as recorded: nothing lost.
+    manifest = [json.loads(line) for f in backups.glob("*/manifest.jsonl")
+                for line in f.read_text().splitlines()]
+    backed = {(m["run"], m["name"]): m for m in manifest}
+    assert set(deletions) <= set(backed)
+    lost = 0
+    for key in deletions:
+        copy = Path(backed[key]["path"])
+        lost += backed[key]["size"] - (copy.stat().st_size if copy.exists() else 0)
+        assert file_digests(copy)[1] == backed[key]["sha256"]
+    assert lost == 0
+    record(bytes_lost=lost)
     journal = [json.loads(line) for line in (tmp_path / "plan.journal.jsonl").read_text().splitlines()
                if line.strip().endswith("}")]
     assert not [r for r in journal if r.get("phase") == "stale"]
@@ -91,7 +106,7 @@ def test_crash_resume_sigkill_at_ten_points_converges_to_clean_apply(  # noqa: P
     subprocess_env(clean.url)  # the in-process CLI below now talks to the clean copy
     clean_plan = clean_dir / "plan.json"
     assert CliRunner().invoke(main, ["plan", "-f", str(spec), "-o", str(clean_plan)]).exit_code == 0
-    assert CliRunner().invoke(main, ["apply", str(clean_plan)]).exit_code == 0
+    assert CliRunner().invoke(main, ["apply", str(clean_plan), "--no-backup"]).exit_code == 0
     assert state(emu.url) == state(clean.url)
 
     subprocess_env(emu.url)  # back to the killed-and-resumed emulator

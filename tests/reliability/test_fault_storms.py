@@ -55,7 +55,7 @@ def test_fault_storm_every_run_applied_or_reported_never_half_written(  # noqa: 
     emu.set_faults(fail_rate=0.3, rate_limit=20, hang_rate=0.03, hang_seconds=5, drop_rate=0.03)
     journal_file = tmp_path / "plan.journal.jsonl"
     for _start in range(5):  # a hang on the very first request can stop apply before it starts: retry
-        result = reconcile("apply", str(plan), "--log-format", "json", env=env, timeout=150)
+        result = reconcile("apply", str(plan), "--no-backup", "--log-format", "json", env=env, timeout=150)
         if journal_file.exists():
             break
     faults = emu.stats()["statuses"]
@@ -100,7 +100,7 @@ def test_fault_storm_every_run_applied_or_reported_never_half_written(  # noqa: 
             assert meta_now in (meta_before, meta_after), path
             assert now[5] in (original(run)[5], expected(run)[5]), path
 
-    again = CliRunner().invoke(main, ["apply", str(plan)], catch_exceptions=False)
+    again = CliRunner().invoke(main, ["apply", str(plan), "--no-backup"], catch_exceptions=False)
     assert again.exit_code == 0, again.output
     mutations = emu.mutations()
     assert set(writes_per_run(mutations).values()) == {1}

@@ -77,16 +77,16 @@ def test_secrets_api_key_never_leaves_the_process(tmp_path: Path) -> None:  # no
 
         emu.set_faults(api_key=OTHER_KEY)  # our key is now wrong: HTTP 401
         run("plan 401", "plan", "-f", "spec.yaml", *LOUD, codes=(1,))
-        run("apply 401", "apply", "pending.json", *LOUD, codes=(1,))
-        run("apply -f 401", "apply", "-f", "spec.yaml", "--auto-approve", *LOUD, codes=(1,))
+        run("apply 401", "apply", "pending.json", "--no-backup", *LOUD, codes=(1,))
+        run("apply -f 401", "apply", "-f", "spec.yaml", "--auto-approve", "--no-backup", *LOUD, codes=(1,))
         run("export 401", "export", "acme/fleet", *LOUD, codes=(1,))
 
         emu.set_faults(api_key=KEY, fail_rate=1.0)  # every request: HTTP 500
         run("plan 500", "plan", "-f", "spec.yaml", *LOUD, codes=(1,))
-        run("apply 500", "apply", "pending.json", *LOUD, codes=(1,))
+        run("apply 500", "apply", "pending.json", "--no-backup", *LOUD, codes=(1,))
         run("export 500", "export", "acme/fleet", *LOUD, codes=(1,))
         emu.set_faults(fail_rate=0.4)  # some reads and writes fail: failed runs in the journal
-        run("apply storm", "apply", "pending.json", *LOUD, codes=(0, 1))
+        run("apply storm", "apply", "pending.json", "--no-backup", *LOUD, codes=(0, 1))
         emu.set_faults(fail_rate=0.0)
 
         crash = subprocess.run([sys.executable, "-c", CRASH, KEY], env=env, cwd=work, capture_output=True,

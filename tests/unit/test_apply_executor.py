@@ -38,6 +38,8 @@ def _apply(plan: Plan, backend: MemoryBackend, tmp_path: Path, **kw: Any) -> tup
     journal = Journal.open(tmp_path / "plan.journal.jsonl", plan)
     try:
         kw.setdefault("parallelism", 1)
+        if "backup_dir" not in kw:
+            kw.setdefault("no_backup", True)  # the consent itself is tested on its own
         result = apply_plan(plan, backend, journal=journal, observers=[seen.append, *kw.pop("observers", [])],
                             sleep=kw.pop("sleep", lambda _s: None), **kw)
     finally:
@@ -132,24 +134,48 @@ def test_apply_plan_event_order(tmp_path: Path) -> None:
 
 
 def test_apply_plan_deletes_all_files_of_a_run_in_one_request(tmp_path: Path) -> None:
-    """One delete_files per run with every still-present id; a file already gone is not an error."""
+    """One delete_files per run carrying every planned id."""
     files = [live_file(f"f{i}", f"ckpt/{i}.pt", 100) for i in range(3)]
     run = live_run("a", files=files)
     backend = MemoryBackend([run])
     plan = make_plan(run_plan(run, [file_delete(f) for f in files]))
-    # f0 disappears after planning (another cleanup); the fingerprint covers files, so refresh it.
-    backend.runs["sid-a"] = dataclasses.replace(backend.runs["sid-a"], files=tuple(files[1:]))
-    plan = make_plan(dataclasses.replace(plan.runs[0], fingerprint=run_plan(
-        dataclasses.replace(run, files=tuple(files[1:])), plan.runs[0].changes).fingerprint))
-    result, _ = _apply(plan, backend, tmp_path)
+    result, _ = _apply(plan, backend, tmp_path, no_backup=True)
     assert result.ok
-    assert _calls(backend, "delete_files") == [("acme/vision/a", ("f1", "f2"))]
+    assert _calls(backend, "delete_files") == [("acme/vision/a", ("f0", "f1", "f2"))]
     assert backend.run("acme", "vision", "a").files == ()
     assert result.files_deleted == 3
     assert result.bytes_freed == 300
     # The staleness check and the read-back carried the file lists: no per-run listing.
     assert _calls(backend, "list_files") == []
     assert len(_calls(backend, "get_runs")) == 2
+
+
+def test_apply_plan_refuses_a_planned_file_the_live_listing_lacks(tmp_path: Path) -> None:
+    """A plan whose fingerprint matches but whose file id is not the run's (an edited plan) is refused
+    before anything is written to the run, even its metadata."""
+    files = [live_file(f"f{i}", f"ckpt/{i}.pt", 100) for i in range(2)]
+    run = live_run("a", files=files)
+    backend = MemoryBackend([run])
+    foreign = live_file("f-other-run", "ckpt/9.pt", 100)
+    rp = run_plan(run, [file_delete(files[0]), file_delete(foreign), string_set(ChangeKind.NOTES, "", "x")])
+    result, _ = _apply(make_plan(rp), backend, tmp_path, no_backup=True)
+    [(path, reason)] = result.stale
+    assert path == "acme/vision/a" and "f-other-run" in reason and "edited or is corrupt" in reason
+    assert _calls(backend, "delete_files") == [] and _calls(backend, "update_run") == []
+
+
+def test_apply_plan_refuses_a_planned_file_listed_under_another_name(tmp_path: Path) -> None:
+    """A file id the run has, but planned under another name or size (the plan spares a kept file by
+    naming it as another), is refused."""
+    files = [live_file("f0", "model-best.pt", 100), live_file("f1", "ckpt-1.pt", 100)]
+    run = live_run("a", files=files)
+    backend = MemoryBackend([run])
+    disguised = dataclasses.replace(files[0], name="ckpt-0.pt")
+    rp = run_plan(run, [file_delete(disguised)])
+    result, _ = _apply(make_plan(rp), backend, tmp_path, no_backup=True)
+    [(_path, reason)] = result.stale
+    assert "model-best.pt" in reason
+    assert _calls(backend, "delete_files") == []
 
 
 def test_apply_plan_unconverged_config_unset_on_merge_server(tmp_path: Path) -> None:
@@ -419,3 +445,16 @@ def test_apply_plan_counts_deleted_files_of_a_run_that_did_not_converge(tmp_path
     result, _ = _apply(plan, backend, tmp_path)
     assert result.summary_line == ("Apply complete: 0 runs changed, 1 file deleted (1000 bytes freed), "
                                    "0 stale, 0 failed, 1 did not converge.")
+
+
+def test_fingerprint_covers_the_runs_identity(tmp_path: Path) -> None:
+    """Two runs with identical fields have different fingerprints, so a plan entry pointed at another run
+    (here: another project's) is stale and nothing is written to it."""
+    a, other = live_run("a"), live_run("a", project="secret", storage_id="sid-secret")
+    rp = run_plan(a, [string_set(ChangeKind.NOTES, "", "x")])
+    assert rp.fingerprint != run_plan(other, rp.changes).fingerprint
+    backend = MemoryBackend([a, other])
+    moved = dataclasses.replace(rp, project="secret", storage_id="sid-secret")
+    result, _ = _apply(make_plan(moved), backend, tmp_path)
+    assert [r for r, _ in result.stale] == ["acme/secret/a"]
+    assert _calls(backend, "update_run") == []

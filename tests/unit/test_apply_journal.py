@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,10 +13,10 @@ from structlog.testing import capture_logs
 
 from reconcile.apply import events as ev
 from reconcile.apply.executor import ApplyResult
-from reconcile.apply.journal import Journal, plan_digest
+from reconcile.apply.journal import Journal, JournalLock, plan_digest
 from reconcile.apply.progress import LogObserver
 from reconcile.commands.apply import beside
-from reconcile.errors import PlanError
+from reconcile.errors import PlanError, PlanLocked
 from reconcile.models import Plan
 from tests.unit.apply_helpers import config_set, live_run, make_plan, run_plan
 
@@ -90,3 +93,45 @@ def test_beside_names_journal_and_undo_next_to_the_plan(tmp_path: Path) -> None:
     """plan.json -> plan.journal.jsonl and plan.undo.json in the same directory."""
     assert beside(tmp_path / "plan.json", ".journal.jsonl") == tmp_path / "plan.journal.jsonl"
     assert beside(tmp_path / "p.undo.json", ".undo.json") == tmp_path / "p.undo.undo.json"
+
+
+def test_journal_lock_refuses_a_second_holder_naming_the_first(tmp_path: Path) -> None:
+    """Two opens of one journal: the second raises PlanLocked naming the holder's pid; after close, it
+    opens."""
+    first = Journal.open(tmp_path / "j.jsonl", _plan())
+    try:
+        with pytest.raises(PlanLocked, match=rf"the plan is locked: .*pid {os.getpid()} on host"):
+            Journal.open(tmp_path / "j.jsonl", _plan())
+    finally:
+        first.close()
+    assert not JournalLock.path_for(tmp_path / "j.jsonl").exists()
+    Journal.open(tmp_path / "j.jsonl", _plan()).close()
+
+
+def test_journal_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    """A lock file whose holder died (no flock held any more, like after SIGKILL) does not block."""
+    lock_file = JournalLock.path_for(tmp_path / "j.jsonl")
+    lock_file.write_text(json.dumps({"pid": 999999, "host": "gone", "user": "u", "since": "then"}))
+    lock = JournalLock.acquire(tmp_path / "j.jsonl")
+    try:
+        assert lock.previous == {"pid": 999999, "host": "gone", "user": "u", "since": "then"}
+        assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+    finally:
+        lock.release()
+
+
+def test_journal_lock_held_by_another_process_blocks(tmp_path: Path) -> None:
+    """The lock is the kernel's (flock): a child process holding it makes us refuse; when it exits, we
+    get it."""
+    script = ("import sys, time; from pathlib import Path; from reconcile.apply.journal import JournalLock; "
+              "JournalLock.acquire(Path(sys.argv[1])); print('held', flush=True); time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "j.jsonl")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "held"
+        with pytest.raises(PlanLocked, match=f"pid {child.pid}"):
+            JournalLock.acquire(tmp_path / "j.jsonl")
+    finally:
+        child.kill()
+        child.wait()
+    JournalLock.acquire(tmp_path / "j.jsonl").release()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from reconcile.apply.journal import Journal
 from reconcile.apply.undo import invert
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
-from reconcile.errors import ApplyError
+from reconcile.errors import ApplyError, PlanError
 from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, Plan
 from reconcile.planfile import read_plan, write_plan
 from tests.unit.apply_helpers import (
@@ -33,6 +34,8 @@ from tests.unit.apply_helpers import (
 def _apply(plan: Plan, backend: MemoryBackend, journal: Path, **kw: Any) -> ApplyResult:
     handle = Journal.open(journal, plan)
     try:
+        if "backup_dir" not in kw:
+            kw.setdefault("no_backup", True)  # the consent itself is tested on its own
         return apply_plan(plan, backend, journal=handle, parallelism=2, sleep=lambda _s: None, **kw)
     finally:
         handle.close()
@@ -105,7 +108,8 @@ def test_backup_and_undo_round_trip_restores_files_and_metadata(tmp_path: Path) 
     result = _apply(plan, backend, tmp_path / "j.jsonl", backup_dir=tmp_path / "backup")
     assert result.ok
     assert result.undo is not None
-    assert (tmp_path / "backup/acme/vision/a/ckpt/1.pt").read_bytes() == b"12345"
+    [copy] = (tmp_path / "backup").glob("*/files/acme/vision/a/ckpt/1.pt")
+    assert copy.read_bytes() == b"12345"
     write_plan(result.undo, tmp_path / "undo.json")
     undo = read_plan(tmp_path / "undo.json")
     [undo_rp] = undo.runs
@@ -114,7 +118,11 @@ def test_backup_and_undo_round_trip_restores_files_and_metadata(tmp_path: Path) 
     undone = _apply(undo, backend, tmp_path / "undo.journal.jsonl")
     assert undone.ok, undone
     restored = backend.run("acme", "vision", "a")
-    assert (restored.config, restored.summary) == (original.config, original.summary)
+    summary = dict(restored.summary)
+    remembered = summary.pop("_reconcile")["restored_files"]
+    assert remembered == {"ckpt/1.pt": {"updated_at": "2026-01-02T03:04:05Z", "size": 5,
+                                        "md5": "gnzLDuqKcGxMNKFokfhOew=="}}
+    assert (restored.config, summary) == (original.config, original.summary)
     assert restored.name == original.name
     assert sorted(restored.tags) == sorted(original.tags)
     by_name = {f.name: f for f in restored.files or ()}
@@ -153,3 +161,82 @@ def test_undo_plan_includes_runs_finished_before_a_crash(tmp_path: Path) -> None
     result = _apply(plan, backend, journal)
     assert result.undo is not None
     assert sorted(r.path for r in result.undo.runs) == ["acme/vision/a", "acme/vision/b"]
+
+
+class _DiskTrouble(MemoryBackend):
+    """Damages every backup under ``root`` when the run's metadata is written (between backup and delete)."""
+
+    def __init__(self, root: Path, damage: Callable[[Path], None], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.root, self.damage = root, damage
+
+    def update_run(self, update: RunUpdate) -> None:
+        for path in self.root.glob("*/files/**/*.pt"):
+            self.damage(path)
+        super().update_run(update)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p.unlink(),                                     # gone
+    lambda p: p.write_bytes(p.read_bytes()[:-1]),             # truncated
+    lambda p: p.write_bytes(b"X" * p.stat().st_size),         # same size, other bytes
+], ids=["missing", "truncated", "altered"])
+def test_backup_is_verified_just_before_the_delete(tmp_path: Path, damage: Callable[[Path], None]) -> None:
+    """A backup that is missing, incomplete or has another checksum when deleteFiles is due stops the
+    delete."""
+    ckpt = live_file("f1", "ckpt/1.pt", 5)
+    run = live_run("a", files=[ckpt])
+    backend = _DiskTrouble(tmp_path / "backup", damage)
+    backend.add_run(run, {"ckpt/1.pt": b"12345"})
+    plan = make_plan(run_plan(run, [file_delete(ckpt), string_set(ChangeKind.NOTES, "", "n")]))
+    result = _apply(plan, backend, tmp_path / "j.jsonl", backup_dir=tmp_path / "backup")
+    assert [r for r, _ in result.failed] == ["acme/vision/a"]
+    assert "the file was not deleted" in result.failed[0][1]
+    assert backend.run("acme", "vision", "a").files == (ckpt,)
+    assert not [c for c in backend.calls if c[0] == "delete_files"]
+
+
+def test_backup_never_overwrites_another_backup(tmp_path: Path) -> None:
+    """Two applies of two plans into one --backup-dir keep both backups (each apply's are its own)."""
+    first = live_file("f1", "latest.pt", 2)
+    run = live_run("a", files=[first])
+    backend = MemoryBackend()
+    backend.add_run(run, {"latest.pt": b"v1"})
+    plan1 = make_plan(run_plan(run, [file_delete(first)]))
+    assert _apply(plan1, backend, tmp_path / "j1.jsonl", backup_dir=tmp_path / "b").ok
+    second = live_file("f2", "latest.pt", 2)
+    run2 = live_run("a", files=[second])
+    backend.add_run(run2, {"latest.pt": b"v2"})
+    plan2 = make_plan(run_plan(run2, [file_delete(second)]), spec_digest="sha256:other")
+    assert _apply(plan2, backend, tmp_path / "j2.jsonl", backup_dir=tmp_path / "b").ok
+    assert sorted(p.read_bytes() for p in (tmp_path / "b").glob("*/files/acme/vision/a/latest.pt")) == \
+        [b"v1", b"v2"]
+
+
+def test_consent_is_required_for_a_plan_that_deletes_files(tmp_path: Path) -> None:
+    """apply_plan of a deleting plan without backup_dir or no_backup raises before any call to W&B."""
+    ckpt = live_file("f1", "ckpt/1.pt", 5)
+    run = live_run("a", files=[ckpt])
+    backend = MemoryBackend([run])
+    plan = make_plan(run_plan(run, [file_delete(ckpt)]))
+    handle = Journal.open(tmp_path / "j.jsonl", plan)
+    try:
+        with pytest.raises(PlanError, match=r"--backup-dir DIR .* or --no-backup"):
+            apply_plan(plan, backend, journal=handle)
+    finally:
+        handle.close()
+    assert backend.calls == []
+
+
+def test_undo_on_merge_sets_created_config_keys_to_null(tmp_path: Path) -> None:
+    """On a merging server the undo of a created config key is a set to null, which converges."""
+    run = live_run("a")
+    backend = MemoryBackend([run])
+    result = _apply(make_plan(run_plan(run, [config_set("added", None, "x", created=True)])), backend,
+                    tmp_path / "j.jsonl")
+    assert result.undo is not None
+    [change] = result.undo.runs[0].changes
+    assert (change.op, change.after) == (ChangeOp.SET, None)
+    undone = _apply(result.undo, backend, tmp_path / "u.jsonl")
+    assert undone.ok, undone
+    assert backend.run("acme", "vision", "a").config["added"] is None

@@ -280,3 +280,37 @@ def test_planfile_streamed_text_equals_one_json_document(runs: str) -> None:
         plan = dataclasses.replace(plan, runs=())
     expected = json.dumps(plan_to_dict(plan), indent=2, ensure_ascii=False, allow_nan=True) + "\n"
     assert dumps(plan) == expected
+
+
+def _tampered(tmp_path: Path, edit: Any) -> Path:
+    path = tmp_path / "plan.json"
+    write_plan(representative_plan(), path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    edit(data)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def _deletion(data: dict[str, Any]) -> dict[str, Any]:
+    return next(c for r in data["runs"] for c in r["changes"] if c["op"] == "delete")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d["runs"].append(d["runs"][0]), "listed twice"),
+    (lambda d: d["summary"].update(files_to_delete=0), "summary.files_to_delete says 0"),
+    (lambda d: d["summary"].update(bytes_to_free=1), "summary.bytes_to_free says 1"),
+    (lambda d: _deletion(d).update(key=["model-best.pt"]), "key, before and file"),
+    (lambda d: d["runs"][0]["changes"][0].update(after="edited"), "content_digest does not match"),
+    (lambda d: d.pop("content_digest"), "has no content_digest"),
+], ids=["run twice", "file count", "byte count", "deletion key", "digest", "no digest"])
+def test_read_plan_refuses_a_plan_that_contradicts_itself(tmp_path: Path, edit: Any, message: str) -> None:
+    """An edited or corrupt saved plan is refused on reading, naming what is wrong."""
+    with pytest.raises(PlanError, match=message):
+        read_plan(_tampered(tmp_path, edit))
+
+
+def test_read_plan_accepts_the_plan_it_wrote(tmp_path: Path) -> None:
+    """The checks do not refuse an untouched plan (its JSON re-serialized with other whitespace)."""
+    read = read_plan(_tampered(tmp_path, lambda d: None))
+    assert json.dumps(plan_to_dict(read), allow_nan=True) == json.dumps(plan_to_dict(representative_plan()),
+                                                                       allow_nan=True)  # NaN != NaN

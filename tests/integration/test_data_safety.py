@@ -1,0 +1,345 @@
+"""Issue 13, "deleting is forever": backups that cannot be lost, explicit consent, honest undo, and
+saved plans that are checked. The real CLI and the real wandb client against the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import wandb
+from click.testing import CliRunner, Result
+
+from reconcile.apply.journal import JournalLock
+from reconcile.cli import main
+from reconcile.planfile import check_digest, content_digest, read_plan
+from tests.conftest import TEST_API_KEY
+
+pytestmark = pytest.mark.integration
+
+Start = Callable[..., Any]
+
+
+def cli(*args: str) -> Result:
+    """The reconcile CLI in-process (no TTY)."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def api(url: str) -> Any:
+    """A fresh public-API client."""
+    return wandb.Api(overrides={"base_url": url}, api_key=TEST_API_KEY)
+
+
+def run_with(files: list[dict[str, Any]], run_id: str = "r1", project: str = "vision",
+             **extra: Any) -> dict[str, Any]:
+    """A finished fixture run holding ``files`` and `notes.txt` (so no rule deletes every file)."""
+    return {"entity": "acme", "project": project, "id": run_id, "name": f"run-{run_id}", "state": "finished",
+            "created_at": "2026-01-02T03:04:05Z", "config": {"lr": 0.1}, "summary": {"acc": 0.9},
+            "tags": ["t"], "files": [*files, {"name": "notes.txt", "content": "kept"}], **extra}
+
+
+def ok(*args: str) -> Result:
+    """The CLI, which must succeed."""
+    result = cli(*args)
+    assert result.exit_code == 0, (args, result.output)
+    return result
+
+
+def spec(tmp_path: Path, rules: str, name: str = "spec.yaml") -> Path:
+    """A spec for acme/vision with these rules (YAML text under ``rules:``)."""
+    path = tmp_path / name
+    path.write_text("version: 1\ntarget: {entity: acme, project: vision}\nrules:\n" + rules, encoding="utf-8")
+    return path
+
+
+def downloaded(url: str, run: str, name: str, where: Path) -> bytes:
+    """The bytes W&B serves for run file ``name``."""
+    for f in api(url).run(run).files():
+        if f.name == name:
+            f.download(root=str(where), replace=True)
+            return (where / name).read_bytes()
+    raise AssertionError(f"{run} has no file {name}")
+
+
+def writes(emu: Any) -> list[str]:
+    """The operations of every write the emulator applied."""
+    return [m["operation"] for m in emu.mutations()]
+
+
+# --------------------------------------------------------------------------- backups
+
+
+def test_backup_of_a_file_named_like_another_files_staging_name(emulator: Start, wandb_env: Any,
+                                                                  tmp_path: Path) -> None:
+    """A run holding `.a.ckpt.partial` and `a.ckpt`: both are backed up intact (staging is outside the
+    tree a run's names reach) and the undo plan restores both, byte for byte."""
+    files = [{"name": ".a.ckpt.partial", "content": "the partial-named file\n"},
+             {"name": "a.ckpt", "content": "the real checkpoint\n"}]
+    emu = emulator(seed={"runs": [run_with(files)]})
+    wandb_env(emu.url)
+    plan = tmp_path / "plan.json"
+    s = spec(tmp_path, "  - name: prune\n    match: {ids: [r1]}\n"
+                       "    files: {delete: ['.a.ckpt.partial', 'a.ckpt']}\n")
+    ok("plan", "-f", str(s), "-o", str(plan))
+    applied = cli("apply", str(plan), "--backup-dir", str(tmp_path / "b"))
+    assert applied.exit_code == 0, applied.output
+    undone = cli("apply", str(tmp_path / "plan.undo.json"))
+    assert undone.exit_code == 0, undone.output
+    assert "2 files restored" in undone.stdout
+    assert downloaded(emu.url, "acme/vision/r1", "a.ckpt", tmp_path / "d") == b"the real checkpoint\n"
+    assert downloaded(emu.url, "acme/vision/r1", ".a.ckpt.partial", tmp_path / "d") == \
+        b"the partial-named file\n"
+    copies = {p.name: p.read_bytes() for p in (tmp_path / "b").glob("*/files/acme/vision/r1/*")}
+    assert copies == {".a.ckpt.partial": b"the partial-named file\n", "a.ckpt": b"the real checkpoint\n"}
+
+
+def test_reused_backup_dir_keeps_each_applys_backups(emulator: Start, wandb_env: Any, tmp_path: Path) -> None:
+    """Apply 1 backs up latest.ckpt v1, a teammate uploads v2, apply 2 (same --backup-dir) backs up v2:
+    apply 1's undo restores v1, not v2."""
+    emu = emulator(seed={"runs": [run_with([{"name": "latest.ckpt", "content": "version one\n"}])]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: prune\n    match: {ids: [r1]}\n    files: {delete: ['latest.ckpt']}\n")
+    backups = str(tmp_path / "backups")
+    ok("plan", "-f", str(s), "-o", str(tmp_path / "p1.json"))
+    ok("apply", str(tmp_path / "p1.json"), "--backup-dir", backups)
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    (upload / "latest.ckpt").write_bytes(b"version TWO\n")  # same size, other bytes
+    api(emu.url).run("acme/vision/r1").upload_file(str(upload / "latest.ckpt"), root=str(upload))
+    ok("plan", "-f", str(s), "-o", str(tmp_path / "p2.json"))
+    second = cli("apply", str(tmp_path / "p2.json"), "--backup-dir", backups)
+    assert second.exit_code == 0, second.output
+    undone = cli("apply", str(tmp_path / "p1.undo.json"))
+    assert undone.exit_code == 0, undone.output
+    assert downloaded(emu.url, "acme/vision/r1", "latest.ckpt", tmp_path / "d") == b"version one\n"
+    kept = sorted(p.read_bytes() for p in Path(backups).rglob("latest.ckpt"))
+    assert kept == [b"version TWO\n", b"version one\n"]
+
+
+def test_undo_refuses_a_backup_whose_bytes_changed(emulator: Start, wandb_env: Any, tmp_path: Path) -> None:
+    """The undo checks the checksum of what it re-uploads: a backup altered since (same size) is refused
+    and nothing is uploaded."""
+    emu = emulator(seed={"runs": [run_with([{"name": "a.ckpt", "content": "original bytes\n"}])]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: prune\n    match: {ids: [r1]}\n    files: {delete: ['a.ckpt']}\n")
+    ok("plan", "-f", str(s), "-o", str(tmp_path / "plan.json"))
+    ok("apply", str(tmp_path / "plan.json"), "--backup-dir", str(tmp_path / "b"))
+    [copy] = (tmp_path / "b").rglob("a.ckpt")
+    copy.write_bytes(b"altered bytes!\n")
+    before = len(emu.mutations())
+    undone = cli("apply", str(tmp_path / "plan.undo.json"))
+    assert undone.exit_code == 1
+    assert "checksum" in undone.stderr and "not the file that was deleted" in undone.stderr
+    assert emu.mutations()[before:] == []
+    assert [f.name for f in api(emu.url).run("acme/vision/r1").files()] == ["notes.txt"]
+
+
+def test_keep_last_after_an_undo_plans_the_same_files_again(emulator: Start, wandb_env: Any,
+                                                            tmp_path: Path) -> None:
+    """keep_last 2 deletes ckpt-001/002; undo re-uploads them (new upload times); planning again proposes
+    ckpt-001/002 again, never the true newest ckpt-003/004."""
+    files = [{"name": f"ckpt-00{i}.pt", "content": f"checkpoint {i}\n",
+              "updated_at": f"2026-01-0{i}T00:00:00Z"} for i in range(1, 5)]
+    emu = emulator(seed={"runs": [run_with(files)]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: keep-two\n    match: {ids: [r1]}\n"
+                       "    files: {delete: ['ckpt-*'], keep_last: 2}\n")
+
+    def planned_deletions(name: str) -> list[str]:
+        result = cli("plan", "-f", str(s), "-o", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+        return sorted(c["key"][0] for r in read_json(tmp_path / name)["runs"] for c in r["changes"]
+                      if c["op"] == "delete")
+
+    assert planned_deletions("p1.json") == ["ckpt-001.pt", "ckpt-002.pt"]
+    ok("apply", str(tmp_path / "p1.json"), "--backup-dir", str(tmp_path / "b"))
+    undone = cli("apply", str(tmp_path / "p1.undo.json"))
+    assert undone.exit_code == 0, undone.output
+    assert planned_deletions("p2.json") == ["ckpt-001.pt", "ckpt-002.pt"]
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file (NaN allowed, as plans do)."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def test_second_apply_of_a_locked_plan_exits_1_naming_the_holder(emulator: Start, wandb_env: Any,
+                                                                 tmp_path: Path) -> None:
+    """While the journal is locked, apply exits 1 before any write, saying who holds it; once the lock is
+    released (or its holder died: flock) it runs."""
+    emu = emulator(seed={"runs": [run_with([])]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: n\n    match: {ids: [r1]}\n    set: {notes: reviewed}\n")
+    plan = tmp_path / "plan.json"
+    ok("plan", "-f", str(s), "-o", str(plan))
+    lock = JournalLock.acquire(tmp_path / "plan.journal.jsonl")
+    try:
+        refused = cli("apply", str(plan))
+    finally:
+        lock.release()
+    assert refused.exit_code == 1
+    assert "locked" in refused.stderr and f"pid {os.getpid()}" in refused.stderr
+    assert writes(emu) == [] and not (tmp_path / "plan.journal.jsonl").exists()
+    ok("apply", str(plan))
+    assert writes(emu) == ["UpsertBucket"]
+
+
+# --------------------------------------------------------------------------- consent and honesty
+
+
+def test_apply_of_a_deleting_plan_needs_backup_dir_or_no_backup(emulator: Start, wandb_env: Any,
+                                                                tmp_path: Path) -> None:
+    """The plan says what will be permanently deleted; apply without a choice exits 1 before any write,
+    naming both flags; both together are refused too."""
+    emu = emulator(seed={"runs": [run_with([{"name": "a.ckpt", "content": "12345"}])]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: prune\n    match: {ids: [r1]}\n    set: {notes: x}\n"
+                       "    files: {delete: ['a.ckpt']}\n")
+    plan = tmp_path / "plan.json"
+    planned = cli("plan", "-f", str(s), "-o", str(plan))
+    assert "1 file (5 bytes) will be permanently deleted" in planned.stdout
+    for flags in ((), ("--backup-dir", str(tmp_path / "b"), "--no-backup")):
+        refused = cli("apply", str(plan), *flags)
+        assert refused.exit_code == 1
+        assert "--backup-dir" in refused.stderr and "--no-backup" in refused.stderr
+    refused_f = cli("apply", "-f", str(s), "--auto-approve", "--journal", str(tmp_path / "j.jsonl"))
+    assert refused_f.exit_code == 1 and "--no-backup" in refused_f.stderr
+    assert writes(emu) == [] and not list(tmp_path.glob("*.jsonl"))
+    applied = cli("apply", str(plan), "--no-backup")
+    assert applied.exit_code == 0, applied.output
+    assert "cannot restore the 1 file(s) (5 bytes) deleted without a backup: acme/vision/r1/a.ckpt" \
+        in applied.stderr
+
+
+def test_undo_on_a_merging_server_sets_added_config_keys_to_null(emulator: Start, wandb_env: Any,
+                                                                 tmp_path: Path) -> None:
+    """An undo cannot remove a config key the apply added on a merging server: it sets it to null, says
+    so up front, and converges (exit 0)."""
+    emu = emulator(seed={"runs": [run_with([])]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: add\n    match: {ids: [r1]}\n"
+                       "    set: {config: {dataset: cifar10, lr: 0.2}}\n")
+    ok("plan", "-f", str(s), "-o", str(tmp_path / "plan.json"))
+    applied = cli("apply", str(tmp_path / "plan.json"))
+    assert applied.exit_code == 0, applied.output
+    assert "sets them to null instead: acme/vision/r1: config.dataset" in applied.stderr
+    undone = cli("apply", str(tmp_path / "plan.undo.json"))
+    assert undone.exit_code == 0, undone.output
+    config = api(emu.url).run("acme/vision/r1").config
+    assert config["lr"] == 0.1 and config["dataset"] is None
+
+
+def test_deletion_only_apply_f_leaves_no_older_undo_plan(emulator: Start, wandb_env: Any, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """apply -f writes its undo plan every time: after a deletion-only apply -f with --no-backup the
+    undo plan restores nothing, instead of being the previous apply's (which would revert a wrong change)."""
+    emu = emulator(seed={"runs": [run_with([{"name": "a.ckpt", "content": "x"}])]})
+    wandb_env(emu.url)
+    monkeypatch.chdir(tmp_path)
+    notes = spec(tmp_path, "  - name: n\n    match: {ids: [r1]}\n    set: {notes: reviewed}\n", "notes.yaml")
+    ok("apply", "-f", str(notes), "--auto-approve")
+    assert read_plan(tmp_path / "reconcile.plan.undo.json").runs
+    prune = spec(tmp_path, "  - name: p\n    match: {ids: [r1]}\n    files: {delete: ['*.ckpt']}\n",
+                 "prune.yaml")
+    pruned = cli("apply", "-f", str(prune), "--auto-approve", "--no-backup")
+    assert pruned.exit_code == 0, pruned.output
+    assert read_plan(tmp_path / "reconcile.plan.undo.json").runs == ()
+    assert "It restores nothing" in pruned.stderr
+    assert emu.mutations()[-1]["operation"] == "deleteFiles"
+
+
+def test_output_paths_are_checked_before_anything_is_written(emulator: Start, wandb_env: Any,
+                                                             tmp_path: Path) -> None:
+    """plan -o into a missing directory, and apply with a bad --undo-out, --journal or --backup-dir,
+    exit 1 with a clear message before any write to W&B (never exit 3, never after the writes)."""
+    emu = emulator(seed={"runs": [run_with([{"name": "a.ckpt", "content": "x"}])]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: n\n    match: {ids: [r1]}\n    set: {notes: reviewed}\n"
+                       "    files: {delete: ['a.ckpt']}\n")
+    bad = cli("plan", "-f", str(s), "-o", "/nonexistent/dir/p.json")
+    assert bad.exit_code == 1 and "/nonexistent/dir does not exist" in bad.stderr
+    plan = tmp_path / "plan.json"
+    ok("plan", "-f", str(s), "-o", str(plan))
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for flags in (("--undo-out", "/nonexistent/x/u.json", "--no-backup"),
+                  ("--journal", str(a_file / "j.jsonl"), "--no-backup"),
+                  ("--backup-dir", str(a_file))):
+        refused = cli("apply", str(plan), *flags)
+        assert refused.exit_code == 1, (flags, refused.output)
+        assert "Nothing was written" in refused.stderr or "is a file" in refused.stderr, refused.stderr
+    assert writes(emu) == []
+
+
+# --------------------------------------------------------------------------- tampered plans
+
+
+def retamper(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    """Edit a saved plan and give it a matching content digest (a hostile editor can)."""
+    data = read_json(path)
+    edit(data)
+    data["content_digest"] = content_digest(data)
+    check_digest(data)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+TWO_PROJECTS = [run_with([], "b0", "vision"), run_with([], "s0", "secret")]
+
+
+@pytest.mark.parametrize("tamper", ["listed twice", "counts", "digest", "another project"])
+def test_a_tampered_plan_is_refused(emulator: Start, wandb_env: Any, tmp_path: Path, tamper: str) -> None:
+    """A plan that contradicts itself, or whose fingerprint was taken from another run (here: a run of a
+    project the spec never planned, with the same fields), writes nothing to W&B."""
+    emu = emulator(seed={"runs": TWO_PROJECTS})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: n\n    match: {ids: [b0]}\n    set: {notes: reviewed}\n")
+    plan = tmp_path / "plan.json"
+    ok("plan", "-f", str(s), "-o", str(plan))
+    data = read_json(plan)
+    if tamper == "listed twice":
+        data["runs"].append(data["runs"][0])
+        data["summary"].update(runs_to_change=2, attribute_changes=2)
+        plan.write_text(json.dumps(data), encoding="utf-8")
+    elif tamper == "counts":
+        data["summary"]["runs_to_change"] = 0
+        plan.write_text(json.dumps(data), encoding="utf-8")
+    elif tamper == "digest":
+        data["runs"][0]["changes"][0]["after"] = "something else"
+        plan.write_text(json.dumps(data), encoding="utf-8")
+    else:
+        secret = api(emu.url).run("acme/secret/s0")
+        retamper(plan, lambda d: d["runs"][0].update(path="acme/secret/s0", storage_id=secret.id))
+    refused = cli("apply", str(plan))
+    assert refused.exit_code == 1, refused.output
+    assert writes(emu) == []
+    assert api(emu.url).run("acme/secret/s0").notes in ("", None)
+
+
+def test_backups_download_from_the_live_listing_not_the_plans_url(emulator: Start, wandb_env: Any,
+                                                                  tmp_path: Path) -> None:
+    """A plan whose file URL points at another host (here another emulator on loopback serving other
+    bytes of the same size) is backed up from W&B's live listing."""
+    emu = emulator(seed={"runs": [run_with([{"name": "a.ckpt", "content": "the real bytes\n"}])]})
+    other = emulator(seed={"runs": [run_with([{"name": "a.ckpt", "content": "foreign bytes!\n"}])]})
+    wandb_env(other.url)
+    foreign_url = next(f for f in api(other.url).run("acme/vision/r1").files()).url
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: prune\n    match: {ids: [r1]}\n    files: {delete: ['a.ckpt']}\n")
+    plan = tmp_path / "plan.json"
+    ok("plan", "-f", str(s), "-o", str(plan))
+
+    def swap(d: dict[str, Any]) -> None:
+        change = d["runs"][0]["changes"][0]
+        change["file"]["url"] = change["before"]["url"] = foreign_url
+
+    retamper(plan, swap)
+    applied = cli("apply", str(plan), "--backup-dir", str(tmp_path / "b"))
+    assert applied.exit_code == 0, applied.output
+    [copy] = (tmp_path / "b").rglob("a.ckpt")
+    assert copy.read_bytes() == b"the real bytes\n"
