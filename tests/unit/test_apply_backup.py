@@ -7,28 +7,40 @@ from pathlib import Path
 
 import pytest
 
-from reconcile.apply.backup import backup_path, existing_backup
-from reconcile.errors import ApplyError
-from reconcile.models import LiveFile
+from reconcile.apply.backup import BackupStore, backup_path
+from reconcile.errors import ApplyError, RetryableError
+from reconcile.models import LiveFile, LiveRun
 
 FILE = LiveFile("f1", "ckpt/epoch-1.pt", 5, datetime(2026, 1, 1, tzinfo=timezone.utc))
 RUN = ("acme", "vision", "r1")
 
 
-def test_an_earlier_backup_counts_only_if_it_is_there_with_the_listed_size(tmp_path: Path) -> None:
-    """A resumed apply skips the download only for a complete copy: missing, shorter, longer or a
-    directory in its place means download again (never delete without a verified backup)."""
-    dest = tmp_path / "acme/vision/r1/ckpt/epoch-1.pt"
-    assert existing_backup(tmp_path, RUN, FILE) is None
-    dest.parent.mkdir(parents=True)
-    for content in (b"1234", b"123456", b""):
-        dest.write_bytes(content)
-        assert existing_backup(tmp_path, RUN, FILE) is None, content
-    dest.write_bytes(b"12345")
-    assert existing_backup(tmp_path, RUN, FILE) == dest.resolve()
-    dest.unlink()
-    dest.mkdir()
-    assert existing_backup(tmp_path, RUN, FILE) is None
+def _store(tmp_path: Path) -> BackupStore:
+    return BackupStore(tmp_path, "apply-1")
+
+
+def test_an_earlier_backup_counts_only_if_it_is_there_intact(tmp_path: Path) -> None:
+    """A resumed apply reuses an earlier backup only if it is there, complete and with its recorded
+    checksum: missing, shorter, longer or other bytes mean download again (never a delete without a
+    verified backup)."""
+    store = _store(tmp_path)
+
+    class Writes:
+        def download_file(self, run: object, file: object, dest: Path) -> None:
+            dest.write_bytes(b"12345")
+
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    backup = store.back_up(Writes(), run, FILE)  # type: ignore[arg-type]
+    assert backup.path.read_bytes() == b"12345"
+    assert store.existing("acme/vision/r1", FILE) == backup
+    store.verify(backup)
+    for content in (b"1234", b"123456", b"54321"):
+        backup.path.write_bytes(content)
+        with pytest.raises(ApplyError, match="the file was not deleted"):
+            store.verify(backup)
+    backup.path.unlink()
+    with pytest.raises(ApplyError, match="is missing"):
+        store.verify(backup)
 
 
 @pytest.mark.parametrize("name", ["../x", "/etc/passwd", "a/./b", "a\\b", "a\x00b", ""])
@@ -36,7 +48,7 @@ def test_an_unsafe_name_has_no_backup_path_and_no_earlier_backup(name: str, tmp_
     """Names that would escape the directory are refused, and never match an earlier backup."""
     with pytest.raises(ApplyError, match="refusing to back up"):
         backup_path(tmp_path, *RUN, name)
-    assert existing_backup(tmp_path, RUN, LiveFile("f", name, 0, FILE.updated_at)) is None
+    assert _store(tmp_path).existing("acme/vision/r1", LiveFile("f", name, 0, FILE.updated_at)) is None
 
 
 class _DownloadsNothing:
@@ -47,13 +59,10 @@ class _DownloadsNothing:
 
 
 @pytest.mark.parametrize("size", [0, 1, 5])
-def test_a_download_that_left_no_file_is_an_apply_error(size: int, tmp_path: Path) -> None:
+def test_a_download_that_left_no_file_is_an_error(size: int, tmp_path: Path) -> None:
     """Whatever the listed size (0 and 1 included), a backup that is not on disk stops the delete with
-    an ApplyError that says the file was not deleted."""
-    from reconcile.apply.backup import backup_file
-    from reconcile.models import LiveRun
-
+    an error that says the file was not deleted."""
     run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
     listed = LiveFile("f1", "a.pt", size, FILE.updated_at)
-    with pytest.raises(ApplyError, match="the file was not deleted"):
-        backup_file(_DownloadsNothing(), run, listed, tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(RetryableError, match="the file was not deleted"):
+        _store(tmp_path).back_up(_DownloadsNothing(), run, listed)  # type: ignore[arg-type]
