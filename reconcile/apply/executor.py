@@ -147,7 +147,10 @@ def check_plan(plan: Plan, backend: Backend) -> None:
 
 
 def _fingerprinted(change: Change, fields: Sequence[Sequence[str]]) -> bool:
-    """Whether the run's fingerprint covers the live field ``change`` touches (a key or a parent)."""
+    """Whether the run's fingerprint covers the live field ``change`` touches (a key or a parent).
+    Artifact versions are checked live instead (a fresh alias check just before each delete)."""
+    if change.kind is ChangeKind.ARTIFACT:
+        return True
     if change.kind is ChangeKind.FILE:
         wanted: tuple[str, ...] = ("files",)
     elif change.kind in (ChangeKind.CONFIG, ChangeKind.SUMMARY):
