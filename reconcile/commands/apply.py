@@ -78,7 +78,8 @@ def execute(plan: Plan, backend: Backend, *, journal_path: Path, undo_out: Path,
     journal = Journal.open(journal_path, plan, replace_foreign=replace_foreign_journal, lock=lock)
     try:
         result = apply_plan(plan, backend, journal=journal, parallelism=parallelism, backup_dir=backup_dir,
-                            no_backup=no_backup, observers=observers_for(sys.stderr, json_logs=json_logs, color=color))
+                            no_backup=no_backup,
+                            observers=observers_for(sys.stderr, json_logs=json_logs, color=color))
     finally:
         journal.close()
     if result.undo is not None:
