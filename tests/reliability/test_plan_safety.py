@@ -129,10 +129,10 @@ def _foreign_url(data: dict[str, Any]) -> None:
 def _digest_counts(data: dict[str, Any]) -> None:
     """Recompute the summary counts from the runs, then the digest (a careful hostile editor)."""
     parsed = [run_from_dict(r, "") for r in data["runs"]]
-    data["summary"] = {"runs_to_change": sum(1 for r in parsed if r.changes),
-                       "attribute_changes": sum(r.attribute_changes for r in parsed),
-                       "files_to_delete": sum(len(r.file_deletions) for r in parsed),
-                       "bytes_to_free": sum(c.file.size for r in parsed for c in r.file_deletions if c.file)}
+    data["summary"].update({"runs_to_change": sum(1 for r in parsed if r.changes),
+                            "attribute_changes": sum(r.attribute_changes for r in parsed),
+                            "files_to_delete": sum(len(r.file_deletions) for r in parsed),
+                            "bytes_to_free": sum(c.file.size for r in parsed for c in r.file_deletions if c.file)})
     _digest(data)
 
 
