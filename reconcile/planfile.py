@@ -496,7 +496,8 @@ def _check_consistent(plan: Plan, summary: _Fields) -> None:
             where = f"runs[{index}].changes[{number}]"
             if change.file is None or change.key != (change.file.name,) or change.before != change.file:
                 raise PlanError(f"{where}: the deletion's key, before and file name different files")
-    for name, value in (("runs_to_create", len(plan.created_runs)), ("runs_to_change", len(plan.updated_runs)),
+    for name, value in (("runs_to_create", len(plan.created_runs)),
+                        ("runs_to_change", len(plan.updated_runs)),
                         ("attribute_changes", plan.attribute_changes),
                         ("files_to_delete", plan.file_deletions), ("bytes_to_free", plan.bytes_to_free)):
         stated = summary.get(name, int)

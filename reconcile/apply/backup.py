@@ -4,8 +4,10 @@ Each apply keeps its backups to itself, under ``DIR/<apply id>/`` (the plan's cr
 digest, so a resumed apply of the same plan finds its own backups and another plan never touches
 them)::
 
-    DIR/<apply id>/files/<entity>/<project>/<run id>/<path in run>   the backups
-    DIR/<apply id>/staging/<n>.download                               downloads in flight
+    DIR/<apply id>/files/<entity>/<project>/<run id>/<path in run>   the backups of run files
+    DIR/<apply id>/artifacts/<entity>/<project>/<run id>/<collection>/v<N>/<member>
+                                                                      the backups of artifact versions
+    DIR/<apply id>/staging/<n>.download, <n>.artifact/                downloads in flight
     DIR/<apply id>/manifest.jsonl                                     one line per backup
 
 A download is staged under ``staging/`` with a name of our own, never one derived from a run's
@@ -13,7 +15,10 @@ file names, so no file name can reach (and overwrite) a staging file or another 
 hashed (sha256, and W&B's base64 md5 checked when the listing gives one), fsynced, then linked
 into ``files/`` *without* overwriting: an existing backup with other bytes is an error, never
 replaced. Just before the deleteFiles that needs them, ``verify`` re-reads every backup and checks
-it exists, is complete and has the checksum recorded at download.
+it exists, is complete and has the checksum recorded at download. An artifact version is staged as a
+whole directory of our own naming, each member's size and sha256 recorded, its total checked against
+the version's size, then moved into ``artifacts/`` (never over another backup) and re-checked the
+same way just before its deleteArtifact.
 
 A run file's name comes from the server, so it is treated as untrusted: a name that is
 absolute, holds ``..`` segments, a NUL or a backslash, or resolves outside DIR is refused
@@ -29,6 +34,7 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -88,6 +94,30 @@ class Backup:
                    md5=str(data["md5"]), path=Path(data["path"]))
 
 
+@dataclass(frozen=True, slots=True)
+class ArtifactBackup:
+    """One backed-up artifact version: its directory and each member's size and checksum."""
+
+    run: str  # entity/project/run id
+    artifact_id: str
+    name: str  # collection:vN
+    size: int
+    members: tuple[tuple[str, int, str], ...]  # (name in the version, size, "sha256:<hex>")
+    path: Path
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest line."""
+        return {"kind": "artifact", "run": self.run, "artifact_id": self.artifact_id, "name": self.name,
+                "size": self.size, "members": [list(m) for m in self.members], "path": str(self.path)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ArtifactBackup:
+        """Inverse of ``to_json`` (``KeyError``/``TypeError``/``ValueError`` on a malformed one)."""
+        members = tuple((str(n), int(s), str(h)) for n, s, h in data["members"])
+        return cls(run=str(data["run"]), artifact_id=str(data["artifact_id"]), name=str(data["name"]),
+                   size=int(data["size"]), members=members, path=Path(data["path"]))
+
+
 def file_digests(path: Path) -> tuple[int, str, str]:
     """Size, ``sha256:<hex>`` and W&B's base64 md5 of the file at ``path``, in one pass."""
     sha, md5 = hashlib.sha256(), hashlib.md5()  # noqa: S324 - W&B's md5 field, not security
@@ -108,32 +138,6 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def backup_artifact(backend: Backend, run: LiveRun, artifact: LiveArtifact, backup_dir: Path) -> Path:
-    """Download every file of an artifact version to ``DIR/<entity>/<project>/<run id>/artifacts/<name>/vN``
-    and check that the files add up to the version's size; the directory, or ``ApplyError``."""
-    dest = backup_path(backup_dir, run.entity, run.project, run.id,
-                       f"artifacts/{artifact.collection}/v{artifact.version_index}")
-    dest.mkdir(parents=True, exist_ok=True)
-    files = backend.download_artifact(run, artifact, dest)
-    total = 0
-    for name, size in files:
-        path = dest / name  # the backend refused names that leave dest
-        got = path.stat().st_size if path.is_file() else -1
-        if got != size:
-            raise ApplyError(f"backup of {artifact.name} ({name}) has {got} bytes, expected {size}; the "
-                             "version was not deleted. Check the disk and run apply again.")
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        total += got
-    if total != artifact.size:
-        raise ApplyError(f"backup of {artifact.name} holds {total} bytes in {len(files)} files, W&B lists "
-                         f"{artifact.size}; the version was not deleted.")
-    return dest
-
-
 def apply_id(plan_digest: str, created_at: str) -> str:
     """The directory name of one plan's backups: ``<created>-<12 hex of the plan digest>``."""
     stamp = "".join(ch for ch in created_at if ch.isalnum())[:15]
@@ -148,18 +152,25 @@ class BackupStore:
         # Resolved first: `a/../b` must not create `a` (and a symlinked DIR is followed once, here).
         self.root = backup_dir.resolve() / apply_dir_name
         self.files_root = self.root / "files"
+        self.artifacts_root = self.root / "artifacts"
         self.staging = self.root / "staging"
         self.manifest = self.root / "manifest.jsonl"
         self._lock = threading.Lock()
         self._counter = itertools.count()
         self._known: dict[tuple[str, str], Backup] = {}  # (run, file id) -> backup
+        self._versions: dict[tuple[str, str], ArtifactBackup] = {}  # (run, artifact id) -> backup
         for directory in (self.files_root, self.staging):
             directory.mkdir(parents=True, exist_ok=True)
         if self.manifest.exists():
             for line in self.manifest.read_text(encoding="utf-8").splitlines():
                 try:
-                    backup = Backup.from_json(json.loads(line))
-                except (ValueError, TypeError, KeyError):
+                    data = json.loads(line)
+                    if data.get("kind") == "artifact":
+                        version = ArtifactBackup.from_json(data)
+                        self._versions[(version.run, version.artifact_id)] = version
+                        continue
+                    backup = Backup.from_json(data)
+                except (ValueError, TypeError, KeyError, AttributeError):
                     continue  # a torn last line: that backup is checked again (or redone)
                 self._known[(backup.run, backup.file_id)] = backup
 
@@ -222,14 +233,91 @@ class BackupStore:
                 os.fsync(out.fileno())
         fsync_directory(dest.parent)
 
-    def _remember(self, backup: Backup) -> None:
+    def _remember(self, backup: Backup | ArtifactBackup) -> None:
         line = json.dumps(backup.to_json(), sort_keys=True) + "\n"
         with self._lock:
             with self.manifest.open("a", encoding="utf-8") as fh:
                 fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._known[(backup.run, backup.file_id)] = backup
+            if isinstance(backup, ArtifactBackup):
+                self._versions[(backup.run, backup.artifact_id)] = backup
+            else:
+                self._known[(backup.run, backup.file_id)] = backup
+
+    # ------------------------------------------------------------------ artifact versions
+
+    def artifact_path_for(self, run: LiveRun, artifact: LiveArtifact) -> Path:
+        """Where the version is backed up (``ApplyError`` for a collection name that would escape)."""
+        return backup_path(self.artifacts_root, run.entity, run.project, run.id,
+                           f"{artifact.collection}/v{artifact.version_index}")
+
+    def back_up_artifact(self, backend: Backend, run: LiveRun, artifact: LiveArtifact) -> ArtifactBackup:
+        """Download every file of the version into a staging directory of our own, check each file
+        and the total against W&B's size, then move it into place, never over another backup."""
+        dest = self.artifact_path_for(run, artifact)
+        with self._lock:
+            known = self._versions.get((run.path, artifact.id))
+        if known is not None and known.path == dest and known.size == artifact.size:
+            try:
+                self.verify_artifact(known)
+            except ApplyError:
+                pass  # gone or damaged since: download again (a damaged one is never overwritten)
+            else:
+                return known
+        with self._lock:
+            staged = self.staging / f"{os.getpid()}-{next(self._counter)}.artifact"
+        staged.mkdir()
+        try:
+            listed = backend.download_artifact(run, artifact, staged)
+            members: list[tuple[str, int, str]] = []
+            for name, size in listed:
+                path = staged / name  # the backend refused names that leave ``staged``
+                got, sha, _md5 = file_digests(path) if path.is_file() else (-1, "", "")
+                if got != size:
+                    raise RetryableError(f"backup of {artifact.name} ({name}) has {got} bytes, expected "
+                                         f"{size}; the version was not deleted")
+                _fsync(path)
+                members.append((name, got, sha))
+            total = sum(size for _name, size, _sha in members)
+            if total != artifact.size:
+                raise ApplyError(f"backup of {artifact.name} holds {total} bytes in {len(members)} files, "
+                                 f"W&B lists {artifact.size}; the version was not deleted.")
+            backup = ArtifactBackup(run=run.path, artifact_id=artifact.id, name=artifact.name,
+                                    size=total, members=tuple(sorted(members)), path=dest)
+            self._place_artifact(staged, backup)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        self._remember(backup)
+        return backup
+
+    def _place_artifact(self, staged: Path, backup: ArtifactBackup) -> None:
+        """Move ``staged`` to the backup's path; an existing one is kept (same files) or refused."""
+        dest = backup.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists() or dest.is_symlink():
+            try:
+                self.verify_artifact(backup)
+            except ApplyError:
+                raise ApplyError(f"refusing to overwrite the backup {dest}: it holds other files than "
+                                 f"{backup.run}'s {backup.name} now has; the version was not deleted. Use "
+                                 "another --backup-dir.") from None
+            return
+        os.rename(staged, dest)  # same directory tree: atomic, and never over an existing directory
+        fsync_directory(dest.parent)
+
+    def verify_artifact(self, backup: ArtifactBackup) -> None:
+        """Re-read the version's backup from disk: every member there, complete, hashing as recorded."""
+        where = f"{backup.run}'s {backup.name}"
+        if not backup.path.is_dir():
+            raise ApplyError(f"the backup of {where} ({backup.path}) is missing; the version was not deleted")
+        for name, size, sha in backup.members:
+            path = backup.path / name
+            got, now, _md5 = file_digests(path) if path.is_file() else (-1, "", "")
+            if got != size or now != sha:
+                raise ApplyError(f"the backup of {where} ({path}) has {got} bytes and checksum "
+                                 f"{now or 'none'}, expected {size} bytes and {sha}; the version was not "
+                                 "deleted")
 
     def existing(self, run_path: str, file: LiveFile) -> Backup | None:
         """The recorded backup of ``file`` of that run, if this apply made one (not re-checked)."""

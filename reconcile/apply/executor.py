@@ -24,7 +24,7 @@ import structlog
 from humanfriendly.text import pluralize
 
 from reconcile.apply import events as ev
-from reconcile.apply.backup import Backup, BackupStore, apply_id, backup_artifact, file_digests
+from reconcile.apply.backup import ArtifactBackup, Backup, BackupStore, apply_id, file_digests
 from reconcile.apply.imports import ImportWriter, SourceOpener, SourceReaders, open_source_reader
 from reconcile.apply.journal import FINAL_PHASES, Journal, RunRecord
 from reconcile.apply.mutations import (
@@ -53,7 +53,7 @@ from reconcile.models import (
     RunPlan,
     VersionTTL,
 )
-from reconcile.render.common import size_text
+from reconcile.render.common import deleted_text, size_text
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -78,6 +78,7 @@ class ApplyResult:
     unconverged: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (run, fields)
     skipped: int = 0  # finished by an earlier apply of this plan (journal)
     lost_files: list[tuple[str, str, int]] = field(default_factory=list)  # (run, name, size): no backup
+    artifact_backups: Path | None = None  # where this apply's artifact-version backups are
     undo: Plan | None = None
     runs_created: int = 0  # imports: runs created by this apply
     history_rows: int = 0  # imports: history rows sent by this apply
@@ -166,11 +167,11 @@ def check_consent(plan: Plan, *, backup_dir: Path | None, no_backup: bool) -> No
     """A plan that deletes files needs an explicit choice: ``--backup-dir DIR`` or ``--no-backup``."""
     if backup_dir is not None and no_backup:
         raise PlanError("--backup-dir and --no-backup contradict each other; give one of them.")
-    if plan.file_deletions and backup_dir is None and not no_backup:
+    if (plan.file_deletions or plan.artifact_deletions) and backup_dir is None and not no_backup:
         raise PlanError(
-            f"the plan deletes {plan.file_deletions} files ({size_text(plan.bytes_to_free)}) and W&B keeps "
-            "no copy. Choose: --backup-dir DIR downloads each file before deleting it (the undo plan "
-            "re-uploads them), or --no-backup deletes them permanently. Nothing was written.")
+            f"the plan deletes {deleted_text(plan)} and W&B keeps no copy. Choose: --backup-dir DIR "
+            "downloads each one before deleting it (the undo plan re-uploads the files), or --no-backup "
+            "deletes them permanently. Nothing was written.")
 
 
 def _needs_files(fields: Iterable[tuple[str, ...]]) -> bool:
@@ -196,7 +197,8 @@ class _Executor:
                  sleep: Callable[[float], None], open_source: SourceOpener = open_source_reader) -> None:
         self.plan, self.backend, self.journal = plan, backend, journal
         self.parallelism, self.backup_dir, self.sleep = parallelism, backup_dir, sleep
-        self.backups = None if backup_dir is None or not plan.file_deletions else BackupStore(
+        deletes = plan.file_deletions or plan.artifact_deletions
+        self.backups = None if backup_dir is None or not deletes else BackupStore(
             backup_dir, apply_id(journal.digest, plan.created_at.isoformat()))
         self.observers: tuple[ev.Observer, ...] = (journal, *observers)
         self.result = ApplyResult()
@@ -288,6 +290,7 @@ class _Executor:
                 self.sources.close()
         if self.backups is not None:
             self.backups.tidy()
+            self.result.artifact_backups = self.backups.artifacts_root
         # Always a plan, empty if nothing can be undone: an undo plan left from an earlier apply
         # at the same path would revert the wrong change.
         self.result.undo = undo_plan(plan, self.undo_runs)
@@ -458,21 +461,28 @@ class _Executor:
         if stale is not None:
             self.emit(ev.RunStale(rp.path, stale))
             return None
-        self._backup_versions(rp, live, todo.delete)
+        todo.backups = self._backup_versions(rp, live, todo.delete)
         return todo
 
-    def _backup_versions(self, rp: RunPlan, live: LiveRun, versions: Sequence[LiveArtifact]) -> None:
-        backup_dir = self.backup_dir
-        if backup_dir is None:
-            return
+    def _backup_versions(self, rp: RunPlan, live: LiveRun,
+                         versions: Sequence[LiveArtifact]) -> Sequence[ArtifactBackup]:
+        store = self.backups
+        if store is None:
+            return ()
+        backups: list[ArtifactBackup] = []
         for version in versions:
-            def backup(a: LiveArtifact = version, d: Path = backup_dir) -> Path:
-                return backup_artifact(self.backend, live, a, d)
+            def backup(a: LiveArtifact = version, s: BackupStore = store) -> ArtifactBackup:
+                return s.back_up_artifact(self.backend, live, a)
 
-            self.retry(backup, run=rp.path)
+            backups.append(self.retry(backup, run=rp.path))
+        return backups
 
-    def _delete_versions(self, rp: RunPlan, live: LiveRun, versions: Sequence[LiveArtifact]) -> None:
+    def _delete_versions(self, rp: RunPlan, live: LiveRun, versions: Sequence[LiveArtifact],
+                         backups: Sequence[ArtifactBackup]) -> None:
+        by_id = {b.artifact_id: b for b in backups}
         for version in versions:
+            if self.backups is not None:  # just before the delete that needs it: there, complete, intact
+                self.backups.verify_artifact(by_id[version.id])
             attempt = [0]
 
             def delete(a: LiveArtifact = version, attempt: list[int] = attempt) -> None:
@@ -488,7 +498,7 @@ class _Executor:
 
     def _write_versions(self, rp: RunPlan, live: LiveRun, versions: _Versions) -> None:
         if versions.delete:
-            self._delete_versions(rp, live, versions.delete)
+            self._delete_versions(rp, live, versions.delete, versions.backups)
         if versions.ttls:
             self._set_ttls(rp, live, versions.ttls)
 
@@ -669,6 +679,7 @@ class _Versions:
 
     delete: list[LiveArtifact] = field(default_factory=list)
     ttls: list[tuple[LiveArtifact, VersionTTL]] = field(default_factory=list)
+    backups: Sequence[ArtifactBackup] = ()  # of ``delete``, with --backup-dir
 
 
 def _gained_alias(planned: LiveArtifact, now: LiveArtifact) -> str | None:

@@ -133,7 +133,8 @@ def undo_plan(plan: Plan, runs: Iterable[RunPlan]) -> Plan:
                 format_version=FORMAT_VERSION)
 
 
-def describe(undo: Plan, lost_files: Sequence[tuple[str, str, int]]) -> list[str]:
+def describe(undo: Plan, lost_files: Sequence[tuple[str, str, int]], *, versions_deleted: int = 0,
+             artifact_backups: Path | None = None) -> list[str]:
     """What applying ``undo`` restores and what it cannot, in plain sentences (one per line)."""
     metadata = sum(1 for r in undo.runs for c in r.changes
                    if c.kind is not ChangeKind.FILE and c.key[:len(RESTORED_KEY)] != RESTORED_KEY)
@@ -157,6 +158,11 @@ def describe(undo: Plan, lost_files: Sequence[tuple[str, str, int]]) -> list[str
         lines.append(f"It cannot restore the {len(lost_files)} file(s) "
                      f"({size_text(sum(s for _r, _n, s in lost_files))}) deleted without a backup: "
                      f"{names}{more}.")
+    if versions_deleted:
+        where = (f"their files are in {artifact_backups}" if artifact_backups is not None
+                 else "they were deleted without a backup")
+        lines.append(f"It cannot re-create the {versions_deleted} artifact version(s) deleted (a version "
+                     f"logged again gets a new id and version number): {where}.")
     return lines
 
 

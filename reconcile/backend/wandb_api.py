@@ -606,28 +606,34 @@ class WandbBackend:
                                      "collection": artifact.collection, "alias": f"v{artifact.version_index}",
                                      "cursor": None, "perPage": self.files_per_page}
         done: list[tuple[str, int]] = []
-        while True:
-            data = self._execute(GET_ARTIFACT_MEMBERSHIP_FILE_URLS_GQL, variables,
-                                 f"list the files of artifact {artifact.name}")
-            collection = ((data or {}).get("project") or {}).get("artifactCollection") or {}
-            files = (collection.get("artifactMembership") or {}).get("files") or {}
-            edges = files.get("edges") or []
-            for edge in edges:
-                name, url = edge["node"]["name"], edge["node"]["directUrl"]
-                target = dest / name
-                if dest.resolve() not in target.resolve().parents:
-                    raise BackendError(f"refusing to back up {name!r} of {artifact.name}: the name leaves "
-                                       "the backup directory.")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                done.append((name, self._download_url(url, target, f"{name} of artifact {artifact.name}")))
-            page = files.get("pageInfo") or {}
-            if not edges or not page.get("hasNextPage"):
-                return done
-            variables["cursor"] = page.get("endCursor")
+        # Downloads in flight go beside ``dest``, never inside it: no member's name can reach them.
+        partials = Path(tempfile.mkdtemp(prefix=".partials-", dir=dest.absolute().parent))
+        try:
+            while True:
+                data = self._execute(GET_ARTIFACT_MEMBERSHIP_FILE_URLS_GQL, variables,
+                                     f"list the files of artifact {artifact.name}")
+                collection = ((data or {}).get("project") or {}).get("artifactCollection") or {}
+                files = (collection.get("artifactMembership") or {}).get("files") or {}
+                edges = files.get("edges") or []
+                for edge in edges:
+                    name, url = edge["node"]["name"], edge["node"]["directUrl"]
+                    target = dest / name
+                    if dest.resolve() not in target.resolve().parents:
+                        raise BackendError(f"refusing to back up {name!r} of {artifact.name}: the name "
+                                           "leaves the backup directory.")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    done.append((name, self._download_url(url, target, f"{name} of artifact {artifact.name}",
+                                                          partials / f"{len(done)}.partial")))
+                page = files.get("pageInfo") or {}
+                if not edges or not page.get("hasNextPage"):
+                    return done
+                variables["cursor"] = page.get("endCursor")
+        finally:
+            shutil.rmtree(partials, ignore_errors=True)
 
-    def _download_url(self, url: str, dest: Path, what: str) -> int:
-        """Download ``url`` through wandb-core to ``dest``; the byte count."""
-        partial = dest.with_name(f".{dest.name}.partial")
+    def _download_url(self, url: str, dest: Path, what: str, partial: Path) -> int:
+        """Download ``url`` through wandb-core to ``partial``, then move it to ``dest``; the byte count."""
+        partial = partial.absolute()
         request = apb.ApiRequest(  # type: ignore[attr-defined]  # generated protobuf module
             download_file_request=apb.DownloadFileRequest(path=str(partial), url=url))  # type: ignore[attr-defined]
         try:

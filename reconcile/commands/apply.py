@@ -84,7 +84,8 @@ def execute(plan: Plan, backend: Backend, *, journal_path: Path, undo_out: Path,
         journal.close()
     if result.undo is not None:
         write_undo(result.undo, undo_out)
-        lines = describe(result.undo, result.lost_files)
+        lines = describe(result.undo, result.lost_files, versions_deleted=result.versions_deleted,
+                         artifact_backups=result.artifact_backups)
         _say(f"Wrote the undo plan to {undo_out}; `reconcile apply {undo_out}` undoes this apply. "
              + " ".join(lines), json_logs=json_logs, event="undo_written", path=str(undo_out))
     return result

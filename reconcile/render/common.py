@@ -77,14 +77,24 @@ def summary_line(plan: Plan) -> str:
     return line + "."
 
 
+def deleted_text(plan: Plan) -> str:
+    """``2 files (1.5 MiB)``, ``3 artifact versions (20 MiB)``, or both joined by ``and``."""
+    parts = []
+    if plan.file_deletions:
+        parts.append(f"{pluralize(plan.file_deletions, 'file')} ({size_text(plan.bytes_to_free)})")
+    if plan.artifact_deletions:
+        parts.append(f"{pluralize(plan.artifact_deletions, 'artifact version')} "
+                     f"({size_text(plan.artifact_bytes_to_free)})")
+    return " and ".join(parts)
+
+
 def deletion_note(plan: Plan) -> str | None:
-    """How many files (and bytes) the plan deletes for good, and the choice apply will ask for."""
-    n = plan.file_deletions
-    if not n:
+    """How many files and artifact versions (and bytes) the plan deletes for good, and the choice
+    apply will ask for."""
+    if not plan.file_deletions and not plan.artifact_deletions:
         return None
-    return (f"{n} file{'s' if n != 1 else ''} ({size_text(plan.bytes_to_free)}) will be permanently deleted: "
-            "W&B keeps no copy. Apply needs --backup-dir DIR (a verified copy first; the undo plan "
-            "re-uploads it) or --no-backup.")
+    return (f"{deleted_text(plan)} will be permanently deleted: W&B keeps no copy. Apply needs "
+            "--backup-dir DIR (a verified copy first; the undo plan re-uploads it) or --no-backup.")
 
 
 def skipped_note(plan: Plan) -> str | None:

@@ -132,10 +132,8 @@ def test_plan_lists_exactly_the_other_versions_then_apply_keeps_survivors(
     assert applied.exit_code == 0, applied.output
     assert "15 artifact versions deleted" in applied.output
     assert _versions(handle.url) == {19: ["latest"], 18: [], 17: [], 16: [], BEST: ["best"]}
-    for v in DELETED:
-        backup = (
-            backups / "acme" / "vision" / "train1" / "artifacts" / "model-train1" / f"v{v}" / "model.ckpt"
-        )
+    for v in DELETED:  # in this apply's own folder, DIR/<apply id>/artifacts/...
+        [backup] = backups.glob(f"*/artifacts/acme/vision/train1/model-train1/v{v}/model.ckpt")
         assert backup.stat().st_size == _size(v)
     deletes = [m for m in handle.mutations() if m["operation"] == "DeleteArtifact"]
     assert sorted(m["fields"]["artifact"] for m in deletes) == sorted(
@@ -229,7 +227,7 @@ def test_sdk_made_checkpoints_keep_aliases_and_the_last_three(sdk_project: Any, 
         16: [],
         BEST: ["best"],
     }
-    backup = tmp_path / "backups" / "acme" / "vision" / run_id / "artifacts" / f"model-{run_id}" / "v3"
+    [backup] = (tmp_path / "backups").glob(f"*/artifacts/acme/vision/{run_id}/model-{run_id}/v3")
     assert (backup / "model.ckpt").read_bytes() == bytes([3]) * _size(3)
 
 

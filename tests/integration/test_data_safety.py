@@ -343,3 +343,65 @@ def test_backups_download_from_the_live_listing_not_the_plans_url(emulator: Star
     assert applied.exit_code == 0, applied.output
     [copy] = (tmp_path / "b").rglob("a.ckpt")
     assert copy.read_bytes() == b"the real bytes\n"
+
+
+# --------------------------------------------------------------------------- artifact versions
+
+
+def _artifact_run() -> dict[str, Any]:
+    """r1 logged model-r1 v0 (two files, one named like the other's staging file), v1 and v2 (latest):
+    keep_last 1 deletes v0."""
+    v0 = [{"name": ".model.ckpt.partial", "content": "the partial-named member\n"},
+          {"name": "model.ckpt", "content": "checkpoint of epoch 0\n"}]
+    return run_with([], artifacts=[
+        {"name": "model-r1", "type": "model", "created_at": "2026-01-02T04:00:00Z", "files": v0},
+        *({"name": "model-r1", "type": "model", "created_at": f"2026-01-02T0{5 + n}:00:00Z",
+           "files": [{"name": "model.ckpt", "content": f"checkpoint of epoch {n}\n"}]} for n in (1, 2))])
+
+
+ARTIFACT_RULE = ("  - name: prune-models\n    match: {ids: [r1]}\n"
+                 "    artifacts: {type: model, name: 'model-*', keep_last: 1}\n")
+
+
+def test_artifact_only_deletions_need_backup_dir_or_no_backup(emulator: Start, wandb_env: Any,
+                                                               tmp_path: Path) -> None:
+    """A plan that deletes only artifact versions says so, and apply without a choice exits 1 before
+    any write, naming both flags (saved plan and apply -f alike)."""
+    emu = emulator(seed={"runs": [_artifact_run()]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, ARTIFACT_RULE)
+    plan = tmp_path / "plan.json"
+    planned = cli("plan", "-f", str(s), "-o", str(plan))
+    assert "1 artifact version (47 bytes) will be permanently deleted" in planned.stdout, planned.output
+    refused = cli("apply", str(plan))
+    assert refused.exit_code == 1
+    assert "1 artifact version (47 bytes)" in refused.stderr
+    assert "--backup-dir" in refused.stderr and "--no-backup" in refused.stderr
+    refused_f = cli("apply", "-f", str(s), "--auto-approve", "--journal", str(tmp_path / "j.jsonl"))
+    assert refused_f.exit_code == 1 and "--no-backup" in refused_f.stderr
+    assert writes(emu) == [] and not list(tmp_path.glob("*.jsonl"))
+    applied = cli("apply", str(plan), "--no-backup")
+    assert applied.exit_code == 0, applied.output
+    assert "cannot re-create the 1 artifact version(s) deleted" in applied.stderr
+    assert "deleted without a backup" in applied.stderr
+    assert writes(emu) == ["DeleteArtifact"]
+
+
+def test_artifact_backups_are_this_applys_own_and_complete(emulator: Start, wandb_env: Any,
+                                                           tmp_path: Path) -> None:
+    """With --backup-dir the deleted version's files, one named like the other's staging file, are in
+    this apply's own folder byte for byte, recorded with their checksums, and the undo message says
+    where they are."""
+    emu = emulator(seed={"runs": [_artifact_run()]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, ARTIFACT_RULE)
+    ok("plan", "-f", str(s), "-o", str(tmp_path / "p1.json"))
+    backups = tmp_path / "backups"
+    applied = ok("apply", str(tmp_path / "p1.json"), "--backup-dir", str(backups))
+    [version] = backups.glob("*/artifacts/acme/vision/r1/model-r1/v0")
+    assert {p.name: p.read_bytes() for p in version.iterdir()} == {
+        ".model.ckpt.partial": b"the partial-named member\n", "model.ckpt": b"checkpoint of epoch 0\n"}
+    assert f"their files are in {version.parents[4]}" in applied.stderr
+    manifest = [json.loads(line) for line in (version.parents[5] / "manifest.jsonl").read_text().splitlines()]
+    assert [(m["kind"], m["name"], m["size"]) for m in manifest] == [("artifact", "model-r1:v0", 47)]
+    assert writes(emu) == ["DeleteArtifact"]

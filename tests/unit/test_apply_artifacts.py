@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from reconcile.backend.memory import MemoryBackend
-from reconcile.models import Change, ChangeKind, ChangeOp, LiveArtifact, Plan, VersionTTL
+from reconcile.errors import PlanError
+from reconcile.models import Change, ChangeKind, ChangeOp, LiveArtifact, LiveRun, Plan, VersionTTL
 from tests.unit.apply_helpers import T0, live_run, make_plan, run_plan
 from tests.unit.test_apply_executor import _apply, _calls
 
@@ -34,10 +35,11 @@ def delete(artifact: LiveArtifact) -> Change:
     )
 
 
-def setup(*stored: LiveArtifact) -> tuple[MemoryBackend, object]:
+def setup(*stored: LiveArtifact, backend_class: type[MemoryBackend] = MemoryBackend
+          ) -> tuple[MemoryBackend, object]:
     """A run that logged ``stored``; a plan deleting v0 and v1."""
     run = dataclasses.replace(live_run("r1"), artifacts=(version(0), version(1), *stored))
-    backend = MemoryBackend([run])
+    backend = backend_class([run])
     # The planner fingerprints no artifact field: the alias re-check guards the versions.
     planned = dataclasses.replace(run_plan(run, []), changes=(delete(version(0)), delete(version(1))))
     plan = make_plan(planned)
@@ -55,7 +57,9 @@ def test_apply_deletes_the_planned_versions_and_backs_them_up(tmp_path: Path) ->
         ("acme/vision/r1", "ckpt:v0", False),
         ("acme/vision/r1", "ckpt:v1", False),
     ]
-    assert (tmp_path / "b/acme/vision/r1/artifacts/ckpt/v0/ckpt.bin").stat().st_size == 5
+    # In this apply's own folder (DIR/<apply id>/artifacts/...), never where another apply's go.
+    [copy] = (tmp_path / "b").glob("*/artifacts/acme/vision/r1/ckpt/v0/ckpt.bin")
+    assert copy.stat().st_size == 5
     assert "artifact versions deleted" in result.summary_line
 
 
@@ -137,3 +141,39 @@ def test_a_ttl_the_server_ignores_does_not_converge(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(backend, "set_artifact_ttl", lambda *_args: None)
     result, _ = _apply(plan, backend, tmp_path)
     assert result.unconverged == [("acme/vision/r1", ("artifact.ckpt:v0.ttl",))]
+
+
+class _LosesTheNextBackup(MemoryBackend):
+    """Each delete also damages the backups on disk (same size, other bytes): a disk going bad."""
+
+    backups: Path
+
+    def delete_artifact(self, run: LiveRun, artifact: LiveArtifact, *, delete_aliases: bool) -> None:
+        super().delete_artifact(run, artifact, delete_aliases=delete_aliases)
+        for copy in self.backups.glob("*/artifacts/**/ckpt.bin"):
+            copy.write_bytes(b"x" * copy.stat().st_size)
+
+
+def test_each_version_is_deleted_only_after_its_backup_is_verified(tmp_path: Path) -> None:
+    """Just before each deleteArtifact the version's backup is re-read and checked against the
+    checksum recorded at download: v1's backup was damaged while v0 was deleted, so v1 is not
+    deleted and the run fails naming the backup."""
+    backend, plan = setup(backend_class=_LosesTheNextBackup)
+    assert isinstance(backend, _LosesTheNextBackup)
+    backend.backups = tmp_path / "b"
+    result, _ = _apply(plan, backend, tmp_path, backup_dir=tmp_path / "b")  # type: ignore[arg-type]
+    assert not result.ok
+    assert _calls(backend, "delete_artifact") == [("acme/vision/r1", "ckpt:v0", False)]
+    assert [a.name for a in backend.run("acme", "vision", "r1").artifacts or ()] == ["ckpt:v1"]
+    [(run, reason)] = result.failed
+    assert run == "acme/vision/r1"
+    assert "the backup of acme/vision/r1's ckpt:v1" in reason and "the version was not deleted" in reason
+
+
+def test_deleting_versions_needs_backup_dir_or_no_backup(tmp_path: Path) -> None:
+    """A plan that deletes only artifact versions (no files) still needs the explicit choice: without
+    --backup-dir or --no-backup nothing is read or written."""
+    backend, plan = setup()
+    with pytest.raises(PlanError, match=r"2 artifact versions \(10 bytes\).*--backup-dir DIR.*--no-backup"):
+        _apply(plan, backend, tmp_path, no_backup=False)  # type: ignore[arg-type]
+    assert backend.calls == []

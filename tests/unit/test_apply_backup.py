@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 
 from reconcile.apply.backup import BackupStore, backup_path
+from reconcile.backend import RunUpdate
+from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import ApplyError, RetryableError
-from reconcile.models import LiveFile, LiveRun
+from reconcile.models import LiveArtifact, LiveFile, LiveRun
+from tests.unit.apply_helpers import config_set, file_delete, live_file, live_run, make_plan, run_plan
+from tests.unit.test_apply_executor import _apply, _calls
 
 FILE = LiveFile("f1", "ckpt/epoch-1.pt", 5, datetime(2026, 1, 1, tzinfo=timezone.utc))
 RUN = ("acme", "vision", "r1")
@@ -66,3 +70,80 @@ def test_a_download_that_left_no_file_is_an_error(size: int, tmp_path: Path) -> 
     listed = LiveFile("f1", "a.pt", size, FILE.updated_at)
     with pytest.raises(RetryableError, match="the file was not deleted"):
         _store(tmp_path).back_up(_DownloadsNothing(), run, listed)  # type: ignore[arg-type]
+
+
+VERSION = LiveArtifact(id="a3", collection="ckpt", type="model", version_index=3, size=7,
+                       created_at=FILE.updated_at, aliases=())
+
+
+class _Writes:
+    """A backend whose artifact download writes these members."""
+
+    def __init__(self, members: dict[str, bytes]) -> None:
+        self.members = members
+
+    def download_artifact(self, run: object, artifact: object, dest: Path) -> list[tuple[str, int]]:
+        for name, data in self.members.items():
+            (dest / name).write_bytes(data)
+        return [(name, len(data)) for name, data in self.members.items()]
+
+
+def test_an_artifact_version_backup_is_this_applys_own_and_never_overwritten(tmp_path: Path) -> None:
+    """The version's files go under DIR/<apply id>/artifacts/<entity>/<project>/<run>/<collection>/vN
+    with their checksums recorded; an existing backup holding other bytes is refused, never replaced;
+    verify notices a member that is missing, shorter or altered."""
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    backup = _store(tmp_path).back_up_artifact(_Writes({"m.ckpt": b"1234", ".m.ckpt.partial": b"567"}),  # type: ignore[arg-type]
+                                               run, VERSION)
+    assert backup.path == tmp_path.resolve() / "apply-1/artifacts/acme/vision/r1/ckpt/v3"
+    assert {p.name: p.read_bytes() for p in backup.path.iterdir()} == {"m.ckpt": b"1234",
+                                                                       ".m.ckpt.partial": b"567"}
+    assert not any((tmp_path / "apply-1" / "staging").iterdir())
+    (tmp_path / "apply-1" / "manifest.jsonl").unlink()  # a store that does not know it (as another apply)
+    with pytest.raises(ApplyError, match="refusing to overwrite the backup"):
+        _store(tmp_path).back_up_artifact(_Writes({"m.ckpt": b"abcd", ".m.ckpt.partial": b"efg"}),  # type: ignore[arg-type]
+                                          run, VERSION)
+    assert (backup.path / "m.ckpt").read_bytes() == b"1234"
+    store = _store(tmp_path)
+    store.verify_artifact(backup)
+    for damage in (lambda p: p.write_bytes(b"123"), lambda p: p.write_bytes(b"4321"), lambda p: p.unlink()):
+        damage(backup.path / "m.ckpt")
+        with pytest.raises(ApplyError, match="the version was not deleted"):
+            store.verify_artifact(backup)
+        (backup.path / "m.ckpt").write_bytes(b"1234")
+
+
+def test_an_artifact_backup_that_does_not_add_up_is_an_error(tmp_path: Path) -> None:
+    """Members whose sizes do not add up to the version's size stop the delete."""
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    with pytest.raises(ApplyError, match="the version was not deleted"):
+        _store(tmp_path).back_up_artifact(_Writes({"m.ckpt": b"12"}), run, VERSION)  # type: ignore[arg-type]
+    assert not (tmp_path / "apply-1/artifacts/acme/vision/r1/ckpt/v3").exists()
+
+
+class _DamagesBackupsOnWrite(MemoryBackend):
+    """The metadata write (between a run's backups and its deleteFiles) also damages every file under
+    ``backups``: same size, other bytes (a disk going bad, another process)."""
+
+    backups: Path
+
+    def update_run(self, update: RunUpdate) -> None:
+        super().update_run(update)
+        for copy in self.backups.glob("*/files/**/*.pt"):
+            copy.write_bytes(b"x" * copy.stat().st_size)
+
+
+def test_file_backups_are_verified_just_before_the_delete(tmp_path: Path) -> None:
+    """Every backup is re-read just before the deleteFiles that needs it: one damaged since its
+    download stops the delete (the run fails naming the backup; the file stays on W&B)."""
+    files = [live_file("f0", "ckpt/0.pt", 10), live_file("f1", "ckpt/1.pt", 10)]
+    run = live_run("a", files=files)
+    backend = _DamagesBackupsOnWrite()
+    backend.add_run(run, {"ckpt/0.pt": b"0" * 10, "ckpt/1.pt": b"1" * 10})
+    backend.backups = tmp_path / "b"
+    plan = make_plan(run_plan(run, [config_set("lr", 0.1, 0.2), *map(file_delete, files)]))
+    result, _ = _apply(plan, backend, tmp_path, backup_dir=tmp_path / "b")
+    [(path, reason)] = result.failed
+    assert path == "acme/vision/a" and "the file was not deleted" in reason and "checksum" in reason
+    assert _calls(backend, "delete_files") == []
+    assert [f.name for f in backend.run("acme", "vision", "a").files or ()] == ["ckpt/0.pt", "ckpt/1.pt"]
