@@ -132,7 +132,8 @@ def _digest_counts(data: dict[str, Any]) -> None:
     data["summary"].update({"runs_to_change": sum(1 for r in parsed if r.changes),
                             "attribute_changes": sum(r.attribute_changes for r in parsed),
                             "files_to_delete": sum(len(r.file_deletions) for r in parsed),
-                            "bytes_to_free": sum(c.file.size for r in parsed for c in r.file_deletions if c.file)})
+                            "bytes_to_free": sum(c.file.size for r in parsed for c in r.file_deletions
+                                                 if c.file)})
     _digest(data)
 
 
