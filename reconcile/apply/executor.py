@@ -129,6 +129,8 @@ def check_plan(plan: Plan, backend: Backend) -> None:
         raise StalePlanError(f"the plan was made against {plan.base_url} but WANDB_BASE_URL points at "
                              f"{backend.base_url}; set WANDB_BASE_URL to the plan's server or plan again.")
     for rp in plan.runs:
+        if rp.source is not None:
+            continue  # an import writes what its source holds: the source is re-read and checked instead
         loose = [c.path for c in rp.changes if not _fingerprinted(c, rp.fingerprint_fields)]
         if loose:
             raise PlanError(f"the plan changes {', '.join(loose[:5])} of {rp.path} without fingerprinting "
