@@ -34,6 +34,8 @@ _FILES = "tests/unit/test_planner_files.py::"
 SAFETY = "tests/integration/test_data_safety.py::"
 BACKUP = "tests/unit/test_apply_backup.py::"
 ARTIFACTS = "tests/unit/test_apply_artifacts.py::"
+RETENTION = "tests/unit/test_artifact_retention.py::"
+TTL = "tests/unit/test_artifact_ttl.py::"
 
 SAFEGUARDS = (
     Safeguard("redaction processor left out of the logging chain", "reconcile/log.py",
@@ -193,6 +195,32 @@ SAFEGUARDS = (
               "reconcile/apply/mutations.py",
               "        out.append(now)\n", "        out.append(planned)\n",
               (SAFETY + "test_backups_download_from_the_live_listing_not_the_plans_url",)),
+    # Issue 18: artifact versions (latest, promotions, TTLs).
+    Safeguard("`latest` may be deleted when delete_aliased names it", "reconcile/artifact_retention.py",
+              "if a in NEVER_DELETED or a not in rule.delete_aliased]", "if a not in rule.delete_aliased]",
+              (RETENTION + "test_delete_aliased_lets_named_aliases_go_but_never_latest",)),
+    Safeguard("a version promoted since the plan is deleted or given a TTL anyway",
+              "reconcile/apply/executor.py",
+              "    gained = sorted(set(now.aliases) - set(planned.aliases))\n",
+              "    gained: list[str] = []\n",
+              (ARTIFACTS + "test_a_version_that_gained_an_alias_makes_the_run_stale",)),
+    Safeguard("a TTL someone changed since the plan is overwritten", "reconcile/apply/executor.py",
+              "        if current != change.before:\n", "        if False:\n",
+              (ARTIFACTS + "test_a_ttl_changed_by_someone_else_since_the_plan_is_stale",)),
+    Safeguard("a TTL the server ignored is read back as converged", "reconcile/apply/mutations.py",
+              "return now is not None and VersionTTL.parse(str(change.after)).satisfied_by(now.ttl)",
+              "return now is not None",
+              (ARTIFACTS + "test_a_ttl_the_server_ignores_does_not_converge",)),
+    Safeguard("an aliased version is given the rule's TTL", "reconcile/artifact_retention.py",
+              "                    if not protecting_aliases(rule, artifact):\n",
+              "                    if True:\n",
+              (TTL + "test_ttl_alone_sets_the_ttl_of_unaliased_versions_and_deletes_nothing",)),
+    Safeguard("a block with only ttl deletes versions", "reconcile/models.py",
+              "        return self.ttl is None or any(", "        return True or any(",
+              (TTL + "test_ttl_alone_sets_the_ttl_of_unaliased_versions_and_deletes_nothing",)),
+    Safeguard("a TTL on a type W&B makes itself is accepted", "reconcile/spec/builder.py",
+              'if artifact_type in AUTO_ARTIFACT_TYPES or artifact_type.startswith("wandb-"):', "if False:",
+              (TTL + "test_a_bad_ttl_is_an_error_naming_file_line_and_field",)),
 )
 
 
