@@ -89,6 +89,16 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def upserts_per_run(emu: Any) -> Counter[str]:
     """How many UpsertBucket writes the emulator applied per run."""
     return Counter(m["run"] for m in emu.mutations() if m["operation"] == "UpsertBucket")
@@ -216,29 +226,28 @@ rules:
 @pytest.mark.slow
 def test_apply_sigkill_then_rerun_finishes_without_writing_twice(emulator: Start, wandb_env: Any,
                                                                   tmp_path: Path) -> None:
-    """SIGKILL partway through a 200-run apply; the re-run converges and no run is written twice."""
+    """SIGKILL partway through a 200-run apply (its writes after the 30th held at the emulator's barrier,
+    so the kill lands there whatever the machine's speed); the writes in flight at the kill land after it
+    (as a server may finish a request whose client died); the re-run converges and no run is written twice."""
     seed = {"runs": bulk_runs(200)}
     emu = emulator(seed=seed)
     env = wandb_env(emu.url)
     spec = write(tmp_path / "s.yaml", BULK)
     plan = tmp_path / "plan.json"
     assert cli("plan", "-f", str(spec), "-o", str(plan)).exit_code == 0
-    journal = tmp_path / "plan.journal.jsonl"
-    emu.set_faults(latency_ms=15)  # slow enough to be caught partway
+    emu.set_faults(hold="UpsertBucket", hold_after=30)
     proc = subprocess.Popen([sys.executable, "-m", "reconcile", "apply", str(plan), "--parallelism", "4"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        text = journal.read_text() if journal.exists() else ""
-        if text.count('"phase": "done"') >= 30:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "apply finished before it could be killed; raise the latency"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    partial = upserts_per_run(emu)
-    assert 30 <= len(partial) < 200
-    emu.set_faults(latency_ms=0)
+    try:
+        assert emu.wait_held(timeout=90) >= 1, "apply never reached the barrier"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert sum(upserts_per_run(emu).values()) == 30
+        in_flight = emu.wait_held(timeout=0)
+    finally:
+        emu.set_faults(hold=None)
+    assert 1 <= in_flight <= 4
+    assert _wait_for(lambda: sum(upserts_per_run(emu).values()) == 30 + in_flight)
     rerun = cli("apply", str(plan))
     assert rerun.exit_code == 0, rerun.output
     assert "Apply complete: 200 runs changed" in rerun.stdout

@@ -3,10 +3,12 @@ round trip, the pre-commit hook and `make demo`'s script, against the emulator."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,33 @@ pytestmark = pytest.mark.integration
 WORKFLOW = REPO / "examples" / "github" / "reconcile.yml"
 DEMO = REPO / "examples" / "demo"
 BIN = Path(sys.executable).parent
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+"""The clock the CLI reads in these tests. The demo fixture's runs date from June to October 2026;
+30 days before NOW is 2026-10-02 12:00, so `media-of-weak-runs` (older_than: 30d) finds prediction
+images on both sides of its cutoff."""
+
+CLOCK_SHIM = f"""#!{sys.executable}
+import sys
+from datetime import datetime
+
+import time_machine
+
+from reconcile.cli import main
+
+with time_machine.travel(datetime.fromisoformat({NOW.isoformat()!r}), tick=True):
+    main()
+"""
+
+
+def _clock_shim(directory: Path) -> Path:
+    """A directory holding a `reconcile` command that runs the CLI with its clock at NOW (and ticking):
+    put first on PATH, the workflow's scripts and the hook run it instead of the real entry point."""
+    directory.mkdir()
+    command = directory / "reconcile"
+    command.write_text(CLOCK_SHIM)
+    command.chmod(0o755)
+    return directory
 
 
 def _steps(job: str) -> dict[str, str]:
@@ -37,7 +66,7 @@ def ci_env(emulator: Any, wandb_env: Any, tmp_path: Path) -> dict[str, str]:
     """The environment a CI job would have, pointed at a demo-seeded emulator."""
     handle = emulator(seed=DEMO / "fixture.yaml")
     env = wandb_env(handle.url)
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env["PATH"] = os.pathsep.join([str(_clock_shim(tmp_path / "clock")), str(BIN), env["PATH"]])
     (tmp_path / "specs").symlink_to(DEMO / "spec")
     env["SPEC_DIR"] = "specs"
     env["GITHUB_OUTPUT"] = str(tmp_path / "github_output")
@@ -86,7 +115,7 @@ def test_workflow_commands_plan_then_apply_then_no_changes(ci_env: dict[str, str
     assert re.search(r"Plan: \d+ runs to change \(\d+ attribute changes\), \d+ files to delete", markdown)
     assert len(markdown) <= 65_536
     assert Path(ci_env["GITHUB_STEP_SUMMARY"]).read_text() == markdown
-    assert (tmp_path / "plan.json").exists()
+    _assert_media_retention_reads_the_clock(json.loads((tmp_path / "plan.json").read_text()))
 
     applied = _bash(_steps("apply")["Apply exactly the reviewed plan"], tmp_path, ci_env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
@@ -98,6 +127,34 @@ def test_workflow_commands_plan_then_apply_then_no_changes(ci_env: dict[str, str
     assert again.returncode == 0, again.stderr
     assert "exitcode=0" in Path(ci_env["GITHUB_OUTPUT"]).read_text()
     assert "No changes" in (tmp_path / "plan.md").read_text()
+
+
+def _time(text: str) -> datetime:
+    """An ISO 8601 time as the plan and the fixture write it (``Z`` for UTC)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _assert_media_retention_reads_the_clock(plan: dict[str, Any]) -> None:
+    """The saved plan was made at NOW: `media-of-weak-runs` deletes only prediction images older than
+    30 days before NOW (each said to be as many days old as it is at NOW) and keeps the newer ones."""
+    assert abs(_time(plan["created_at"]) - NOW) < timedelta(minutes=10)
+    cutoff = NOW - timedelta(days=30)
+    deleted = {}
+    for run in plan["runs"]:
+        for change in run["changes"]:
+            if change["kind"] == "file" and "media-of-weak-runs" in change["rules"]:
+                updated = _time(change["file"]["updated_at"])
+                deleted[(run["path"], change["file"]["name"])] = updated
+                assert change["detail"].endswith(f", {(NOW - updated).days} days old"), change
+    assert deleted and all(updated < cutoff for updated in deleted.values())
+    fixture = yaml.safe_load((DEMO / "fixture.yaml").read_text())["runs"]
+    recent = {(f"{r['entity']}/{r['project']}/{r['id']}", f["name"])
+              for r in fixture if r["state"] == "finished" for f in r.get("files", [])
+              if f["name"].startswith("media/images/") and _time(f["updated_at"]) >= cutoff}
+    assert recent and not recent & deleted.keys()
+    kept_for_age = {(run["path"], kept["name"]) for run in plan["runs"] for kept in run["kept"]
+                    if any(r["selector"] == "older_than" for r in kept["reasons"])}
+    assert kept_for_age == recent
 
 
 def test_export_then_plan_gives_no_changes(ci_env: dict[str, str], tmp_path: Path) -> None:
