@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import sys
 from typing import Any
 
 import pytest
 import structlog
 
-from reconcile.log import REDACTED, configure_logging
+from reconcile.log import REDACTED, color_enabled, configure_logging
 
 HEX_KEY = "0123456789abcdef" * 2 + "01234567"  # a W&B key: 40 hex characters
 ODD_KEY = "Not-Hex-Secret-Key_42!"  # no known shape: only knowing the key can redact it
@@ -125,3 +127,50 @@ def test_a_second_configuration_reaches_loggers_already_used(capsys: pytest.Capt
     configure_logging(log_format="json", verbosity=1)
     observer.log.info("second")
     assert [e["event"] for e in json_lines(capsys.readouterr().err)] == ["second"]
+
+
+class Terminal(io.StringIO):
+    """A text stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stream", "flag", "env", "colored"), [
+    (Terminal(), None, None, True),  # a terminal, no flag, no NO_COLOR: color
+    (Terminal(), True, None, False),  # --no-color
+    (Terminal(), False, "1", False),  # NO_COLOR set
+    (Terminal(), False, "", True),  # NO_COLOR set but empty: ignored (no-color.org)
+    (io.StringIO(), None, None, False),  # not a terminal
+    (object(), None, None, False),  # no isatty at all
+])
+def test_color_only_on_a_terminal_without_no_color(stream: Any, flag: bool | None, env: str | None,
+                                                   colored: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Color needs a terminal, no --no-color and no non-empty NO_COLOR."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    if env is not None:
+        monkeypatch.setenv("NO_COLOR", env)
+    got = color_enabled(stream) if flag is None else color_enabled(stream, no_color=flag)
+    assert got is colored
+
+
+@pytest.mark.parametrize(("kwargs", "env", "colored"), [
+    ({}, None, True),
+    ({"no_color": True}, None, False),
+    ({}, "1", False),
+    ({"log_format": "json"}, None, False),
+])
+def test_console_log_lines_are_colored_on_a_terminal_only(kwargs: dict[str, Any], env: str | None,
+                                                          colored: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Log lines to a terminal stderr carry ANSI colors unless --no-color, NO_COLOR or JSON say no."""
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    if env is not None:
+        monkeypatch.setenv("NO_COLOR", env)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    configure_logging(**kwargs)
+    structlog.get_logger().warning("shown", n=1)
+    out = terminal.getvalue()
+    assert "shown" in out
+    assert ("\x1b[" in out) is colored, out
