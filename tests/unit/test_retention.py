@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from reconcile import retention
-from reconcile.models import FilesRule, Goal, LiveFile, LiveRun
+from reconcile.models import FilesRule, Goal, LiveFile, LiveRun, UnlessTop
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 
@@ -129,3 +129,71 @@ def test_describe_shows_size_and_age() -> None:
     """Display detail has a human size and an age in days."""
     assert retention.describe(f("x", days=320, size=120_000_000), NOW) == "114.44 MiB, 320 days old"
     assert retention.describe(f("x", days=1, size=10), NOW) == "10 bytes, 1 day old"
+    assert retention.describe(f("x", days=0.5, size=10), NOW) == "10 bytes, 0 days old"
+    assert retention.describe(f("x", days=-3, size=10), NOW) == "10 bytes, 0 days old"  # server clock ahead
+
+
+def test_each_narrowing_boundary_is_kept_on_its_own() -> None:
+    """Exactly `older_than` old is not older (kept); exactly `larger_than` bytes is not larger (kept): each
+    edge alone, the other condition met."""
+    rule = FilesRule(delete=("*",), older_than=timedelta(days=30), larger_than=1000)
+    files = [f("age-edge", days=30, size=2000), f("size-edge", days=40, size=1000),
+             f("just-older", days=30.001, size=1001)]
+    assert select(rule, files) == ["just-older"]
+
+
+def test_decide_says_which_rule_and_selector_kept_each_file() -> None:
+    """Every surviving candidate carries the rule's name, the selector's own word and its detail."""
+    rule = FilesRule(delete=("**",), keep=("best.*",), older_than=timedelta(days=30), larger_than=1000,
+                     keep_last=1)
+    files = [f("best.pt", days=90, size=5000), f("wandb-summary.json", days=90, size=5000),
+             f("young.pt", days=3, size=5000), f("small.pt", days=90, size=10),
+             f("old-1.pt", days=60, size=5000), f("old-2.pt", days=70, size=5000),
+             f("future.pt", days=-2, size=5000), f("other.txt", days=90, size=5000)]
+    decision = retention.decide("prune", rule, files, keep=("other.*",), now=NOW)
+    assert names(decision.delete) == ["old-2.pt"]
+    kept = {k.file.name: [(r.rule, r.selector, r.detail) for r in k.reasons] for k in decision.kept}
+    assert kept == {
+        "best.pt": [("prune", "keep", '"best.*"')],
+        "other.txt": [("prune", "keep", '"other.*"')],
+        "wandb-summary.json": [("prune", "system_file", None)],
+        "young.pt": [("prune", "older_than", "30d not reached (3 days old)")],
+        "future.pt": [("prune", "older_than", "30d not reached (less than a day old)")],
+        "small.pt": [("prune", "larger_than", "1000 bytes not exceeded (10 bytes)")],
+        "old-1.pt": [("prune", "keep_last", "1 of 1")],
+    }
+    assert [k.file.name for k in decision.kept] == sorted(kept)
+
+
+def test_spare_top_keeps_every_deletion_naming_the_metric() -> None:
+    """A top run's would-be deletions all survive, each saying the rank it is in, next to the others."""
+    rule = FilesRule(delete=("*.pt",), keep=("best.*",))
+    decision = retention.decide("prune", rule, [f("b.pt"), f("a.pt"), f("best.pt")], keep=(), now=NOW)
+    spared = retention.spare_top("prune", decision, UnlessTop(metric=("val", "acc"), goal=Goal.MAXIMIZE,
+                                                               count=3))
+    assert spared.delete == []
+    assert [(k.file.name, [(r.rule, r.selector, r.detail) for r in k.reasons]) for k in spared.kept] == [
+        ("a.pt", [("prune", "unless_top", "top 3 by val.acc (maximize)")]),
+        ("b.pt", [("prune", "unless_top", "top 3 by val.acc (maximize)")]),
+        ("best.pt", [("prune", "keep", '"best.*"')]),
+    ]
+
+
+def test_merge_kept_drops_what_another_rule_deletes_and_joins_reasons() -> None:
+    """A candidate one rule keeps but another deletes is not kept; one kept by two rules lists both."""
+    one = retention.decide("one", FilesRule(delete=("*",), keep=("a", "b")), [f("a"), f("b"), f("c")],
+                           keep=(), now=NOW)
+    two = retention.decide("two", FilesRule(delete=("*",), keep_last=1), [f("b", days=1), f("a", days=2)],
+                           keep=(), now=NOW)
+    merged = retention.merge_kept([one, two], deleted={"id-a", "id-c"})
+    assert [(k.file.name, [(r.rule, r.selector) for r in k.reasons]) for k in merged] == [
+        ("b", [("one", "keep"), ("two", "keep_last")]),
+    ]
+
+
+def test_select_is_decide_s_deletions() -> None:
+    """select() deletes what decide() does."""
+    rule = FilesRule(delete=("*",), keep_last=1)
+    files = [f("a", days=1), f("b", days=2), f("c", days=3)]
+    assert retention.select(rule, files, keep=(), now=NOW) == retention.decide("x", rule, files, keep=(),
+                                                                               now=NOW).delete
