@@ -1,8 +1,8 @@
 """structlog set-up, done once at CLI start, and the redaction every output passes through.
 
 Console lines on a TTY, JSON lines with ``--log-format json``; both on stderr. A
-redaction processor removes the API key (and anything shaped like one) from every
-event, whatever the caller passed.
+redaction processor removes the API key, any other key registered with ``register_secret``
+(an import's source key), and anything shaped like one from every event, whatever the caller passed.
 """
 
 from __future__ import annotations
@@ -25,9 +25,19 @@ _SECRET_FIELDS = {"api_key", "apikey", "key", "password", "authorization", "toke
 REDACTED = "[redacted]"
 
 
+_REGISTERED: set[str] = set()
+"""Other keys this process holds (an import's source key, read from the variable its spec names)."""
+
+
+def register_secret(value: str) -> None:
+    """Redact ``value`` from every later event too (ignored below 8 characters, like the W&B key)."""
+    if len(value) >= 8:
+        _REGISTERED.add(value)
+
+
 def _known_secrets() -> list[str]:
     key = os.environ.get("WANDB_API_KEY", "")
-    return [key] if len(key) >= 8 else []
+    return ([key] if len(key) >= 8 else []) + sorted(_REGISTERED, key=len, reverse=True)
 
 
 def redact_text(text: str) -> str:

@@ -138,7 +138,11 @@ class ImportWriter:
         resumed = "started" in record.phases
         # Absent: the run (ApplyError from the batched read) or its whole project (NotFound) is not there yet.
         absent = isinstance(live, ApplyError | NotFound)
-        if not isinstance(live, LiveRun) and not (absent and rp.action is RunAction.CREATE):
+        if absent and rp.action is RunAction.UPDATE:
+            self.emit(ev.RunStale(rp.path, "the run no longer exists in the destination; nothing was written "
+                                           "(plan again)"))
+            return False
+        if not isinstance(live, LiveRun) and not absent:
             raise live if isinstance(live, BaseException) else ApplyError("the run could not be read")
         reader = self.readers.get(rp.source)
         fresh = self.retry(lambda: reader.read(rp.run_id), rp.path)

@@ -20,6 +20,7 @@ from typing import Any
 
 from reconcile.backend import Backend
 from reconcile.errors import AuthError, NotFound
+from reconcile.log import register_secret
 from reconcile.models import LiveFile, LiveRun, WandbSource
 from reconcile.sources import SourceFile, SourceRead, SourceRun
 
@@ -34,6 +35,7 @@ def source_backend(name: str, source: WandbSource, environ: Mapping[str, str] | 
         raise AuthError(f"import {name!r} reads {source.base_url} with the API key in the environment "
                         f"variable {source.api_key_env}, which is not set: export {source.api_key_env}=<the "
                         "source server's key>")
+    register_secret(key)  # redacted from every log event and message from now on
     return WandbBackend(base_url=source.base_url, api_key=key)
 
 

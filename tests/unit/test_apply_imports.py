@@ -196,3 +196,18 @@ def test_an_update_appends_the_rows_after_the_last_step_and_sets_the_changed_fie
     assert (live.state, live.tags, live.summary["_step"]) == ("finished", ("team:churn", "v2"), 11)
     updates = [arg for name, arg in backend.calls if name == "update_run"]
     assert isinstance(updates[-1], RunUpdate) and updates[-1].state == "finished"
+
+
+def test_an_update_of_a_run_deleted_since_the_plan_is_stale(tmp_path: Path) -> None:
+    before = source_run(steps=3)
+    backend = MemoryBackend()
+    apply(import_plan(before), backend, MemorySource(before), tmp_path / "first")
+    after = dataclasses.replace(before, steps=tuple(range(5)))
+    live = backend.run("acme", "churn", "r1")
+    plan = import_plan(after, live={"r1": live})
+    backend.runs.clear()  # someone deleted the run
+    (tmp_path / "second").mkdir()
+    result = apply(plan, backend, MemorySource(after), tmp_path / "second")
+    assert result.stale == [("acme/churn/r1", "the run no longer exists in the destination; nothing was "
+                                              "written (plan again)")]
+    assert result.failed == []

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import structlog
 
+from reconcile import log as log_module
 from reconcile.log import REDACTED, color_enabled, configure_logging
 
 HEX_KEY = "0123456789abcdef" * 2 + "01234567"  # a W&B key: 40 hex characters
@@ -102,6 +103,20 @@ def test_the_known_key_is_cleaned_from_eight_characters(key: str, cleaned: bool,
     structlog.get_logger().warning(f"got {key}")
     (event,) = json_lines(capsys.readouterr().err)
     assert event["event"] == (f"got {REDACTED}" if cleaned else f"got {key}")
+
+
+def test_a_registered_key_is_cleaned_like_the_wandb_key(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """An import's source key (from the variable its spec names, any shape) is replaced wherever it
+    appears once registered."""
+    monkeypatch.setattr(log_module, "_REGISTERED", set())
+    held = "source-Key_9!zz"
+    log_module.register_secret(held)
+    configure_logging(log_format="json")
+    structlog.get_logger().warning(f"refused {held}", detail={"url": f"http://h/?k={held}"})
+    (event,) = json_lines(capsys.readouterr().err)
+    assert event["event"] == f"refused {REDACTED}"
+    assert event["detail"] == {"url": f"http://h/?k={REDACTED}"}
 
 
 def test_defaults_are_console_lines_warnings_and_up_with_utc_iso_times(
