@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import structlog
+from humanfriendly.text import pluralize
 
 from reconcile.apply import events as ev
 from reconcile.apply.journal import RunRecord
@@ -249,7 +250,7 @@ class ImportWriter:
                 self.retry(download, rp.path)
                 got = local.stat().st_size
                 if got != change.after:
-                    raise ApplyError(f"the source file {name} has {got} bytes, the plan expects "
+                    raise ApplyError(f"the source file {name} has {pluralize(got, 'byte')}, the plan expects "
                                      f"{change.after}; plan again")
 
                 def upload(n: str = name, src: Path = local) -> None:

@@ -161,6 +161,20 @@ def test_a_run_created_in_the_destination_since_the_plan_is_stale(tmp_path: Path
     assert [name for name, _ in backend.calls if name not in ("get_runs",)] == []
 
 
+def test_a_source_file_of_another_size_than_planned_fails_the_run_saying_so(tmp_path: Path) -> None:
+    """report.txt planned at 5 bytes but downloaded as 1: the run fails naming both sizes ("1 byte")."""
+    run = source_run(steps=3)
+
+    class Shrunk(MemorySource):
+        def download(self, run_id: str, name: str, dest: Path) -> None:
+            dest.write_bytes(b"h" if name == "report.txt" else FILES[name])
+
+    result = apply(import_plan(run), MemoryBackend(), Shrunk(run), tmp_path)
+    [(path, message)] = result.failed
+    assert path == "acme/churn/r1"
+    assert "the source file report.txt has 1 byte, the plan expects 5; plan again" in message
+
+
 def test_a_run_that_fails_is_reported_and_the_others_are_imported(tmp_path: Path) -> None:
     good, bad = source_run("good", steps=3), source_run("bad", steps=3)
     backend = MemoryBackend()
