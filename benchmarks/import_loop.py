@@ -54,10 +54,12 @@ def main() -> int:
     while True:
         page = client.search_runs([experiment.experiment_id], max_results=1000, page_token=token)
         for run in page:
-            tags = sorted(f"{k}:{v}" if v else k for k, v in run.data.tags.items() if not k.startswith("mlflow."))
-            w = wandb.init(entity=args.entity, project=args.project, id=run.info.run_id, name=run.info.run_name,
-                           config=dict(run.data.params), notes=run.data.tags.get("mlflow.note.content"),
-                           group=experiment.name, tags=tags, settings=settings)
+            tags = sorted(f"{k}:{v}" if v else k for k, v in run.data.tags.items()
+                          if not k.startswith("mlflow."))
+            w = wandb.init(entity=args.entity, project=args.project, id=run.info.run_id,
+                           name=run.info.run_name, config=dict(run.data.params),
+                           notes=run.data.tags.get("mlflow.note.content"), group=experiment.name, tags=tags,
+                           settings=settings)
             for step, values in rows_by_step(client, run):
                 w.log(values, step=step)
             with tempfile.TemporaryDirectory() as tmp:
