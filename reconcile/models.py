@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 KeyPath = tuple[str, ...]
 
@@ -592,6 +592,39 @@ class RunPlan:
         return tuple(c for c in self.changes if c.kind is ChangeKind.FILE and c.op is ChangeOp.DELETE)
 
 
+class PlanLike(Protocol):
+    """What apply needs of a plan: a ``Plan`` in memory, or a saved one read run by run
+    (``planfile.SavedPlan``), whose totals were counted when it was opened."""
+
+    @property
+    def spec_digest(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def limits(self) -> Limits: ...
+    @property
+    def format_version(self) -> int: ...
+    @property
+    def changed_count(self) -> int: ...
+    @property
+    def file_deletions(self) -> int: ...
+    @property
+    def bytes_to_free(self) -> int: ...
+    @property
+    def artifact_deletions(self) -> int: ...
+    @property
+    def artifact_bytes_to_free(self) -> int: ...
+    @property
+    def error_count(self) -> int: ...
+    @property
+    def has_errors(self) -> bool: ...
+    @property
+    def sources(self) -> tuple[tuple[str, MlflowSource | WandbSource], ...]: ...
+    def iter_runs(self) -> Iterator[RunPlan]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A whole plan: only runs with changes, errors or kept retention candidates (files or versions)
@@ -613,6 +646,20 @@ class Plan:
     def changed_runs(self) -> tuple[RunPlan, ...]:
         """Runs with at least one change (runs to create included)."""
         return tuple(r for r in self.runs if r.changes)
+
+    @property
+    def changed_count(self) -> int:
+        """How many runs have at least one change."""
+        return sum(1 for r in self.runs if r.changes)
+
+    @property
+    def error_count(self) -> int:
+        """Plan-wide errors plus every run's."""
+        return len(self.errors) + sum(len(r.errors) for r in self.runs)
+
+    def iter_runs(self) -> Iterator[RunPlan]:
+        """The runs, in order (a saved plan being applied reads them from disk one at a time instead)."""
+        return iter(self.runs)
 
     @property
     def created_runs(self) -> tuple[RunPlan, ...]:

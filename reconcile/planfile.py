@@ -4,7 +4,8 @@
 ``RunPlan``, ``Change`` and ``LiveFile``: datetimes as ISO 8601 UTC (``...Z``), enums as
 their values, key paths as JSON lists. ``write_plan`` replaces the file atomically;
 ``read_plan`` refuses another format version (``StalePlanError``) and names the file in
-every error.
+every error. ``open_plan`` (apply) checks a saved plan the same way in one streamed pass, then
+hands its runs out one at a time (``SavedPlan``): apply never holds the whole plan.
 
 A saved plan is a promise, so reading one refuses a plan that contradicts itself: a
 ``content_digest`` (the document's last field, sha256 over its canonical content) that does
@@ -21,17 +22,20 @@ config values, and a plan without such values is plain JSON.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import os
 import tempfile
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
+from reconcile import jsonstream
 from reconcile.errors import PlanError, StalePlanError
 from reconcile.models import (
     FORMAT_VERSION,
@@ -153,23 +157,54 @@ def run_to_dict(run: RunPlan) -> dict[str, Any]:
     }
 
 
-def _header_to_dict(plan: Plan) -> dict[str, Any]:
-    """Everything of the plan's JSON document but its runs."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """What a plan's runs add up to: its ``summary`` counts and its runs' errors."""
+
+    runs_to_create: int = 0
+    runs_to_change: int = 0
+    attribute_changes: int = 0
+    files_to_delete: int = 0
+    bytes_to_free: int = 0
+    artifact_versions_to_delete: int = 0
+    artifact_bytes_to_free: int = 0
+    artifact_ttls_to_set: int = 0
+    run_errors: int = 0
+
+    @classmethod
+    def of(cls, plan: Plan) -> Totals:
+        """The totals of ``plan``'s runs (counted as ``Plan`` counts them)."""
+        return cls(len(plan.created_runs), len(plan.updated_runs), plan.attribute_changes,
+                   plan.file_deletions, plan.bytes_to_free, plan.artifact_deletions,
+                   plan.artifact_bytes_to_free, plan.artifact_ttl_changes,
+                   sum(len(r.errors) for r in plan.runs))
+
+    def plus(self, run: RunPlan) -> Totals:
+        """These totals with ``run`` counted too."""
+        one = Totals.of(Plan(spec_digest="", created_at=_EPOCH, base_url="", runs=(run,)))
+        return Totals(*(getattr(self, f.name) + getattr(one, f.name) for f in dataclasses.fields(self)))
+
+    def summary(self) -> dict[str, int]:
+        """The plan file's ``summary`` object."""
+        return {"runs_to_create": self.runs_to_create, "runs_to_change": self.runs_to_change,
+                "attribute_changes": self.attribute_changes, "files_to_delete": self.files_to_delete,
+                "bytes_to_free": self.bytes_to_free,
+                "artifact_versions_to_delete": self.artifact_versions_to_delete,
+                "artifact_bytes_to_free": self.artifact_bytes_to_free,
+                "artifact_ttls_to_set": self.artifact_ttls_to_set}
+
+
+def _header_to_dict(plan: Plan, totals: Totals | None = None) -> dict[str, Any]:
+    """Everything of the plan's JSON document but its runs (``totals``: of runs not in ``plan``)."""
     return {
         "format_version": plan.format_version,
         "spec_digest": plan.spec_digest,
         "created_at": _time_to_json(plan.created_at),
         "base_url": plan.base_url,
-        "summary": {
-            "runs_to_create": len(plan.created_runs),
-            "runs_to_change": len(plan.updated_runs),
-            "attribute_changes": plan.attribute_changes,
-            "files_to_delete": plan.file_deletions,
-            "bytes_to_free": plan.bytes_to_free,
-            "artifact_versions_to_delete": plan.artifact_deletions,
-            "artifact_bytes_to_free": plan.artifact_bytes_to_free,
-            "artifact_ttls_to_set": plan.artifact_ttl_changes,
-        },
+        "summary": (totals or Totals.of(plan)).summary(),
         "errors": list(plan.errors),
         "warnings": list(plan.warnings),
         "skipped_running": plan.skipped_running,
@@ -221,9 +256,21 @@ class _Digest:
         self._hash = hashlib.sha256()
         self.add({k: v for k, v in header.items() if k not in ("runs", DIGEST_FIELD)})
 
-    def add(self, item: Any) -> None:
+    def add(self, item: Any) -> bytes:
+        """Feed ``item``; returns its own sha256 (to recognise it when it is read again)."""
+        data = self._line(item)
+        self._hash.update(data)
+        return hashlib.sha256(data).digest()
+
+    @staticmethod
+    def _line(item: Any) -> bytes:
         blob = json.dumps(item, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True)
-        self._hash.update(blob.encode("utf-8", "surrogatepass") + b"\n")
+        return blob.encode("utf-8", "surrogatepass") + b"\n"
+
+    @staticmethod
+    def item_hash(item: Any) -> bytes:
+        """The sha256 ``add`` returns for ``item``."""
+        return hashlib.sha256(_Digest._line(item)).digest()
 
     def hexdigest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
@@ -249,16 +296,23 @@ def dump(plan: Plan, stream: TextIO) -> None:
     Never holds the whole document in memory: a 100,000-run plan would otherwise need its
     dict and its text at once on top of the plan itself.
     """
-    header = _header_to_dict(plan)
-    digest = _Digest(header)
-    head = _json(header)
+    dump_runs(plan, (run_to_dict(r) for r in plan.runs), Totals.of(plan), stream)
+
+
+def dump_runs(header: Plan, runs: Iterable[Mapping[str, Any]], totals: Totals, stream: TextIO) -> None:
+    """Write a plan whose runs (as JSON objects) come from ``runs``, one at a time, after ``header``'s
+    fields (its own ``runs`` are ignored); ``totals`` are those runs' (the summary comes first)."""
+    head_fields = _header_to_dict(header, totals)
+    digest = _Digest(head_fields)
+    head = _json(head_fields)
     stream.write(head[: head.rindex("}")].rstrip() + ',\n  "runs": [')
-    for index, run in enumerate(plan.runs):
-        data = run_to_dict(run)
+    empty = True
+    for data in runs:
         digest.add(data)
-        stream.write(",\n" if index else "\n")
+        stream.write("\n" if empty else ",\n")
         stream.write(textwrap.indent(_json(data), "    "))
-    closing = "\n  ]" if plan.runs else "]"
+        empty = False
+    closing = "]" if empty else "\n  ]"
     stream.write(f'{closing},\n  "{DIGEST_FIELD}": {_json(digest.hexdigest())}\n}}\n')
 
 
@@ -451,21 +505,19 @@ def run_from_dict(data: Any, where: str) -> RunPlan:
     )
 
 
-def plan_from_dict(data: Any) -> Plan:
-    """A ``Plan`` from the JSON ``plan_to_dict`` wrote; ``StalePlanError`` for another format version."""
-    f = _Fields(data, "")
+def _header_from_dict(f: _Fields) -> Plan:
+    """The plan's fields but its runs (``runs=()``); ``StalePlanError`` for another format version."""
     version = f.get("format_version")
     if version != FORMAT_VERSION:
         raise StalePlanError(
             f"the plan has format_version {json.dumps(version)} but this reconcile reads version "
             f"{FORMAT_VERSION}; make a new plan with `reconcile plan -o PLAN.json`")
     limits = _Fields(f.get("limits", dict), "limits")
-    raw_runs = f.get("runs", list)
-    plan = Plan(
+    return Plan(
         spec_digest=f.get("spec_digest", str),
         created_at=f.time("created_at"),
         base_url=f.get("base_url", str),
-        runs=tuple(run_from_dict(r, f"runs[{i}]") for i, r in enumerate(raw_runs)),
+        runs=(),
         errors=f.strings("errors"),
         warnings=f.strings("warnings") if "warnings" in f.data else (),
         skipped_running=f.get("skipped_running", int),
@@ -479,30 +531,49 @@ def plan_from_dict(data: Any) -> Plan:
         sources=tuple((name, source_from_dict(source, f"imports.{name}"))
                       for name, source in f.get("imports", dict, default={}).items()),
     )
-    _check_consistent(plan, _Fields(f.get("summary", dict), "summary"))
+
+
+def plan_from_dict(data: Any) -> Plan:
+    """A ``Plan`` from the JSON ``plan_to_dict`` wrote; ``StalePlanError`` for another format version."""
+    f = _Fields(data, "")
+    header = _header_from_dict(f)
+    raw_runs = f.get("runs", list)
+    runs = tuple(run_from_dict(r, f"runs[{i}]") for i, r in enumerate(raw_runs))
+    plan = dataclasses.replace(header, runs=runs)
+    seen: set[str] = set()
+    for index, run in enumerate(plan.runs):
+        _check_run(index, run, seen)
+    _check_summary(Totals.of(plan), _Fields(f.get("summary", dict), "summary"))
     return plan
 
 
-def _check_consistent(plan: Plan, summary: _Fields) -> None:
-    """A plan is a promise: refuse one that contradicts itself (edited by hand, or corrupt)."""
-    seen: set[str] = set()
-    for index, run in enumerate(plan.runs):
-        if run.path in seen:
-            raise PlanError(f"runs[{index}]: the run {run.path} is listed twice")
-        seen.add(run.path)
-        for number, change in enumerate(run.changes):
-            if change.kind is not ChangeKind.FILE or change.op is not ChangeOp.DELETE:
-                continue
-            where = f"runs[{index}].changes[{number}]"
-            if change.file is None or change.key != (change.file.name,) or change.before != change.file:
-                raise PlanError(f"{where}: the deletion's key, before and file name different files")
-    for name, value in (("runs_to_create", len(plan.created_runs)),
-                        ("runs_to_change", len(plan.updated_runs)),
-                        ("attribute_changes", plan.attribute_changes),
-                        ("files_to_delete", plan.file_deletions), ("bytes_to_free", plan.bytes_to_free)):
-        stated = summary.get(name, int)
+def _check_run(index: int, run: RunPlan, seen: set[str]) -> None:
+    """A plan is a promise: refuse a run that contradicts itself or is listed twice (``seen``: so far)."""
+    if run.path in seen:
+        raise PlanError(f"runs[{index}]: the run {run.path} is listed twice")
+    seen.add(run.path)
+    for number, change in enumerate(run.changes):
+        if change.kind is not ChangeKind.FILE or change.op is not ChangeOp.DELETE:
+            continue
+        where = f"runs[{index}].changes[{number}]"
+        if change.file is None or change.key != (change.file.name,) or change.before != change.file:
+            raise PlanError(f"{where}: the deletion's key, before and file name different files")
+
+
+def _check_summary(totals: Totals, summary: _Fields) -> None:
+    """The summary says what the runs hold (edited by hand, or corrupt, otherwise)."""
+    for name in ("runs_to_create", "runs_to_change", "attribute_changes", "files_to_delete", "bytes_to_free"):
+        stated, value = summary.get(name, int), getattr(totals, name)
         if stated != value:
             raise PlanError(f"summary.{name} says {stated} but the runs hold {value}")
+
+
+def content_digest_of(plan: Plan) -> str:
+    """The ``content_digest`` the saved file of ``plan`` carries, computed one run at a time."""
+    digest = _Digest(_header_to_dict(plan))
+    for run in plan.runs:
+        digest.add(run_to_dict(run))
+    return digest.hexdigest()
 
 
 def content_digest(data: Mapping[str, Any]) -> str:
@@ -532,12 +603,17 @@ def write_plan(plan: Plan, path: Path) -> None:
     A reader (or an apply started at the same moment) sees the old file or the new one,
     never half of one. The file is created 0600: config values may be private.
     """
+    write_plan_runs(plan, (run_to_dict(r) for r in plan.runs), Totals.of(plan), path)
+
+
+def write_plan_runs(header: Plan, runs: Iterable[Mapping[str, Any]], totals: Totals, path: Path) -> None:
+    """``write_plan`` of a plan whose runs (JSON objects with these ``totals``) come one at a time."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            dump(plan, fh)
+            dump_runs(header, runs, totals, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
@@ -590,3 +666,211 @@ def read_plan(path: Path) -> Plan:
         raise PlanError(f"plan file {path} is not a valid reconcile plan: {exc}; "
                         f"make a new one with `reconcile plan -f SPEC -o {path}`") from exc
     return plan
+
+
+# --------------------------------------------------------------------------- streamed (apply)
+
+
+def _open_text(path: Path) -> TextIO:
+    """The saved plan at ``path`` opened for reading; errors name the file and say what to do."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise PlanError(f"{path} looks like a spec, not a saved plan: apply it with "
+                        f"`reconcile apply -f {path}`, or save a plan first with "
+                        f"`reconcile plan -f {path} -o plan.json`")
+    try:
+        return path.open(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise PlanError(f"plan file {path} does not exist; make one with "
+                        f"`reconcile plan -f SPEC -o {path}`") from exc
+    except OSError as exc:
+        raise PlanError(f"cannot read plan file {path}: {exc}") from exc
+
+
+class SavedPlan:
+    """A saved plan on disk: checked whole when opened, then read run by run, never held in memory.
+
+    Opening reads the file once (every field, every run, the counts, ``content_digest``);
+    ``iter_runs`` reads it again from the same open file (a plan replaced on disk meanwhile is not
+    seen) and refuses a run that differs from the one checked. It offers what apply needs of a
+    ``Plan`` (``models.PlanLike``); what it keeps is the header, the totals and 32 bytes per run.
+    """
+
+    def __init__(self, path: Path, fh: TextIO, header: Plan, totals: Totals, digest: str,
+                 run_hashes: bytes, checked: tuple[Callable[[RunPlan], None], ...]) -> None:
+        self.path, self._fh, self.header, self.totals = path, fh, header, totals
+        self.digest = digest
+        """The plan's ``content_digest`` (checked): what a journal belongs to."""
+        self._run_hashes = run_hashes
+        self.checked = checked
+        """The per-run checks every run passed when the plan was opened."""
+
+    @property
+    def spec_digest(self) -> str:
+        """The header's."""
+        return self.header.spec_digest
+
+    @property
+    def created_at(self) -> datetime:
+        """The header's."""
+        return self.header.created_at
+
+    @property
+    def base_url(self) -> str:
+        """The header's."""
+        return self.header.base_url
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        """Plan-wide errors (the header's)."""
+        return self.header.errors
+
+    @property
+    def limits(self) -> Limits:
+        """The header's."""
+        return self.header.limits
+
+    @property
+    def format_version(self) -> int:
+        """The header's."""
+        return self.header.format_version
+
+    @property
+    def changed_count(self) -> int:
+        """Runs with at least one change (to create or to update)."""
+        return self.totals.runs_to_create + self.totals.runs_to_change
+
+    @property
+    def file_deletions(self) -> int:
+        """Total files to delete."""
+        return self.totals.files_to_delete
+
+    @property
+    def bytes_to_free(self) -> int:
+        """Total size of the files to delete."""
+        return self.totals.bytes_to_free
+
+    @property
+    def artifact_deletions(self) -> int:
+        """Total artifact versions to delete."""
+        return self.totals.artifact_versions_to_delete
+
+    @property
+    def artifact_bytes_to_free(self) -> int:
+        """Total size of the artifact versions to delete."""
+        return self.totals.artifact_bytes_to_free
+
+    @property
+    def error_count(self) -> int:
+        """Plan-wide errors plus every run's."""
+        return len(self.header.errors) + self.totals.run_errors
+
+    @property
+    def has_errors(self) -> bool:
+        """Whether the plan (or any run in it) has errors; such a plan is not applied."""
+        return self.error_count > 0
+
+    @property
+    def sources(self) -> tuple[tuple[str, MlflowSource | WandbSource], ...]:
+        """The imports planned (the header's)."""
+        return self.header.sources
+
+    def iter_runs(self) -> Iterator[RunPlan]:
+        """The runs again, in file order, each the same as when the plan was checked."""
+        self._fh.seek(0)
+        index = 0
+        for key, value in _members(self.path, self._fh):
+            if key != "runs" or value is jsonstream.STREAM_START:
+                continue
+            if _Digest.item_hash(value) != self._run_hashes[32 * index:32 * (index + 1)]:
+                raise PlanError(f"plan file {self.path} changed while it was being applied (runs[{index}]); "
+                                "apply it again: the journal skips what is done")
+            yield run_from_dict(value, f"runs[{index}]")
+            index += 1
+
+    def close(self) -> None:
+        """Close the file."""
+        self._fh.close()
+
+
+def _members(path: Path, fh: TextIO) -> Iterator[tuple[str, Any]]:
+    """The plan file's members (``runs`` streamed); a JSON error names the file, line and column."""
+    try:
+        yield from jsonstream.members(fh, "runs")
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"plan file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                        f"{exc.msg}); make a new one with `reconcile plan -f SPEC -o {path}`") from exc
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"cannot read plan file {path}: {exc}") from exc
+
+
+def open_plan(path: Path, *, checks: Sequence[Callable[[RunPlan], None]] = ()) -> SavedPlan:
+    """Open a saved plan for applying: every run read and checked (also by ``checks``), the counts and
+    ``content_digest`` verified, in one pass that holds one run at a time."""
+    path = Path(path)
+    fh = _open_text(path)
+    try:
+        return _check_saved(path, fh, tuple(checks))
+    except BaseException:
+        fh.close()
+        raise
+
+
+_HEADER_FIELDS = frozenset({"format_version", "spec_digest", "created_at", "base_url", "summary", "errors",
+                            "warnings", "skipped_running", "runs_read", "limits", "imports"})
+
+
+def _check_saved(path: Path, fh: TextIO, checks: tuple[Callable[[RunPlan], None], ...]) -> SavedPlan:
+    fields: dict[str, Any] = {}
+    totals, seen, hashes = Totals(), set[str](), bytearray()
+    digest: _Digest | None = None
+    runs_found = late_header = False
+    try:
+        for key, value in _members(path, fh):
+            if key != "runs":
+                fields[key] = value
+                late_header = late_header or (runs_found and key in _HEADER_FIELDS)
+                continue
+            if value is jsonstream.STREAM_START:
+                runs_found = True
+                if "format_version" in fields:
+                    _header_from_dict(_Fields(fields, ""))  # another version: say so before its runs
+                digest = _Digest(fields)
+                continue
+            index = len(hashes) // 32
+            run = run_from_dict(value, f"runs[{index}]")
+            _check_run(index, run, seen)
+            for check in checks:
+                check(run)
+            totals = totals.plus(run)
+            hashes += digest.add(value) if digest is not None else b""
+        if not runs_found:
+            raise PlanError("missing field 'runs'")
+        f = _Fields(fields, "")
+        header = _header_from_dict(f)
+        _check_summary(totals, _Fields(f.get("summary", dict), "summary"))
+        stated = _check_digest(path, fh, fields, None if late_header else digest)
+    except StalePlanError as exc:
+        raise StalePlanError(f"plan file {path}: {exc}") from exc
+    except PlanError as exc:
+        if str(exc).startswith(f"plan file {path} ") or str(exc).startswith(f"cannot read plan file {path}"):
+            raise
+        raise PlanError(f"plan file {path} is not a valid reconcile plan: {exc}; "
+                        f"make a new one with `reconcile plan -f SPEC -o {path}`") from exc
+    return SavedPlan(path, fh, header, totals, stated, bytes(hashes), checks)
+
+
+def _check_digest(path: Path, fh: TextIO, fields: Mapping[str, Any], digest: _Digest | None) -> str:
+    """The stated ``content_digest``, if ``digest`` (of the runs read; None: read them again) matches it."""
+    stated = fields.get(DIGEST_FIELD)
+    if not isinstance(stated, str):
+        raise PlanError(f"it has no {DIGEST_FIELD} (written by hand or by an older reconcile)")
+    if digest is None:  # header fields after the runs: the digest needs them first
+        digest = _Digest(fields)
+        fh.seek(0)
+        for key, value in _members(path, fh):
+            if key == "runs" and value is not jsonstream.STREAM_START:
+                digest.add(value)
+    if digest.hexdigest() != stated:
+        raise PlanError(f"its {DIGEST_FIELD} does not match its content: it was changed after it was "
+                        "written")
+    return stated

@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,7 +37,7 @@ from reconcile.apply.mutations import (
     revert,
     unconverged,
 )
-from reconcile.apply.undo import undo_fields, undo_plan, undo_run
+from reconcile.apply.undo import LostFiles, UndoCollector, UndoSink, UndoSummary, undo_fields, undo_run
 from reconcile.backend import Backend
 from reconcile.backend.retry import with_retries
 from reconcile.errors import ApplyError, PlanError, PlanMismatch, ReconcileError, StalePlanError
@@ -50,6 +51,7 @@ from reconcile.models import (
     LiveFile,
     LiveRun,
     Plan,
+    PlanLike,
     RunPlan,
     VersionTTL,
 )
@@ -60,6 +62,9 @@ log = structlog.get_logger(__name__)
 
 BATCH_SIZE = 50
 """Runs re-read (and read back) per batched Runs query; also the unit of work between reads."""
+
+MAX_VERIFYING = 2 * BATCH_SIZE
+"""Read-backs in flight at most: the pipeline waits for older ones before reading back more."""
 
 
 @dataclass(slots=True)
@@ -77,9 +82,10 @@ class ApplyResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run, message)
     unconverged: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (run, fields)
     skipped: int = 0  # finished by an earlier apply of this plan (journal)
-    lost_files: list[tuple[str, str, int]] = field(default_factory=list)  # (run, name, size): no backup
+    lost: LostFiles = field(default_factory=LostFiles)  # deleted without a backup
     artifact_backups: Path | None = None  # where this apply's artifact-version backups are
-    undo: Plan | None = None
+    undo: Plan | None = None  # the undo plan, when it was kept in memory (else it is on disk)
+    undo_summary: UndoSummary = field(default_factory=UndoSummary)
     runs_created: int = 0  # imports: runs created by this apply
     history_rows: int = 0  # imports: history rows sent by this apply
     files_uploaded: int = 0  # imports: files uploaded by this apply
@@ -120,7 +126,19 @@ class ApplyResult:
         return line + "."
 
 
-def check_plan(plan: Plan, backend: Backend) -> None:
+def check_run(rp: RunPlan) -> None:
+    """Refuse a run whose changes its fingerprint does not cover (a saved plan checks each as it is read).
+    An import writes what its source holds: its source is re-read and checked instead."""
+    if rp.source is not None:
+        return
+    loose = [c.path for c in rp.changes if not _fingerprinted(c, rp.fingerprint_fields)]
+    if loose:
+        raise PlanError(f"the plan changes {', '.join(loose[:5])} of {rp.path} without fingerprinting "
+                        "it, so a change made since the plan could not be seen; the plan was edited or "
+                        "is corrupt. Make a new plan with `reconcile plan -o`.")
+
+
+def check_plan(plan: PlanLike, backend: Backend) -> None:
     """Refuse a plan apply must not use: errors, another format or server, limits exceeded."""
     if plan.format_version != FORMAT_VERSION:
         raise StalePlanError(f"the plan has format_version {plan.format_version}; this reconcile applies "
@@ -128,19 +146,13 @@ def check_plan(plan: Plan, backend: Backend) -> None:
     if plan.base_url.rstrip("/") != backend.base_url.rstrip("/"):
         raise StalePlanError(f"the plan was made against {plan.base_url} but WANDB_BASE_URL points at "
                              f"{backend.base_url}; set WANDB_BASE_URL to the plan's server or plan again.")
-    for rp in plan.runs:
-        if rp.source is not None:
-            continue  # an import writes what its source holds: the source is re-read and checked instead
-        loose = [c.path for c in rp.changes if not _fingerprinted(c, rp.fingerprint_fields)]
-        if loose:
-            raise PlanError(f"the plan changes {', '.join(loose[:5])} of {rp.path} without fingerprinting "
-                            "it, so a change made since the plan could not be seen; the plan was edited or "
-                            "is corrupt. Make a new plan with `reconcile plan -o`.")
+    if check_run not in getattr(plan, "checked", ()):  # a SavedPlan checked every run when it was opened
+        for rp in plan.iter_runs():
+            check_run(rp)
     if plan.has_errors:
-        count = len(plan.errors) + sum(len(r.errors) for r in plan.runs)
-        raise PlanError(f"the plan has {pluralize(count, 'error')} and cannot be applied; `reconcile show` "
-                        "lists them. Fix the spec and plan again.")
-    limits, changed = plan.limits, len(plan.changed_runs)
+        raise PlanError(f"the plan has {pluralize(plan.error_count, 'error')} and cannot be applied; "
+                        "`reconcile show` lists them. Fix the spec and plan again.")
+    limits, changed = plan.limits, plan.changed_count
     for limit, value, noun, what in ((limits.max_changed_runs, changed, "run", "to change"),
                                      (limits.max_file_deletions, plan.file_deletions, "file", "to delete"),
                                      (limits.max_bytes, plan.bytes_to_free, "byte", "to delete")):
@@ -165,7 +177,7 @@ def _fingerprinted(change: Change, fields: Sequence[Sequence[str]]) -> bool:
     return any(tuple(f) == wanted for f in fields)
 
 
-def check_consent(plan: Plan, *, backup_dir: Path | None, no_backup: bool) -> None:
+def check_consent(plan: PlanLike, *, backup_dir: Path | None, no_backup: bool) -> None:
     """A plan that deletes files needs an explicit choice: ``--backup-dir DIR`` or ``--no-backup``."""
     if backup_dir is not None and no_backup:
         raise PlanError("--backup-dir and --no-backup contradict each other; give one of them.")
@@ -194,8 +206,8 @@ class _Written:
 class _Executor:
     """One apply: holds the shared state of the run workers."""
 
-    def __init__(self, plan: Plan, backend: Backend, journal: Journal, parallelism: int, *,
-                 backup_dir: Path | None, observers: Sequence[ev.Observer],
+    def __init__(self, plan: PlanLike, backend: Backend, journal: Journal, parallelism: int, *,
+                 backup_dir: Path | None, observers: Sequence[ev.Observer], undo: UndoSink,
                  sleep: Callable[[float], None], open_source: SourceOpener = open_source_reader) -> None:
         self.plan, self.backend, self.journal = plan, backend, journal
         self.parallelism, self.backup_dir, self.sleep = parallelism, backup_dir, sleep
@@ -204,7 +216,8 @@ class _Executor:
             backup_dir, apply_id(journal.digest, plan.created_at.isoformat()))
         self.observers: tuple[ev.Observer, ...] = (journal, *observers)
         self.result = ApplyResult()
-        self.undo_runs: list[RunPlan] = []
+        self.undo = undo
+        self._in_flight: dict[str, RunPlan] = {}  # runs read from the plan and not yet finished, by path
         self._lock = threading.RLock()
         self.sources = SourceReaders(plan, open_source)
         self.imports = ImportWriter(backend, self.sources, retry=lambda fn, run: self.retry(fn, run=run),
@@ -223,7 +236,6 @@ class _Executor:
 
     def _account(self, event: ev.ApplyEvent) -> None:
         res = self.result
-        rp_by_path = self._by_path
         if isinstance(event, ev.RunApplied | ev.RunSkipped) and (
                 not isinstance(event, ev.RunSkipped) or event.outcome == "done"):
             res.runs_changed += 1
@@ -249,12 +261,19 @@ class _Executor:
                 res.stale.append((event.run, event.detail))
             elif event.outcome == "unconverged":
                 res.unconverged.append((event.run, tuple(event.detail.split(", "))))
+        self._take_undo(event)
+
+    def _take_undo(self, event: ev.ApplyEvent) -> None:
+        """A finished run's undo goes to the undo sink; then nothing here refers to its plan any more."""
         undo = getattr(event, "undo", None)
         if isinstance(undo, ev.UndoRecord):
-            res.lost_files.extend((event.run, name, size) for name, size in undo.lost_files)  # type: ignore[union-attr]
-            undo_rp = undo_run(rp_by_path[event.run], undo)  # type: ignore[union-attr]
+            for name, size in undo.lost_files:
+                self.result.lost.add(event.run, name, size)  # type: ignore[union-attr]
+            undo_rp = undo_run(self._in_flight[event.run], undo)  # type: ignore[union-attr]
             if undo_rp is not None:
-                self.undo_runs.append(undo_rp)
+                self.undo.add(undo_rp)
+        if isinstance(event, ev.RunApplied | ev.RunUnconverged | ev.RunSkipped | ev.RunStale | ev.RunFailed):
+            self._in_flight.pop(event.run, None)
 
     def retry(self, fn: Callable[[], T], run: str) -> T:
         """``fn`` with our bounded backoff on ``RetryableError`` (sleep injectable for tests)."""
@@ -269,22 +288,13 @@ class _Executor:
     # ------------------------------------------------------------------ the whole apply
 
     def run(self) -> ApplyResult:
-        """Apply every changed run of the plan; return what happened."""
+        """Apply every changed run of the plan, reading it one run at a time; return what happened."""
         plan = self.plan
-        runs = plan.changed_runs
-        self._by_path = {rp.path: rp for rp in runs}
-        self.emit(ev.ApplyStart(total_runs=len(runs), total_files=plan.file_deletions,
+        self.emit(ev.ApplyStart(total_runs=plan.changed_count, total_files=plan.file_deletions,
                                 total_bytes=plan.bytes_to_free, plan_digest=self.journal.digest))
-        todo: list[RunPlan] = []
-        for rp in runs:
-            record = self.journal.record_for(rp.path)
-            if record.final in FINAL_PHASES:
-                self.emit(self._skipped(rp, record))
-            else:
-                todo.append(rp)
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool:
             try:
-                self._pipeline(todo, pool)
+                self._pipeline(self._todo(), pool)
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
@@ -295,9 +305,24 @@ class _Executor:
             self.result.artifact_backups = self.backups.artifacts_root
         # Always a plan, empty if nothing can be undone: an undo plan left from an earlier apply
         # at the same path would revert the wrong change.
-        self.result.undo = undo_plan(plan, self.undo_runs)
+        self.result.undo = self.undo.finish()
+        self.result.undo_summary = self.undo.summary
         self.emit(ev.ApplyComplete(result=self.result))
         return self.result
+
+    def _todo(self) -> Iterator[RunPlan]:
+        """The plan's changed runs still to do, read from the plan only as the pipeline asks for them;
+        those an earlier apply finished are reported as skipped."""
+        for rp in self.plan.iter_runs():
+            if not rp.changes:
+                continue
+            with self._lock:
+                self._in_flight[rp.path] = rp
+            record = self.journal.record_for(rp.path)
+            if record.final in FINAL_PHASES:
+                self.emit(self._skipped(rp, record))
+            else:
+                yield rp
 
     def _skipped(self, rp: RunPlan, record: RunRecord) -> ev.RunSkipped:
         last = record.last
@@ -336,7 +361,7 @@ class _Executor:
                 out[rp.path] = live if live is not None else ApplyError("the run no longer exists")
         return out
 
-    def _pipeline(self, todo: Sequence[RunPlan], pool: ThreadPoolExecutor) -> None:
+    def _pipeline(self, todo: Iterator[RunPlan], pool: ThreadPoolExecutor) -> None:
         """Re-read, write and verify in batches without a barrier between them.
 
         The staleness re-read is batched (one Runs query per group of ``parallelism`` runs,
@@ -345,9 +370,12 @@ class _Executor:
         not behind a long queue (the summary sent is built from that read, and W&B has no
         compare-and-set). Written runs are read back in batches of ``BATCH_SIZE`` while later
         runs are still being written, so the workers never wait for a batch's slowest run.
+
+        ``todo`` is consumed lazily, one group at a time, and at most ``parallelism`` writes plus
+        ``MAX_VERIFYING`` read-backs are in flight: what apply holds does not grow with the plan.
         """
         writes: set[Future[_Written | None]] = set()
-        verifies: list[Future[None]] = []
+        verifies: set[Future[None]] = set()
         written: list[_Written] = []
         group_size = min(max(self.parallelism, 1), BATCH_SIZE)
 
@@ -364,12 +392,27 @@ class _Executor:
                 group = written[:BATCH_SIZE]
                 del written[:BATCH_SIZE]
                 readback = self._read([w.rp for w in group], "read-back", self._verify_needs_files)
-                verifies.extend(pool.submit(self._verify_run, w.rp, readback[w.rp.path]) for w in group)
+                settle(limit=MAX_VERIFYING - len(group))
+                verifies.update(pool.submit(self._verify_run, w.rp, readback[w.rp.path]) for w in group)
 
-        for start in range(0, len(todo), group_size):
+        def settle(*, limit: int) -> None:
+            """Wait until at most ``limit`` read-backs are in flight (a worker's bug surfaces here)."""
+            nonlocal verifies
+            while True:
+                done = {f for f in verifies if f.done()}
+                for future in done:
+                    future.result()
+                verifies -= done
+                if len(verifies) <= max(limit, 0):
+                    return
+                wait(verifies, return_when=FIRST_COMPLETED)
+
+        while True:
             while len(writes) >= self.parallelism:
                 harvest(block=True)
-            batch = todo[start:start + group_size]
+            batch = list(islice(todo, group_size))
+            if not batch:
+                break
             fresh = self._read(batch, "staleness check", lambda rp: _needs_files(rp.fingerprint_fields))
             # An import's run is written by reconcile.apply.imports; a rule's here.
             writes.update(pool.submit(self._write_import if rp.source else self._write_run, rp,
@@ -380,8 +423,7 @@ class _Executor:
             harvest(block=True)
             verify(drain=False)
         verify(drain=True)
-        for future in verifies:
-            future.result()
+        settle(limit=0)
 
     # ------------------------------------------------------------------ one run
 
@@ -748,11 +790,14 @@ def _stale(rp: RunPlan, live: LiveRun) -> ev.RunStale:
     return ev.RunStale(rp.path, f"{what} changed since the plan; nothing was written (plan again)", fields)
 
 
-def apply_plan(plan: Plan, backend: Backend, *, journal: Journal, parallelism: int = 10,
+def apply_plan(plan: PlanLike, backend: Backend, *, journal: Journal, parallelism: int = 10,
                backup_dir: Path | None = None, no_backup: bool = False, observers: Sequence[ev.Observer] = (),
-               sleep: Callable[[float], None] = time.sleep,
+               undo: UndoSink | None = None, sleep: Callable[[float], None] = time.sleep,
                open_source: SourceOpener = open_source_reader) -> ApplyResult:
     """Apply ``plan`` through ``backend``, recording each step in ``journal``; never prints.
+
+    ``plan`` is read one run at a time (``iter_runs``); the undo runs go to ``undo`` as the runs
+    finish (default: kept in memory, ``ApplyResult.undo``).
 
     Raises ``PlanError``/``StalePlanError`` before writing anything if the plan has errors,
     another format version or server, breaks its limits, or deletes files without a choice of
@@ -764,5 +809,6 @@ def apply_plan(plan: Plan, backend: Backend, *, journal: Journal, parallelism: i
     if parallelism < 1:
         raise PlanError("--parallelism must be at least 1")
     executor = _Executor(plan, backend, journal, parallelism, backup_dir=backup_dir, observers=observers,
-                         sleep=sleep, open_source=open_source)
+                         undo=undo if undo is not None else UndoCollector(plan), sleep=sleep,
+                         open_source=open_source)
     return executor.run()

@@ -48,7 +48,7 @@ from reconcile.models import (
     LiveFile,
     LiveRun,
     MlflowSource,
-    Plan,
+    PlanLike,
     RunAction,
     RunPlan,
     WandbSource,
@@ -84,7 +84,7 @@ def open_source_reader(name: str, source: MlflowSource | WandbSource) -> SourceR
 class SourceReaders:
     """Each import's reader, opened once on first use (from any worker thread), closed together."""
 
-    def __init__(self, plan: Plan, opener: SourceOpener = open_source_reader) -> None:
+    def __init__(self, plan: PlanLike, opener: SourceOpener = open_source_reader) -> None:
         self.sources = dict(plan.sources)
         self.opener = opener
         self._readers: dict[str, SourceReader] = {}

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fcntl
 import getpass
-import hashlib
 import json
 import os
 import socket
@@ -32,17 +31,21 @@ from typing import IO, Any
 
 from reconcile.apply import events as ev
 from reconcile.errors import PlanError, PlanLocked
-from reconcile.models import Plan
-from reconcile.planfile import plan_to_dict
+from reconcile.models import Plan, PlanLike
+from reconcile.planfile import content_digest_of
 
 FINAL_PHASES = frozenset({"done", "stale", "unconverged"})
 """Phases after which a run is not touched again by this plan (``failed`` is retried)."""
 
 
-def plan_digest(plan: Plan) -> str:
-    """sha256 over the plan's canonical JSON: the identity a journal belongs to."""
-    blob = json.dumps(plan_to_dict(plan), sort_keys=True, separators=(",", ":"), allow_nan=True)
-    return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+def plan_digest(plan: PlanLike) -> str:
+    """The plan's ``content_digest``: the identity a journal belongs to (the same for a plan in memory
+    and for the file it was saved to, which is read run by run and never held whole)."""
+    saved = getattr(plan, "digest", None)
+    if isinstance(saved, str):
+        return saved
+    assert isinstance(plan, Plan)
+    return content_digest_of(plan)
 
 
 def _now() -> str:
@@ -154,7 +157,7 @@ class Journal:
         self.file_lock = lock
 
     @classmethod
-    def open(cls, path: Path, plan: Plan, *, replace_foreign: bool = False,
+    def open(cls, path: Path, plan: PlanLike, *, replace_foreign: bool = False,
              lock: JournalLock | None = None) -> Journal:
         """Lock, then open (or create) the journal for ``plan``; refuse one written for another plan.
 
@@ -172,7 +175,7 @@ class Journal:
             raise
 
     @classmethod
-    def _open(cls, path: Path, plan: Plan, *, replace_foreign: bool, lock: JournalLock | None) -> Journal:
+    def _open(cls, path: Path, plan: PlanLike, *, replace_foreign: bool, lock: JournalLock | None) -> Journal:
         digest = plan_digest(plan)
         runs: dict[str, RunRecord] = {}
         if path.exists():
@@ -204,11 +207,13 @@ class Journal:
 
     def record(self, run: str, phase: str, **extra: Any) -> None:
         """Append one run record, durably (flush + fsync) before returning."""
-        rec = self.runs.setdefault(run, RunRecord())
-        rec.phases.add(phase)
         line = {"type": "run", "run": run, "phase": phase, **extra}
         if phase in (*FINAL_PHASES, "failed"):
-            rec.last = line
+            # This apply is done with the run: it is on disk for the next apply, not kept in memory
+            # (memory stays flat however big the plan).
+            self.runs.pop(run, None)
+        else:
+            self.runs.setdefault(run, RunRecord()).phases.add(phase)
         self._write(line)
 
     def _write(self, record: dict[str, Any]) -> None:

@@ -12,9 +12,15 @@ cannot come back; ``describe`` says so.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 from reconcile.apply.backup import Backup
 from reconcile.apply.events import UndoRecord
@@ -26,10 +32,11 @@ from reconcile.models import (
     ConfigWrites,
     LiveFile,
     Plan,
+    PlanLike,
     RunPlan,
     utc_from_iso,
 )
-from reconcile.planfile import write_plan
+from reconcile.planfile import Totals, run_to_dict, write_plan, write_plan_runs
 from reconcile.render.common import size_text
 from reconcile.retention import RESTORED_KEY, restored_record
 
@@ -126,38 +133,145 @@ def undo_fields(rp: RunPlan, restored: Iterable[str] = ()) -> tuple[tuple[str, .
     return tuple(sorted(fields))
 
 
-def undo_plan(plan: Plan, runs: Iterable[RunPlan]) -> Plan:
+def undo_plan(plan: PlanLike, runs: Iterable[RunPlan]) -> Plan:
     """The undo plan of an apply of ``plan``, holding ``runs`` (from ``undo_run``)."""
+    return dataclasses.replace(_undo_header(plan), runs=tuple(sorted(runs, key=lambda r: r.path)))
+
+
+def _undo_header(plan: PlanLike) -> Plan:
     return Plan(spec_digest=f"undo:{plan.spec_digest}", created_at=datetime.now(timezone.utc),
-                base_url=plan.base_url, runs=tuple(sorted(runs, key=lambda r: r.path)),
-                format_version=FORMAT_VERSION)
+                base_url=plan.base_url, runs=(), format_version=FORMAT_VERSION)
 
 
-def describe(undo: Plan, lost_files: Sequence[tuple[str, str, int]], *, versions_deleted: int = 0,
+EXAMPLES = 20
+"""Runs or files named in a sentence before "and N more"."""
+
+
+@dataclass(slots=True)
+class UndoSummary:
+    """What an undo plan holds, counted as its runs go by (for ``describe``)."""
+
+    runs: int = 0
+    metadata: int = 0
+    uploads: int = 0
+    upload_bytes: int = 0
+    nulled: int = 0
+    nulled_examples: list[str] = field(default_factory=list)
+
+    def count(self, rp: RunPlan) -> None:
+        """Count one undo run."""
+        self.runs += 1
+        for c in rp.changes:
+            if c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD:
+                self.uploads += 1
+                self.upload_bytes += int(c.after)
+            elif c.kind is not ChangeKind.FILE and c.key[:len(RESTORED_KEY)] != RESTORED_KEY:
+                self.metadata += 1
+            if c.detail and c.detail.startswith("set to null"):
+                self.nulled += 1
+                if len(self.nulled_examples) < EXAMPLES:
+                    self.nulled_examples.append(f"{rp.path}: {c.path}")
+
+
+@dataclass(slots=True)
+class LostFiles:
+    """Files deleted without a backup: how many, how big, and the first few by name."""
+
+    count: int = 0
+    bytes: int = 0
+    examples: list[tuple[str, str, int]] = field(default_factory=list)  # (run, name, size)
+
+    def add(self, run: str, name: str, size: int) -> None:
+        """Count one lost file."""
+        self.count += 1
+        self.bytes += size
+        if len(self.examples) < EXAMPLES:
+            self.examples.append((run, name, size))
+
+
+class UndoSink(Protocol):
+    """Where an apply puts the undo runs it produces, one at a time."""
+
+    summary: UndoSummary
+
+    def add(self, rp: RunPlan) -> None:
+        """Take one undo run."""
+
+    def finish(self) -> Plan | None:
+        """All runs given: the undo plan if it is kept in memory (None if it went to disk)."""
+
+
+class UndoCollector:
+    """Keeps the undo plan in memory (``ApplyResult.undo``): for callers that want the ``Plan``."""
+
+    def __init__(self, plan: PlanLike) -> None:
+        self.plan, self.runs, self.summary = plan, list[RunPlan](), UndoSummary()
+
+    def add(self, rp: RunPlan) -> None:
+        """Keep ``rp``."""
+        self.runs.append(rp)
+        self.summary.count(rp)
+
+    def finish(self) -> Plan:
+        """The undo plan, its runs sorted by path."""
+        return undo_plan(self.plan, self.runs)
+
+
+class UndoWriter:
+    """Writes the undo plan to ``path`` as the apply goes: each run to a spool file beside it at once,
+    and at the end the plan itself (summary first) from the spool, replacing ``path`` atomically (an
+    empty plan if nothing can be undone). Memory stays flat however many runs the apply changes."""
+
+    def __init__(self, plan: PlanLike, path: Path) -> None:
+        self.header, self.path, self.summary = _undo_header(plan), Path(path), UndoSummary()
+        self.totals = Totals()
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".runs", dir=directory)
+        self._spool_path = Path(name)
+        self._spool = os.fdopen(fd, "w+", encoding="utf-8")
+
+    def add(self, rp: RunPlan) -> None:
+        """Spool ``rp`` (one JSON line)."""
+        self._spool.write(json.dumps(run_to_dict(rp), ensure_ascii=False, allow_nan=True) + "\n")
+        self.totals = self.totals.plus(rp)
+        self.summary.count(rp)
+
+    def finish(self) -> None:
+        """Write the undo plan and drop the spool."""
+        try:
+            self._spool.flush()
+            self._spool.seek(0)
+            runs = (json.loads(line) for line in self._spool)
+            write_plan_runs(self.header, runs, self.totals, self.path)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Drop the spool (idempotent)."""
+        self._spool.close()
+        self._spool_path.unlink(missing_ok=True)
+
+
+def describe(summary: UndoSummary, lost: LostFiles, *, versions_deleted: int = 0,
              artifact_backups: Path | None = None) -> list[str]:
-    """What applying ``undo`` restores and what it cannot, in plain sentences (one per line)."""
-    metadata = sum(1 for r in undo.runs for c in r.changes
-                   if c.kind is not ChangeKind.FILE and c.key[:len(RESTORED_KEY)] != RESTORED_KEY)
-    uploads = [c for r in undo.runs for c in r.changes if c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD]
-    nulled = [f"{r.path}: {c.path}" for r in undo.runs for c in r.changes if c.detail and c.detail.startswith(
-        "set to null")]
+    """What applying the undo plan restores and what it cannot, in plain sentences (one per line)."""
     lines: list[str] = []
-    if metadata or uploads:
-        lines.append(f"It restores {metadata} metadata change(s) on {len(undo.runs)} run(s) and re-uploads "
-                     f"{len(uploads)} file(s) ({size_text(sum(int(c.after) for c in uploads))}) from their "
+    if summary.metadata or summary.uploads:
+        lines.append(f"It restores {summary.metadata} metadata change(s) on {summary.runs} run(s) and "
+                     f"re-uploads {summary.uploads} file(s) ({size_text(summary.upload_bytes)}) from their "
                      "backups (each checked against its checksum first).")
     else:
         lines.append("It restores nothing: nothing this apply did can be undone.")
-    if nulled:
-        lines.append(f"It cannot remove the {len(nulled)} config key(s) the apply added (a merging W&B "
+    if summary.nulled:
+        others = summary.nulled - len(summary.nulled_examples)
+        lines.append(f"It cannot remove the {summary.nulled} config key(s) the apply added (a merging W&B "
                      "server keeps config keys, wandb/wandb#11055): it sets them to null instead: "
-                     + ", ".join(nulled) + ".")
-    if lost_files:
-        names = ", ".join(f"{run}/{name}" for run, name, _size in lost_files[:20])
-        more = f" and {len(lost_files) - 20} more" if len(lost_files) > 20 else ""
-        lines.append(f"It cannot restore the {len(lost_files)} file(s) "
-                     f"({size_text(sum(s for _r, _n, s in lost_files))}) deleted without a backup: "
-                     f"{names}{more}.")
+                     + ", ".join(summary.nulled_examples) + (f" and {others} more" if others else "") + ".")
+    if lost.count:
+        names = ", ".join(f"{run}/{name}" for run, name, _size in lost.examples)
+        more = f" and {lost.count - len(lost.examples)} more" if lost.count > len(lost.examples) else ""
+        lines.append(f"It cannot restore the {lost.count} file(s) ({size_text(lost.bytes)}) deleted without "
+                     f"a backup: {names}{more}.")
     if versions_deleted:
         where = (f"their files are in {artifact_backups}" if artifact_backups is not None
                  else "they were deleted without a backup")

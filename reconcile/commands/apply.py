@@ -15,17 +15,17 @@ from pathlib import Path
 import click
 import structlog
 
-from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan
+from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan, check_run
 from reconcile.apply.journal import Journal, JournalLock, unfinished
 from reconcile.apply.progress import observers_for
-from reconcile.apply.undo import describe, write_undo
+from reconcile.apply.undo import UndoWriter, describe
 from reconcile.backend import Backend
 from reconcile.commands.paths import check_output_dir, check_output_file
 from reconcile.commands.plan import build_plan
 from reconcile.errors import PlanError
 from reconcile.errors_handler import EXIT_ERROR, EXIT_OK
-from reconcile.models import Plan
-from reconcile.planfile import read_plan, write_plan
+from reconcile.models import PlanLike
+from reconcile.planfile import SavedPlan, open_plan, write_plan
 from reconcile.render import render
 
 log = structlog.get_logger()
@@ -69,25 +69,26 @@ def _say(text: str, *, json_logs: bool, event: str, problem: bool = False, **fie
         log.info(event, message=text, **fields)
 
 
-def execute(plan: Plan, backend: Backend, *, journal_path: Path, undo_out: Path, backup_dir: Path | None,
+def execute(plan: PlanLike, backend: Backend, *, journal_path: Path, undo_out: Path, backup_dir: Path | None,
             no_backup: bool, parallelism: int, lock: JournalLock, replace_foreign_journal: bool = False,
             json_logs: bool = False, color: bool = False) -> ApplyResult:
-    """Apply ``plan`` with the journal (``lock`` held), progress observers and undo output."""
+    """Apply ``plan`` with the journal (``lock`` held), progress observers, and the undo plan written
+    to ``undo_out`` as the runs finish."""
     check_plan(plan, backend)  # refuse before creating a journal for a plan that cannot be applied
     check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
     journal = Journal.open(journal_path, plan, replace_foreign=replace_foreign_journal, lock=lock)
+    undo = UndoWriter(plan, undo_out)
     try:
         result = apply_plan(plan, backend, journal=journal, parallelism=parallelism, backup_dir=backup_dir,
-                            no_backup=no_backup,
+                            no_backup=no_backup, undo=undo,
                             observers=observers_for(sys.stderr, json_logs=json_logs, color=color))
     finally:
+        undo.discard()  # after finish() it is gone already; after a crash the journal holds the undo data
         journal.close()
-    if result.undo is not None:
-        write_undo(result.undo, undo_out)
-        lines = describe(result.undo, result.lost_files, versions_deleted=result.versions_deleted,
-                         artifact_backups=result.artifact_backups)
-        _say(f"Wrote the undo plan to {undo_out}; `reconcile apply {undo_out}` undoes this apply. "
-             + " ".join(lines), json_logs=json_logs, event="undo_written", path=str(undo_out))
+    lines = describe(result.undo_summary, result.lost, versions_deleted=result.versions_deleted,
+                     artifact_backups=result.artifact_backups)
+    _say(f"Wrote the undo plan to {undo_out}; `reconcile apply {undo_out}` undoes this apply. "
+         + " ".join(lines), json_logs=json_logs, event="undo_written", path=str(undo_out))
     return result
 
 
@@ -110,7 +111,20 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
         raise PlanError("--target only works with -f; a saved plan is applied exactly as it is")
     if backup_dir is not None and no_backup:
         raise PlanError("--backup-dir and --no-backup contradict each other; give one of them.")
-    plan = read_plan(plan_file) if plan_file is not None else None
+    # A saved plan is checked whole here, then read run by run while it is applied (never held whole).
+    plan = open_plan(plan_file, checks=(check_run,)) if plan_file is not None else None
+    try:
+        return _checked(plan, plan_file=plan_file, files=files, auto_approve=auto_approve, journal=journal,
+                        backup_dir=backup_dir, no_backup=no_backup, undo_out=undo_out, targets=targets,
+                        color=color, parallelism=parallelism, json_logs=json_logs)
+    finally:
+        if plan is not None:
+            plan.close()
+
+
+def _checked(plan: SavedPlan | None, *, plan_file: Path | None, files: list[Path], auto_approve: bool,
+             journal: Path | None, backup_dir: Path | None, no_backup: bool, undo_out: Path | None,
+             targets: list[str], color: bool, parallelism: int, json_logs: bool) -> int:
     if plan_file is not None:
         journal_path = journal or beside(plan_file, ".journal.jsonl")
         undo_path = undo_out or beside(plan_file, ".undo.json")
@@ -130,40 +144,46 @@ def run(*, plan_file: Path | None, files: list[Path], auto_approve: bool, journa
         lock.release()
 
 
-def _locked(plan: Plan | None, *, files: list[Path], auto_approve: bool,
+def _locked(saved: SavedPlan | None, *, files: list[Path], auto_approve: bool,
             journal_path: Path, undo_path: Path, backup_dir: Path | None, no_backup: bool, targets: list[str],
             color: bool, parallelism: int, json_logs: bool, lock: JournalLock) -> int:
     from reconcile.backend.wandb_api import WandbBackend
 
     backend = WandbBackend()
+    opened: SavedPlan | None = None
     try:
-        if plan is None:
+        if saved is None:
             if unfinished(journal_path):
                 # Its journal is the only record of what that apply changed and how to undo it.
                 raise PlanError(
                     f"an earlier `reconcile apply -f` did not finish ({journal_path} is incomplete). Finish "
                     f"it first with `reconcile apply {FROM_SPEC_PLAN}`, or delete {journal_path} if that "
                     "apply is no longer wanted.")
-            plan = build_plan(files, targets, backend)
-            render(plan, sys.stdout, "text", color=color)
-            if plan.has_errors:
+            built = build_plan(files, targets, backend)
+            render(built, sys.stdout, "text", color=color)
+            if built.has_errors:
                 return EXIT_ERROR
-            if not plan.has_changes:
+            if not built.has_changes:
                 return EXIT_OK
-            check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)  # before asking
+            check_consent(built, backup_dir=backup_dir, no_backup=no_backup)  # before asking
             if not _confirm(auto_approve):
                 click.echo("Apply cancelled.", err=True)
                 return EXIT_ERROR
-            # Saved so that an apply killed halfway can be finished exactly: `reconcile apply` of it.
-            write_plan(plan, FROM_SPEC_PLAN)
+            # Saved so that an apply killed halfway can be finished exactly: `reconcile apply` of it;
+            # then applied from that file, run by run, like any saved plan.
+            write_plan(built, FROM_SPEC_PLAN)
+            del built
+            plan = opened = open_plan(FROM_SPEC_PLAN, checks=(check_run,))
             foreign = True
         else:
-            foreign = False
+            plan, foreign = saved, False
         result = execute(plan, backend, journal_path=journal_path, undo_out=undo_path, backup_dir=backup_dir,
                          no_backup=no_backup, parallelism=parallelism, lock=lock,
                          replace_foreign_journal=foreign, json_logs=json_logs, color=color)
     finally:
         backend.close()
+        if opened is not None:
+            opened.close()
     click.echo(result.summary_line)
     if result.skipped:
         were = "run was" if result.skipped == 1 else "runs were"

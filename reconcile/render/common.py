@@ -13,7 +13,17 @@ from typing import Any
 from humanfriendly import format_size
 from humanfriendly.text import pluralize
 
-from reconcile.models import Change, ChangeKind, ChangeOp, KeptArtifact, KeptFile, Plan, RunAction, RunPlan
+from reconcile.models import (
+    Change,
+    ChangeKind,
+    ChangeOp,
+    KeptArtifact,
+    KeptFile,
+    Plan,
+    PlanLike,
+    RunAction,
+    RunPlan,
+)
 
 ELLIPSIS = "…"
 
@@ -77,7 +87,7 @@ def summary_line(plan: Plan) -> str:
     return line + "."
 
 
-def deleted_text(plan: Plan) -> str:
+def deleted_text(plan: PlanLike) -> str:
     """``2 files (1.5 MiB)``, ``3 artifact versions (20 MiB)``, or both joined by ``and``."""
     parts = []
     if plan.file_deletions:
