@@ -137,9 +137,15 @@ def _digest_counts(data: dict[str, Any]) -> None:
     _digest(data)
 
 
+def _twice_recounted(data: dict[str, Any]) -> None:
+    data["runs"].append(data["runs"][0])
+    _digest_counts(data)  # counts and digest agree with the duplicate: only the duplicate is wrong
+
+
 TAMPERED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     # name: (edit, what the apply must do)
     "run listed twice": (lambda d: d["runs"].append(d["runs"][0]), "refused"),
+    "run listed twice, counts and digest recomputed": (_twice_recounted, "refused"),
     "file count": (lambda d: d["summary"].update(files_to_delete=1), "refused"),
     "byte count": (lambda d: d["summary"].update(bytes_to_free=0), "refused"),
     "value edited, digest kept": (lambda d: d["runs"][0]["changes"][0].update(after="edited"), "refused"),
