@@ -183,7 +183,7 @@ SAFEGUARDS = (
     Safeguard("the fingerprint leaves out the run's identity", "reconcile/fingerprint.py",
               'payload: list[Any] = [["run", run.entity, run.project, run.id, run.storage_id]]',
               "payload: list[Any] = []",
-              ("tests/reliability/test_plan_safety.py",)),
+              ("tests/unit/test_fingerprint.py",)),
     Safeguard("a change the fingerprint does not cover applied", "reconcile/apply/executor.py",
               "    if loose:\n", "    if False:\n", ("tests/reliability/test_plan_safety.py",)),
     Safeguard("a planned file missing from the live listing deleted anyway",

@@ -137,6 +137,11 @@ def _digest_counts(data: dict[str, Any]) -> None:
     _digest(data)
 
 
+def _wrong_count(data: dict[str, Any]) -> None:
+    data["summary"]["files_to_delete"] = 1
+    _digest(data)  # the digest agrees: only the count is wrong
+
+
 def _twice_recounted(data: dict[str, Any]) -> None:
     data["runs"].append(data["runs"][0])
     _digest_counts(data)  # counts and digest agree with the duplicate: only the duplicate is wrong
@@ -148,6 +153,7 @@ TAMPERED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "run listed twice, counts and digest recomputed": (_twice_recounted, "refused"),
     "file count": (lambda d: d["summary"].update(files_to_delete=1), "refused"),
     "byte count": (lambda d: d["summary"].update(bytes_to_free=0), "refused"),
+    "file count, digest recomputed": (_wrong_count, "refused"),
     "value edited, digest kept": (lambda d: d["runs"][0]["changes"][0].update(after="edited"), "refused"),
     "digest removed": (lambda d: d.pop("content_digest"), "refused"),
     "file id of another run": (_swap_file_id, "run refused"),

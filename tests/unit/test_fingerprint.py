@@ -39,3 +39,12 @@ def test_drifted_tells_a_removed_key_from_a_null_one() -> None:
 def test_drifted_without_recorded_digests_names_nothing() -> None:
     """A plan written before per-field digests existed: no field can be named."""
     assert drifted(_run(tags=("z",)), FIELDS, ()) == ()
+
+
+def test_a_fingerprint_covers_the_runs_identity() -> None:
+    """Two runs with the same fingerprinted fields but another entity, project, id or storage id have
+    different fingerprints: a fingerprint copied from one run onto another never matches it."""
+    same = fingerprint(_run(), FIELDS)
+    assert fingerprint(_run(), FIELDS) == same
+    for other in (_run(entity="e2"), _run(project="p2"), _run(id="r2"), _run(storage_id="s2")):
+        assert fingerprint(other, FIELDS) != same
