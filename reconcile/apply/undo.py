@@ -36,7 +36,7 @@ from reconcile.models import (
     RunPlan,
     utc_from_iso,
 )
-from reconcile.planfile import Totals, run_to_dict, write_plan, write_plan_runs
+from reconcile.planfile import Totals, run_to_dict, write_plan_runs
 from reconcile.render.common import size_text
 from reconcile.retention import RESTORED_KEY, restored_record
 
@@ -278,8 +278,3 @@ def describe(summary: UndoSummary, lost: LostFiles, *, versions_deleted: int = 0
         lines.append(f"It cannot re-create the {versions_deleted} artifact version(s) deleted (a version "
                      f"logged again gets a new id and version number): {where}.")
     return lines
-
-
-def write_undo(plan: Plan, path: Path) -> None:
-    """Write the undo plan atomically (``planfile.write_plan``)."""
-    write_plan(plan, path)
