@@ -40,12 +40,18 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from humanfriendly.text import pluralize
+
 from reconcile.backend import Backend
 from reconcile.errors import ApplyError, RetryableError
 from reconcile.models import LiveArtifact, LiveFile, LiveRun
 from reconcile.planfile import fsync_directory
 
 _CHUNK = 1 << 20
+
+
+def _bytes(count: int) -> str:
+    return str(pluralize(count, "byte"))
 
 
 def backup_path(backup_dir: Path, entity: str, project: str, run_id: str, name: str) -> Path:
@@ -195,8 +201,8 @@ class BackupStore:
             backend.download_file(run, file, staged)
             size, sha, md5 = file_digests(staged) if staged.exists() else (-1, "", "")
             if size != file.size:
-                raise RetryableError(f"backup of {run.path}/{file.name} has {size} bytes, W&B lists "
-                                     f"{file.size}; the file was not deleted")
+                raise RetryableError(f"backup of {run.path}/{file.name} has {_bytes(size)}, W&B lists "
+                                     f"{_bytes(file.size)}; the file was not deleted")
             if file.md5 and md5 != file.md5:
                 raise RetryableError(f"backup of {run.path}/{file.name} has md5 {md5}, W&B lists {file.md5}; "
                                      "the file was not deleted")
@@ -275,14 +281,15 @@ class BackupStore:
                 path = staged / name  # the backend refused names that leave ``staged``
                 got, sha, _md5 = file_digests(path) if path.is_file() else (-1, "", "")
                 if got != size:
-                    raise RetryableError(f"backup of {artifact.name} ({name}) has {got} bytes, expected "
-                                         f"{size}; the version was not deleted")
+                    raise RetryableError(f"backup of {artifact.name} ({name}) has {_bytes(got)}, expected "
+                                         f"{_bytes(size)}; the version was not deleted")
                 _fsync(path)
                 members.append((name, got, sha))
             total = sum(size for _name, size, _sha in members)
             if total != artifact.size:
-                raise ApplyError(f"backup of {artifact.name} holds {total} bytes in {len(members)} files, "
-                                 f"W&B lists {artifact.size}; the version was not deleted.")
+                raise ApplyError(f"backup of {artifact.name} holds {_bytes(total)} in "
+                                 f"{pluralize(len(members), 'file')}, W&B lists {_bytes(artifact.size)}; "
+                                 "the version was not deleted.")
             backup = ArtifactBackup(run=run.path, artifact_id=artifact.id, name=artifact.name,
                                     size=total, members=tuple(sorted(members)), path=dest)
             self._place_artifact(staged, backup)
@@ -315,8 +322,8 @@ class BackupStore:
             path = backup.path / name
             got, now, _md5 = file_digests(path) if path.is_file() else (-1, "", "")
             if got != size or now != sha:
-                raise ApplyError(f"the backup of {where} ({path}) has {got} bytes and checksum "
-                                 f"{now or 'none'}, expected {size} bytes and {sha}; the version was not "
+                raise ApplyError(f"the backup of {where} ({path}) has {_bytes(got)} and checksum "
+                                 f"{now or 'none'}, expected {_bytes(size)} and {sha}; the version was not "
                                  "deleted")
 
     def existing(self, run_path: str, file: LiveFile) -> Backup | None:
@@ -339,6 +346,6 @@ class BackupStore:
             raise ApplyError(f"the backup of {where} ({backup.path}) is missing; the file was not deleted")
         size, sha, _md5 = file_digests(backup.path)
         if size != backup.size or sha != backup.sha256:
-            raise ApplyError(f"the backup of {where} ({backup.path}) has {size} bytes and checksum {sha}, "
-                             f"expected {backup.size} bytes and {backup.sha256}; the file was not deleted")
+            raise ApplyError(f"the backup of {where} ({backup.path}) has {_bytes(size)} and checksum {sha}, "
+                             f"expected {_bytes(backup.size)} and {backup.sha256}; the file was not deleted")
 

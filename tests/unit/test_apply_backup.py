@@ -72,6 +72,21 @@ def test_a_download_that_left_no_file_is_an_error(size: int, tmp_path: Path) -> 
         _store(tmp_path).back_up(_DownloadsNothing(), run, listed)  # type: ignore[arg-type]
 
 
+class _WritesOneByte:
+    """A backend whose download writes one byte."""
+
+    def download_file(self, run: object, file: object, dest: Path) -> None:
+        dest.write_bytes(b"1")
+
+
+def test_a_short_download_counts_its_bytes_in_the_singular(tmp_path: Path) -> None:
+    """The error for a download of another size names both sizes, one byte as '1 byte'."""
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    listed = LiveFile("f1", "a.pt", 2, FILE.updated_at)
+    with pytest.raises(RetryableError, match="has 1 byte, W&B lists 2 bytes; the file was not deleted"):
+        _store(tmp_path).back_up(_WritesOneByte(), run, listed)  # type: ignore[arg-type]
+
+
 VERSION = LiveArtifact(id="a3", collection="ckpt", type="model", version_index=3, size=7,
                        created_at=FILE.updated_at, aliases=())
 
@@ -118,6 +133,8 @@ def test_an_artifact_backup_that_does_not_add_up_is_an_error(tmp_path: Path) -> 
     run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
     with pytest.raises(ApplyError, match="the version was not deleted"):
         _store(tmp_path).back_up_artifact(_Writes({"m.ckpt": b"12"}), run, VERSION)  # type: ignore[arg-type]
+    with pytest.raises(ApplyError, match="holds 1 byte in 1 file, W&B lists 7 bytes"):
+        _store(tmp_path).back_up_artifact(_Writes({"m.ckpt": b"1"}), run, VERSION)  # type: ignore[arg-type]
     assert not (tmp_path / "apply-1/artifacts/acme/vision/r1/ckpt/v3").exists()
 
 
