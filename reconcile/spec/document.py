@@ -32,6 +32,8 @@ _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_TAG}{t}" for t in ("null", "bool", "int", "float", "str", "timestamp")}
 _MERGE_TAG = f"{_TAG}merge"
+# The line breaks YAML counts (a position's line is counted by these).
+_YAML_LINE_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
 
 
 class Abort(Exception):
@@ -44,6 +46,15 @@ class Abort(Exception):
 
 def _pos(mark: Any) -> Pos:
     return (mark.line + 1, mark.column + 1)
+
+
+def _within(text: str, pos: Pos) -> Pos:
+    """``pos``, or the end of ``text`` if libyaml placed it past the last line (at the end of the stream,
+    it counts a line break the text does not have)."""
+    lines = _YAML_LINE_BREAK.split(text)
+    if pos[0] <= len(lines):
+        return pos
+    return (len(lines), len(lines[-1]) + 1)
 
 
 def _text_pos(text: str, index: int) -> Pos:
@@ -167,7 +178,7 @@ class Document:
                     stack.pop().node.end_mark = event.end_mark
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            pos = _pos(mark) if mark is not None else (0, 0)
+            pos = _within(text, _pos(mark)) if mark is not None else (0, 0)
             problem = " ".join(filter(None, [exc.context, exc.problem]))
             raise self._abort(pos, (), f"invalid YAML: {problem or exc}") from exc
         except yaml.reader.ReaderError as exc:

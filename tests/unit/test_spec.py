@@ -275,6 +275,8 @@ HOSTILE: dict[str, tuple[bytes, int, int, str]] = {
     "control-characters": (b"version: 1\nname: \x01\x02\n", 2, 7, "invalid YAML"),
     "syntax-error": (b"version: 1\nrules: [a, b\n", 3, 1, "invalid YAML"),
     "bad-indent": (b"version: 1\n  rules: []\n", 2, 8, "invalid YAML"),
+    # libyaml places this error past the end of a last line with no line break: the end of that line
+    "error-at-end-of-unterminated-line": (b"ersion: 1\n\nrules []", 3, 9, "invalid YAML"),
     "two-documents": (b"version: 1\n---\nversion: 1\n", 2, 1, "a spec file holds one YAML document"),
     "scalar-top": (b"hello\n", 1, 1, "must be a mapping, not a string"),
     "unknown-alias": (b"version: 1\nrules: *nope\n", 2, 8, "unknown alias *nope"),
