@@ -164,3 +164,35 @@ def test_file_backups_are_verified_just_before_the_delete(tmp_path: Path) -> Non
     assert path == "acme/vision/a" and "the file was not deleted" in reason and "checksum" in reason
     assert _calls(backend, "delete_files") == []
     assert [f.name for f in backend.run("acme", "vision", "a").files or ()] == ["ckpt/0.pt", "ckpt/1.pt"]
+
+
+class _Refuses:
+    """A backend that fails the test if anything is downloaded."""
+
+    def download_file(self, run: object, file: object, dest: Path) -> None:
+        raise AssertionError("downloaded again")
+
+    def download_artifact(self, run: object, artifact: object, dest: Path) -> list[tuple[str, int]]:
+        raise AssertionError("downloaded again")
+
+
+def test_a_resumed_apply_knows_every_backup_of_the_first_attempt(tmp_path: Path) -> None:
+    """A new store on the same apply directory (a resumed apply) reads the manifest back: the same file
+    and version backups, every field equal, none downloaded again; a torn last line is skipped."""
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+
+    class Writes(_Writes):
+        def download_file(self, run: object, file: object, dest: Path) -> None:
+            dest.write_bytes(b"12345")
+
+    first = _store(tmp_path)
+    writes = Writes({"m.ckpt": b"1234", "n.ckpt": b"567"})
+    file_backup = first.back_up(writes, run, FILE)  # type: ignore[arg-type]
+    version_backup = first.back_up_artifact(writes, run, VERSION)  # type: ignore[arg-type]
+    with (tmp_path / "apply-1" / "manifest.jsonl").open("a", encoding="utf-8") as manifest:
+        manifest.write('{"run": "acme/vision/r1", "file_id": "f2", "na')  # killed mid-line
+    again = _store(tmp_path)
+    assert again.existing("acme/vision/r1", FILE) == file_backup
+    assert again.existing("acme/vision/r2", FILE) is None
+    assert again.back_up(_Refuses(), run, FILE) == file_backup  # type: ignore[arg-type]
+    assert again.back_up_artifact(_Refuses(), run, VERSION) == version_backup  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from reconcile.apply import events as ev
 from reconcile.apply.executor import ApplyResult
-from reconcile.apply.journal import Journal, JournalLock, plan_digest
+from reconcile.apply.journal import Journal, JournalLock, plan_digest, unfinished
 from reconcile.apply.progress import LogObserver
 from reconcile.commands.apply import beside
 from reconcile.errors import PlanError, PlanLocked
@@ -56,6 +56,27 @@ def test_journal_reopen_reads_phases_and_ignores_a_torn_last_line(tmp_path: Path
     assert again.record_for("acme/vision/b").final == "done"
     assert again.record_for("acme/vision/c").phases == set()
     again.close()
+
+
+def test_unfinished_is_a_journal_without_its_complete_record(tmp_path: Path) -> None:
+    """`apply -f` keeps an unfinished apply's journal: one with the plan's header and no `complete`
+    record, even if the process died mid-line (the torn line is cut); no file or an empty one is not."""
+    path = tmp_path / "j.jsonl"
+    assert not unfinished(path)
+    path.write_text("")
+    assert not unfinished(path)
+    path.unlink()
+    journal = Journal.open(path, _plan())
+    journal(ev.RunStarted("acme/vision/a"))
+    journal.close()
+    with path.open("a") as fh:
+        fh.write('{"type": "run", "run": "acme/vision/a", "pha')
+    assert unfinished(path)
+    assert path.read_text().endswith("}\n")  # the torn line is gone
+    journal = Journal.open(path, _plan())
+    journal(ev.ApplyComplete(ApplyResult()))
+    journal.close()
+    assert not unfinished(path)
 
 
 def test_journal_damaged_in_the_middle_is_refused(tmp_path: Path) -> None:
