@@ -57,7 +57,8 @@ lint: $(STAMP)
 MUTATION_MINUTES ?= 40
 MUTANTS := 'reconcile.log.*' 'reconcile.templates.*' 'reconcile.retention.*' 'reconcile.fingerprint.*' \
 	'reconcile.apply.journal.*' 'reconcile.apply.backup.*' 'reconcile.apply.undo.*' \
-	'reconcile.apply.executor.x_check_plan__*'
+	'reconcile.apply.executor.x_check_plan__*' 'reconcile.apply.executor.x__fingerprinted__*' \
+	'reconcile.apply.executor.x_check_consent__*'
 mutation: $(STAMP)
 	timeout --signal=INT $$(( $(MUTATION_MINUTES) * 60 )) nice $(BIN)/mutmut run --max-children 1 $(MUTANTS) || true
 	$(BIN)/python tests/mutation_report.py $(MUTANTS)
