@@ -193,7 +193,7 @@ class Journal:
                 path.unlink()
                 runs = {}
         path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not path.exists()
+        fresh = not path.exists() or path.stat().st_size == 0  # e.g. `--journal "$(mktemp)"`
         handle = path.open("a", encoding="utf-8")
         journal = cls(path, digest, runs, handle, lock)
         if fresh:

@@ -79,6 +79,21 @@ def test_unfinished_is_a_journal_without_its_complete_record(tmp_path: Path) -> 
     assert not unfinished(path)
 
 
+def test_an_empty_journal_file_gets_the_plan_header(tmp_path: Path) -> None:
+    """A journal file that exists but is empty (`--journal "$(mktemp)"`) is started like a new one: its
+    header names the plan, so an unfinished apply is known as such and another plan's apply is refused."""
+    path = tmp_path / "j.jsonl"
+    path.write_text("")
+    journal = Journal.open(path, _plan())
+    journal(ev.RunStarted("acme/vision/a"))
+    journal.close()
+    assert json.loads(path.read_text().splitlines()[0])["plan_digest"] == plan_digest(_plan())
+    assert unfinished(path)
+    other = make_plan(run_plan(live_run("b"), [config_set("lr", 0.1, 0.3)]))
+    with pytest.raises(PlanError, match="belongs to another plan"):
+        Journal.open(path, other, replace_foreign=True)
+
+
 def test_journal_damaged_in_the_middle_is_refused(tmp_path: Path) -> None:
     """Garbage before the last line is not a crash artefact: refuse with a way out."""
     path = tmp_path / "j.jsonl"
