@@ -221,6 +221,12 @@ SAFEGUARDS = (
     Safeguard("a TTL on a type W&B makes itself is accepted", "reconcile/spec/builder.py",
               'if artifact_type in AUTO_ARTIFACT_TYPES or artifact_type.startswith("wandb-"):', "if False:",
               (TTL + "test_a_bad_ttl_is_an_error_naming_file_line_and_field",)),
+    Safeguard("older_than deletes a file exactly that old", "reconcile/retention.py",
+              "and not when < now - rule.older_than:", "and not when <= now - rule.older_than:",
+              ("tests/unit/test_retention.py::test_each_narrowing_boundary_is_kept_on_its_own",)),
+    Safeguard("larger_than deletes a file of exactly that size", "reconcile/retention.py",
+              "and not size > rule.larger_than:", "and not size >= rule.larger_than:",
+              ("tests/unit/test_retention.py::test_each_narrowing_boundary_is_kept_on_its_own",)),
 )
 
 
