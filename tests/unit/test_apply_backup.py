@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -196,3 +199,73 @@ def test_a_resumed_apply_knows_every_backup_of_the_first_attempt(tmp_path: Path)
     assert again.existing("acme/vision/r2", FILE) is None
     assert again.back_up(_Refuses(), run, FILE) == file_backup  # type: ignore[arg-type]
     assert again.back_up_artifact(_Refuses(), run, VERSION) == version_backup  # type: ignore[arg-type]
+
+
+class _Bytes:
+    """A backend whose file download writes these bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def download_file(self, run: object, file: object, dest: Path) -> None:
+        dest.write_bytes(self.data)
+
+
+def test_an_existing_file_backup_is_kept_if_equal_and_never_overwritten(tmp_path: Path) -> None:
+    """A backup already at the file's place (another apply's store that did not record it): the same
+    bytes are taken as they are; other bytes are refused and left untouched."""
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    first = _store(tmp_path).back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
+    (tmp_path / "apply-1" / "manifest.jsonl").unlink()
+    same = _store(tmp_path).back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
+    assert same == first
+    (tmp_path / "apply-1" / "manifest.jsonl").unlink()
+    with pytest.raises(ApplyError, match=r"refusing to overwrite the backup .*the file was not deleted"):
+        _store(tmp_path).back_up(_Bytes(b"54321"), run, FILE)  # type: ignore[arg-type]
+    assert first.path.read_bytes() == b"12345"
+
+
+@pytest.mark.parametrize("code", [errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK])
+def test_without_hard_links_the_backup_is_copied(code: int, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system without hard links (some network or FUSE ones): the staged download is copied into
+    place, complete, and verifies."""
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(code, "no hard links here")
+
+    monkeypatch.setattr(os, "link", no_link)
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    store = _store(tmp_path)
+    backup = store.back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
+    assert backup.path.read_bytes() == b"12345"
+    assert oct(backup.path.stat().st_mode & 0o777) == oct(0o600)
+    store.verify(backup)
+
+
+def test_another_link_error_is_not_taken_for_a_missing_hard_link(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only "no hard links here" errors fall back to a copy; others (a full disk) propagate."""
+    def full(src: object, dst: object) -> None:
+        raise OSError(errno.ENOSPC, "no space left")
+
+    monkeypatch.setattr(os, "link", full)
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    with pytest.raises(OSError, match="no space left"):
+        _store(tmp_path).back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
+
+
+def test_an_artifact_backup_gone_as_a_whole_is_an_error_naming_it(tmp_path: Path) -> None:
+    """verify_artifact on a version backup whose directory is gone, or a member replaced by a directory:
+    an ApplyError naming the run, the version and the path; nothing is deleted."""
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    store = _store(tmp_path)
+    backup = store.back_up_artifact(_Writes({"m.ckpt": b"1234", "n.ckpt": b"567"}), run, VERSION)  # type: ignore[arg-type]
+    (backup.path / "n.ckpt").unlink()
+    (backup.path / "n.ckpt").mkdir()
+    with pytest.raises(ApplyError, match=r"the backup of acme/vision/r1's ckpt:v3 \(.*n\.ckpt\) has -1 bytes "
+                                         r"and checksum none, expected 3 bytes and sha256:"):
+        store.verify_artifact(backup)
+    shutil.rmtree(backup.path)
+    with pytest.raises(ApplyError, match=r"the backup of acme/vision/r1's ckpt:v3 \(.*\) is missing; the "
+                                         "version was not deleted"):
+        store.verify_artifact(backup)
