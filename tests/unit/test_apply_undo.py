@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reconcile.apply.backup import backup_path
+from reconcile.apply.backup import Backup, backup_path
+from reconcile.apply.events import UndoRecord
 from reconcile.apply.executor import ApplyResult, apply_plan
 from reconcile.apply.journal import Journal
-from reconcile.apply.undo import describe, invert
+from reconcile.apply.undo import describe, invert, undo_run
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import ApplyError, PlanError
@@ -274,3 +276,39 @@ def test_describe_says_what_the_undo_restores_and_what_it_cannot(tmp_path: Path)
         "backups (each checked against its checksum first).",
         "It cannot restore the 1 file(s) (100 bytes) deleted without a backup: acme/vision/r3/f0.pt.",
     ]
+
+
+def test_undo_run_re_uploads_each_backup_and_sets_merged_config_keys_to_null(tmp_path: Path) -> None:
+    """The undo of one applied run, change by change: a created config key on a merging server set to
+    null (not unset), the changed key set back, and per backup a re-upload of the original file (its id,
+    size, upload time and md5, from the backup's path, checked by its sha256) plus the summary record
+    of its original upload time."""
+    run = live_run("r1")
+    rp = run_plan(run, [config_set("new", None, 1, created=True), config_set("lr", 0.2, 0.1)],
+                  config_writes=ConfigWrites.MERGE)
+    backup = Backup(run="acme/vision/r1", file_id="f9", name="ckpt/a.pt", size=5,
+                    updated_at="2026-01-02T03:04:05Z", sha256="sha256:abc", md5="bWQ1",
+                    path=tmp_path / "a.pt")
+    undo = undo_run(rp, UndoRecord("sha256:fp", (("config", "lr"),), (0, 1), (backup,)))
+    assert undo is not None
+    assert (undo.fingerprint, undo.fingerprint_fields, undo.config_writes) == (
+        "sha256:fp", (("config", "lr"),), ConfigWrites.MERGE)
+    null, back, upload, remember = undo.changes
+    assert (null.kind, null.op, null.key, null.before, null.after, null.rules) == (
+        ChangeKind.CONFIG, ChangeOp.SET, ("new",), 1, None, ("undo:r",))
+    assert null.detail is not None and null.detail.startswith("set to null: a merging W&B server")
+    assert (back.op, back.key, back.before, back.after) == (ChangeOp.SET, ("lr",), 0.1, 0.2)
+    assert (upload.kind, upload.op, upload.key, upload.before, upload.after, upload.rules) == (
+        ChangeKind.FILE, ChangeOp.ADD, ("ckpt/a.pt",), None, 5, ("undo",))
+    assert upload.file is not None
+    assert (upload.file.id, upload.file.name, upload.file.size, upload.file.updated_at, upload.file.md5) == (
+        "f9", "ckpt/a.pt", 5, datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), "bWQ1")
+    assert (upload.source, upload.checksum) == (str(tmp_path / "a.pt"), "sha256:abc")
+    assert (remember.kind, remember.op, remember.key, remember.before, remember.created, remember.rules) == (
+        ChangeKind.SUMMARY, ChangeOp.SET, (*RESTORED_KEY, "ckpt/a.pt"), None, True, ("undo",))
+    assert remember.after == {"updated_at": "2026-01-02T03:04:05Z", "size": 5, "md5": "bWQ1"}
+    replace = run_plan(run, [config_set("new", None, 1, created=True)], config_writes=ConfigWrites.REPLACE)
+    unset_back = undo_run(replace, UndoRecord("sha256:fp", (), (0,)))
+    assert unset_back is not None
+    assert [(c.op, c.key) for c in unset_back.changes] == [(ChangeOp.UNSET, ("new",))]
+    assert undo_run(rp, UndoRecord("sha256:fp", (), ())) is None
