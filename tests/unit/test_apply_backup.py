@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import errno
+import hashlib
 import os
+import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from reconcile.apply.backup import BackupStore, backup_path
+from reconcile.apply.backup import BackupStore, apply_id, backup_path
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import ApplyError, RetryableError
@@ -269,3 +273,24 @@ def test_an_artifact_backup_gone_as_a_whole_is_an_error_naming_it(tmp_path: Path
     with pytest.raises(ApplyError, match=r"the backup of acme/vision/r1's ckpt:v3 \(.*\) is missing; the "
                                          "version was not deleted"):
         store.verify_artifact(backup)
+
+
+def test_a_download_whose_md5_is_not_w_and_b_s_is_not_a_backup(tmp_path: Path) -> None:
+    """W&B lists the file's md5 (base64): a download hashing otherwise is refused (retried), nothing
+    placed; one that matches is the backup, with that md5 recorded."""
+    good = base64.b64encode(hashlib.md5(b"12345").digest()).decode()  # noqa: S324 - W&B's md5 field
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    listed = dataclasses.replace(FILE, md5=good)
+    refused = f"has md5 .* W&B lists {re.escape(good)}; the file was not deleted"
+    with pytest.raises(RetryableError, match=refused):
+        _store(tmp_path).back_up(_Bytes(b"54321"), run, listed)  # type: ignore[arg-type]
+    assert not list((tmp_path / "apply-1" / "files").rglob("*.pt"))
+    backup = _store(tmp_path).back_up(_Bytes(b"12345"), run, listed)  # type: ignore[arg-type]
+    assert backup.md5 == good and backup.path.read_bytes() == b"12345"
+
+
+def test_each_apply_s_backups_are_named_by_its_time_and_plan() -> None:
+    """The per-apply directory: the plan's creation time (letters and digits, to the second) and 12 hex
+    characters of its digest."""
+    assert apply_id("sha256:0123456789abcdef0123", "2026-12-01T10:11:12.345678+00:00") == \
+        "20261201T101112-0123456789ab"
