@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,9 +98,24 @@ def test_an_empty_journal_file_gets_the_plan_header(tmp_path: Path) -> None:
 def test_journal_damaged_in_the_middle_is_refused(tmp_path: Path) -> None:
     """Garbage before the last line is not a crash artefact: refuse with a way out."""
     path = tmp_path / "j.jsonl"
-    path.write_text("not json\n{}\n")
-    with pytest.raises(PlanError, match="damaged"):
+    path.write_text("{}\nnot json\n{}\n")
+    with pytest.raises(PlanError, match=f"^{re.escape(str(path))}:2: the journal is damaged"):
         Journal.open(path, _plan())
+
+
+def test_a_last_whole_line_that_is_not_json_is_ignored_and_a_failure_recorded(tmp_path: Path) -> None:
+    """The last line, even ended, may be garbage a crash left: ignored. A failed run's record is kept as
+    its final outcome for the resume."""
+    path = tmp_path / "j.jsonl"
+    journal = Journal.open(path, _plan())
+    journal(ev.RunFailed("acme/vision/a", "boom"))
+    journal.close()
+    with path.open("a") as fh:
+        fh.write("\x00\x00garbage\n")
+    again = Journal.open(path, _plan())
+    assert again.record_for("acme/vision/a").final == "failed"
+    assert again.record_for("acme/vision/a").last["message"] == "boom"
+    again.close()
 
 
 def test_log_observer_binds_run_and_level_by_outcome() -> None:
