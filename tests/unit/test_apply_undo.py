@@ -17,7 +17,7 @@ from reconcile.apply.undo import describe, invert, undo_run
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import ApplyError, PlanError
-from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, Plan
+from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, LiveArtifact, Plan
 from reconcile.planfile import read_plan, write_plan
 from reconcile.retention import RESTORED_KEY
 from tests.unit.apply_helpers import (
@@ -312,3 +312,28 @@ def test_undo_run_re_uploads_each_backup_and_sets_merged_config_keys_to_null(tmp
     assert unset_back is not None
     assert [(c.op, c.key) for c in unset_back.changes] == [(ChangeOp.UNSET, ("new",))]
     assert undo_run(rp, UndoRecord("sha256:fp", (), ())) is None
+
+
+def test_invert_builds_the_whole_inverse_change() -> None:
+    """Whole inverse changes (every field): rules named undo:<rule> (or undo), a removed key set back
+    as created, a rename reversed, an artifact TTL set back on that version; a re-upload and a file
+    deletion have none (an undo of an undo only restores metadata)."""
+    version = LiveArtifact(id="a1", collection="m", type="model", version_index=2, size=3,
+                           created_at=datetime(2026, 1, 1, tzinfo=timezone.utc), aliases=())
+    cases = [
+        (Change(ChangeKind.SUMMARY, ChangeOp.UNSET, ("tmp",), 5, None, ("clean",)),
+         Change(ChangeKind.SUMMARY, ChangeOp.SET, ("tmp",), None, 5, ("undo:clean",), created=True)),
+        (Change(ChangeKind.CONFIG, ChangeOp.RENAME, ("b",), 1, 1, ("mv", "x"), from_key=("a",)),
+         Change(ChangeKind.CONFIG, ChangeOp.RENAME, ("a",), 1, 1, ("undo:mv", "undo:x"), from_key=("b",))),
+        (Change(ChangeKind.NOTES, ChangeOp.SET, (), "old", "new", ()),
+         Change(ChangeKind.NOTES, ChangeOp.SET, (), "new", "old", ("undo",))),
+        (Change(ChangeKind.ARTIFACT, ChangeOp.SET, ("m:v2", "ttl"), "30d", "7d", ("ttl",), artifact=version),
+         Change(ChangeKind.ARTIFACT, ChangeOp.SET, ("m:v2", "ttl"), "7d", "30d", ("undo:ttl",),
+                artifact=version)),
+    ]
+    for change, inverse in cases:
+        assert invert(change) == inverse
+    assert invert(Change(ChangeKind.ARTIFACT, ChangeOp.SET, ("m:v2", "ttl"), None, "7d", ("ttl",),
+                         artifact=version)) is None  # no TTL before: nothing to set back
+    assert invert(Change(ChangeKind.FILE, ChangeOp.ADD, ("a.pt",), None, 5, ("undo",))) is None
+    assert invert(Change(ChangeKind.ARTIFACT, ChangeOp.DELETE, ("m:v2",), version, None, ("r",))) is None
