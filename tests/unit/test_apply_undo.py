@@ -276,6 +276,16 @@ def test_describe_says_what_the_undo_restores_and_what_it_cannot(tmp_path: Path)
         "backups (each checked against its checksum first).",
         "It cannot restore the 1 file(s) (100 bytes) deleted without a backup: acme/vision/r3/f0.pt.",
     ]
+    twice = Change(ChangeKind.CONFIG, ChangeOp.SET, ("other",), 2, None, ("undo",), detail=nulled.detail)
+    third = run_plan(live_run("r4"), [tag(ChangeOp.ADD, "y"), nulled, twice])
+    assert describe(make_plan(third), lost[:20]) == [
+        "It restores 3 metadata change(s) on 1 run(s) and re-uploads 0 file(s) (0 bytes) from their "
+        "backups (each checked against its checksum first).",
+        "It cannot remove the 2 config key(s) the apply added (a merging W&B server keeps config keys, "
+        "wandb/wandb#11055): it sets them to null instead: acme/vision/r4: config.new, "
+        "acme/vision/r4: config.other.",
+        f"It cannot restore the 20 file(s) (1.95 KiB) deleted without a backup: {listed}.",
+    ]
 
 
 def test_undo_run_re_uploads_each_backup_and_sets_merged_config_keys_to_null(tmp_path: Path) -> None:
