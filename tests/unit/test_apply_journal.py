@@ -43,6 +43,48 @@ def test_journal_records_each_phase_as_a_json_line(tmp_path: Path) -> None:
     assert all("time" in x for x in lines)
 
 
+def test_journal_records_what_each_event_says(tmp_path: Path) -> None:
+    """Every apply event becomes its own record, with the counts, fields and undo data the resume and
+    the undo plan read back; the apply's end is a `complete` record with the summary line."""
+    undo = ev.UndoRecord("sha256:fp", (("config", "lr"),), (0,))
+    path = tmp_path / "j.jsonl"
+    journal = Journal.open(path, _plan())
+    for event in (ev.RunMetadataWritten("r", already=True), ev.RunFilesDeleted("r", files=2, bytes=30),
+                  ev.RunArtifactsDeleted("r", versions=1, bytes=7), ev.RunArtifactTTLsSet("r", versions=3),
+                  ev.RunFilesUploaded("r", files=4),
+                  ev.RunImported("r", created=True, rows=10, files=1, bytes=5),
+                  ev.RunApplied("r", changes=1, files_deleted=2, bytes_freed=30, undo=undo),
+                  ev.RunStale("s", "changed since the plan"),
+                  ev.RunUnconverged("u", ("config.lr",), undo=undo, files_deleted=1, bytes_freed=9),
+                  ev.RunUnconverged("v", ("tags",))):
+        journal(event)
+    result = ApplyResult()
+    journal(ev.ApplyComplete(result))
+    journal.close()
+    records = [json.loads(x) for x in path.read_text().splitlines()[1:]]
+    assert all(r.pop("time") for r in records)
+    assert records == [
+        {"type": "run", "run": "r", "phase": "metadata_written", "already": True},
+        {"type": "run", "run": "r", "phase": "files_deleted", "files": 2, "bytes": 30},
+        {"type": "run", "run": "r", "phase": "artifacts_deleted", "versions": 1, "bytes": 7},
+        {"type": "run", "run": "r", "phase": "artifact_ttls_set", "versions": 3},
+        {"type": "run", "run": "r", "phase": "files_uploaded", "files": 4},
+        {"type": "run", "run": "r", "phase": "imported", "created": True, "rows": 10, "files": 1, "bytes": 5},
+        {"type": "run", "run": "r", "phase": "done", "files_deleted": 2, "bytes_freed": 30,
+         "undo": undo.to_json()},
+        {"type": "run", "run": "s", "phase": "stale", "reason": "changed since the plan"},
+        {"type": "run", "run": "u", "phase": "unconverged", "fields": ["config.lr"], "files_deleted": 1,
+         "bytes_freed": 9, "undo": undo.to_json()},
+        {"type": "run", "run": "v", "phase": "unconverged", "fields": ["tags"], "files_deleted": 0,
+         "bytes_freed": 0, "undo": None},
+        {"type": "complete", "summary": result.summary_line},
+    ]
+    again = Journal.open(path, _plan())
+    assert again.record_for("r").final == "done" and again.record_for("r").last["undo"] == undo.to_json()
+    assert again.record_for("u").phases == {"unconverged"}
+    again.close()
+
+
 def test_journal_reopen_reads_phases_and_ignores_a_torn_last_line(tmp_path: Path) -> None:
     """A record cut short by a crash is ignored; earlier records are kept for the resume."""
     plan = _plan()
