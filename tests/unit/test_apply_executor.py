@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from reconcile.apply import events as ev
-from reconcile.apply.executor import ApplyResult, apply_plan
+from reconcile.apply.executor import ApplyResult, apply_plan, check_plan
 from reconcile.apply.journal import Journal
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import BackendError, PlanError, RetryableError, StalePlanError
-from reconcile.models import ChangeKind, ChangeOp, ConfigWrites, Limits, Plan
+from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, Limits, Plan
 from tests.unit.apply_helpers import (
     config_set,
     file_delete,
@@ -458,3 +458,32 @@ def test_fingerprint_covers_the_runs_identity(tmp_path: Path) -> None:
     result, _ = _apply(make_plan(moved), backend, tmp_path)
     assert [r for r, _ in result.stale] == ["acme/secret/a"]
     assert _calls(backend, "update_run") == []
+
+
+@pytest.mark.parametrize(("change", "fields", "accepted"), [
+    (config_set("lr", 0.1, 0.2), [("config", "lr")], True),
+    (config_set("lr", 0.1, 0.2), [("config",)], True),  # the whole config is fingerprinted
+    (config_set("a.b", 1, 2), [("config", "a")], True),  # a parent key covers its leaves
+    (config_set("a", 1, 2), [("config", "a", "b")], False),  # a leaf does not cover its parent
+    (config_set("lr", 0.1, 0.2), [("summary", "lr")], False),  # the same key of the other kind
+    (config_set("lr", 0.1, 0.2), [("config", "other")], False),
+    (Change(ChangeKind.SUMMARY, ChangeOp.RENAME, ("new",), 1, 1, ("r",), from_key=("old",)),
+     [("summary", "new"), ("summary", "old")], True),
+    (Change(ChangeKind.SUMMARY, ChangeOp.RENAME, ("new",), 1, 1, ("r",), from_key=("old",)),
+     [("summary", "new")], False),  # the key renamed away must be fingerprinted too
+    (string_set(ChangeKind.NOTES, "", "n"), [("notes",)], True),
+    (string_set(ChangeKind.NOTES, "", "n"), [("name",)], False),
+    (file_delete(live_file("f1", "a.pt")), [("files",)], True),
+    (file_delete(live_file("f1", "a.pt")), [("tags",)], False),
+])
+def test_check_plan_refuses_a_change_its_fingerprint_does_not_cover(change: Change,
+                                                                     fields: list[tuple[str, ...]],
+                                                                     accepted: bool) -> None:
+    """A saved plan whose run changes a field the run's fingerprint leaves out (edited or corrupt) is
+    refused before anything is written: apply could not see a change made there since the plan."""
+    rp = dataclasses.replace(run_plan(live_run("a"), [change]), fingerprint_fields=tuple(fields))
+    if accepted:
+        check_plan(make_plan(rp), MemoryBackend())
+    else:
+        with pytest.raises(PlanError, match="without fingerprinting it"):
+            check_plan(make_plan(rp), MemoryBackend())
