@@ -13,11 +13,11 @@ from reconcile.apply.backup import Backup, backup_path
 from reconcile.apply.events import UndoRecord
 from reconcile.apply.executor import ApplyResult, apply_plan
 from reconcile.apply.journal import Journal
-from reconcile.apply.undo import describe, invert, undo_run
+from reconcile.apply.undo import LostFiles, UndoSummary, describe, invert, undo_run
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import ApplyError, PlanError
-from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, LiveArtifact, Plan
+from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, LiveArtifact, Plan, RunPlan
 from reconcile.planfile import read_plan, write_plan
 from reconcile.retention import RESTORED_KEY
 from tests.unit.apply_helpers import (
@@ -245,6 +245,20 @@ def test_undo_on_merge_sets_created_config_keys_to_null(tmp_path: Path) -> None:
     assert backend.run("acme", "vision", "a").config["added"] is None
 
 
+def _summary(*runs: RunPlan) -> UndoSummary:
+    summary = UndoSummary()
+    for rp in runs:
+        summary.count(rp)
+    return summary
+
+
+def _lost(files: list[tuple[str, str, int]]) -> LostFiles:
+    lost = LostFiles()
+    for run, name, size in files:
+        lost.add(run, name, size)
+    return lost
+
+
 def test_describe_says_what_the_undo_restores_and_what_it_cannot(tmp_path: Path) -> None:
     """The sentences apply prints about its undo plan: metadata changes (not the restored-files record)
     and re-uploads with their size, config keys only set to null, files and versions lost for good."""
@@ -255,7 +269,7 @@ def test_describe_says_what_the_undo_restores_and_what_it_cannot(tmp_path: Path)
     first = run_plan(live_run("r1"), [config_set("lr", 0.2, 0.1), nulled, record, upload])
     second = run_plan(live_run("r2"), [tag(ChangeOp.REMOVE, "x")])
     lost = [("acme/vision/r3", f"f{i}.pt", 100) for i in range(22)]
-    lines = describe(make_plan(first, second), lost, versions_deleted=2, artifact_backups=tmp_path)
+    lines = describe(_summary(first, second), _lost(lost), versions_deleted=2, artifact_backups=tmp_path)
     listed = ", ".join(f"acme/vision/r3/f{i}.pt" for i in range(20))
     assert lines == [
         "It restores 3 metadata change(s) on 2 run(s) and re-uploads 1 file(s) (1.46 KiB) from their "
@@ -266,19 +280,19 @@ def test_describe_says_what_the_undo_restores_and_what_it_cannot(tmp_path: Path)
         "It cannot re-create the 2 artifact version(s) deleted (a version logged again gets a new id and "
         f"version number): their files are in {tmp_path}.",
     ]
-    assert describe(make_plan(), [], versions_deleted=1) == [
+    assert describe(UndoSummary(), LostFiles(), versions_deleted=1) == [
         "It restores nothing: nothing this apply did can be undone.",
         "It cannot re-create the 1 artifact version(s) deleted (a version logged again gets a new id and "
         "version number): they were deleted without a backup.",
     ]
-    assert describe(make_plan(second), lost[:1]) == [
+    assert describe(_summary(second), _lost(lost[:1])) == [
         "It restores 1 metadata change(s) on 1 run(s) and re-uploads 0 file(s) (0 bytes) from their "
         "backups (each checked against its checksum first).",
         "It cannot restore the 1 file(s) (100 bytes) deleted without a backup: acme/vision/r3/f0.pt.",
     ]
     twice = Change(ChangeKind.CONFIG, ChangeOp.SET, ("other",), 2, None, ("undo",), detail=nulled.detail)
     third = run_plan(live_run("r4"), [tag(ChangeOp.ADD, "y"), nulled, twice])
-    assert describe(make_plan(third), lost[:20]) == [
+    assert describe(_summary(third), _lost(lost[:20])) == [
         "It restores 3 metadata change(s) on 1 run(s) and re-uploads 0 file(s) (0 bytes) from their "
         "backups (each checked against its checksum first).",
         "It cannot remove the 2 config key(s) the apply added (a merging W&B server keeps config keys, "
