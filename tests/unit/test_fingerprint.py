@@ -48,3 +48,17 @@ def test_a_fingerprint_covers_the_runs_identity() -> None:
     assert fingerprint(_run(), FIELDS) == same
     for other in (_run(entity="e2"), _run(project="p2"), _run(id="r2"), _run(storage_id="s2")):
         assert fingerprint(other, FIELDS) != same
+
+
+def test_a_fingerprint_reads_values_not_their_order_or_spelling() -> None:
+    """The same config in another key order has the same fingerprint; a removed key is not a null one;
+    NaN and values JSON cannot hold (a time) are fingerprinted, not an error; a tag changed is seen."""
+    fields = [("config",), ("tags",), ("created_at",)]
+    one = fingerprint(_run(config={"lr": 0.1, "model": "resnet"}), fields)
+    assert fingerprint(_run(config={"model": "resnet", "lr": 0.1}), fields) == one
+    assert fingerprint(_run(config={"lr": 0.1}), [("config", "model")]) != \
+        fingerprint(_run(config={"lr": 0.1, "model": None}), [("config", "model")])
+    odd = _run(config={"lr": float("nan"), "when": NOW})
+    assert fingerprint(odd, fields) == fingerprint(odd, fields)
+    assert fingerprint(_run(tags=("b",)), fields) != one
+    assert fingerprint(_run(created_at=datetime(2026, 6, 2, tzinfo=timezone.utc)), fields) != one
