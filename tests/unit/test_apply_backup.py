@@ -294,3 +294,13 @@ def test_each_apply_s_backups_are_named_by_its_time_and_plan() -> None:
     characters of its digest."""
     assert apply_id("sha256:0123456789abcdef0123", "2026-12-01T10:11:12.345678+00:00") == \
         "20261201T101112-0123456789ab"
+
+
+def test_an_earlier_backup_is_not_this_file_s_if_its_size_or_name_differs(tmp_path: Path) -> None:
+    """existing(): the recorded backup of a file id counts only for the same name and the same size."""
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    store = _store(tmp_path)
+    backup = store.back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
+    assert store.existing("acme/vision/r1", FILE) == backup
+    assert store.existing("acme/vision/r1", dataclasses.replace(FILE, size=6)) is None
+    assert store.existing("acme/vision/r1", dataclasses.replace(FILE, name="ckpt/other.pt")) is None
