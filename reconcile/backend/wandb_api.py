@@ -183,13 +183,11 @@ def _wrapped_config(config: Mapping[str, Any]) -> str:
     return json.dumps({k: {"value": v, "desc": None} for k, v in config.items()})
 
 
-def create_run_document(create: RunCreate) -> tuple[str, dict[str, Any]]:
-    """UpsertBucket's create form for ``create``: only the fields set are declared and sent."""
-    declarations = ["$name: String", "$project: String", "$entity: String"]
-    inputs = ["name: $name", "modelName: $project", "entityName: $entity"]
-    variables: dict[str, Any] = {"name": create.run_id, "project": create.project, "entity": create.entity}
-    for attr, (var, gql_type, field) in _CREATE_FIELDS.items():
-        value = getattr(create, attr)
+def _declare_set_fields(source: RunCreate | RunUpdate, fields: Mapping[str, tuple[str, str, str]],
+                        declarations: list[str], inputs: list[str], variables: dict[str, Any]) -> None:
+    """Declare and send each of ``fields`` that ``source`` sets; a field left ``None`` is neither."""
+    for attr, (var, gql_type, field) in fields.items():
+        value = getattr(source, attr)
         if value is None:
             continue
         declarations.append(f"${var}: {gql_type}")
@@ -198,7 +196,18 @@ def create_run_document(create: RunCreate) -> tuple[str, dict[str, Any]]:
             value = list(value)
         elif attr == "config":
             value = _wrapped_config(value)
+        elif attr == "summary":
+            # HTTPSummary._write: the client's own compact encoder (NaN/inf as constants).
+            value = wandb_util.json_dumps_safer(dict(value))
         variables[var] = value
+
+
+def create_run_document(create: RunCreate) -> tuple[str, dict[str, Any]]:
+    """UpsertBucket's create form for ``create``: only the fields set are declared and sent."""
+    declarations = ["$name: String", "$project: String", "$entity: String"]
+    inputs = ["name: $name", "modelName: $project", "entityName: $entity"]
+    variables: dict[str, Any] = {"name": create.run_id, "project": create.project, "entity": create.entity}
+    _declare_set_fields(create, _CREATE_FIELDS, declarations, inputs, variables)
     document = (
         f"mutation UpsertBucket({', '.join(declarations)}) {{\n"
         f"    upsertBucket(input: {{{', '.join(inputs)}}}) {{\n"
@@ -218,20 +227,7 @@ def upsert_bucket_document(update: RunUpdate) -> tuple[str, dict[str, Any]]:
     declarations = ["$id: String!"]
     inputs = ["id: $id"]
     variables: dict[str, Any] = {"id": update.storage_id}
-    for attr, (var, gql_type, field) in _UPSERT_FIELDS.items():
-        value = getattr(update, attr)
-        if value is None:
-            continue
-        declarations.append(f"${var}: {gql_type}")
-        inputs.append(f"{field}: ${var}")
-        if attr == "tags":
-            value = list(value)
-        elif attr == "config":
-            value = _wrapped_config(value)
-        elif attr == "summary":
-            # HTTPSummary._write: the client's own compact encoder (NaN/inf as constants).
-            value = wandb_util.json_dumps_safer(dict(value))
-        variables[var] = value
+    _declare_set_fields(update, _UPSERT_FIELDS, declarations, inputs, variables)
     document = (
         f"mutation UpsertBucket({', '.join(declarations)}) {{\n"
         f"    upsertBucket(input: {{{', '.join(inputs)}}}) {{\n"
