@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
+from humanfriendly.text import pluralize
+
 from reconcile.apply.backup import Backup
 from reconcile.apply.events import UndoRecord
 from reconcile.models import (
@@ -257,24 +259,28 @@ def describe(summary: UndoSummary, lost: LostFiles, *, versions_deleted: int = 0
     """What applying the undo plan restores and what it cannot, in plain sentences (one per line)."""
     lines: list[str] = []
     if summary.metadata or summary.uploads:
-        lines.append(f"It restores {summary.metadata} metadata change(s) on {summary.runs} run(s) and "
-                     f"re-uploads {summary.uploads} file(s) ({size_text(summary.upload_bytes)}) from their "
-                     "backups (each checked against its checksum first).")
+        changes = pluralize(summary.metadata, "metadata change")
+        uploads = pluralize(summary.uploads, "file")
+        lines.append(f"It restores {changes} on {pluralize(summary.runs, 'run')} and re-uploads {uploads} "
+                     f"({size_text(summary.upload_bytes)}) from their backups (each checked against its "
+                     "checksum first).")
     else:
         lines.append("It restores nothing: nothing this apply did can be undone.")
     if summary.nulled:
         others = summary.nulled - len(summary.nulled_examples)
-        lines.append(f"It cannot remove the {summary.nulled} config key(s) the apply added (a merging W&B "
-                     "server keeps config keys, wandb/wandb#11055): it sets them to null instead: "
+        keys, them = pluralize(summary.nulled, "config key"), "it" if summary.nulled == 1 else "them"
+        lines.append(f"It cannot remove the {keys} the apply added (a merging W&B server keeps config keys, "
+                     f"wandb/wandb#11055): it sets {them} to null instead: "
                      + ", ".join(summary.nulled_examples) + (f" and {others} more" if others else "") + ".")
     if lost.count:
         names = ", ".join(f"{run}/{name}" for run, name, _size in lost.examples)
         more = f" and {lost.count - len(lost.examples)} more" if lost.count > len(lost.examples) else ""
-        lines.append(f"It cannot restore the {lost.count} file(s) ({size_text(lost.bytes)}) deleted without "
-                     f"a backup: {names}{more}.")
+        files = pluralize(lost.count, "file")
+        lines.append(f"It cannot restore the {files} ({size_text(lost.bytes)}) deleted without a backup: "
+                     f"{names}{more}.")
     if versions_deleted:
         where = (f"their files are in {artifact_backups}" if artifact_backups is not None
                  else "they were deleted without a backup")
-        lines.append(f"It cannot re-create the {versions_deleted} artifact version(s) deleted (a version "
-                     f"logged again gets a new id and version number): {where}.")
+        lines.append(f"It cannot re-create the {pluralize(versions_deleted, 'artifact version')} deleted (a "
+                     f"version logged again gets a new id and version number): {where}.")
     return lines

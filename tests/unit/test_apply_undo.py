@@ -272,33 +272,33 @@ def test_describe_says_what_the_undo_restores_and_what_it_cannot(tmp_path: Path)
     lines = describe(_summary(first, second), _lost(lost), versions_deleted=2, artifact_backups=tmp_path)
     listed = ", ".join(f"acme/vision/r3/f{i}.pt" for i in range(20))
     assert lines == [
-        "It restores 3 metadata change(s) on 2 run(s) and re-uploads 1 file(s) (1.46 KiB) from their "
+        "It restores 3 metadata changes on 2 runs and re-uploads 1 file (1.46 KiB) from their "
         "backups (each checked against its checksum first).",
-        "It cannot remove the 1 config key(s) the apply added (a merging W&B server keeps config keys, "
-        "wandb/wandb#11055): it sets them to null instead: acme/vision/r1: config.new.",
-        f"It cannot restore the 22 file(s) (2.15 KiB) deleted without a backup: {listed} and 2 more.",
-        "It cannot re-create the 2 artifact version(s) deleted (a version logged again gets a new id and "
+        "It cannot remove the 1 config key the apply added (a merging W&B server keeps config keys, "
+        "wandb/wandb#11055): it sets it to null instead: acme/vision/r1: config.new.",
+        f"It cannot restore the 22 files (2.15 KiB) deleted without a backup: {listed} and 2 more.",
+        "It cannot re-create the 2 artifact versions deleted (a version logged again gets a new id and "
         f"version number): their files are in {tmp_path}.",
     ]
     assert describe(UndoSummary(), LostFiles(), versions_deleted=1) == [
         "It restores nothing: nothing this apply did can be undone.",
-        "It cannot re-create the 1 artifact version(s) deleted (a version logged again gets a new id and "
+        "It cannot re-create the 1 artifact version deleted (a version logged again gets a new id and "
         "version number): they were deleted without a backup.",
     ]
     assert describe(_summary(second), _lost(lost[:1])) == [
-        "It restores 1 metadata change(s) on 1 run(s) and re-uploads 0 file(s) (0 bytes) from their "
+        "It restores 1 metadata change on 1 run and re-uploads 0 files (0 bytes) from their "
         "backups (each checked against its checksum first).",
-        "It cannot restore the 1 file(s) (100 bytes) deleted without a backup: acme/vision/r3/f0.pt.",
+        "It cannot restore the 1 file (100 bytes) deleted without a backup: acme/vision/r3/f0.pt.",
     ]
     twice = Change(ChangeKind.CONFIG, ChangeOp.SET, ("other",), 2, None, ("undo",), detail=nulled.detail)
     third = run_plan(live_run("r4"), [tag(ChangeOp.ADD, "y"), nulled, twice])
     assert describe(_summary(third), _lost(lost[:20])) == [
-        "It restores 3 metadata change(s) on 1 run(s) and re-uploads 0 file(s) (0 bytes) from their "
+        "It restores 3 metadata changes on 1 run and re-uploads 0 files (0 bytes) from their "
         "backups (each checked against its checksum first).",
-        "It cannot remove the 2 config key(s) the apply added (a merging W&B server keeps config keys, "
+        "It cannot remove the 2 config keys the apply added (a merging W&B server keeps config keys, "
         "wandb/wandb#11055): it sets them to null instead: acme/vision/r4: config.new, "
         "acme/vision/r4: config.other.",
-        f"It cannot restore the 20 file(s) (1.95 KiB) deleted without a backup: {listed}.",
+        f"It cannot restore the 20 files (1.95 KiB) deleted without a backup: {listed}.",
     ]
 
 
