@@ -42,6 +42,7 @@ from reconcile.models import (
     Spec,
     UnlessTop,
 )
+from reconcile.trees import apply_changes
 
 LIVE_STATES = ("running", "pending", "preempting")
 """States whose live process rewrites config and summary when it finishes (wandb/wandb#4377); a
@@ -121,9 +122,27 @@ class _RunWork:
     changes: list[Change] = dataclasses.field(default_factory=list)
     errors: list[str] = dataclasses.field(default_factory=list)
     fields: set[FieldRef] = dataclasses.field(default_factory=lambda: {("state",)})
+    # The config and summary changes, planned before the text fields and tags. Templates render
+    # against the run with them made, so a template reading a key the same spec sets converges in
+    # one apply (made on first use).
+    sections: list[Change] = dataclasses.field(default_factory=list)
+    _rendered: LiveRun | None = None
 
     def error(self, message: str) -> None:
         self.errors.append(message)
+
+    def rendered(self) -> LiveRun:
+        """The run as it will be after this plan's config and summary changes."""
+        if self._rendered is None:
+            config = [c for c in self.sections if c.kind is ChangeKind.CONFIG]
+            summary = [c for c in self.sections if c.kind is ChangeKind.SUMMARY]
+            run = self.run
+            if config or summary:
+                run = dataclasses.replace(
+                    run, config=apply_changes(run.config, config) if config else run.config,
+                    summary=apply_changes(run.summary, summary) if summary else run.summary)
+            self._rendered = run
+        return self._rendered
 
 
 def _plan_text_fields(work: _RunWork) -> None:
@@ -160,7 +179,7 @@ def _render(work: _RunWork, rule: Rule, what: str, template: str) -> str | None:
                 work.fields.add((fld.source, *fld.path))
             elif fld.source != "id":
                 work.fields.add((fld.source,))
-        return templates.render(template, work.run)
+        return templates.render(template, work.rendered())
     except templates.TemplateError as exc:
         work.error(f"rule {rule.name!r}: {what} template {template!r} for {work.run.path}: {exc}")
         return None
@@ -526,10 +545,16 @@ class Planner:
         work = _RunWork(run, rules, keepers=matched)
         for rule in rules:
             work.fields.update(_match_fields(rule))
-        _plan_text_fields(work)
-        _plan_tags(work)
+        # Config and summary first: templates render against the run with those changes made.
+        # The plan lists text fields and tags first, as it always has.
         _plan_section(work, ChangeKind.CONFIG)
         _plan_section(work, ChangeKind.SUMMARY)
+        work.sections, section_errors = work.changes, work.errors
+        work.changes, work.errors = [], []
+        _plan_text_fields(work)
+        _plan_tags(work)
+        work.changes.extend(work.sections)
+        work.errors.extend(section_errors)
         decisions = self._select_files(work)
         has_versions = self._collect_artifacts(work)
         fields = tuple(sorted(work.fields))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconcile.backend import RunUpdate
@@ -21,13 +21,13 @@ from reconcile.models import (
     ChangeKind,
     ChangeOp,
     ConfigWrites,
-    KeyPath,
     LiveFile,
     LiveRun,
     RunPlan,
     VersionTTL,
 )
 from reconcile.planner import same  # the planner's notion of equal: 1 == 1.0, True != 1, NaN == NaN
+from reconcile.trees import apply_changes, del_in, plain, set_in
 
 _STRING_FIELDS = {
     ChangeKind.NAME: "name",
@@ -38,45 +38,6 @@ _STRING_FIELDS = {
 _UPDATE_FIELD = {"name": "display_name", "notes": "notes", "group": "group", "job_type": "job_type"}
 
 METADATA_KINDS = frozenset(ChangeKind) - {ChangeKind.FILE, ChangeKind.ARTIFACT}
-
-
-def _set_in(tree: dict[str, Any], path: KeyPath, value: Any) -> None:
-    node = tree
-    for key in path[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = {}
-            node[key] = child
-        node = child
-    node[path[-1]] = value
-
-
-def _del_in(tree: dict[str, Any], path: KeyPath) -> None:
-    node: Any = tree
-    for key in path[:-1]:
-        node = node.get(key) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node.pop(path[-1], None)
-
-
-def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep, mutable copy (live mappings may be read-only views)."""
-    return {k: _plain(v) if isinstance(v, Mapping) else copy.deepcopy(v) for k, v in mapping.items()}
-
-
-def apply_changes(tree: Mapping[str, Any], changes: Iterable[Change]) -> dict[str, Any]:
-    """``tree`` (a config or summary) with the planned set/unset/rename changes made."""
-    out = _plain(tree)
-    for change in changes:
-        if change.op is ChangeOp.SET:
-            _set_in(out, change.key, change.after)
-        elif change.op is ChangeOp.UNSET:
-            _del_in(out, change.key)
-        elif change.op is ChangeOp.RENAME:
-            if change.from_key is not None:
-                _del_in(out, change.from_key)
-            _set_in(out, change.key, change.after)
-    return out
 
 
 def _change_done(
@@ -147,7 +108,7 @@ def build_update(rp: RunPlan, run: LiveRun) -> RunUpdate:
             subtrees: dict[str, Any] = {}
             for change in config_changes:
                 if change.op in (ChangeOp.SET, ChangeOp.RENAME):
-                    _set_in(subtrees, change.key, copy.deepcopy(change.after))
+                    set_in(subtrees, change.key, copy.deepcopy(change.after))
             if subtrees:
                 fields["config"] = subtrees
     summary_changes = [c for c in pending if c.kind is ChangeKind.SUMMARY]
@@ -213,7 +174,7 @@ def revert(rp: RunPlan, run: LiveRun) -> LiveRun:  # noqa: PLR0912 - one branch 
     If the fingerprint of the result equals the plan's, the run differs from what was
     planned only by (some of) our own changes: a resumed apply may finish the rest.
     """
-    config, summary = _plain(run.config), _plain(run.summary)
+    config, summary = plain(run.config), plain(run.summary)
     tags = list(run.tags)
     strings: dict[str, Any] = {}
     files = list(run.files) if run.files is not None else None
@@ -226,13 +187,13 @@ def revert(rp: RunPlan, run: LiveRun) -> LiveRun:  # noqa: PLR0912 - one branch 
         if kind in (ChangeKind.CONFIG, ChangeKind.SUMMARY):
             tree = config if kind is ChangeKind.CONFIG else summary
             if op is ChangeOp.SET and change.created:
-                _del_in(tree, change.key)
+                del_in(tree, change.key)
             elif op in (ChangeOp.SET, ChangeOp.UNSET):
-                _set_in(tree, change.key, copy.deepcopy(change.before))
+                set_in(tree, change.key, copy.deepcopy(change.before))
             elif op is ChangeOp.RENAME:
-                _del_in(tree, change.key)
+                del_in(tree, change.key)
                 if change.from_key is not None:
-                    _set_in(tree, change.from_key, copy.deepcopy(change.before))
+                    set_in(tree, change.from_key, copy.deepcopy(change.before))
         elif kind is ChangeKind.TAGS:
             tag = change.key[0]
             if op is ChangeOp.ADD and tag in tags:

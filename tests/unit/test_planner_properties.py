@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -60,8 +59,9 @@ live_values = st.one_of(scalars, st.dictionaries(st.sampled_from(["x", "y", "z"]
 live_keys = st.sampled_from(["a", "b", "c", "d", "e", "k", "_wandb"])
 live_maps = st.dictionaries(live_keys, live_values, max_size=6)
 TEMPLATES = ["{id}-run", "fixed", "", "{config.c}", "{summary.a:.1f}", "x", "{name}"]
-# Templates that read no key a rule writes:
-UNMANAGED_TEMPLATES = ["{id}-run", "fixed", "", "{config.k}", "{summary.k:.1f}", "x", "{id}"]
+# Templates that read config and summary keys the rules write, but no text field a rule writes (a
+# template reading a text field the same spec sets renders its value before the plan: README, "Templates"):
+SECTION_TEMPLATES = ["{id}-run", "fixed", "", "{config.c}", "{summary.a:.1f}", "x", "{id}"]
 
 
 @st.composite
@@ -223,44 +223,7 @@ def model(spec: Spec, run: LiveRun) -> Expected:  # noqa: PLR0915 - one contract
     changes: set[tuple[str, str, tuple[str, ...], Any]] = set()
     errors: set[str] = set()
     merge = spec.target.config_writes is ConfigWrites.MERGE
-
-    for field in ("name", "notes", "group"):
-        wanted = set()
-        for rule in spec.rules:
-            text = getattr(rule.set, field)
-            if text is None:
-                continue
-            value = fill(text, run)
-            if value is None:
-                errors.add(f"{field} template")
-            else:
-                wanted.add(value)
-        if len(wanted) > 1:
-            errors.add(f"on {field} of")
-        elif wanted and (getattr(run, field) or "") != next(iter(wanted)):
-            changes.add((field, "set", (), frozen(next(iter(wanted)))))
-
-    present: set[str] = set()  # tags some rule wants (exact set or add_tags)
-    named_for_removal: set[str] = set()
-    exact_sets: list[set[str]] = []
-    for rule in spec.rules:
-        wanted = [fill(x, run) for x in (*(rule.set.tags or ()), *rule.add_tags)]
-        dropped = [fill(x, run) for x in rule.remove_tags]
-        if None in wanted or None in dropped:
-            errors.add("tags template")
-        present |= {t for t in wanted if t is not None}
-        named_for_removal |= {t for t in dropped if t is not None}
-        if rule.set.tags is not None:
-            exact_sets.append({t for t in (fill(x, run) for x in rule.set.tags) if t is not None})
-
-    def removed(tag: str) -> bool:
-        return tag in named_for_removal or any(tag not in exact for exact in exact_sets)
-
-    for tag in present:
-        if removed(tag):
-            errors.add(f"tag {tag!r}")
-    changes |= {("tags", "add", (t,), frozen(t)) for t in present - set(run.tags) if not removed(t)}
-    changes |= {("tags", "remove", (t,), frozen(None)) for t in set(run.tags) - present if removed(t)}
+    writes: list[Change] = []  # the config and summary changes, to render templates after them
 
     for section in ("config", "summary"):
         live = run.config if section == "config" else run.summary
@@ -306,6 +269,50 @@ def model(spec: Spec, run: LiveRun) -> Expected:  # noqa: PLR0915 - one contract
                 errors.add("deep-merges config")
                 continue
             changes.add((section, op, path, frozen(value)))
+            renamed_from = next((old for old, new in moves if new == path), None) if op == "rename" else None
+            writes.append(Change(ChangeKind(section), ChangeOp(op), path, None, value, ("model",),
+                                 from_key=renamed_from))
+
+    # Templates read the run as it will be after the plan's config and summary changes.
+    post = apply_by_hand(run, tuple(writes))
+
+    for field in ("name", "notes", "group"):
+        wanted = set()
+        for rule in spec.rules:
+            text = getattr(rule.set, field)
+            if text is None:
+                continue
+            value = fill(text, post)
+            if value is None:
+                errors.add(f"{field} template")
+            else:
+                wanted.add(value)
+        if len(wanted) > 1:
+            errors.add(f"on {field} of")
+        elif wanted and (getattr(run, field) or "") != next(iter(wanted)):
+            changes.add((field, "set", (), frozen(next(iter(wanted)))))
+
+    present: set[str] = set()  # tags some rule wants (exact set or add_tags)
+    named_for_removal: set[str] = set()
+    exact_sets: list[set[str]] = []
+    for rule in spec.rules:
+        wanted = [fill(x, post) for x in (*(rule.set.tags or ()), *rule.add_tags)]
+        dropped = [fill(x, post) for x in rule.remove_tags]
+        if None in wanted or None in dropped:
+            errors.add("tags template")
+        present |= {t for t in wanted if t is not None}
+        named_for_removal |= {t for t in dropped if t is not None}
+        if rule.set.tags is not None:
+            exact_sets.append({t for t in (fill(x, post) for x in rule.set.tags) if t is not None})
+
+    def removed(tag: str) -> bool:
+        return tag in named_for_removal or any(tag not in exact for exact in exact_sets)
+
+    for tag in present:
+        if removed(tag):
+            errors.add(f"tag {tag!r}")
+    changes |= {("tags", "add", (t,), frozen(t)) for t in present - set(run.tags) if not removed(t)}
+    changes |= {("tags", "remove", (t,), frozen(None)) for t in set(run.tags) - present if removed(t)}
 
     plan_errors: set[str] = set()
     assert run.files is not None
@@ -424,10 +431,10 @@ def apply_by_hand(run: LiveRun, changes: tuple[Change, ...]) -> LiveRun:
 
 
 @settings(max_examples=100, deadline=None)
-@given(spec=specs(UNMANAGED_TEMPLATES), run=live_runs())
+@given(spec=specs(SECTION_TEMPLATES), run=live_runs())
 def test_plan_applied_then_replanned_has_no_changes(spec: Spec, run: LiveRun) -> None:
-    """Writing every planned change and planning again plans no change. Templates here read no key the
-    spec writes: see the next test for what happens when they do."""
+    """Writing every planned change and planning again plans no change, also when a template reads a
+    config or summary key the same spec sets, renames or unsets."""
     first = planner.plan(spec, [run], now=NOW, base_url="u")
     changes = first.runs[0].changes if first.runs else ()
     after = apply_by_hand(run, changes)
@@ -435,9 +442,6 @@ def test_plan_applied_then_replanned_has_no_changes(spec: Spec, run: LiveRun) ->
     assert all(not r.changes for r in again.runs), again.runs
 
 
-@pytest.mark.xfail(strict=True, reason="known: templates render from the state before the plan's writes, "
-                   "so a template reading a key the same spec sets converges only on the second apply "
-                   "(tests/README.md, 'Findings')")
 def test_template_reading_a_key_the_plan_sets_converges_in_one_apply() -> None:
     """group: "{config.a}" with set config.a: 2 on a run where a is 1: one apply should be enough."""
     target = Target("acme", "vision", ConfigWrites.MERGE)
