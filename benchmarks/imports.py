@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -33,6 +34,8 @@ from tests.imports.mlflow_server import running_mlflow
 
 EXPERIMENT = "bench-import"
 METRICS = ("loss", "accuracy", "lr")
+MLFLOW_WORKERS = 1
+"""The tracking server's worker processes (``mlflow server --workers``), the same for both sides."""
 
 
 def populate(uri: str, runs: int, steps: int, workdir: Path) -> None:
@@ -93,9 +96,14 @@ def state(url: str, project: str, tmp: Path) -> dict[str, Any]:
 
 def side(name: str, workdir: Path, latency_ms: int, commands: list[tuple[str, list[str]]], *,
          project: str = "imported", extra_env: dict[str, str] | None = None) -> tuple[float, Any, Any]:
-    """Run ``commands`` against a fresh emulator; (wall seconds, (steps, requests), end state)."""
-    with running_emulator(seed={"runs": []}, db=workdir / f"{name}.sqlite", latency_ms=latency_ms,
-                          subprocess=True) as emu:
+    """Run ``commands`` against a fresh emulator; (wall seconds, (steps, requests), end state).
+
+    The side's database (``<workdir>/<name>.sqlite``) starts empty every time; its timing and end state
+    are kept in ``<name>-result.json`` so that sides run by separate invocations can be compared."""
+    db = workdir / f"{name}.sqlite"
+    for stale in (db, workdir / f"{name}-result.json"):
+        stale.unlink(missing_ok=True)
+    with running_emulator(seed={"runs": []}, db=db, latency_ms=latency_ms, subprocess=True) as emu:
         env = {**client_env(emu.url, workdir / f"{name}-home"), **(extra_env or {})}
         start = time.perf_counter()
         steps = []
@@ -107,9 +115,62 @@ def side(name: str, workdir: Path, latency_ms: int, commands: list[tuple[str, li
                                  f"{step.stderr[-3000:]}")
         seconds = time.perf_counter() - start
         requests = emu.stats()["requests"]
+        load = _load()
         emu.set_faults(latency_ms=0)
         end = state(emu.url, project, workdir / f"{name}-read")
+    (workdir / f"{name}-result.json").write_text(json.dumps({
+        "seconds": seconds, "steps": {s.label: s.seconds for s in steps}, "requests": requests,
+        "load_after": load, "state": end}))
     return seconds, (steps, requests), end
+
+
+def compare_sides(workdir: Path, runs: int | None) -> int:
+    """Compare the reconcile and loop results kept in ``workdir``; print the table row; 0 if identical."""
+    results = {}
+    for name in ("reconcile", "loop"):
+        path = workdir / f"{name}-result.json"
+        if not path.exists():
+            print(f"no {name} result in {workdir} yet: run --side {name}")
+            return 0
+        results[name] = json.loads(path.read_text())
+    rec, loop = results["reconcile"], results["loop"]
+    rec_state, loop_state = rec["state"], loop["state"]
+    same = rec_state == loop_state and bool(rec_state) and (runs is None or len(rec_state) == runs)
+    print(f"end states identical: {same} ({len(rec_state)} and {len(loop_state)} runs)")
+    if not same:
+        diff = [k for k in rec_state if rec_state[k] != loop_state.get(k)][:3]
+        for key in diff:
+            print(key, rec_state[key], loop_state.get(key), sep="\n  ")
+        return 1
+    steps = ", ".join(f"{label} {sec:.1f} s" for label, sec in rec["steps"].items())
+    print(f"| {len(rec_state)} runs | reconcile {rec['seconds']:.1f} s ({steps}; {rec['requests']} requests; "
+          f"load after {rec['load_after']}) | loop {loop['seconds']:.1f} s ({loop['requests']} requests; load "
+          f"after {loop['load_after']}) | loop / reconcile {loop['seconds'] / rec['seconds']:.1f}x |")
+    return 0
+
+
+def filled(workdir: Path, runs: int, steps: int) -> bool:
+    """Whether ``workdir`` holds MLflow runs filled by an earlier invocation with these ``runs`` and
+    ``steps`` (reused); an unfinished or different fill is refused."""
+    marker = workdir / "mlflow-filled.json"
+    wanted = {"runs": runs, "steps": steps}
+    if marker.exists():
+        if json.loads(marker.read_text()) != wanted:
+            raise SystemExit(f"{workdir} holds MLflow runs filled with {marker.read_text()}, not {wanted}: "
+                             "use another --workdir")
+        print(f"reusing the MLflow runs filled in {workdir}", flush=True)
+        return True
+    if (workdir / "mlflow" / "mlflow.db").exists():
+        raise SystemExit(f"{workdir}/mlflow holds an unfinished fill: remove it or use another --workdir")
+    return False
+
+
+def fill(uri: str, workdir: Path, runs: int, steps: int) -> None:
+    """Fill MLflow with ``runs`` runs and mark the work dir filled."""
+    start = time.perf_counter()
+    populate(uri, runs, steps, workdir)
+    (workdir / "mlflow-filled.json").write_text(json.dumps({"runs": runs, "steps": steps}))
+    print(f"populated MLflow in {time.perf_counter() - start:.0f} s; load {_load()}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,40 +179,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--latency-ms", type=int, default=20)
-    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="kept: MLflow is filled once there and reused by later invocations")
+    parser.add_argument("--side", choices=("both", "reconcile", "loop", "fill"), default="both",
+                        help="which side to run (fill: only fill MLflow); results are kept in the work dir "
+                             "and compared once both exist")
+    parser.add_argument("--mlflow-workers", type=int, default=MLFLOW_WORKERS,
+                        help=f"the tracking server's worker processes, for both sides (default {MLFLOW_WORKERS})")
     args = parser.parse_args(argv)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-import-"))
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-import-"))).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"{args.runs} MLflow runs x {len(METRICS)} metrics x {args.steps} steps + 2 artifacts; emulator "
-          f"latency {args.latency_ms} ms; work dir {workdir}; load {_load()}", flush=True)
-    with running_mlflow(workdir / "mlflow") as server:
-        start = time.perf_counter()
-        populate(server.uri, args.runs, args.steps, workdir)
-        print(f"populated MLflow in {time.perf_counter() - start:.0f} s; load {_load()}", flush=True)
-        spec = workdir / "import.yaml"
-        spec.write_text("version: 1\ntarget: {entity: acme, project: imported}\nimports:\n"
-                        "  - name: bench\n    from:\n      mlflow:\n"
-                        f"        tracking_uri: {server.uri}\n        experiments: [{EXPERIMENT}]\n")
-        plan = workdir / "plan.json"
-        rec_s, (rec_steps, rec_req), rec_state = side("reconcile", workdir, args.latency_ms, [
-            ("plan", reconcile_argv("plan", "-f", str(spec), "-o", str(plan))),
-            ("apply", reconcile_argv("apply", str(plan)))])
-        print(f"reconcile: {rec_s:.1f} s ({', '.join(f'{s.label} {s.seconds:.1f} s' for s in rec_steps)}), "
-              f"{rec_req} requests; load {_load()}", flush=True)
-        loop = [sys.executable, str(Path(__file__).with_name("import_loop.py")), "--tracking-uri", server.uri,
-                "--experiment", EXPERIMENT]
-        loop_s, (_, loop_req), loop_state = side("loop", workdir, args.latency_ms, [("loop", loop)])
-        print(f"loop: {loop_s:.1f} s, {loop_req} requests; load {_load()}", flush=True)
-    same = rec_state == loop_state and len(rec_state) == args.runs
-    print(f"end states identical: {same} ({len(rec_state)} runs each)")
-    if not same:
-        diff = [k for k in rec_state if rec_state[k] != loop_state.get(k)][:3]
-        for key in diff:
-            print(key, rec_state[key], loop_state.get(key), sep="\n  ")
-        return 1
-    print(f"| {args.runs} runs x 3 x {args.steps} + 2 artifacts | reconcile {rec_s:.1f} s | loop "
-          f"{loop_s:.1f} s | loop / reconcile {loop_s / rec_s:.1f}x | load {_load()} |")
-    return 0
+          f"latency {args.latency_ms} ms; MLflow server workers {args.mlflow_workers}; work dir {workdir}; "
+          f"load {_load()}", flush=True)
+    reuse = filled(workdir, args.runs, args.steps)
+    with running_mlflow(workdir / "mlflow", workers=args.mlflow_workers) as server:
+        if not reuse:
+            fill(server.uri, workdir, args.runs, args.steps)
+        if args.side in ("both", "reconcile"):
+            spec = workdir / "import.yaml"
+            spec.write_text("version: 1\ntarget: {entity: acme, project: imported}\nimports:\n"
+                            "  - name: bench\n    from:\n      mlflow:\n"
+                            f"        tracking_uri: {server.uri}\n        experiments: [{EXPERIMENT}]\n")
+            plan = workdir / "plan.json"
+            rec_s, (rec_steps, rec_req), _ = side("reconcile", workdir, args.latency_ms, [
+                ("plan", reconcile_argv("plan", "-f", str(spec), "-o", str(plan))),
+                ("apply", reconcile_argv("apply", str(plan)))])
+            print(f"reconcile: {rec_s:.1f} s ({', '.join(f'{s.label} {s.seconds:.1f} s' for s in rec_steps)}), "
+                  f"{rec_req} requests; load {_load()}", flush=True)
+        if args.side in ("both", "loop"):
+            loop = [sys.executable, str(Path(__file__).with_name("import_loop.py")), "--tracking-uri",
+                    server.uri, "--experiment", EXPERIMENT]
+            loop_s, (_, loop_req), _ = side("loop", workdir, args.latency_ms, [("loop", loop)])
+            print(f"loop: {loop_s:.1f} s, {loop_req} requests; load {_load()}", flush=True)
+    return compare_sides(workdir, args.runs) if args.side != "fill" else 0
 
 
 if __name__ == "__main__":

@@ -12,9 +12,12 @@ apply finishes without writing anything twice:
 3. History: the destination's history position is read first (``historyLineCount`` and the last
    row's ``_step``, as the SDK reads them to resume a run); only source rows after that step are
    sent, through the file_stream endpoint, at the line offsets that follow. A row is never sent
-   twice. The last request carries ``complete`` with the run's exit code (0 unless it failed).
-4. Files: every source file the destination lacks at the planned size is downloaded from the
-   source and uploaded through the client's CreateRunFiles flow.
+   twice. The last request carries ``complete`` with the run's exit code (0 unless it failed). A run
+   created by this attempt (not resumed: it was absent at the staleness check) holds no rows, so
+   nothing is read before sending them.
+4. Files: every source file the destination lacks at the planned size (its files are listed; a run
+   created by this attempt has none) is downloaded from the source and uploaded with the client's
+   CreateRunFiles flow, one CreateRunFiles for up to ``FILES_PER_UPLOAD`` files.
 5. One UpsertBucket sets the state and the whole summary (the source's values, and ``_step``: the
    last history step, which the next plan compares) last, so a run whose summary shows its last
    step has all of its history.
@@ -29,6 +32,7 @@ import dataclasses
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -38,7 +42,7 @@ from humanfriendly.text import pluralize
 from reconcile.apply import events as ev
 from reconcile.apply.journal import RunRecord
 from reconcile.apply.mutations import unconverged
-from reconcile.backend import Backend, RunCreate, RunUpdate
+from reconcile.backend import Backend, HistoryPosition, RunCreate, RunUpdate
 from reconcile.errors import ApplyError, NotFound
 from reconcile.fingerprint import drifted, fingerprint
 from reconcile.models import (
@@ -61,6 +65,10 @@ log = structlog.get_logger(__name__)
 
 HISTORY_ROWS_PER_REQUEST = 1000
 """History rows per file_stream request (the SDK batches by time; a few hundred KB per request)."""
+
+FILES_PER_UPLOAD = 20
+"""Files uploaded with one CreateRunFiles (each downloaded from the source first, so this bounds the
+local disk an upload holds)."""
 
 _OWN_KINDS = frozenset({ChangeKind.STATE, ChangeKind.CREATED_AT, ChangeKind.HISTORY})
 """Import-only change kinds, checked here rather than by ``mutations.unconverged``."""
@@ -170,44 +178,58 @@ class ImportWriter:
         # above) and every step below resumes from what the destination holds.
         if not resumed:
             self.emit(ev.RunStarted(rp.path))
-        target = self._create(rp, fresh) if rp.action is RunAction.CREATE else live
+        # A run this apply creates now (not resumed: it was absent at the staleness check) has no history
+        # and no files yet, so neither is read before writing; a resumed one reads what it holds.
+        empty = rp.action is RunAction.CREATE and not resumed
+        target = self._create(rp, fresh, resumed=resumed) if rp.action is RunAction.CREATE else live
         assert isinstance(target, LiveRun)
-        rows, last_step = self._history(rp, target, fresh)
-        files, size = self._files(rp, target, reader)
+        rows, last_step = self._history(rp, target, fresh, empty=empty)
+        files, size = self._files(rp, target, reader, empty=empty)
         self._finish(rp, target, fresh, last_step)
         self.emit(ev.RunImported(rp.path, created=rp.action is RunAction.CREATE, rows=rows, files=files,
                                  bytes=size))
         return True
 
-    def _create(self, rp: RunPlan, fresh: SourceRead) -> LiveRun:
-        """Send the create form (an upsert: harmless if an earlier attempt created the run); read it."""
+    def _create(self, rp: RunPlan, fresh: SourceRead, *, resumed: bool) -> LiveRun:
+        """Send the create form (an upsert: harmless if an earlier attempt created the run). A new run is
+        what the form set (its storage id from the answer); a resumed one is read back, since an earlier
+        attempt may have written more."""
         source = fresh.run
         create = RunCreate(entity=rp.entity, project=rp.project, run_id=rp.run_id, display_name=source.name,
                            notes=source.notes, tags=tuple(source.tags), group=source.group,
                            job_type=source.job_type, config=dict(source.config))
-        self.retry(lambda: self.backend.create_run(create), rp.path)
+        storage_id = self.retry(lambda: self.backend.create_run(create), rp.path)
+        if not resumed:
+            return LiveRun(entity=rp.entity, project=rp.project, id=rp.run_id, storage_id=storage_id,
+                           name=source.name, state="running", created_at=datetime.now(timezone.utc),
+                           config=dict(source.config), summary={}, tags=tuple(source.tags),
+                           group=source.group, job_type=source.job_type, notes=source.notes, files=())
         found = self.retry(lambda: self.backend.get_runs(rp.entity, rp.project, [rp.run_id]), rp.path)
         live = found.get(rp.run_id)
         if live is None:
             raise ApplyError("W&B confirmed the creation but the run cannot be read back; apply again")
         return live
 
-    def _history(self, rp: RunPlan, live: LiveRun, fresh: SourceRead) -> tuple[int, int | None]:
-        """Stream the source rows after the destination's last step; (rows sent, last step now)."""
-        position = self.retry(lambda: self.backend.history_position(live), rp.path)
+    def _history(self, rp: RunPlan, live: LiveRun, fresh: SourceRead, *,
+                 empty: bool) -> tuple[int, int | None]:
+        """Stream the source rows after the destination's last step (``empty``: a run just created, with
+        no rows); (rows sent, last step now). The last request carries ``complete``, as wandb-core's last
+        file_stream request does."""
+        position = (HistoryPosition(0, None, 0) if empty
+                    else self.retry(lambda: self.backend.history_position(live), rp.path))
         after = position.last_step
         todo = [self._row(row, fresh) for row in fresh.rows if after is None or int(row["_step"]) > after]
         offset = position.lines
-        for chunk in _chunks(todo, HISTORY_ROWS_PER_REQUEST):
+        exitcode = _exitcode(fresh.run.state) if todo or rp.action is RunAction.CREATE else None
+        chunks = list(_chunks(todo, HISTORY_ROWS_PER_REQUEST)) or ([()] if exitcode is not None else [])
+        for index, chunk in enumerate(chunks):
+            final = index == len(chunks) - 1
             # A retried request goes to the same offsets: the lines are rewritten, never added twice.
-            def send(c: Sequence[Mapping[str, Any]] = chunk, at: int = offset) -> None:
-                self.backend.append_history(live, at, c)
+            def send(c: Sequence[Mapping[str, Any]] = chunk, at: int = offset, done: bool = final) -> None:
+                self.backend.append_history(live, at, c, exitcode=exitcode if done else None)
 
             self.retry(send, rp.path)
             offset += len(chunk)
-        if todo or rp.action is RunAction.CREATE:
-            exitcode = _exitcode(fresh.run.state)
-            self.retry(lambda: self.backend.append_history(live, offset, (), exitcode=exitcode), rp.path)
         last = int(todo[-1]["_step"]) if todo else after
         self._events(rp, live, fresh, position.events_lines)
         return len(todo), last
@@ -231,34 +253,40 @@ class ImportWriter:
             out["_runtime"] = max(stamp - fresh.run.created_at.timestamp(), 0.0)
         return out
 
-    def _files(self, rp: RunPlan, live: LiveRun, reader: SourceReader) -> tuple[int, int]:
-        """Upload the planned files the destination lacks at their planned size; (files, bytes)."""
+    def _files(self, rp: RunPlan, live: LiveRun, reader: SourceReader, *, empty: bool) -> tuple[int, int]:
+        """Upload the planned files the destination lacks at their planned size (``empty``: a run just
+        created, with none), in batches of ``FILES_PER_UPLOAD`` (one CreateRunFiles each); (files, bytes)."""
         uploads = [c for c in rp.changes if c.kind is ChangeKind.FILE and c.op is ChangeOp.ADD]
         if not uploads:
             return 0, 0
-        have = {f.name: f.size for f in self.retry(lambda: self.backend.list_files(live), rp.path)}
+        have = {} if empty else {f.name: f.size for f in self.retry(lambda: self.backend.list_files(live),
+                                                                     rp.path)}
         todo = [c for c in uploads if have.get(c.key[0]) != c.after]
         size = 0
         with tempfile.TemporaryDirectory(prefix="reconcile-import-") as tmp:
-            for index, change in enumerate(todo):
-                name = change.key[0]
-                local = Path(tmp, str(index))
+            for start in range(0, len(todo), FILES_PER_UPLOAD):
+                batch: list[tuple[Path, str]] = []
+                for index, change in enumerate(todo[start:start + FILES_PER_UPLOAD], start):
+                    name = change.key[0]
+                    local = Path(tmp, str(index))
 
-                def download(n: str = name, dest: Path = local) -> None:
-                    reader.download(rp.run_id, n, dest)
+                    def download(n: str = name, dest: Path = local) -> None:
+                        reader.download(rp.run_id, n, dest)
 
-                self.retry(download, rp.path)
-                got = local.stat().st_size
-                if got != change.after:
-                    raise ApplyError(f"the source file {name} has {pluralize(got, 'byte')}, the plan expects "
-                                     f"{change.after}; plan again")
+                    self.retry(download, rp.path)
+                    got = local.stat().st_size
+                    if got != change.after:
+                        raise ApplyError(f"the source file {name} has {pluralize(got, 'byte')}, the plan "
+                                         f"expects {change.after}; plan again")
+                    batch.append((local, name))
+                    size += got
 
-                def upload(n: str = name, src: Path = local) -> None:
-                    self.backend.upload_file(live, src, n)
+                def upload(files: Sequence[tuple[Path, str]] = tuple(batch)) -> None:
+                    self.backend.upload_files(live, files)
 
                 self.retry(upload, rp.path)
-                local.unlink()
-                size += got
+                for local, _ in batch:
+                    local.unlink()
         return len(todo), size
 
     def _finish(self, rp: RunPlan, live: LiveRun, fresh: SourceRead, last_step: int | None) -> None:

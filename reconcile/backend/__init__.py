@@ -107,8 +107,8 @@ class Backend(Protocol):
         """Delete these files of the run in one deleteFiles request."""
         ...
 
-    def create_run(self, create: RunCreate) -> None:
-        """Send UpsertBucket's create form (idempotent: it upserts by run id)."""
+    def create_run(self, create: RunCreate) -> str:
+        """Send UpsertBucket's create form (idempotent: it upserts by run id); the run's storage id."""
         ...
 
     def history_position(self, run: LiveRun) -> HistoryPosition:
@@ -122,8 +122,10 @@ class Backend(Protocol):
         ``complete`` signal too (as ``wandb.finish`` sends it)."""
         ...
 
-    def history_rows(self, run: LiveRun, *, events: bool = False) -> Iterator[dict[str, Any]]:
-        """Every history row of the run in step order (``events``: its system-metric rows)."""
+    def history_rows(self, run: LiveRun, *, events: bool = False,
+                     position: HistoryPosition | None = None) -> Iterator[dict[str, Any]]:
+        """Every history row of the run in step order (``events``: its system-metric rows), up to
+        ``position`` if given (a ``history_position`` just read), else up to where it ends now."""
         ...
 
     def download_file(self, run: LiveRun, file: LiveFile, dest: Path) -> None:
@@ -132,6 +134,10 @@ class Backend(Protocol):
 
     def upload_file(self, run: LiveRun, source: Path, name: str) -> None:
         """Upload ``source`` as the run file ``name``."""
+        ...
+
+    def upload_files(self, run: LiveRun, files: Sequence[tuple[Path, str]]) -> None:
+        """Upload each ``(source, name)`` as the run file ``name``, with one CreateRunFiles for all."""
         ...
 
     def list_artifacts(self, run: LiveRun) -> tuple[LiveArtifact, ...]:

@@ -134,8 +134,8 @@ class MemoryBackend:
             changes["summary"] = copy.deepcopy(dict(update.summary))
         self.runs[run.storage_id] = replace(run, **changes)
 
-    def create_run(self, create: RunCreate) -> None:
-        """Create the run (running, as W&B does) if absent, then apply the fields given."""
+    def create_run(self, create: RunCreate) -> str:
+        """Create the run (running, as W&B does) if absent, then apply the fields given; its storage id."""
         self._record("create_run", create)
         path = (create.entity, create.project, create.run_id)
         existing = next((r for r in self.runs.values() if (r.entity, r.project, r.id) == path), None)
@@ -149,6 +149,7 @@ class MemoryBackend:
         self._apply(RunUpdate(storage_id=existing.storage_id, display_name=create.display_name,
                               notes=create.notes, tags=create.tags, group=create.group,
                               job_type=create.job_type, config=create.config))
+        return existing.storage_id
 
     def history_position(self, run: LiveRun) -> HistoryPosition:
         """The stored history's line count and last ``_step``."""
@@ -162,8 +163,9 @@ class MemoryBackend:
         step = lines[max(lines)].get("_step")
         return HistoryPosition(max(lines) + 1, step if isinstance(step, int) else None, events_lines)
 
-    def history_rows(self, run: LiveRun, *, events: bool = False) -> Iterator[dict[str, Any]]:
-        """The stored rows in line order."""
+    def history_rows(self, run: LiveRun, *, events: bool = False,
+                     position: HistoryPosition | None = None) -> Iterator[dict[str, Any]]:
+        """The stored rows in line order (``position`` is not needed: nothing is read to find the end)."""
         self._record("history_rows", (run.path, events))
         lines = (self.events if events else self.history).get(self._by_id(run.storage_id).storage_id, {})
         for offset in sorted(lines):
@@ -210,6 +212,18 @@ class MemoryBackend:
         files = (*(f for f in stored.files or () if f.name != name), new)
         self.runs[stored.storage_id] = replace(stored, files=files)
         self.contents[new.id] = data
+
+    def upload_files(self, run: LiveRun, files: Sequence[tuple[Path, str]]) -> None:
+        """Store each ``(source, name)`` as ``upload_file`` does (recorded once, as one request)."""
+        self._record("upload_files", (run.path, tuple(name for _, name in files)))
+        for source, name in files:
+            stored = self._by_id(run.storage_id)
+            data = source.read_bytes()
+            new = LiveFile(id=f"file-{next(self._ids)}", name=name, size=len(data),
+                           updated_at=datetime.now(timezone.utc))
+            kept = tuple(f for f in stored.files or () if f.name != name)
+            self.runs[stored.storage_id] = replace(stored, files=(*kept, new))
+            self.contents[new.id] = data
 
     # ------------------------------------------------------------------ artifacts
 

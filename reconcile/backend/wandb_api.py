@@ -38,6 +38,7 @@ from wandb import util as wandb_util
 from wandb.apis.public.runs import Run
 from wandb.errors import AuthenticationError, CommError, UsageError
 from wandb.proto import wandb_api_pb2 as apb
+from wandb.proto import wandb_internal_pb2 as ipb
 from wandb.sdk import wandb_setup
 from wandb.sdk.artifacts._generated import (
     ARTIFACT_BY_ID_GQL,
@@ -47,6 +48,7 @@ from wandb.sdk.artifacts._generated import (
     UPDATE_ARTIFACT_GQL,
 )
 from wandb.sdk.lib import wbauth
+from wandb.sdk.lib.paths import LogicalPath
 from wandb.sdk.lib.service.service_connection import WandbApiFailedError
 
 from reconcile.backend import HistoryPosition, RunCreate, RunUpdate
@@ -164,6 +166,20 @@ is the run's eventsLineCount."""
 
 HISTORY_PAGE_SIZE = 1000
 """Steps per HistoryPage request."""
+
+# Run.upload_file's mutation (protocol §7), sent with every file of a batch at once.
+CREATE_RUN_FILES_MUTATION = """
+mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!) {
+    createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run, files: $files}) {
+        runID
+        uploadHeaders
+        files {
+            name
+            uploadUrl
+        }
+    }
+}
+"""
 
 # File.delete()'s mutation (protocol §6.1), sent with every id of the run at once.
 DELETE_FILES_MUTATION = """
@@ -317,7 +333,7 @@ def documents() -> list[str]:
                         job_type="", config={})
     return [runs_query(with_files=False), runs_query(with_files=True), run_files_query(),
             upsert_bucket_document(everything)[0], create_run_document(created)[0], HISTORY_TAIL_QUERY,
-            HISTORY_PAGE_QUERY, EVENTS_QUERY, DELETE_FILES_MUTATION]
+            HISTORY_PAGE_QUERY, EVENTS_QUERY, DELETE_FILES_MUTATION, CREATE_RUN_FILES_MUTATION]
 
 
 class WandbBackend:
@@ -436,14 +452,16 @@ class WandbBackend:
             raise BackendError(f"W&B did not confirm the update of run {update.storage_id}; "
                                "re-run to check its state.")
 
-    def create_run(self, create: RunCreate) -> None:
-        """Send UpsertBucket's create form (wandb.init's); the server confirms with the run's id."""
+    def create_run(self, create: RunCreate) -> str:
+        """Send UpsertBucket's create form (wandb.init's); the server confirms with the run's storage id,
+        which is returned."""
         document, variables = create_run_document(create)
         path = f"{create.entity}/{create.project}/{create.run_id}"
         data = self._execute(document, variables, f"create run {path}")
         bucket = ((data or {}).get("upsertBucket") or {}).get("bucket") or {}
         if not bucket.get("id"):
             raise BackendError(f"W&B did not confirm the creation of run {path}; re-run to check its state.")
+        return str(bucket["id"])
 
     def history_position(self, run: LiveRun) -> HistoryPosition:
         """historyLineCount and the last row's ``_step`` from historyTail, as wandb-core reads them to
@@ -455,10 +473,13 @@ class WandbBackend:
             raise NotFound(f"run {run.path} not found: check the entity, project and run id.")
         return parse_history_position(node)
 
-    def history_rows(self, run: LiveRun, *, events: bool = False) -> Iterator[dict[str, Any]]:
+    def history_rows(self, run: LiveRun, *, events: bool = False,
+                     position: HistoryPosition | None = None) -> Iterator[dict[str, Any]]:
         """Every history row by HistoryPage windows of steps up to the last step (``events``: every
-        system-metric row, in one request asking for eventsLineCount samples)."""
-        position = self.history_position(run)
+        system-metric row, in one request asking for eventsLineCount samples); ``position``: the
+        ``history_position`` the caller just read (else it is read here)."""
+        if position is None:
+            position = self.history_position(run)
         doing = f"read the history of {run.path}"
         if events:
             variables: dict[str, Any] = {"project": run.project, "entity": run.entity, "name": run.id,
@@ -555,6 +576,45 @@ class WandbBackend:
                 handle.upload_file(str(staged), root=root)
             except Exception as exc:
                 self._raise(exc, f"upload {name} to {run.path}")
+
+    def upload_files(self, run: LiveRun, files: Sequence[tuple[Path, str]]) -> None:
+        """Upload each ``(source, name)`` as ``run.upload_file`` does (protocol §7), with one CreateRunFiles
+        for all of them: wandb-core PUTs each file to its upload URL (with the answer's headers, and auth
+        only on the base_url host), then MarkRunFilesUploaded names them all where the server asks for
+        it. The files are not listed again here: the caller reads the run back."""
+        if not files:
+            return
+        names = [str(LogicalPath(wandb_util.make_file_path_upload_safe(name))) for _, name in files]
+        doing = f"upload {pluralize(len(files), 'file')} to {run.path}"
+        variables = {"entity": run.entity, "project": run.project, "run": run.id, "files": names}
+        data = self._execute(CREATE_RUN_FILES_MUTATION, variables, doing)
+        result = (data or {}).get("createRunFiles") or {}
+        if not result.get("runID"):
+            raise BackendError(f"W&B did not accept uploads to {run.path}: check that the run exists and "
+                               "that your key can write to its project.")
+        urls = {f.get("name"): f.get("uploadUrl") for f in result.get("files") or ()}
+        headers = dict(h.split(":", 1) for h in result.get("uploadHeaders") or ())
+        client = self._client()
+        for (source, _), name in zip(files, names, strict=True):
+            url = urls.get(name)
+            if not url:
+                raise BackendError(f"W&B gave no upload URL for {name} of {run.path}; try again.")
+            if url.startswith("/"):
+                url = f"{self.base_url}{url}"
+            request = apb.ApiRequest(  # type: ignore[attr-defined]  # generated protobuf module
+                upload_file_request=apb.UploadFileRequest(  # type: ignore[attr-defined]
+                    url=url, path=str(source.absolute()), headers=headers))
+            try:
+                client.send_api_request(request)
+            except Exception as exc:
+                self._raise(exc, f"upload {name} to {run.path}")
+        try:
+            if client.feature_enabled(ipb.MARK_RUN_FILES_UPLOADED):  # type: ignore[attr-defined]
+                client.send_api_request(apb.ApiRequest(  # type: ignore[attr-defined]
+                    mark_run_files_uploaded_request=apb.MarkRunFilesUploadedRequest(  # type: ignore[attr-defined]
+                        entity=run.entity, project=run.project, run_id=run.id, files=names)))
+        except Exception as exc:
+            self._raise(exc, doing)
 
     # ------------------------------------------------------------------ artifacts
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -32,6 +33,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 from mlflow import MlflowClient  # after the telemetry switch above
 from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
 from reconcile.errors import BackendError, NotFound, RetryableError
 from reconcile.models import MlflowSource
@@ -48,6 +52,8 @@ STATES = {
 
 NOTE_TAG = "mlflow.note.content"
 _PAGE = 1000
+_REPOS = 4096
+"""Artifact repositories kept (one per run read; each costs no request to make)."""
 
 
 def tracking_uri(source: MlflowSource, environ: Mapping[str, str] | None = None) -> str:
@@ -96,6 +102,9 @@ class MlflowReader:
         self.parallelism = parallelism
         self._client = MlflowClient(tracking_uri=self.uri)
         self._experiment_names: dict[str, str] | None = None
+        self._repos: dict[str, ArtifactRepository] = {}  # run id -> its artifact repository
+        self._lock = threading.Lock()
+        self._repo_lock = threading.Lock()
 
     def close(self) -> None:
         """Nothing to release: the client holds no open connection between calls."""
@@ -139,18 +148,29 @@ class MlflowReader:
         return SourceRead(self._map(run, experiments, rows), tuple(rows))
 
     def download(self, run_id: str, name: str, dest: Path) -> None:
-        """Download the artifact ``name`` of the run to ``dest``."""
+        """Download the artifact ``name`` of the run to ``dest`` (from the run's artifact repository, as
+        ``MlflowClient.download_artifacts`` does, without reading the run again if it was just read)."""
+        repo = self._repos.get(run_id)
+        if repo is None:
+            run = self._call("read the run", lambda: self._client.get_run(run_id))
+            repo = self._repo(run)
         with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".mlflow-") as tmp:
-            local = self._call(f"download artifact {name!r}",
-                               lambda: self._client.download_artifacts(run_id, name, dst_path=tmp))
+            def fetch() -> str:
+                return str(repo.download_artifacts(name, dst_path=tmp))  # type: ignore[no-untyped-call]
+
+            local = self._call(f"download artifact {name!r}", fetch)
             shutil.move(local, dest)
 
     # ------------------------------------------------------------------ helpers
 
     def _experiments(self) -> dict[str, str]:
         """Experiment id -> name for every experiment the import names (read once)."""
-        if self._experiment_names is not None:
+        with self._lock:  # read once, though several threads ask
+            if self._experiment_names is None:
+                self._experiment_names = self._read_experiments()
             return self._experiment_names
+
+    def _read_experiments(self) -> dict[str, str]:
         out = {}
         for wanted in self.source.experiments:
             experiment = self._call("find the experiment",
@@ -158,7 +178,6 @@ class MlflowReader:
             if experiment is None:
                 raise NotFound(f"import {self.name!r}: {self.description} has no experiment named {wanted!r}")
             out[experiment.experiment_id] = experiment.name
-        self._experiment_names = out
         return out
 
     def _map(self, run: Run, experiments: Mapping[str, str],
@@ -166,7 +185,7 @@ class MlflowReader:
         info, data = run.info, run.data
         if rows is None:
             rows = history_rows(self._metric_points(run))
-        files = tuple(self._artifacts(info.run_id, None))
+        files = tuple(self._artifacts(self._repo(run), None))
         start = info.start_time if info.start_time is not None else 0
         return SourceRun(
             id=info.run_id,
@@ -191,11 +210,24 @@ class MlflowReader:
             out[key] = [(m.step, m.timestamp, m.value) for m in metrics]
         return out
 
-    def _artifacts(self, run_id: str, path: str | None) -> Iterator[SourceFile]:
-        listing = self._call("list artifacts", lambda: self._client.list_artifacts(run_id, path))
+    def _repo(self, run: Run) -> ArtifactRepository:
+        """The run's artifact repository, made from the artifact URI the run carries as the client's
+        ``_get_artifact_repo`` makes it (``MlflowClient.list_artifacts``/``download_artifacts`` would
+        read the run again, and look for logged models, on every call); kept for ``download``."""
+        uri = add_databricks_profile_info_to_artifact_uri(  # type: ignore[no-untyped-call]
+            run.info.artifact_uri, self.uri)
+        repo = get_artifact_repository(uri, tracking_uri=self.uri)
+        with self._repo_lock:  # reads run on several threads
+            if len(self._repos) >= _REPOS:
+                self._repos.pop(next(iter(self._repos)))
+            self._repos[run.info.run_id] = repo
+        return repo
+
+    def _artifacts(self, repo: ArtifactRepository, path: str | None) -> Iterator[SourceFile]:
+        listing = self._call("list artifacts", lambda: repo.list_artifacts(path))
         for info in listing:
             if info.is_dir:
-                yield from self._artifacts(run_id, info.path)
+                yield from self._artifacts(repo, info.path)
             else:
                 yield SourceFile(name=info.path, size=int(info.file_size or 0))
 

@@ -12,7 +12,9 @@ reader opens; it is never stored, logged or printed (errors are redacted by the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +25,9 @@ from reconcile.errors import AuthError, NotFound
 from reconcile.log import register_secret
 from reconcile.models import LiveFile, LiveRun, WandbSource
 from reconcile.sources import SourceFile, SourceRead, SourceRun
+
+_KEPT = 4096
+"""Runs whose file listings (with download URLs) a reader keeps for ``download``."""
 
 
 def source_backend(name: str, source: WandbSource, environ: Mapping[str, str] | None = None) -> Backend:
@@ -63,6 +68,8 @@ class WandbReader:
         self.description = f"W&B at {source.base_url} ({source.entity}/{source.project})"
         self.parallelism = parallelism
         self.backend = backend if backend is not None else source_backend(name, source)
+        self._files: dict[str, tuple[LiveRun, dict[str, LiveFile]]] = {}  # run id -> its listed files
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         """Close the source backend."""
@@ -83,8 +90,9 @@ class WandbReader:
 
     def read(self, run_id: str) -> SourceRead | None:
         """A fresh read of one source run with its history and system-metric rows; None once it is gone
-        or no longer selected by the filters."""
-        found = self.backend.get_runs(self.source.entity, self.source.project, [run_id], with_files=True)
+        or no longer selected by the filters. Its files are listed with their download URLs, kept for
+        ``download``."""
+        found = self.backend.get_runs(self.source.entity, self.source.project, [run_id])
         live = found.get(run_id)
         if live is None:
             return None
@@ -93,20 +101,31 @@ class WandbReader:
                                               {"$and": [dict(self.source.filters), {"name": run_id}]})
             if not any(r.id == run_id for r in selected):
                 return None
-        return self._read(live)
+        files = self.backend.list_files(live)
+        with self._lock:
+            if len(self._files) >= _KEPT:
+                self._files.pop(next(iter(self._files)))
+            self._files[run_id] = (live, {f.name: f for f in files})
+        return self._read(dataclasses.replace(live, files=files))
 
     def _read(self, live: LiveRun) -> SourceRead:
         files = live.files if live.files is not None else self.backend.list_files(live)
-        rows = list(self.backend.history_rows(live))
-        events = tuple(self.backend.history_rows(live, events=True))
+        position = self.backend.history_position(live)  # once, for the rows and the system metrics
+        rows = list(self.backend.history_rows(live, position=position))
+        events = tuple(self.backend.history_rows(live, events=True, position=position))
         return SourceRead(map_run(live, rows, len(events), files), tuple(rows), events)
 
     def download(self, run_id: str, name: str, dest: Path) -> None:
-        """Download the source run's file ``name`` (listed again, with its URL) to ``dest``."""
-        run = self.backend.get_runs(self.source.entity, self.source.project, [run_id]).get(run_id)
-        if run is None:
-            raise NotFound(f"import {self.name!r}: the source run {run_id} no longer exists")
-        match = [f for f in self.backend.list_files(run) if f.name == name]
-        if not match:
+        """Download the source run's file ``name`` to ``dest``: by the URL the last ``read`` listed, else
+        listed again."""
+        with self._lock:
+            kept = self._files.get(run_id)
+        if kept is None or name not in kept[1]:
+            run = self.backend.get_runs(self.source.entity, self.source.project, [run_id]).get(run_id)
+            if run is None:
+                raise NotFound(f"import {self.name!r}: the source run {run_id} no longer exists")
+            kept = (run, {f.name: f for f in self.backend.list_files(run)})
+        live, files = kept
+        if name not in files:
             raise NotFound(f"import {self.name!r}: the source run {run_id} has no file {name!r} any more")
-        self.backend.download_file(run, match[0], dest)
+        self.backend.download_file(live, files[name], dest)

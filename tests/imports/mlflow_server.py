@@ -53,8 +53,8 @@ class MlflowServer:
 
 
 @contextlib.contextmanager
-def running_mlflow(root: Path) -> Iterator[MlflowServer]:
-    """Start ``mlflow server`` under ``root``; stop it and its workers on exit."""
+def running_mlflow(root: Path, *, workers: int = 1) -> Iterator[MlflowServer]:
+    """Start ``mlflow server`` under ``root`` with ``workers`` worker processes; stop it and them on exit."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
@@ -63,7 +63,10 @@ def running_mlflow(root: Path) -> Iterator[MlflowServer]:
         [str(server_executable()), "server",
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
          "--artifacts-destination", str(root / "artifacts"),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+         # uvicorn's supervisor restarts a worker that misses a 5 s health check: on a loaded machine
+         # that kills busy workers mid-request (seen at load 20), so it waits longer.
+         *(["--uvicorn-opts", "--timeout-worker-healthcheck 120"] if workers > 1 else [])],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root, start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"

@@ -106,10 +106,18 @@ def test_a_created_run_gets_every_field_all_history_rows_its_files_and_its_state
     assert {f.name: f.size for f in live.files or ()} == {n: len(b) for n, b in FILES.items()}
     assert "1 run created, 2500 history rows and 2 files (305 bytes) uploaded" in result.summary_line
     # The state and summary go last: a run whose summary shows its last step has all its history.
-    names = [name for name, _ in backend.calls if name in ("create_run", "append_history", "upload_file",
-                                                            "update_run")]
-    assert names[0] == "create_run" and names[-1] == "update_run"
-    assert names.count("append_history") == 4  # 3 chunks of rows (1000 a request), then `complete`
+    names = [name for name, _ in backend.calls if name in ("create_run", "append_history", "upload_files",
+                                                            "update_run", "history_position", "list_files",
+                                                            "get_runs")]
+    written = names[names.index("create_run"):names.index("update_run") + 1]
+    # A run created now has no history or files: nothing is read between its creation and its state.
+    assert written == ["create_run", *["append_history"] * 3, "upload_files", "update_run"]
+    sent = [arg for name, arg in backend.calls if name == "append_history"]
+    # 3 chunks of rows (1000 a request), the last one carrying `complete` with the exit code
+    assert [(offset, count, code) for _, offset, count, code in sent] == [(0, 1000, None), (1000, 1000, None),
+                                                                          (2000, 500, 1)]
+    assert [arg for name, arg in backend.calls if name == "upload_files"] == [
+        ("acme/churn/r1", ("model/weights.bin", "report.txt"))]  # both files with one CreateRunFiles
 
 
 def test_a_resumed_import_sends_only_what_the_destination_lacks(tmp_path: Path) -> None:
@@ -133,7 +141,7 @@ def test_a_resumed_import_sends_only_what_the_destination_lacks(tmp_path: Path) 
     assert result.ok, (result.failed, result.stale, result.unconverged)
     assert (result.history_rows, result.files_uploaded) == (1300, 1)
     sent = [arg for name, arg in backend.calls if name == "append_history"]
-    assert [(offset, count) for _, offset, count, _ in sent] == [(1200, 1000), (2200, 300), (2500, 0)]
+    assert [(offset, count, code) for _, offset, count, code in sent] == [(1200, 1000, None), (2200, 300, 1)]
     assert sorted(backend.history[live.storage_id]) == list(range(2500))
     assert source.downloads == ["model/weights.bin"]
 
@@ -180,10 +188,10 @@ def test_a_run_that_fails_is_reported_and_the_others_are_imported(tmp_path: Path
     backend = MemoryBackend()
     real = backend.create_run
 
-    def refuse(create: RunCreate) -> None:
+    def refuse(create: RunCreate) -> str:
         if create.run_id == "bad":
             raise BackendError("W&B refused the request: project is read-only")
-        real(create)
+        return real(create)
 
     backend.create_run = refuse  # type: ignore[method-assign]
     events: list[ev.ApplyEvent] = []
