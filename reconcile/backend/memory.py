@@ -205,6 +205,15 @@ class MemoryBackend:
     def upload_file(self, run: LiveRun, source: Path, name: str) -> None:
         """Store ``source`` as run file ``name`` (replacing a file of that name)."""
         self._record("upload_file", (run.path, name))
+        self._store_file(run, source, name)
+
+    def upload_files(self, run: LiveRun, files: Sequence[tuple[Path, str]]) -> None:
+        """Store each ``(source, name)`` as ``upload_file`` does (recorded once, as one request)."""
+        self._record("upload_files", (run.path, tuple(name for _, name in files)))
+        for source, name in files:
+            self._store_file(run, source, name)
+
+    def _store_file(self, run: LiveRun, source: Path, name: str) -> None:
         stored = self._by_id(run.storage_id)
         data = source.read_bytes()
         new = LiveFile(id=f"file-{next(self._ids)}", name=name, size=len(data),
@@ -212,18 +221,6 @@ class MemoryBackend:
         files = (*(f for f in stored.files or () if f.name != name), new)
         self.runs[stored.storage_id] = replace(stored, files=files)
         self.contents[new.id] = data
-
-    def upload_files(self, run: LiveRun, files: Sequence[tuple[Path, str]]) -> None:
-        """Store each ``(source, name)`` as ``upload_file`` does (recorded once, as one request)."""
-        self._record("upload_files", (run.path, tuple(name for _, name in files)))
-        for source, name in files:
-            stored = self._by_id(run.storage_id)
-            data = source.read_bytes()
-            new = LiveFile(id=f"file-{next(self._ids)}", name=name, size=len(data),
-                           updated_at=datetime.now(timezone.utc))
-            kept = tuple(f for f in stored.files or () if f.name != name)
-            self.runs[stored.storage_id] = replace(stored, files=(*kept, new))
-            self.contents[new.id] = data
 
     # ------------------------------------------------------------------ artifacts
 
