@@ -125,7 +125,7 @@ def _create_artifact(_: Any, info: Info, input: dict[str, Any]) -> dict[str, Any
 
 
 def _manifest(info: Info, version_pk: int) -> dict[str, Any]:
-    url = f"{info.context.base_url}/artifact-manifest/{version_pk}"
+    url = info.context.sign(f"{info.context.base_url}/artifact-manifest/{version_pk}")
     manifest_id = artifacts.encode_id("ArtifactManifest", version_pk)
     return {
         "artifactManifest": {
@@ -155,7 +155,7 @@ def _create_files(_: Any, info: Info, input: dict[str, Any]) -> dict[str, Any]:
                     "id": artifacts.encode_id("File", version_pk),
                     "name": spec["name"],
                     "storagePath": path,
-                    "uploadUrl": f"{info.context.base_url}/artifact-upload/{path}",
+                    "uploadUrl": info.context.sign(f"{info.context.base_url}/artifact-upload/{path}"),
                     "uploadHeaders": [],
                     "uploadMultipartUrls": None,
                     "artifact": {"id": spec["artifactID"]},

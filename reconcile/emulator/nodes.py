@@ -23,6 +23,11 @@ Resolvers = dict[tuple[str, str], Resolver]
 """``{(type name, field name): resolver}``: what each feature module contributes to the schema."""
 
 
+def unsigned(url: str) -> str:
+    """The signer of a context that signs nothing (no server secret)."""
+    return url
+
+
 @dataclass
 class Context:
     """Per-request context handed to resolvers."""
@@ -30,6 +35,8 @@ class Context:
     store: Store
     base_url: str
     config_writes: str
+    sign: Callable[[str], str] = unsigned
+    """Makes an upload URL its own credential, as W&B's signed storage URLs are (``server.UrlSigner``)."""
 
 
 Info = GraphQLResolveInfo[Context]

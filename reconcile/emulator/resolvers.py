@@ -10,7 +10,7 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, TypeGuard
 from urllib.parse import quote
@@ -28,7 +28,16 @@ from graphql import (
 
 from reconcile.emulator import artifact_uploads, artifacts, history, sweeps
 from reconcile.emulator.filters import FilterError
-from reconcile.emulator.nodes import Context, Info, Resolvers, json_arg, page_info, project_node, run_node
+from reconcile.emulator.nodes import (
+    Context,
+    Info,
+    Resolvers,
+    json_arg,
+    page_info,
+    project_node,
+    run_node,
+    unsigned,
+)
 from reconcile.emulator.store import Store, StoreError, file_id, run_storage_id
 
 _OPERATION = re.compile(r"^\s*(query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)", re.MULTILINE)
@@ -219,7 +228,8 @@ def _create_run_files(_: Any, info: Info, input: dict[str, Any]) -> dict[str, An
         "uploadHeaders": [],
         # Absolute URLs (like W&B's signed storage URLs): the SDK's uploader PUTs to them as they are.
         "files": [
-            {"name": f, "uploadUrl": f"{ctx.base_url}/upload/{parts}/{quote(f)}"} for f in input["files"]
+            {"name": f, "uploadUrl": ctx.sign(f"{ctx.base_url}/upload/{parts}/{quote(f)}")}
+            for f in input["files"]
         ],
     }
 
@@ -386,6 +396,7 @@ class Executor:
         *,
         base_url: str,
         config_writes: str,
+        sign: Callable[[str], str] = unsigned,
     ) -> dict[str, Any]:
         """Execute one request body and return the response envelope (``data`` and/or ``errors``)."""
         document = self._document(query)
@@ -396,7 +407,7 @@ class Executor:
             document,
             variable_values=variables or {},
             operation_name=operation or None,
-            context_value=Context(self.store, base_url, config_writes),
+            context_value=Context(self.store, base_url, config_writes, sign),
             is_awaitable=_never_awaitable,  # every resolver is synchronous: no check per value
         )
         if not isinstance(result, ExecutionResult):  # pragma: no cover - every resolver is synchronous

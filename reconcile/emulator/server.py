@@ -10,8 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
+import hashlib
 import hmac
 import json
+import os
 import random
 import socket
 import threading
@@ -113,6 +115,31 @@ class Stats:
             }
 
 
+class UrlSigner:
+    """Upload URLs that are their own credential, as W&B's signed storage URLs are: the SDK's uploader
+    PUTs a run's files (and wandb-core an artifact's) to the URL CreateRunFiles (CreateArtifactFiles,
+    CreateArtifactManifest) returned, with no API key, so with ``--api-key`` such a PUT is accepted on
+    the URL's signature (an HMAC of its path with a secret of this server) instead of the key."""
+
+    PARAM = "X-Emulator-Signature"
+
+    def __init__(self) -> None:
+        self._secret = os.urandom(32)
+
+    def _digest(self, path: str) -> str:
+        return hmac.new(self._secret, path.encode(), hashlib.sha256).hexdigest()
+
+    def sign(self, url: str) -> str:
+        """``url`` with the signature of its path."""
+        return f"{url}?{self.PARAM}={self._digest(urlsplit(url).path)}"
+
+    def valid(self, target: str) -> bool:
+        """Whether a request target (path and query) carries the signature of its path."""
+        parts = urlsplit(target)
+        given = parse_qs(parts.query).get(self.PARAM, [""])[0]
+        return bool(given) and hmac.compare_digest(given, self._digest(parts.path))
+
+
 class EmulatorServer(ThreadingHTTPServer):
     """The HTTP server plus everything handlers share: store, executor, settings, stats."""
 
@@ -125,6 +152,7 @@ class EmulatorServer(ThreadingHTTPServer):
     ) -> None:
         self.store = store
         self.executor = Executor(store)
+        self.signer = UrlSigner()
         self.settings = settings
         self.stats = Stats()
         self.limiter = _RateLimiter()
@@ -249,6 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
         expected = self.server.settings.api_key
         if not expected:
             return True
+        if self.command == "PUT" and self.server.signer.valid(self.path):
+            return True  # a signed upload URL carries no key (W&B's storage URLs do not either)
         header = self.headers.get("Authorization", "")
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
@@ -394,6 +424,7 @@ class _Handler(BaseHTTPRequestHandler):
             request.get("operationName"),
             base_url=self._base_url(),
             config_writes=settings.config_writes,
+            sign=self.server.signer.sign,
         )
         self._send(200, _json_body(envelope))
 

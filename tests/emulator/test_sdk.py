@@ -5,10 +5,12 @@ Every wandb.init starts wandb-core (a few seconds of CPU), so the flows are few 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -286,3 +288,53 @@ def test_projects_and_run_delete(emu: EmulatorHandle, sdk: Path) -> None:
         api.run(f"{ENTITY}/scratch/doomed")
     assert [r.id for r in api.runs(f"{ENTITY}/scratch")] == []
     assert emu.mutations()[-1]["operation"] == "deleteRun"
+
+
+def _request(url: str, *, method: str = "GET", data: bytes | None = None, key: str | None = None) -> int:
+    """The status of one plain HTTP request (Basic auth with ``key``, as the client sends it)."""
+    headers = {"Content-Type": "application/json"} if method == "POST" else {}
+    if key is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"api:{key}".encode()).decode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=30) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_an_emulator_with_a_key_takes_the_sdks_uploads_on_their_signed_urls_only(
+        sdk: Path, tmp_path: Path) -> None:
+    """With ``api_key``, the SDK's uploader PUTs a run's files with no key (W&B's storage URLs are signed):
+    they are accepted on the URL's signature, and a PUT without it, or with another path's, gets 401."""
+    with running_emulator(seed={"viewer": {"entity": ENTITY, "username": "alice"}, "runs": []},
+                          api_key=TEST_API_KEY) as keyed:
+        run = _init(keyed)
+        (Path(run.dir) / "ckpt.pt").write_bytes(b"checkpoint-bytes")
+        wandb.save(str(Path(run.dir) / "ckpt.pt"), base_path=run.dir, policy="now")
+        run.finish()
+        files = {f.name for f in _api(keyed).run(f"{ENTITY}/{PROJECT}/{run.id}").files()}
+        assert {"ckpt.pt", "config.yaml", "wandb-metadata.json"} <= files
+        assert keyed.stats()["statuses"].get("401", 0) == 0
+
+        mutation = ("mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, "
+                    "$files: [String!]!) { createRunFiles(input: {entityName: $entity, projectName: "
+                    "$project, runName: $run, files: $files}) { runID uploadHeaders files { name uploadUrl } "
+                    "} }")
+        variables = {"entity": ENTITY, "project": PROJECT, "run": run.id, "files": ["a.txt"]}
+        body = json.dumps({"query": mutation, "variables": variables}).encode()
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        auth = "Basic " + base64.b64encode(f"api:{TEST_API_KEY}".encode()).decode()
+        request = urllib.request.Request(f"{keyed.url}/graphql", data=body, method="POST",
+                                         headers={"Content-Type": "application/json", "Authorization": auth})
+        with opener.open(request, timeout=30) as answer:
+            url = json.loads(answer.read())["data"]["createRunFiles"]["files"][0]["uploadUrl"]
+        unsigned, _, signature = url.partition("?")
+        assert signature  # the URL is its own credential
+        assert _request(unsigned, method="PUT", data=b"x") == 401  # no signature, no key
+        other = unsigned.replace("a.txt", "b.txt") + "?" + signature
+        assert _request(other, method="PUT", data=b"x") == 401  # another path's signature
+        assert _request(unsigned, method="PUT", data=b"x", key="local-" + "0" * 40) == 401  # a wrong key
+        assert _request(url, method="PUT", data=b"signed") == 200
+        assert _request(unsigned, method="PUT", data=b"keyed", key=TEST_API_KEY) == 200  # the key still works
