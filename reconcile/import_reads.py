@@ -5,7 +5,7 @@ batches, and hand each pair to the pure import planner. The planner never reads;
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from itertools import islice
 
 import structlog
@@ -34,25 +34,31 @@ def _batches(runs: Iterator[SourceRun], size: int) -> Iterator[list[SourceRun]]:
 
 
 def plan_imports(spec: Spec, backend: Backend, planner: Planner, *, parallelism: int,
-                 targets: Sequence[str] = ()) -> None:
-    """Plan every import of ``spec`` into ``planner`` (targets must already carry env defaults)."""
-    if spec.imports and targets:
-        raise PlanError("--target cannot be used with imports yet: plan without --target")
+                 targets: Mapping[tuple[str, str], frozenset[str] | None] | None = None,
+                 ) -> set[tuple[str, str, str]]:
+    """Plan every import of ``spec`` into ``planner`` (targets must already carry env defaults); with
+    ``targets`` (``--target``, parsed), only the imports into a project it names, and of those only the
+    runs it names. Returns the ``(entity, project, id)`` of every source run selected (planned or in sync)."""
+    selected: set[tuple[str, str, str]] = set()
     for entry in spec.imports:
         entity, project = entry.target.entity, entry.target.project
         if not entity or not project:
             raise PlanError(f"import {entry.name!r} has no destination: give `target` (entity and project) "
                             "in the spec, or set WANDB_ENTITY and WANDB_PROJECT")
+        if targets is not None and (entity, project) not in targets:
+            continue  # --target names nothing in this import's project
+        ids = None if targets is None else targets[(entity, project)]
         writes = entry.target.config_writes or ConfigWrites.MERGE
         reader = open_source(entry, parallelism=parallelism)
         log.info("reading import source", name=entry.name, source=reader.description)
         try:
-            for batch in _batches(reader.runs(), BATCH):
+            for batch in _batches(reader.runs(ids), BATCH):
                 try:
                     live = backend.get_runs(entity, project, [run.id for run in batch])
                 except NotFound:  # a new destination project: apply's first creation makes it
                     live = {}
                 for source in batch:
+                    selected.add((entity, project, source.id))
                     run = live.get(source.id)
                     if run is not None and run.files is None:
                         run = dataclasses.replace(run, files=backend.list_files(run))
@@ -61,3 +67,4 @@ def plan_imports(spec: Spec, backend: Backend, planner: Planner, *, parallelism:
                         planner.add_import(plan)
         finally:
             reader.close()
+    return selected

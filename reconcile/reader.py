@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,13 +89,19 @@ def parse_targets(targets: Sequence[str]) -> dict[tuple[str, str], frozenset[str
     return out
 
 
+def import_projects(spec: Spec) -> set[tuple[str, str]]:
+    """The destination projects of the spec's imports (targets must already carry env defaults)."""
+    return {(i.target.entity, i.target.project) for i in spec.imports if i.target.entity and i.target.project}
+
+
 def _check_targets(wanted: Mapping[tuple[str, str], frozenset[str] | None],
-                   projects: Mapping[tuple[str, str], list[Rule]]) -> None:
-    """Refuse a --target project that no rule of the spec targets."""
-    unknown = sorted(f"{e}/{p}" for e, p in wanted if (e, p) not in projects)
+                   projects: Mapping[tuple[str, str], list[Rule]], imported: set[tuple[str, str]]) -> None:
+    """Refuse a --target project that no rule or import of the spec targets."""
+    unknown = sorted(f"{e}/{p}" for e, p in wanted if (e, p) not in projects and (e, p) not in imported)
     if unknown:
-        known = ", ".join(sorted(f"{e}/{p}" for e, p in projects)) or "none"
-        raise PlanError(f"--target {', '.join(unknown)}: no rule of the spec targets that project "
+        known = ", ".join(sorted(f"{e}/{p}" for e, p in set(projects) | imported)) or "none"
+        what = "rule or import" if imported else "rule"
+        raise PlanError(f"--target {', '.join(unknown)}: no {what} of the spec targets that project "
                         f"(the spec's projects: {known})")
 
 
@@ -118,7 +124,7 @@ def reads(spec: Spec, targets: Sequence[str], now: datetime) -> list[ProjectRead
     wanted = parse_targets(targets) if targets else None
     projects = selection.targets(spec)
     if wanted is not None:
-        _check_targets(wanted, projects)
+        _check_targets(wanted, projects, import_projects(spec))
     out = []
     for (entity, project), rules in projects.items():
         if wanted is not None and (entity, project) not in wanted:
@@ -151,7 +157,8 @@ class RunReader:
         self.found: set[tuple[str, str, str]] = set()
 
     def runs(self, source: RunSource, *, parallelism: int = 10) -> Iterator[LiveRun]:
-        """Every selected run from ``source``; raises PlanError at the end if a ``--target`` was not found.
+        """Every selected run from ``source``; raises PlanError at the end if a ``--target`` was not found
+        (unless the spec has imports, which may find it: then the caller calls ``check_found``).
 
         Files come inside the listing pages; the artifact versions a run logged (only for runs an
         ``artifacts:`` rule matches) are listed per run, ``parallelism`` at a time.
@@ -163,7 +170,8 @@ class RunReader:
                 chosen = (live for live in self._listing(source, read) if _wanted(read, live))
                 while chunk := list(islice(chosen, _ARTIFACT_CHUNK)):
                     yield from pool.map(partial(self._complete, source, read), chunk)
-        self._check_found()
+        if not self.spec.imports:
+            self.check_found()
 
     def _listing(self, source: RunSource, read: ProjectRead) -> Iterator[LiveRun]:
         """The runs of one read; a listing the server refuses names the rule (and the file and line
@@ -189,11 +197,15 @@ class RunReader:
             live = dataclasses.replace(live, artifacts=source.list_artifacts(live))
         return live
 
-    def _check_found(self) -> None:
+    def check_found(self, imported: Iterable[tuple[str, str, str]] = ()) -> None:
+        """Raise PlanError naming each ``--target`` run that neither the rules nor (``imported``: the
+        ``(entity, project, id)`` of the source runs the imports selected) the imports found."""
         if self.targets is None:
             return
+        found = self.found | set(imported)
         missing = sorted(f"{e}/{p}/{i}" for (e, p), ids in self.targets.items() for i in ids or ()
-                         if (e, p, i) not in self.found)
+                         if (e, p, i) not in found)
         if missing:
-            raise PlanError(f"--target {', '.join(missing)}: no such run is selected by the spec's rules "
-                            "(check the id, the project, and the rules' match)")
+            what = "rules or imports" if self.spec.imports else "rules"
+            raise PlanError(f"--target {', '.join(missing)}: no such run is selected by the spec's {what} "
+                            f"(check the id, the project, and the {what}' match)")

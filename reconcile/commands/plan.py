@@ -47,7 +47,9 @@ def plan_spec(spec: Spec, targets: list[str], source: Backend, *, parallelism: i
         planner.add(run)
         if on_progress is not None:
             on_progress(read)
-    plan_imports(spec, source, planner, parallelism=parallelism, targets=targets)
+    imported = plan_imports(spec, source, planner, parallelism=parallelism, targets=reader.targets)
+    if spec.imports:
+        reader.check_found(imported)
     return planner.finish()
 
 

@@ -84,8 +84,8 @@ class SourceReader(Protocol):
 
     description: str  # where the runs come from, for messages (never holds a credential)
 
-    def runs(self) -> Iterator[SourceRun]:
-        """Every source run the import selects, mapped."""
+    def runs(self, ids: frozenset[str] | None = None) -> Iterator[SourceRun]:
+        """Every source run the import selects, mapped (``ids``: only those of these ids)."""
         ...
 
     def history(self, run_id: str) -> Iterator[dict[str, Any]]:

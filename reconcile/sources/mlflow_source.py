@@ -111,8 +111,9 @@ class MlflowReader:
 
     # ------------------------------------------------------------------ runs
 
-    def runs(self) -> Iterator[SourceRun]:
-        """Every selected run, mapped (histories and artifact lists read concurrently)."""
+    def runs(self, ids: frozenset[str] | None = None) -> Iterator[SourceRun]:
+        """Every selected run (``ids``: of these ids), mapped (histories and artifact lists read
+        concurrently)."""
         experiments = self._experiments()
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="mlflow") as pool:
             token: str | None = None
@@ -124,7 +125,8 @@ class MlflowReader:
                         run_view_type=ViewType.ACTIVE_ONLY, max_results=_PAGE, page_token=t,
                     ),
                 )
-                yield from pool.map(lambda run: self._map(run, experiments), page)
+                chosen = [run for run in page if ids is None or run.info.run_id in ids]
+                yield from pool.map(lambda run: self._map(run, experiments), chosen)
                 token = page.token
                 if not token:
                     return

@@ -75,11 +75,14 @@ class WandbReader:
         """Close the source backend."""
         self.backend.close()
 
-    def runs(self) -> Iterator[SourceRun]:
-        """Every run the filters select, as ``reconcile.reader`` streams live runs."""
-        listed = self.backend.iter_runs(self.source.entity, self.source.project,
-                                        dict(self.source.filters) if self.source.filters else None,
-                                        with_files=True)
+    def runs(self, ids: frozenset[str] | None = None) -> Iterator[SourceRun]:
+        """Every run the filters select (``ids``: of these ids), as ``reconcile.reader`` streams live runs."""
+        filters = dict(self.source.filters) if self.source.filters else None
+        if ids is not None:
+            by_id = {"name": {"$in": sorted(ids)}}
+            filters = by_id if filters is None else {"$and": [filters, by_id]}
+        listed = (run for run in self.backend.iter_runs(self.source.entity, self.source.project, filters,
+                                                        with_files=True) if ids is None or run.id in ids)
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="wandb-source") as pool:
             yield from pool.map(lambda live: self._read(live).run, listed)
 

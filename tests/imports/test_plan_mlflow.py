@@ -118,3 +118,30 @@ def test_an_imported_run_plans_nothing_and_a_changed_one_only_its_difference(
                               "last_step": steps[-1], "metrics": ["auc", "loss"]}),
     }
     assert sum(r["action"] == "create" for r in runs.values()) == 18
+
+
+def test_target_plans_only_the_import_runs_it_names(
+    twenty: list[MlflowRun], spec: Path, destination: Any, tmp_path: Path
+) -> None:
+    """--target ENTITY/PROJECT/RUN_ID selects import creations: only the runs named are planned; a run no
+    import selects, or a project no rule or import targets, is an error naming it."""
+    destination([])
+    first, second = twenty[0].run_id, twenty[5].run_id
+    out = tmp_path / "plan.json"
+    result = invoke("plan", "-f", str(spec), "-o", str(out), "--target", f"acme/churn/{first}",
+                    "--target", f"acme/churn/{second}")
+    assert result.exit_code == 0, result.output
+    planned = [run["path"] for run in json.loads(out.read_text())["runs"]]
+    assert sorted(planned) == sorted([f"acme/churn/{first}", f"acme/churn/{second}"])
+    assert "Plan: 2 runs to create" in result.output
+
+    result = invoke("plan", "-f", str(spec), "--target", "acme/churn")  # the whole project: every run
+    assert "Plan: 20 runs to create" in result.output, result.output
+
+    result = invoke("plan", "-f", str(spec), "--target", "acme/churn/nosuchrun")
+    assert result.exit_code == 1
+    assert ("--target acme/churn/nosuchrun: no such run is selected by the spec's rules or imports"
+            in result.output)
+    result = invoke("plan", "-f", str(spec), "--target", "acme/elsewhere/x")
+    assert result.exit_code == 1
+    assert "--target acme/elsewhere: no rule or import of the spec targets that project" in result.output

@@ -51,8 +51,8 @@ class MemorySource:
         self.runs_by_id = {r.id: r for r in runs}
         self.downloads: list[str] = []
 
-    def runs(self) -> Iterator[SourceRun]:
-        yield from self.runs_by_id.values()
+    def runs(self, ids: frozenset[str] | None = None) -> Iterator[SourceRun]:
+        yield from (r for r in self.runs_by_id.values() if ids is None or r.id in ids)
 
     def history(self, run_id: str) -> Iterator[dict[str, Any]]:
         yield from rows(len(self.runs_by_id[run_id].steps))
