@@ -144,8 +144,8 @@ def compare_sides(workdir: Path, runs: int | None) -> int:
         return 1
     steps = ", ".join(f"{label} {sec:.1f} s" for label, sec in rec["steps"].items())
     print(f"| {len(rec_state)} runs | reconcile {rec['seconds']:.1f} s ({steps}; {rec['requests']} requests; "
-          f"load after {rec['load_after']}) | loop {loop['seconds']:.1f} s ({loop['requests']} requests; load "
-          f"after {loop['load_after']}) | loop / reconcile {loop['seconds'] / rec['seconds']:.1f}x |")
+          f"load after {rec['load_after']}) | loop {loop['seconds']:.1f} s ({loop['requests']} requests; "
+          f"load after {loop['load_after']}) | loop / reconcile {loop['seconds'] / rec['seconds']:.1f}x |")
     return 0
 
 
@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="which side to run (fill: only fill MLflow); results are kept in the work dir "
                              "and compared once both exist")
     parser.add_argument("--mlflow-workers", type=int, default=MLFLOW_WORKERS,
-                        help=f"the tracking server's worker processes, for both sides (default {MLFLOW_WORKERS})")
+                        help="the tracking server's worker processes, for both sides "
+                             f"(default {MLFLOW_WORKERS})")
     args = parser.parse_args(argv)
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-import-"))).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             rec_s, (rec_steps, rec_req), _ = side("reconcile", workdir, args.latency_ms, [
                 ("plan", reconcile_argv("plan", "-f", str(spec), "-o", str(plan))),
                 ("apply", reconcile_argv("apply", str(plan)))])
-            print(f"reconcile: {rec_s:.1f} s ({', '.join(f'{s.label} {s.seconds:.1f} s' for s in rec_steps)}), "
+            timings = ", ".join(f"{s.label} {s.seconds:.1f} s" for s in rec_steps)
+            print(f"reconcile: {rec_s:.1f} s ({timings}), "
                   f"{rec_req} requests; load {_load()}", flush=True)
         if args.side in ("both", "loop"):
             loop = [sys.executable, str(Path(__file__).with_name("import_loop.py")), "--tracking-uri",

@@ -2,8 +2,8 @@
 today (``benchmarks/import_loop_wandb.py``: ``api.runs``, ``wandb.init``, ``log`` per history row, files
 downloaded and ``save``d, ``finish``).
 
-    .venv/bin/python benchmarks/imports.py --runs 1000 --workdir W        # makes W/reconcile.sqlite
-    .venv/bin/python benchmarks/imports_wandb.py --source-db W/reconcile.sqlite
+    .venv/bin/python benchmarks/imports.py --runs 1000 --workdir W --side reconcile  # W/reconcile.sqlite
+    .venv/bin/python benchmarks/imports_wandb.py --source-db W/reconcile.sqlite --workdir W2
 
 The source is an emulator subprocess serving a copy of a database that ``benchmarks/imports.py`` filled
 (its runs in ``acme/imported``: 3 metrics x N steps, 2 files each); each side copies them into
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.imports import side
+from benchmarks.imports import compare_sides, side
 from benchmarks.run import BENCH_API_KEY, _load, reconcile_argv
 from reconcile.emulator.testing import running_emulator
 
@@ -32,40 +32,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source-db", type=Path, required=True)
     parser.add_argument("--latency-ms", type=int, default=20)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--side", choices=("both", "reconcile", "loop"), default="both",
+                        help="which side to run; results are kept in the work dir and compared once "
+                             "both exist")
     args = parser.parse_args(argv)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-wandb-"))
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-wandb-"))).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    db = workdir / "source.sqlite"
+    db = workdir / f"source-{args.side}.sqlite"  # each invocation serves its own copy
     shutil.copyfile(args.source_db, db)
     with running_emulator(db=db, latency_ms=args.latency_ms, subprocess=True) as source:
         print(f"source {args.source_db}; emulator latency {args.latency_ms} ms (source and destinations); "
               f"work dir {workdir}; load {_load()}", flush=True)
-        spec = workdir / "import.yaml"
-        spec.write_text("version: 1\ntarget: {entity: acme, project: copied}\nimports:\n"
-                        "  - name: bench\n    from:\n      wandb:\n"
-                        f"        base_url: {source.url}\n        api_key_env: SOURCE_WANDB_API_KEY\n"
-                        "        entity: acme\n        project: imported\n")
-        plan = workdir / "plan.json"
-        rec_s, (rec_steps, rec_req), rec_state = side("reconcile", workdir, args.latency_ms, [
-            ("plan", reconcile_argv("plan", "-f", str(spec), "-o", str(plan))),
-            ("apply", reconcile_argv("apply", str(plan)))], project="copied",
-            extra_env={"SOURCE_WANDB_API_KEY": BENCH_API_KEY})
-        print(f"reconcile: {rec_s:.1f} s ({', '.join(f'{s.label} {s.seconds:.1f} s' for s in rec_steps)}), "
-              f"{rec_req} requests to the destination; load {_load()}", flush=True)
-        loop = [sys.executable, str(Path(__file__).with_name("import_loop_wandb.py")), "--source-url",
-                source.url, "--source-key", BENCH_API_KEY]
-        loop_s, (_, loop_req), loop_state = side("loop", workdir, args.latency_ms, [("loop", loop)],
-                                                 project="copied")
-        print(f"loop: {loop_s:.1f} s, {loop_req} requests to the destination; load {_load()}", flush=True)
-    same = rec_state == loop_state and bool(rec_state)
-    print(f"end states identical: {same} ({len(rec_state)} runs each)")
-    if not same:
-        for key in [k for k in rec_state if rec_state[k] != loop_state.get(k)][:3]:
-            print(key, rec_state[key], loop_state.get(key), sep="\n  ")
-        return 1
-    print(f"| {len(rec_state)} runs | reconcile {rec_s:.1f} s | loop {loop_s:.1f} s | loop / reconcile "
-          f"{loop_s / rec_s:.1f}x | load {_load()} |")
-    return 0
+        if args.side in ("both", "reconcile"):
+            spec = workdir / "import.yaml"
+            spec.write_text("version: 1\ntarget: {entity: acme, project: copied}\nimports:\n"
+                            "  - name: bench\n    from:\n      wandb:\n"
+                            f"        base_url: {source.url}\n        api_key_env: SOURCE_WANDB_API_KEY\n"
+                            "        entity: acme\n        project: imported\n")
+            plan = workdir / "plan.json"
+            rec_s, (rec_steps, rec_req), _ = side("reconcile", workdir, args.latency_ms, [
+                ("plan", reconcile_argv("plan", "-f", str(spec), "-o", str(plan))),
+                ("apply", reconcile_argv("apply", str(plan)))], project="copied",
+                extra_env={"SOURCE_WANDB_API_KEY": BENCH_API_KEY})
+            timings = ", ".join(f"{s.label} {s.seconds:.1f} s" for s in rec_steps)
+            print(f"reconcile: {rec_s:.1f} s ({timings}), "
+                  f"{rec_req} requests to the destination; load {_load()}", flush=True)
+        if args.side in ("both", "loop"):
+            loop = [sys.executable, str(Path(__file__).with_name("import_loop_wandb.py")), "--source-url",
+                    source.url, "--source-key", BENCH_API_KEY]
+            loop_s, (_, loop_req), _ = side("loop", workdir, args.latency_ms, [("loop", loop)],
+                                            project="copied")
+            print(f"loop: {loop_s:.1f} s, {loop_req} requests to the destination; load {_load()}", flush=True)
+    return compare_sides(workdir, None)
 
 
 if __name__ == "__main__":
