@@ -4,6 +4,9 @@
 
     .venv/bin/python benchmarks/imports.py             # 1,000 runs x 3 metrics x 500 steps + 2 artifacts
     .venv/bin/python benchmarks/imports.py --runs 100 --steps 500 --latency-ms 20
+    .venv/bin/python benchmarks/imports.py --workdir W --side fill       # fill MLflow once into W ...
+    .venv/bin/python benchmarks/imports.py --workdir W --side loop       # ... and reuse it, a side at a time
+    .venv/bin/python benchmarks/imports.py --workdir W --side reconcile  # (compared once both exist)
 
 One real MLflow tracking server (``.venv-mlflow``, as the tests start it) holds the runs; each side writes
 to its own fresh emulator (a subprocess, ``--latency-ms`` per request). Both end states are read back with
@@ -34,8 +37,9 @@ from tests.imports.mlflow_server import running_mlflow
 
 EXPERIMENT = "bench-import"
 METRICS = ("loss", "accuracy", "lr")
-MLFLOW_WORKERS = 1
-"""The tracking server's worker processes (``mlflow server --workers``), the same for both sides."""
+MLFLOW_WORKERS = 2
+"""The tracking server's worker processes (``mlflow server --workers``; MLflow's default is 4): one per
+core of the 2-vCPU machine measured, the same server for both sides."""
 
 
 def populate(uri: str, runs: int, steps: int, workdir: Path) -> None:
