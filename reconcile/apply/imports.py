@@ -217,6 +217,8 @@ class ImportWriter:
         file_stream request does."""
         position = (HistoryPosition(0, None, 0) if empty
                     else self.retry(lambda: self.backend.history_position(live), rp.path))
+        # System metrics first: the request that carries ``complete`` finishes the run, so it goes last.
+        self._events(rp, live, fresh, position.events_lines)
         after = position.last_step
         todo = [self._row(row, fresh) for row in fresh.rows if after is None or int(row["_step"]) > after]
         offset = position.lines
@@ -231,7 +233,6 @@ class ImportWriter:
             self.retry(send, rp.path)
             offset += len(chunk)
         last = int(todo[-1]["_step"]) if todo else after
-        self._events(rp, live, fresh, position.events_lines)
         return len(todo), last
 
     def _events(self, rp: RunPlan, live: LiveRun, fresh: SourceRead, have: int) -> None:

@@ -233,3 +233,24 @@ def test_an_update_of_a_run_deleted_since_the_plan_is_stale(tmp_path: Path) -> N
     assert result.stale == [("acme/churn/r1", "the run no longer exists in the destination; nothing was "
                                               "written (plan again)")]
     assert result.failed == []
+
+
+def test_system_metrics_are_sent_before_the_request_that_completes_the_run(tmp_path: Path) -> None:
+    """A W&B source's system-metric rows go to wandb-events.jsonl before the history request that carries
+    `complete` (which finishes the run), never after it."""
+    run = source_run(steps=3, event_rows=2)
+    samples = ({"_timestamp": START.timestamp() + 1, "system.cpu": 5.0},
+               {"_timestamp": START.timestamp() + 2, "system.cpu": 7.0})
+
+    class WithEvents(MemorySource):
+        def read(self, run_id: str) -> SourceRead | None:
+            found = super().read(run_id)
+            return None if found is None else SourceRead(found.run, found.rows, samples)
+
+    backend = MemoryBackend()
+    result = apply(import_plan(run), backend, WithEvents(run), tmp_path)
+    assert result.ok, (result.failed, result.stale, result.unconverged)
+    live = backend.run("acme", "churn", "r1")
+    assert [backend.events[live.storage_id][i]["system.cpu"] for i in (0, 1)] == [5.0, 7.0]
+    sent = [arg for name, arg in backend.calls if name == "append_history"]
+    assert [(count, code) for _, _, count, code in sent] == [(2, None), (3, 1)]  # events, rows + complete
