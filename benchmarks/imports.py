@@ -128,6 +128,22 @@ def side(name: str, workdir: Path, latency_ms: int, commands: list[tuple[str, li
     return seconds, (steps, requests), end
 
 
+def reconcile_side(workdir: Path, latency_ms: int, project: str, source: str,
+                   extra_env: dict[str, str] | None = None) -> None:
+    """``reconcile plan`` + ``apply`` of an import from ``source`` (the YAML under ``from:``) into
+    ``acme/<project>``, as ``side("reconcile", ...)``; prints the timings."""
+    spec = workdir / "import.yaml"
+    spec.write_text(f"version: 1\ntarget: {{entity: acme, project: {project}}}\nimports:\n"
+                    f"  - name: bench\n    from:\n{source}")
+    plan = workdir / "plan.json"
+    seconds, (steps, requests), _ = side("reconcile", workdir, latency_ms, [
+        ("plan", reconcile_argv("plan", "-f", str(spec), "-o", str(plan))),
+        ("apply", reconcile_argv("apply", str(plan)))], project=project, extra_env=extra_env)
+    timings = ", ".join(f"{s.label} {s.seconds:.1f} s" for s in steps)
+    print(f"reconcile: {seconds:.1f} s ({timings}), {requests} requests to the destination; load {_load()}",
+          flush=True)
+
+
 def compare_sides(workdir: Path, runs: int | None) -> int:
     """Compare the reconcile and loop results kept in ``workdir``; print the table row; 0 if identical."""
     results = {}
@@ -202,17 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         if not reuse:
             fill(server.uri, workdir, args.runs, args.steps)
         if args.side in ("both", "reconcile"):
-            spec = workdir / "import.yaml"
-            spec.write_text("version: 1\ntarget: {entity: acme, project: imported}\nimports:\n"
-                            "  - name: bench\n    from:\n      mlflow:\n"
-                            f"        tracking_uri: {server.uri}\n        experiments: [{EXPERIMENT}]\n")
-            plan = workdir / "plan.json"
-            rec_s, (rec_steps, rec_req), _ = side("reconcile", workdir, args.latency_ms, [
-                ("plan", reconcile_argv("plan", "-f", str(spec), "-o", str(plan))),
-                ("apply", reconcile_argv("apply", str(plan)))])
-            timings = ", ".join(f"{s.label} {s.seconds:.1f} s" for s in rec_steps)
-            print(f"reconcile: {rec_s:.1f} s ({timings}), "
-                  f"{rec_req} requests; load {_load()}", flush=True)
+            reconcile_side(workdir, args.latency_ms, "imported",
+                           f"      mlflow:\n        tracking_uri: {server.uri}\n"
+                           f"        experiments: [{EXPERIMENT}]\n")
         if args.side in ("both", "loop"):
             loop = [sys.executable, str(Path(__file__).with_name("import_loop.py")), "--tracking-uri",
                     server.uri, "--experiment", EXPERIMENT]

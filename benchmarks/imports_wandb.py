@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.imports import compare_sides, side
-from benchmarks.run import BENCH_API_KEY, _load, reconcile_argv
+from benchmarks.imports import compare_sides, reconcile_side, side
+from benchmarks.run import BENCH_API_KEY, _load
 from reconcile.emulator.testing import running_emulator
 
 
@@ -44,19 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"source {args.source_db}; emulator latency {args.latency_ms} ms (source and destinations); "
               f"work dir {workdir}; load {_load()}", flush=True)
         if args.side in ("both", "reconcile"):
-            spec = workdir / "import.yaml"
-            spec.write_text("version: 1\ntarget: {entity: acme, project: copied}\nimports:\n"
-                            "  - name: bench\n    from:\n      wandb:\n"
-                            f"        base_url: {source.url}\n        api_key_env: SOURCE_WANDB_API_KEY\n"
-                            "        entity: acme\n        project: imported\n")
-            plan = workdir / "plan.json"
-            rec_s, (rec_steps, rec_req), _ = side("reconcile", workdir, args.latency_ms, [
-                ("plan", reconcile_argv("plan", "-f", str(spec), "-o", str(plan))),
-                ("apply", reconcile_argv("apply", str(plan)))], project="copied",
-                extra_env={"SOURCE_WANDB_API_KEY": BENCH_API_KEY})
-            timings = ", ".join(f"{s.label} {s.seconds:.1f} s" for s in rec_steps)
-            print(f"reconcile: {rec_s:.1f} s ({timings}), "
-                  f"{rec_req} requests to the destination; load {_load()}", flush=True)
+            reconcile_side(workdir, args.latency_ms, "copied",
+                           f"      wandb:\n        base_url: {source.url}\n"
+                           "        api_key_env: SOURCE_WANDB_API_KEY\n        entity: acme\n"
+                           "        project: imported\n",
+                           extra_env={"SOURCE_WANDB_API_KEY": BENCH_API_KEY})
         if args.side in ("both", "loop"):
             loop = [sys.executable, str(Path(__file__).with_name("import_loop_wandb.py")), "--source-url",
                     source.url, "--source-key", BENCH_API_KEY]
