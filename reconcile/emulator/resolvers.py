@@ -7,6 +7,7 @@ a real server) and cached by query text, since the client sends the same few doc
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import threading
@@ -27,6 +28,7 @@ from graphql import (
 )
 
 from reconcile.emulator import artifact_uploads, artifacts, history, sweeps
+from reconcile.emulator.execution import executor_for
 from reconcile.emulator.filters import FilterError
 from reconcile.emulator.nodes import (
     Context,
@@ -127,6 +129,10 @@ def _file_url(base: str, path: tuple[str, str, str], name: str) -> str:
     return f"{base}/files/{entity}/{project}/{run}/{quote(name)}"
 
 
+def _lazy_file_url(base: str, path: tuple[str, str, str], name: str, _info: Info, **_: Any) -> str:
+    return _file_url(base, path, name)
+
+
 def _run_files(
     run: dict[str, Any],
     info: Info,
@@ -149,7 +155,8 @@ def _run_files(
         raise GraphQLError(str(exc)) from exc
     edges = []
     for row, cursor in page:
-        url = _file_url(ctx.base_url, run["_path"], row["name"])
+        # Resolved only when selected (graphql-core calls a callable value): most reads select no URL.
+        url = functools.partial(_lazy_file_url, ctx.base_url, run["_path"], row["name"])
         edges.append(
             {
                 "cursor": cursor,
@@ -366,6 +373,7 @@ class Executor:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.schema = build_executable_schema()
+        self._executor_class = executor_for(self.schema)
         self._cache: dict[str, DocumentNode | list[GraphQLError]] = {}
         self._lock = threading.Lock()
 
@@ -409,6 +417,7 @@ class Executor:
             operation_name=operation or None,
             context_value=Context(self.store, base_url, config_writes, sign),
             is_awaitable=_never_awaitable,  # every resolver is synchronous: no check per value
+            executor_class=self._executor_class,  # plain leaf fields without the per-field machinery
         )
         if not isinstance(result, ExecutionResult):  # pragma: no cover - every resolver is synchronous
             raise TypeError("async resolvers are not supported")
