@@ -67,9 +67,15 @@ class Phase:
         return all(s.returncode == 0 for s in self.steps)
 
 
+HTTP_TIMEOUT: int | None = None
+"""``--http-timeout``: WANDB_HTTP_TIMEOUT for the client processes (None: the client's default)."""
+
+
 def client_env(url: str, home: Path) -> dict[str, str]:
     """The environment of a client process: pointed at the emulator, nothing written to the real home."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    if HTTP_TIMEOUT is not None:
+        env["WANDB_HTTP_TIMEOUT"] = str(HTTP_TIMEOUT)
     home.mkdir(parents=True, exist_ok=True)
     env.update({
         "WANDB_BASE_URL": url, "WANDB_API_KEY": BENCH_API_KEY, "WANDB_SILENT": "true", "WANDB_DIR": str(home),
@@ -184,13 +190,24 @@ SIDES = ("reconcile", "threads", "loop")
 """The ways of doing the change set, in the order they run (the slowest last)."""
 
 
+def seeded_base(args: argparse.Namespace, workdir: Path) -> Path:
+    """``workdir/base.sqlite`` seeded with ``--runs`` x ``--files``; with ``--reuse-seed``, one this
+    harness seeded earlier with the same sizes is used as it is (seeding 2,000,000 files takes minutes)."""
+    base, marker = workdir / "base.sqlite", workdir / "base.seeded"
+    sizes = f"{args.runs} {args.files} {fixture.__name__}"
+    if args.reuse_seed and base.exists() and marker.exists() and marker.read_text() == sizes:
+        print(f"reusing {base} ({args.runs} runs x {args.files} files, seeded earlier)", flush=True)
+        return base
+    marker.unlink(missing_ok=True)
+    fixture.seed_db(fixture.generate(args.runs, args.files), base)
+    marker.write_text(sizes)
+    return base
+
+
 def compare_mode(args: argparse.Namespace, workdir: Path) -> int:
     """reconcile vs the 10-thread loop vs the loop on the same data; verify identical end states."""
     t0 = time.perf_counter()
-    data = fixture.generate(args.runs, args.files)
-    base = workdir / "base.sqlite"
-    fixture.seed_db(data, base)
-    del data
+    base = seeded_base(args, workdir)
     spec_path = fixture.write_spec(fixture.spec(files=args.files > 0), workdir / "spec.yaml")
     print(f"seeded {args.runs} runs x {args.files} files in {time.perf_counter() - t0:.1f} s; "
           f"emulator latency {args.latency_ms} ms; work dir {workdir}; load {_load()}", flush=True)
@@ -310,7 +327,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="also require the end state of this database (kept by an earlier run's work dir, "
                              "e.g. loop.sqlite) to be identical")
     parser.add_argument("--workdir", type=Path, help="keep databases, plans, logs here")
+    parser.add_argument("--reuse-seed", action="store_true",
+                        help="use the work dir's base.sqlite if this harness seeded it with the same --runs "
+                             "and --files (seeding 100,000 x 20 takes minutes)")
+    parser.add_argument("--http-timeout", type=int,
+                        help="WANDB_HTTP_TIMEOUT (seconds) for the clients; default: the client's own (on a "
+                             "saturated machine a page of 100 runs with their files can outlast it)")
     args = parser.parse_args(argv)
+    global HTTP_TIMEOUT  # noqa: PLW0603 - one setting for every client process of this run
+    HTTP_TIMEOUT = args.http_timeout
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     workdir = workdir.resolve()

@@ -368,14 +368,15 @@ class _Executor:
         as the contract allows) but done *just in time*: a group is read only when the
         workers are about to run out of writes, so a run is written right after its re-read,
         not behind a long queue (the summary sent is built from that read, and W&B has no
-        compare-and-set). Written runs are read back in batches of ``BATCH_SIZE`` while later
-        runs are still being written, so the workers never wait for a batch's slowest run.
+        compare-and-set). Written runs are read back in batches of ``BATCH_SIZE`` by a worker
+        (one task reads the batch, then verifies its runs) while later runs are still being
+        re-read and written: neither the workers nor the re-reads wait for a read-back.
 
         ``todo`` is consumed lazily, one group at a time, and at most ``parallelism`` writes plus
-        ``MAX_VERIFYING`` read-backs are in flight: what apply holds does not grow with the plan.
+        ``MAX_VERIFYING`` runs being read back are in flight: what apply holds does not grow with the plan.
         """
         writes: set[Future[_Written | None]] = set()
-        verifies: set[Future[None]] = set()
+        verifies: dict[Future[None], int] = {}  # read-back tasks and how many runs each reads back
         written: list[_Written] = []
         group_size = min(max(self.parallelism, 1), BATCH_SIZE)
 
@@ -391,19 +392,16 @@ class _Executor:
             while len(written) >= BATCH_SIZE or (drain and written):
                 group = written[:BATCH_SIZE]
                 del written[:BATCH_SIZE]
-                readback = self._read([w.rp for w in group], "read-back", self._verify_needs_files)
                 settle(limit=MAX_VERIFYING - len(group))
-                verifies.update(pool.submit(self._verify_run, w.rp, readback[w.rp.path]) for w in group)
+                verifies[pool.submit(self._read_back, [w.rp for w in group])] = len(group)
 
         def settle(*, limit: int) -> None:
-            """Wait until at most ``limit`` read-backs are in flight (a worker's bug surfaces here)."""
-            nonlocal verifies
+            """Wait until at most ``limit`` runs are being read back (a worker's bug surfaces here)."""
             while True:
-                done = {f for f in verifies if f.done()}
-                for future in done:
+                for future in [f for f in verifies if f.done()]:
+                    del verifies[future]
                     future.result()
-                verifies -= done
-                if len(verifies) <= max(limit, 0):
+                if sum(verifies.values()) <= max(limit, 0):
                     return
                 wait(verifies, return_when=FIRST_COMPLETED)
 
@@ -424,6 +422,12 @@ class _Executor:
             verify(drain=False)
         verify(drain=True)
         settle(limit=0)
+
+    def _read_back(self, rps: Sequence[RunPlan]) -> None:
+        """Read these written runs back in one batched read, then verify each (a worker's task)."""
+        readback = self._read(rps, "read-back", self._verify_needs_files)
+        for rp in rps:
+            self._verify_run(rp, readback[rp.path])
 
     # ------------------------------------------------------------------ one run
 
