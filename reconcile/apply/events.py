@@ -3,8 +3,9 @@ log are observers of these (Terraform's ``hook.go`` / ``views/json/message_types
 
 Order for one apply: ``ApplyStart``, then per run either ``RunSkipped`` (the journal says it
 is finished) or ``RunStarted`` followed by any of ``RunMetadataWritten`` / ``RunFilesDeleted``
-/ ``RunFilesUploaded`` / ``RunImported`` and exactly one of ``RunApplied`` / ``RunStale`` / ``RunFailed`` /
-``RunUnconverged``; finally ``ApplyComplete``. A stale run may also come without
+/ ``RunFilesUploaded`` / ``RunImported``, then ``RunWritten`` when all its writes went out, and exactly one
+of ``RunApplied`` / ``RunStale`` / ``RunFailed`` / ``RunUnconverged`` (after the batched read-back);
+finally ``ApplyComplete``. A stale run may also come without
 ``RunStarted`` (nothing was about to be written).
 """
 
@@ -121,6 +122,13 @@ class RunImported:
 
 
 @dataclass(frozen=True, slots=True)
+class RunWritten:
+    """Every write of the run went out; its read-back (batched with other runs') is still to come."""
+
+    run: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunApplied:
     """Every planned change of the run is in place (read back and compared)."""
 
@@ -181,7 +189,7 @@ class ApplyComplete:
 
 ApplyEvent = (ApplyStart | RunStarted | RunMetadataWritten | RunFilesDeleted | RunFilesUploaded | RunApplied
               | RunStale | RunFailed | RunUnconverged | RunSkipped | ApplyComplete | RunArtifactsDeleted
-              | RunArtifactTTLsSet | RunImported)
+              | RunArtifactTTLsSet | RunImported | RunWritten)
 
 Observer = Callable[[ApplyEvent], None]
 """Anything called with each event, in order, one at a time."""

@@ -480,6 +480,7 @@ class _Executor:
         except (ReconcileError, OSError) as exc:
             self.emit(ev.RunFailed(rp.path, str(exc) or type(exc).__name__))
             return None
+        self.emit(ev.RunWritten(rp.path))
         return _Written(rp)
 
     def _write_import(self, rp: RunPlan, live: LiveRun | BaseException) -> _Written | None:
@@ -489,7 +490,10 @@ class _Executor:
         except (ReconcileError, OSError) as exc:
             self.emit(ev.RunFailed(rp.path, str(exc) or type(exc).__name__))
             return None
-        return _Written(rp) if written else None
+        if not written:
+            return None
+        self.emit(ev.RunWritten(rp.path))
+        return _Written(rp)
 
     def _prepare_versions(self, rp: RunPlan, live: LiveRun, record: RunRecord) -> _Versions | None:
         """The artifact versions to delete (read fresh and backed up) and the TTLs to set; ``None``

@@ -68,7 +68,12 @@ class ProblemLines:
 
 class ProgressBar:
     """rich's live bar on a terminal: runs done/total, files deleted and bytes freed as they happen,
-    elapsed time and an ETA from the rate of runs actually finished. Problem lines go above it."""
+    elapsed time and an ETA from the rate of runs actually done. Problem lines go above it.
+
+    A run counts as done when its writes went out (``RunWritten``), or when it ends without them
+    (stale, failed, skipped): the read-back that confirms it is batched (up to 50 runs at a time), and
+    counting only then held the bar at 0 until the last batch, with no rate for an ETA.
+    """
 
     def __init__(self, stream: TextIO, *, color: bool = True,
                  clock: Callable[[], float] | None = None) -> None:
@@ -78,6 +83,7 @@ class ProgressBar:
         self.total_files = self.total_bytes = 0
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._written: set[str] = set()  # runs counted at RunWritten, whose final event is still to come
 
     @property
     def progress(self) -> Progress | None:
@@ -118,8 +124,13 @@ class ProgressBar:
         elif isinstance(event, ev.RunSkipped):
             self.files += event.files_deleted
             self.bytes += event.bytes_freed
-        if isinstance(event, _FINISHING):
+        if isinstance(event, ev.RunWritten):
+            self._written.add(event.run)
             progress.update(task, advance=1, counts=self._counts())
+        elif isinstance(event, _FINISHING):
+            counted = event.run in self._written
+            self._written.discard(event.run)
+            progress.update(task, advance=0 if counted else 1, counts=self._counts())
         elif isinstance(event, ev.RunFilesDeleted):
             progress.update(task, counts=self._counts())
         elif isinstance(event, ev.ApplyComplete):
@@ -165,8 +176,8 @@ class LogObserver:
         elif isinstance(event, ev.RunFilesUploaded | ev.RunImported):
             name = "run_files_uploaded" if isinstance(event, ev.RunFilesUploaded) else "run_imported"
             log.debug(name, **dataclasses.asdict(event))
-        elif isinstance(event, ev.RunStarted):
-            log.debug("run_started", run=event.run)
+        elif isinstance(event, ev.RunStarted | ev.RunWritten):
+            log.debug("run_started" if isinstance(event, ev.RunStarted) else "run_written", run=event.run)
 
 
 def observers_for(stream: TextIO, *, json_logs: bool = False, color: bool = True) -> list[ev.Observer]:

@@ -103,3 +103,27 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, emulator: Any, wandb_env: An
 def _has_no_backup() -> bool:
     """Whether apply takes --no-backup (required for deleting files once #13's consent flags land)."""
     return "--no-backup" in CliRunner().invoke(main, ["apply", "--help"]).output
+
+
+def test_the_bar_counts_runs_as_their_writes_finish_with_an_eta(tmp_path: Path, emulator: Any,
+                                                                wandb_env: Any) -> None:
+    """On a terminal, an apply of 20 slow runs: the bar counts each run when its writes are done (not all
+    at the end, after the batched read-back) and, while runs remain, shows an ETA from the rate seen."""
+    emu = emulator(seed={"runs": _runs(20)})
+    env = wandb_env(emu.url)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    plan = tmp_path / "plan.json"
+    planned = CliRunner().invoke(main, ["plan", "-f", str(spec), "-o", str(plan)], catch_exceptions=False)
+    assert planned.exit_code == 0, planned.output
+    emu.set_faults(latency_ms=250)
+    args = ["apply", str(plan), "--parallelism", "2"] + (["--no-backup"] if _has_no_backup() else [])
+    code, screen = run_on_terminal(args, env=env, columns=160)
+    text = ANSI.sub("", screen)
+    assert code == 0, text
+    shown = [(int(m.group(1)), m.group(2)) for line in re.split(r"[\r\n]", text)
+             if (m := re.search(r"(\d+)/20 runs.*ETA\s+(\S+)", line))]
+    during = [(done, eta) for done, eta in shown if 0 < done < 20]
+    assert len({done for done, _ in during}) >= 3, shown  # counted as runs finish, not at the end
+    assert any(re.fullmatch(r"\d+:\d\d:\d\d", eta) for _, eta in during), shown  # an ETA while running
+    assert shown[-1][0] == 20, shown

@@ -123,14 +123,15 @@ def test_apply_plan_stale_run_untouched_others_applied(tmp_path: Path) -> None:
 
 
 def test_apply_plan_event_order(tmp_path: Path) -> None:
-    """Events: start, then started/metadata/files/applied per run, then complete."""
+    """Events: start, then started/metadata/files/written/applied per run, then complete."""
     f1 = live_file("f1", "a.ckpt", 5)
     run = live_run("a", files=[f1])
     backend = MemoryBackend([run])
     plan = make_plan(run_plan(run, [config_set("lr", 0.1, 0.2), file_delete(f1)]))
     _, seen = _apply(plan, backend, tmp_path)
     assert [type(e).__name__ for e in seen] == ["ApplyStart", "RunStarted", "RunMetadataWritten",
-                                                "RunFilesDeleted", "RunApplied", "ApplyComplete"]
+                                                "RunFilesDeleted", "RunWritten", "RunApplied",
+                                                "ApplyComplete"]
 
 
 def test_apply_plan_deletes_all_files_of_a_run_in_one_request(tmp_path: Path) -> None:

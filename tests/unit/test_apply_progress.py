@@ -52,6 +52,27 @@ def test_progress_bar_eta_comes_from_the_rate_seen_and_counts_as_they_happen() -
     assert bar.progress is None
 
 
+def test_progress_bar_counts_a_run_when_its_writes_are_done_and_once() -> None:
+    """A run counts at RunWritten (its read-back comes later, batched); its final event, whatever it is,
+    does not count it again; a run that ends unwritten (stale) counts at its end."""
+    now = [0.0]
+    bar = ProgressBar(_Terminal(), clock=lambda: now[0])
+    bar(ev.ApplyStart(total_runs=4, total_files=0, total_bytes=0, plan_digest="d"))
+    for i in range(3):
+        now[0] += 1
+        bar(ev.RunWritten(f"a/b/r{i}"))
+    line = _shown(bar)
+    assert "3/4 runs" in line
+    assert re.search(r"ETA\s+0:00:01", line), line  # one run left at one run a second
+    bar(ev.RunApplied("a/b/r0", changes=1, files_deleted=0, bytes_freed=0))
+    bar(ev.RunUnconverged("a/b/r1", ("notes",)))
+    bar(ev.RunFailed("a/b/r2", "written, but reading it back failed"))
+    assert "3/4 runs" in _shown(bar)
+    bar(ev.RunStale("a/b/r3", "tags changed since the plan", ("tags",)))
+    assert "4/4 runs" in _shown(bar)
+    bar(ev.ApplyComplete(result=ApplyResult()))
+
+
 def test_progress_bar_prints_each_problem_once_above_the_bar() -> None:
     """A stale run is one line in the terminal output, naming its drifted fields; it advances the bar."""
     screen = _Terminal()
