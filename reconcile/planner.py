@@ -750,16 +750,27 @@ class Planner:
                           if any(r.source == entry.name for r in runs)),
         )
 
+    def _outside_target(self, rule: Rule) -> bool:
+        """Whether ``--target`` leaves ``rule`` out: its project is not targeted, or it matched none of
+        the targeted runs. What such a rule would find elsewhere was not read, so it warns of nothing."""
+        if self.targets is None:
+            return False
+        if (rule.target.entity, rule.target.project) not in self.targets:
+            return True
+        return not self._files_runs.get(rule.name, 0)
+
     def _warnings(self) -> list[str]:
         """A files rule whose delete globs match no file of any run it matches (or an artifacts rule that
-        finds no version): never a silent no-op."""
+        finds no version): never a silent no-op. A rule ``--target`` leaves out is not warned about."""
         warnings = [f"rule {rule.name!r}: artifacts of type {rule.artifacts.type!r}"
                     + (f" named {rule.artifacts.name!r}" if rule.artifacts.name else "")
                     + " match no version logged by the runs it matches"
                     for rule in self.spec.rules
-                    if rule.artifacts is not None and rule.name not in self._artifacts.matched]
+                    if rule.artifacts is not None and rule.name not in self._artifacts.matched
+                    and (self.targets is None
+                         or (rule.target.entity, rule.target.project) in self.targets)]
         for rule in self.spec.rules:
-            if rule.files is None or rule.name in self._files_matched:
+            if rule.files is None or rule.name in self._files_matched or self._outside_target(rule):
                 continue
             runs = self._files_runs.get(rule.name, 0)
             where = ("the one run it matches" if runs == 1 else f"any of the {runs} runs it matches" if runs

@@ -176,12 +176,18 @@ class RunReader:
     def _listing(self, source: RunSource, read: ProjectRead) -> Iterator[LiveRun]:
         """The runs of one read; a listing the server refuses names the rule (and the file and line
         of the ``filters``) it refused, if asking it with each rule's filter alone finds one."""
+        def probe(flt: Mapping[str, Any]) -> None:
+            next(source.iter_runs(read.entity, read.project, flt, per_page=1), None)  # one page
+
+        if not read.context and selection.project_filter(read.rules, self.now) is None:
+            # The listing sends no rule's filter (a rule reads every run): the client-side check would
+            # evaluate what W&B may refuse, so each written match.filters is asked of the server once.
+            refused = selection.rule_refusals(read.rules, self.now, probe, only_written=True)
+            if refused:
+                raise refused
         try:
             yield from source.iter_runs(read.entity, read.project, read.filters, with_files=read.with_files)
         except BackendError as exc:
-            def probe(flt: Mapping[str, Any]) -> None:
-                next(source.iter_runs(read.entity, read.project, flt, per_page=1), None)  # one page
-
             raise selection.refused_filter(exc, read.rules, self.now, probe, read.filters) from exc
 
     def _complete(self, source: RunSource, read: ProjectRead, live: LiveRun) -> LiveRun:

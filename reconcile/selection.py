@@ -16,7 +16,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 
 from wcmatch import fnmatch
 
@@ -105,24 +105,12 @@ def refused_filter(error: BackendError, rules: Sequence[Rule], now: datetime,
     """
     if type(error) is not BackendError or error.refusal is None:
         return error
-    blamed: list[tuple[Rule, str]] = []
-    for rule in rules:
-        flt = server_filter(rule, now)
-        if flt is None:
-            continue
-        answer = _refusal(probe, flt)
-        if answer is _FAILING:
-            return error  # the server is failing now, not the filter: say what happened first
-        if isinstance(answer, str):
-            blamed.append((rule, answer))
-    if blamed:
-        lines = [f"{_where(rule)}: rule {rule.name!r}: W&B refused "
-                 f"{'its match.filters' if rule.match.filters_at else 'the filter built from its match'} "
-                 f"while listing runs of {rule.target.entity}/{rule.target.project}: {said}"
-                 for rule, said in blamed]
-        lines.append("Fix the filters and plan again (`reconcile validate` checks the operators W&B "
-                     "documents, not every value a server refuses).")
-        return BackendError("\n".join(lines), status=error.status)
+    refused = rule_refusals(rules, now, probe)
+    if refused is None:
+        return error  # the server is failing now, not the filter: say what happened first
+    if refused:
+        refused.status = error.status
+        return refused
     refusal = _refusal(probe, sent) if sent is not None else None
     if not isinstance(refusal, str):
         return error  # not reproduced by any filter: something else was refused
@@ -130,6 +118,34 @@ def refused_filter(error: BackendError, rules: Sequence[Rule], now: datetime,
     return BackendError(f"W&B refused the filter built from rules {named} together, though it accepts each "
                         f"rule's alone: {refusal}. Plan those rules from separate specs, or report this.",
                         status=error.status)
+
+
+def rule_refusals(rules: Sequence[Rule], now: datetime, probe: Callable[[Mapping[str, Any]], None], *,
+                  only_written: bool = False) -> BackendError | Literal[False] | None:
+    """Ask the server with each rule's own filter (``probe``, as in ``refused_filter``): the error naming
+    each rule it refuses, at the file and line of its ``match.filters``; False if it refuses none; None
+    if it is failing (the probe's error is not a refusal). ``only_written``: only the rules whose
+    ``match.filters`` the spec writes (the rest of a filter is built by reconcile from ``match``).
+    """
+    blamed: list[tuple[Rule, str]] = []
+    for rule in rules:
+        flt = server_filter(rule, now)
+        if flt is None or (only_written and rule.match.filters is None):
+            continue
+        answer = _refusal(probe, flt)
+        if answer is _FAILING:
+            return None
+        if isinstance(answer, str):
+            blamed.append((rule, answer))
+    if not blamed:
+        return False
+    lines = [f"{_where(rule)}: rule {rule.name!r}: W&B refused "
+             f"{'its match.filters' if rule.match.filters_at else 'the filter built from its match'} "
+             f"while listing runs of {rule.target.entity}/{rule.target.project}: {said}"
+             for rule, said in blamed]
+    lines.append("Fix the filters and plan again (`reconcile validate` checks the operators W&B "
+                 "documents, not every value a server refuses).")
+    return BackendError("\n".join(lines))
 
 
 _FAILING = object()
@@ -241,11 +257,22 @@ def filter_problems(flt: Any, at: FilterPath = ()) -> list[tuple[FilterPath, str
             problems.append((where, f"reconcile cannot check the key {key!r} on the runs it reads; use "
                                     f"{', '.join(sorted(_SIMPLE_KEYS))}, config.KEY or summary_metrics.KEY"))
         elif isinstance(cond, Mapping) and any(str(k).startswith("$") for k in cond):
-            problems.extend(_condition_problems(where, cond))
+            if not all(str(k).startswith("$") for k in cond):
+                problems.append((where, f"the condition on {key!r} mixes operators with plain keys; W&B "
+                                        "refuses that: use operators only"))
+            else:
+                problems.extend(_condition_problems(str(key), where, cond))
+        elif isinstance(cond, Mapping):
+            problems.append((where, f"an empty condition on {key!r} matches nothing W&B can evaluate; give a "
+                                    "value or an operator" if not cond else
+                                    f"W&B does not match a whole sub-document ({key!r}); use a dotted key "
+                                    f"per field (e.g. {key}.{next(iter(cond))})"))
+        else:
+            problems.extend((where, message) for message in _operand_problems(str(key), "$eq", cond))
     return problems
 
 
-def _condition_problems(where: FilterPath, cond: Mapping[str, Any]) -> list[tuple[FilterPath, str]]:
+def _condition_problems(key: str, where: FilterPath, cond: Mapping[str, Any]) -> list[tuple[FilterPath, str]]:
     """The problems of one key's ``{"$op": operand, ...}`` condition."""
     problems: list[tuple[FilterPath, str]] = []
     for op, operand in cond.items():
@@ -254,6 +281,9 @@ def _condition_problems(where: FilterPath, cond: Mapping[str, Any]) -> list[tupl
             problems.append((at, _unknown("operator", str(op), _OPERATORS, "on a key")))
         elif op in ("$in", "$nin") and (not isinstance(operand, Sequence) or isinstance(operand, str)):
             problems.append((at, f"{op} takes a list of values"))
+        elif op in ("$in", "$nin"):
+            problems.extend((at, message) for item in operand
+                            for message in _operand_problems(key, "$eq", item))
         elif op == "$exists" and not isinstance(operand, bool):
             problems.append((at, "$exists takes true or false"))
         elif op == "$regex":
@@ -261,7 +291,36 @@ def _condition_problems(where: FilterPath, cond: Mapping[str, Any]) -> list[tupl
                 re.compile(str(operand))
             except re.error as exc:
                 problems.append((at, f"bad $regex: {exc}"))
+        else:
+            problems.extend((at, message) for message in _operand_problems(key, op, operand))
     return problems
+
+
+_TIME_KEYS = frozenset({"createdAt"})
+_TEXT_KEYS = _SIMPLE_KEYS - _TIME_KEYS - {"tags"}
+
+
+def _operand_problems(key: str, op: str, operand: Any) -> list[str]:
+    """What W&B refuses in the operand of ``$eq``/``$ne``/``$gt``/... on ``key`` (the emulator refuses the
+    same), where reconcile's own check would quietly evaluate it: it re-checks every run client-side,
+    and a read that sends no filter (another rule with ``all: true``) never asks the server."""
+    ordered = op in _ORDER
+    if key == "tags" and ordered:
+        return [f"W&B does not order tags ({op}): tags are compared only by $eq, $ne, $in, $nin, $regex "
+                "and $exists"]
+    if key in _TIME_KEYS and operand is not None and _as_time(operand) is None:
+        return [f"{key} is compared with an ISO-8601 date or time (e.g. \"2026-01-02T00:00:00\"), not "
+                f"{json.dumps(operand, default=str)}"]
+    if ordered and (isinstance(operand, bool) or not isinstance(operand, int | float | str)):
+        return [f"{op} takes a number or a string, not {json.dumps(operand, default=str)}"]
+    if isinstance(operand, Mapping):
+        return [f"W&B does not match a whole sub-document ({key!r}); use a dotted key per field"]
+    if key in _TEXT_KEYS and isinstance(operand, list | bool):
+        return [f"{key} takes one string, not {json.dumps(operand)}"]
+    if key == "tags" and not (isinstance(operand, str)
+                              or (isinstance(operand, list) and all(isinstance(t, str) for t in operand))):
+        return [f"tags are matched by a string or a list of strings, not {json.dumps(operand, default=str)}"]
+    return []
 
 
 def _unknown(what: str, name: str, allowed: frozenset[str], where: str) -> str:

@@ -237,24 +237,40 @@ def test_plan_target_a_project_plans_only_that_project(ranked: Any, tmp_path: Pa
     assert "--target acme/elsewhere: no rule of the spec targets that project" in result.output
 
 
-def test_plan_filter_the_server_refuses_names_the_rule_file_and_line(seeded: Any, tmp_path: Path) -> None:
+def test_plan_target_warns_only_of_rules_inside_it(ranked: Any, tmp_path: Path) -> None:
+    """--target acme/vision: rule 'top' (acme/ranked, outside the target, not read) gets no "globs match
+    no file" warning; a files rule of the targeted project whose globs match nothing still gets one."""
+    spec = tmp_path / "top.yaml"
+    spec.write_text(TOP_SPEC + "  - name: nothing\n    target: {project: vision}\n    match: {all: true}\n"
+                    "    files: {delete: ['*.nomatch']}\n")
+    result = invoke("plan", "-f", str(spec), "--target", "acme/vision")
+    assert result.exit_code == 0, result.output
+    assert "rule 'top'" not in result.output, result.output
+    assert "rule 'nothing': files.delete globs ['*.nomatch'] match no file" in result.output, result.output
+
+
+@pytest.mark.parametrize("other", ["{state: [finished]}", "{all: true}"])
+def test_plan_filter_the_server_refuses_names_the_rule_file_and_line(seeded: Any, tmp_path: Path,
+                                                                     other: str) -> None:
     """A filter that passes validate but the server refuses is exit 1, no traceback, one line naming the
     rule and the file and line of its filters, with what the server said; the rule it accepts is not
-    blamed, and no plan file is written."""
+    blamed, and no plan file is written. The same when the other rule reads every run (`all: true`:
+    the listing sends no filter, so the rule's own is asked of the server)."""
     spec = tmp_path / "spec.yaml"
     spec.write_text("version: 1\ntarget: {entity: acme, project: vision}\nrules:\n"
-                    "  - name: fine\n    match: {state: [finished]}\n    add_tags: [x]\n"
-                    "  - name: picky\n    match:\n      filters: {tags: {$gt: a}}\n    add_tags: [y]\n")
-    assert invoke("validate", str(spec)).exit_code == 0  # $gt is a documented operator
+                    f"  - name: fine\n    match: {other}\n    add_tags: [x]\n"
+                    '  - name: picky\n    match:\n      filters: {"config.a..b": 1}\n    add_tags: [y]\n')
+    # reconcile can evaluate it (a key may contain a dot), so validate passes; the server refuses it
+    assert invoke("validate", str(spec)).exit_code == 0
     result, plan = _plan_json(tmp_path, spec)
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
     assert plan == {}
     assert "Traceback" not in result.output
     line = next(line for line in result.output.splitlines() if "refused" in line)
     prefix = (f"Error: {spec}:9:7: rule 'picky': W&B refused its match.filters while listing runs of "
               "acme/vision: ")
     assert line.startswith(prefix), result.output
-    assert "'tags'" in line[len(prefix):]  # the server's own words follow
+    assert "path segments" in line[len(prefix):]  # the server's own words follow
     assert "'fine'" not in result.output
 
 

@@ -146,6 +146,32 @@ def test_validate_checks_filter_operators_offline_with_line_and_column(tmp_path:
     assert lines[4].startswith("4 problems in 1 file")
 
 
+@pytest.mark.parametrize(("condition", "at", "said"), [
+    ('{"tags": {"$gt": "a"}}', 'tags.$gt', "tags are compared only by $eq, $ne, $in, $nin, $regex"),
+    ('{"config.lr": {}}', '"config.lr"', "an empty condition"),
+    ('{"config.opt": {"name": "adam"}}', '"config.opt"', "a whole sub-document"),
+    ('{"config.lr": {"$gt": 1, "x": 2}}', '"config.lr"', "mixes operators with plain keys"),
+    ('{"config.lr": {"$lt": [1]}}', '["config.lr"].$lt', "$lt takes a number or a string"),
+    ('{"createdAt": {"$gt": 5}}', 'createdAt.$gt', "an ISO-8601 date or time"),
+    ('{"createdAt": "yesterday"}', 'createdAt', "an ISO-8601 date or time"),
+    ('{"state": ["finished"]}', 'state', "state takes one string"),
+])
+def test_validate_refuses_what_wandb_refuses_though_reconcile_could_evaluate_it(
+        condition: str, at: str, said: str, tmp_path: Path) -> None:
+    """Conditions W&B refuses (as the emulator does), which reconcile's own check would evaluate to
+    something (tags ordered as strings, {} matching nothing): refused offline at their line and column,
+    so neither validate nor plan (whose read may send no filter at all) accepts them."""
+    spec = tmp_path / "f.yaml"
+    spec.write_text(f"version: 1\nrules:\n  - name: r\n    match:\n      filters: {condition}\n"
+                    "    add_tags: [x]\n")
+    code, _, err = invoke(str(spec))
+    assert code == 1, err
+    first = err.splitlines()[0]
+    assert re.match(rf"{re.escape(str(spec))}:5:\d+: rules\[0\]\.match\.filters", first), first
+    assert at in first, first
+    assert said in first, first
+
+
 @pytest.mark.parametrize("condition", [
     '{"$and": [{"state": "finished"}, {"$or": [{"tags": "a"}, {"$nor": [{"group": "g"}]}]}]}',
     '{"config.lr": {"$gt": 0.1, "$gte": 0, "$lt": 1, "$lte": 1, "$ne": 0.5, "$eq": 0.2}}',
