@@ -12,14 +12,18 @@ for the wire details cited below.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import dataclasses
+import http
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +83,15 @@ FILE_STREAM_TIMEOUT = 60.0
 
 CONNECT_TIMEOUT = 10.0
 """Seconds the reachability check waits for the server to accept a TCP connection."""
+
+SERVICE_EXIT_WAIT = 5.0
+"""Seconds the process waits at exit for wandb-core to end before ending it (``_end_service``)."""
+
+DIAGNOSIS_TIMEOUT = 5.0
+"""Seconds the plain request sent after a client timeout (``answer_of``) waits for the server's answer."""
+
+DIAGNOSIS_QUERY = "query Viewer {\n    viewer {\n        id\n    }\n}\n"
+"""What that plain request asks: the client's own first question (``viewer``), sent without credentials."""
 
 RUNS_ORDER = "+created_at"
 """The client's default order (protocol §2); a stable order keeps paging predictable."""
@@ -333,7 +346,8 @@ def documents() -> list[str]:
                         job_type="", config={})
     return [runs_query(with_files=False), runs_query(with_files=True), run_files_query(),
             upsert_bucket_document(everything)[0], create_run_document(created)[0], HISTORY_TAIL_QUERY,
-            HISTORY_PAGE_QUERY, EVENTS_QUERY, DELETE_FILES_MUTATION, CREATE_RUN_FILES_MUTATION]
+            HISTORY_PAGE_QUERY, EVENTS_QUERY, DELETE_FILES_MUTATION, CREATE_RUN_FILES_MUTATION,
+            DIAGNOSIS_QUERY]
 
 
 class WandbBackend:
@@ -370,12 +384,14 @@ class WandbBackend:
             try:
                 return wandb.Api(overrides={"base_url": self.base_url}, api_key=self._secret, timeout=timeout)
             except Exception as exc:
+                _bound_service_exit()  # the Api started wandb-core before its first request failed
                 raise translate_error(exc, f"connect to W&B at {self.base_url}", secrets=(self._secret,),
-                                      connecting=True) from exc
+                                      connecting=True, base_url=self.base_url) from exc
 
         # A 5xx or 429 on the credential check is worth another try; a timeout is not (an
         # unreachable WANDB_BASE_URL would otherwise take minutes to report).
         self._api: wandb.Api | None = with_retries(connect, retry_unknown_outcome=False, doing="connect")
+        _bound_service_exit()
         self._http = requests.Session()  # file_stream (imports): plain HTTP, as wandb-core sends it
 
     @classmethod
@@ -771,7 +787,7 @@ class WandbBackend:
 
     def _raise(self, exc: BaseException, doing: str) -> NoReturn:
         """Translate a wandb/requests failure into a ``reconcile.errors`` one."""
-        raise translate_error(exc, doing, secrets=(self._secret,)) from exc
+        raise translate_error(exc, doing, secrets=(self._secret,), base_url=self.base_url) from exc
 
 
 # ---------------------------------------------------------------------- parsing
@@ -875,6 +891,54 @@ def _json_object(value: Any) -> dict[str, Any]:
     return decoded if isinstance(decoded, dict) else {}
 
 
+# ---------------------------------------------------------------------- the service process
+
+
+_exit_bounded = False
+
+
+def _bound_service_exit() -> None:
+    """Make the process end promptly, whatever wandb-core is doing: once wandb.Api has started
+    wandb-core (and registered wandb's own exit hook, which waits for it without a limit),
+    register ``_end_service``, which runs before it (atexit runs hooks last registered first)."""
+    global _exit_bounded  # noqa: PLW0603 - one registration per process
+    if not _exit_bounded:
+        _exit_bounded = True
+        atexit.register(_end_service)
+
+
+def _end_service(wait: float = SERVICE_EXIT_WAIT) -> None:
+    """At exit: tear wandb-core down as wandb does, but end it after ``wait`` seconds, or at once on
+    Ctrl-C, instead of waiting for ever. wandb-core keeps retrying requests to a server that answers
+    5xx (and flushes its own metrics there) before it exits, which held the process for minutes; a
+    Ctrl-C in wandb's exit hook printed a traceback. reconcile leaves no work in wandb-core (its
+    writes are synchronous requests, already answered), so ending it loses nothing."""
+    setup = wandb_setup._singleton  # wandb's only handle on the service it started
+    connection = getattr(setup, "_connection", None) if setup is not None else None
+    if setup is None or getattr(setup, "_pid", None) != os.getpid() or connection is None:
+        return
+    process = getattr(getattr(connection, "_proc", None), "_process", None)
+    if process is None:  # a service someone else started (WANDB_SERVICE): not ours to end
+        return
+
+    def end(*_: object) -> None:
+        if process.poll() is None:
+            process.kill()
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, end) if main_thread else None
+    try:
+        # wandb.teardown: the teardown message, then wandb-core's exit (it unregisters wandb's hook)
+        ender = threading.Thread(target=wandb.teardown, name="wandb-teardown", daemon=True)
+        ender.start()
+        ender.join(wait)
+        end()
+        ender.join(wait)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 # ---------------------------------------------------------------------- errors
 
 
@@ -946,8 +1010,8 @@ def _redacted(message: str, secrets: Sequence[str | None]) -> str:
     return message.strip()
 
 
-def translate_error(exc: BaseException, doing: str, *, secrets: Sequence[str | None] = (),
-                    connecting: bool = False) -> BackendError:
+def translate_error(exc: BaseException, doing: str, *, secrets: Sequence[str | None] = (),  # noqa: PLR0912 - one case each
+                    connecting: bool = False, base_url: str | None = None) -> BackendError:
     """The ``reconcile.errors`` exception for a wandb/requests failure while ``doing``.
 
     wandb-core has already retried 429/5xx (honouring Retry-After), so a RetryableError
@@ -955,6 +1019,9 @@ def translate_error(exc: BaseException, doing: str, *, secrets: Sequence[str | N
     None for a timeout, when the request may or may not have been applied. Only an HTTP
     401 (or a key wandb itself finds malformed) blames the API key. ``connecting``: the
     first request to the server, where an HTTP 404 means the base URL is wrong.
+
+    ``base_url``: after a timeout, one plain request of our own to that server says what it answers
+    (wandb-core retries a 5xx for longer than the client waits and then reports only a busy service).
     """
     if isinstance(exc, BackendError):
         return exc
@@ -991,10 +1058,56 @@ def translate_error(exc: BaseException, doing: str, *, secrets: Sequence[str | N
     if connecting and status == 404:
         return BackendError(f"no W&B API at this address (HTTP 404) {what}. Check WANDB_BASE_URL: it is "
                             "the server's address without a path (e.g. https://api.wandb.ai).", status=404)
+    if timed_out and status is None and base_url is not None:
+        diagnosed = _diagnosed_timeout(base_url, doing)
+        if diagnosed is not None:
+            return diagnosed
     error = _classify(status, timed_out, key_check, what)
     if type(error) is BackendError:
         error.refusal = message  # the server answered and said no: its words, for the caller to place
     return error
+
+
+def answer_of(base_url: str, timeout: float = DIAGNOSIS_TIMEOUT) -> tuple[int, str] | None:
+    """The HTTP status and body that the server at ``base_url`` gives one plain GraphQL request
+    (``DIAGNOSIS_QUERY``, no credentials, to ``/graphql`` as the client sends): ``(0, "")`` if it
+    gives no answer within ``timeout``, None if the request fails otherwise (the error already says why).
+    """
+    try:
+        with requests.post(f"{base_url.rstrip('/')}/graphql", json={"query": DIAGNOSIS_QUERY},
+                           timeout=timeout, stream=True) as answer:
+            body = answer.raw.read(2048, decode_content=True) or b""
+            return answer.status_code, body.decode("utf-8", errors="replace")
+    except requests.Timeout:
+        return 0, ""
+    except (requests.RequestException, OSError):
+        return None
+
+
+def _diagnosed_timeout(base_url: str, doing: str) -> RetryableError | None:
+    """The error that says what the server answers when the client timed out while ``doing``, if that
+    explains it: an HTTP 5xx or 429 (wandb-core retries those until the client gives up waiting, then
+    reports only a busy service process), or no answer at all. None: the answer explains nothing."""
+    answer = answer_of(base_url)
+    if answer is None:
+        return None
+    status, body = answer
+    asked = "W&B's client retried until its timeout; reconcile then asked the server once itself"
+    if status == 0:
+        return RetryableError(f"W&B did not answer in time while trying to {doing}. {asked}: {base_url} "
+                              "accepted the request but gave no answer within "
+                              f"{DIAGNOSIS_TIMEOUT:g} s either. Check that the server is up, then try again "
+                              "(WANDB_HTTP_TIMEOUT raises the timeout).")
+    if status != 429 and status < 500:
+        return None
+    try:
+        reason = f" ({http.HTTPStatus(status).phrase})"
+    except ValueError:
+        reason = ""
+    said = _shortened(body).rstrip(".") or "an empty body"
+    return RetryableError(f"the server at {base_url} answered HTTP {status}{reason} while trying to "
+                          f"{doing}: {said}. {asked}. The server, or a proxy in front of it, is failing: "
+                          "check WANDB_BASE_URL and any proxy, then try again later.")
 
 
 def _shortened(message: str, limit: int = 300) -> str:
