@@ -157,8 +157,9 @@ def plan(files: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode:
 @click.option("--journal", type=click.Path(path_type=Path),
               help="Journal file (default: beside the plan, PLAN.journal.jsonl).")
 @click.option("--backup-dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Download each file here (DIR/<apply id>/files/...) and verify it before deleting it; "
-                   "the undo plan re-uploads it. A plan that deletes files needs this or --no-backup.")
+              help="Download each file and artifact version here (DIR/<apply id>/...) and verify it before "
+                   "deleting it; the undo plan re-uploads the files (a deleted artifact version cannot be "
+                   "re-created: its files stay here). A plan that deletes files needs this or --no-backup.")
 @click.option("--no-backup", is_flag=True,
               help="Delete the plan's files without a copy: they cannot be restored.")
 @click.option("--undo-out", type=click.Path(path_type=Path),

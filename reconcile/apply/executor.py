@@ -55,7 +55,7 @@ from reconcile.models import (
     RunPlan,
     VersionTTL,
 )
-from reconcile.render.common import deleted_text, size_text
+from reconcile.render.common import deleted_text, size_text, undo_promise
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -184,7 +184,7 @@ def check_consent(plan: PlanLike, *, backup_dir: Path | None, no_backup: bool) -
     if (plan.file_deletions or plan.artifact_deletions) and backup_dir is None and not no_backup:
         raise PlanError(
             f"the plan deletes {deleted_text(plan)} and W&B keeps no copy. Choose: --backup-dir DIR "
-            "downloads each one before deleting it (the undo plan re-uploads the files), or --no-backup "
+            f"downloads each one before deleting it ({undo_promise(plan)}), or --no-backup "
             "deletes them permanently. Nothing was written.")
 
 

@@ -104,7 +104,19 @@ def deletion_note(plan: Plan) -> str | None:
     if not plan.file_deletions and not plan.artifact_deletions:
         return None
     return (f"{deleted_text(plan)} will be permanently deleted: W&B keeps no copy. Apply needs "
-            "--backup-dir DIR (a verified copy first; the undo plan re-uploads it) or --no-backup.")
+            f"--backup-dir DIR (a verified copy first; {undo_promise(plan)}) or --no-backup.")
+
+
+def undo_promise(plan: PlanLike) -> str:
+    """What an undo can bring back of the plan's deletions: the undo plan re-uploads files from their
+    backups, but a deleted artifact version cannot be re-created (its id and version number are gone),
+    so of a version only its files remain, in the backup directory."""
+    if not plan.artifact_deletions:
+        return "the undo plan re-uploads it"
+    if not plan.file_deletions:
+        return "a deleted artifact version cannot be re-created: its files stay in DIR, to log again"
+    return ("the undo plan re-uploads the files, but cannot re-create the artifact versions: their files "
+            "stay in DIR, to log again")
 
 
 def skipped_note(plan: Plan) -> str | None:
