@@ -2,7 +2,8 @@
 
 A field reference is a tuple: ``("config", *key_path)``, ``("summary", *key_path)``,
 or one of ``("tags",) ("name",) ("notes",) ("group",) ("job_type",) ("state",)
-("created_at",) ("files",)``. The planner records the fields it read for a run; apply
+("created_at",) ("files",)``, or ``("files", NAME)``: only the files named NAME (an undo's re-upload
+depends on the name it writes, not on the whole list). The planner records the fields it read for a run; apply
 re-reads the run, hashes the same fields and calls the run stale if the hash differs.
 Beside the whole fingerprint the plan keeps a short digest per field, so a stale run can be
 reported with the fields that drifted (``tags``, ``config.lr``, ``files``).
@@ -58,7 +59,8 @@ def field_value(run: LiveRun, ref: FieldRef) -> Any:
     if head == "files":
         if run.files is None:
             return ABSENT
-        return sorted([f.id, f.name, f.size, f.updated_at.isoformat()] for f in run.files)
+        return sorted([f.id, f.name, f.size, f.updated_at.isoformat()] for f in run.files
+                      if not rest or f.name == "/".join(rest))
     if head in _SIMPLE:
         return getattr(run, head)
     raise ValueError(f"unknown fingerprint field {ref!r}")
@@ -98,4 +100,11 @@ def drifted(run: LiveRun, fields: Sequence[FieldRef], digests: Sequence[str]) ->
     if len(digests) != len(fields):
         return ()
     now = field_digests(run, fields)
-    return tuple(".".join(ref) for ref, then, live in zip(fields, digests, now, strict=True) if then != live)
+    return tuple(_shown(ref) for ref, then, live in zip(fields, digests, now, strict=True) if then != live)
+
+
+def _shown(ref: FieldRef) -> str:
+    """A field as a person reads it: ``config.lr``, ``tags``, ``files``, ``file ckpt/1.pt``."""
+    if ref[0] == "files" and len(ref) > 1:
+        return f"file {'/'.join(ref[1:])}"
+    return ".".join(ref)

@@ -32,6 +32,7 @@ class UndoRecord:
     inverted: tuple[int, ...]
     restored_files: tuple[Backup, ...] = ()
     lost_files: tuple[tuple[str, int], ...] = ()
+    field_digests: tuple[str, ...] = ()  # one per fingerprint field: a stale undo names what drifted
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe form for the journal."""
@@ -39,7 +40,8 @@ class UndoRecord:
                 "fingerprint_fields": [list(f) for f in self.fingerprint_fields],
                 "inverted": list(self.inverted),
                 "restored_files": [b.to_json() for b in self.restored_files],
-                "lost_files": [list(f) for f in self.lost_files]}
+                "lost_files": [list(f) for f in self.lost_files],
+                "field_digests": list(self.field_digests)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> UndoRecord:
@@ -48,7 +50,8 @@ class UndoRecord:
                    fingerprint_fields=tuple(tuple(f) for f in data["fingerprint_fields"]),
                    inverted=tuple(int(i) for i in data["inverted"]),
                    restored_files=tuple(Backup.from_json(b) for b in data.get("restored_files") or ()),
-                   lost_files=tuple((str(n), int(s)) for n, s in data.get("lost_files") or ()))
+                   lost_files=tuple((str(n), int(s)) for n, s in data.get("lost_files") or ()),
+                   field_digests=tuple(str(d) for d in data.get("field_digests") or ()))
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from reconcile.apply.undo import LostFiles, UndoCollector, UndoSink, UndoSummary
 from reconcile.backend import Backend
 from reconcile.backend.retry import with_retries
 from reconcile.errors import ApplyError, PlanError, PlanMismatch, ReconcileError, StalePlanError
-from reconcile.fingerprint import drifted, fingerprint
+from reconcile.fingerprint import drifted, field_digests, fingerprint
 from reconcile.models import (
     FORMAT_VERSION,
     Change,
@@ -166,14 +166,13 @@ def _fingerprinted(change: Change, fields: Sequence[Sequence[str]]) -> bool:
     Artifact versions are checked live instead (a fresh alias check just before each delete)."""
     if change.kind is ChangeKind.ARTIFACT:
         return True
-    if change.kind is ChangeKind.FILE:
-        wanted: tuple[str, ...] = ("files",)
-    elif change.kind in (ChangeKind.CONFIG, ChangeKind.SUMMARY):
+    if change.kind is ChangeKind.FILE:  # the whole list, or the files of its name (an undo's re-upload)
+        return any(tuple(f) in (("files",), ("files", *change.key)) for f in fields)
+    if change.kind in (ChangeKind.CONFIG, ChangeKind.SUMMARY):
         keys = [change.key] + ([change.from_key] if change.from_key is not None else [])
         return all(any(len(f) >= 1 and f[0] == change.kind.value and tuple(f[1:]) == key[:len(f) - 1]
                        for f in fields) for key in keys)
-    else:
-        wanted = (change.kind.value,)
+    wanted = (change.kind.value,)
     return any(tuple(f) == wanted for f in fields)
 
 
@@ -451,7 +450,7 @@ class _Executor:
                 # putting those back gives the planned state is it safe to finish.
                 planned = revert(rp, live) if resumed else live
                 if not resumed or fingerprint(planned, rp.fingerprint_fields) != rp.fingerprint:
-                    self.emit(_stale(rp, planned))
+                    self.emit(_stale(rp, planned, undo=is_undo(self.plan)))
                     return None
                 log_run.info("resuming partly applied run", phases=sorted(record.phases))
             if not resumed:
@@ -700,6 +699,7 @@ class _Executor:
         saved = {b.file_id for b in restored}
         undo = ev.UndoRecord(
             fingerprint=fingerprint(live, fields), fingerprint_fields=fields,
+            field_digests=field_digests(live, fields),
             inverted=tuple(i for i in sorted(done) if rp.changes[i].kind is not ChangeKind.FILE),
             restored_files=tuple(restored),
             lost_files=tuple((f.name, f.size) for f in deleted if f.id not in saved))
@@ -791,10 +791,22 @@ def _fresh_ttls(
     return todo, None
 
 
-def _stale(rp: RunPlan, live: LiveRun) -> ev.RunStale:
-    """The stale event for ``rp``, naming the fields that drifted since the plan."""
+def is_undo(plan: PlanLike) -> bool:
+    """Whether ``plan`` is an undo plan (``reconcile.apply.undo`` marks its spec digest)."""
+    return plan.spec_digest.startswith("undo:")
+
+
+def _stale(rp: RunPlan, live: LiveRun, *, undo: bool = False) -> ev.RunStale:
+    """The stale event for ``rp``, naming the fields that drifted since the plan. An undo plan cannot
+    be planned again: its line says what to do instead."""
     fields = drifted(live, rp.fingerprint_fields, rp.field_digests)
     what = ", ".join(fields) if fields else "the run"
+    if undo:
+        return ev.RunStale(rp.path, f"{what} changed since the apply this undo plan reverts; nothing was "
+                           "written. An undo plan cannot be made again: put those fields back as that apply "
+                           "left them and apply the undo plan again, or restore the run by hand (`reconcile "
+                           "show` of the undo plan lists its values; file backups stay in the backup "
+                           "directory)", fields)
     return ev.RunStale(rp.path, f"{what} changed since the plan; nothing was written (plan again)", fields)
 
 

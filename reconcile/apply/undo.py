@@ -113,15 +113,17 @@ def undo_run(rp: RunPlan, record: UndoRecord) -> RunPlan | None:
         return None
     return RunPlan(entity=rp.entity, project=rp.project, run_id=rp.run_id, storage_id=rp.storage_id,
                    name=rp.name, fingerprint=record.fingerprint, fingerprint_fields=record.fingerprint_fields,
-                   changes=tuple(changes), config_writes=rp.config_writes,
+                   field_digests=record.field_digests, changes=tuple(changes), config_writes=rp.config_writes,
                    project_internal_id=rp.project_internal_id)
 
 
 def undo_fields(rp: RunPlan, restored: Iterable[str] = ()) -> tuple[tuple[str, ...], ...]:
-    """The live fields an undo of ``rp`` depends on: the plan's own, every field it touched, and
-    when it re-uploads files (``restored`` names them) the file list (so it never overwrites a
-    newer same-named file) and the summary keys remembering their upload times."""
-    fields = {tuple(f) for f in rp.fingerprint_fields}
+    """The live fields an undo of ``rp`` depends on: every field it writes back (each config and summary
+    key, the tags, each text field), and for each file it re-uploads (``restored`` names them) the files
+    of that name (so it never overwrites a newer same-named file) and the summary key remembering its
+    upload time. Not the fields the plan only read (its match, the rest of the file list): a file
+    uploaded since under another name, or a state change, leaves what the undo restores as it was."""
+    fields: set[tuple[str, ...]] = set()
     for change in rp.changes:
         if change.kind in (ChangeKind.CONFIG, ChangeKind.SUMMARY):
             fields.add((change.kind.value, *change.key))
@@ -130,7 +132,7 @@ def undo_fields(rp: RunPlan, restored: Iterable[str] = ()) -> tuple[tuple[str, .
         elif change.kind not in (ChangeKind.FILE, ChangeKind.ARTIFACT):
             fields.add((change.kind.value,))
     for name in restored:
-        fields.add(("files",))
+        fields.add(("files", name))
         fields.add(("summary", *RESTORED_KEY, name))
     return tuple(sorted(fields))
 

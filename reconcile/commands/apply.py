@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import structlog
 
-from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan, check_run
+from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan, check_run, is_undo
 from reconcile.apply.journal import Journal, JournalLock, unfinished
 from reconcile.apply.progress import observers_for
 from reconcile.apply.undo import UndoWriter, describe
@@ -190,8 +190,9 @@ def _locked(saved: SavedPlan | None, *, files: list[Path], auto_approve: bool,
         _say(f"({result.skipped} {were} finished by an earlier apply of this plan; see {journal_path}.)",
              json_logs=json_logs, event="runs_already_done", runs=result.skipped)
     if not result.ok:
-        _say("Not every run was applied: plan again for stale runs; apply the same plan again to retry "
-             "failed ones (the journal skips what is done).", json_logs=json_logs, event="apply_incomplete",
-             problem=True)
+        stale = ("see each stale run's line (an undo plan cannot be made again)" if is_undo(plan)
+                 else "plan again for stale runs")
+        _say(f"Not every run was applied: {stale}; apply the same plan again to retry failed ones (the "
+             "journal skips what is done).", json_logs=json_logs, event="apply_incomplete", problem=True)
         return EXIT_ERROR
     return EXIT_OK
