@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import dataclasses
 import http
 import json
@@ -894,17 +895,19 @@ def _json_object(value: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------- the service process
 
 
-_exit_bounded = False
-
-
 def _bound_service_exit() -> None:
     """Make the process end promptly, whatever wandb-core is doing: once wandb.Api has started
     wandb-core (and registered wandb's own exit hook, which waits for it without a limit),
-    register ``_end_service``, which runs before it (atexit runs hooks last registered first)."""
-    global _exit_bounded  # noqa: PLW0603 - one registration per process
-    if not _exit_bounded:
-        _exit_bounded = True
-        atexit.register(_end_service)
+    register ``_end_service`` to run before it (atexit runs hooks last registered first; registered
+    again on each connect, so it stays after the hook of a service started since)."""
+    atexit.unregister(_end_service)
+    atexit.register(_end_service)
+
+
+def _teardown_quietly() -> None:
+    """wandb.teardown, whose failure at exit has nothing left to tell (the process is ending)."""
+    with contextlib.suppress(Exception):
+        wandb.teardown()
 
 
 def _end_service(wait: float = SERVICE_EXIT_WAIT) -> None:
@@ -918,7 +921,7 @@ def _end_service(wait: float = SERVICE_EXIT_WAIT) -> None:
     if setup is None or getattr(setup, "_pid", None) != os.getpid() or connection is None:
         return
     process = getattr(getattr(connection, "_proc", None), "_process", None)
-    if process is None:  # a service someone else started (WANDB_SERVICE): not ours to end
+    if process is None or getattr(connection, "_torn_down", False):  # not ours to end, or ended already
         return
 
     def end(*_: object) -> None:
@@ -929,7 +932,7 @@ def _end_service(wait: float = SERVICE_EXIT_WAIT) -> None:
     previous = signal.signal(signal.SIGINT, end) if main_thread else None
     try:
         # wandb.teardown: the teardown message, then wandb-core's exit (it unregisters wandb's hook)
-        ender = threading.Thread(target=wandb.teardown, name="wandb-teardown", daemon=True)
+        ender = threading.Thread(target=_teardown_quietly, name="wandb-teardown", daemon=True)
         ender.start()
         ender.join(wait)
         end()
