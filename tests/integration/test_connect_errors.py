@@ -246,3 +246,30 @@ def _end_with_wandb_core_stopped(proc: subprocess.Popen[str], *, interrupt: bool
     assert "Error: " in first, output
     assert "Traceback" not in output and "Exception ignored" not in output, output
     assert to_exit < 15, f"the process ran {to_exit:.1f} s after its error: {output}"
+
+
+def test_ctrl_c_while_waiting_for_a_failing_server_ends_at_once(tmp_path: Path, failing_server: Any) -> None:
+    """Ctrl-C while wandb-core is still retrying a 5xx (the client's timeout far off): "Interrupted.",
+    exit 130, no traceback, and the process ends within seconds (wandb-core is not waited for)."""
+    url = failing_server(502, b"bad gateway", "text/plain")
+    env = {**_user_env(url, tmp_path), "WANDB_HTTP_TIMEOUT": "120"}
+    with _start_plan(tmp_path, env) as proc:
+        deadline = time.monotonic() + 120
+        while not _children(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(3)  # wandb-core started and retrying the 502s
+        assert proc.poll() is None, "the plan ended before the interrupt"
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        to_exit = time.monotonic() - sent
+        assert proc.stderr is not None
+        output = proc.stderr.read()
+    assert proc.returncode == 130, output
+    assert "Interrupted." in output
+    assert "Traceback" not in output and "Exception ignored" not in output, output
+    assert to_exit < 15, f"the process ran {to_exit:.1f} s after Ctrl-C"
