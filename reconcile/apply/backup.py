@@ -136,6 +136,25 @@ def file_digests(path: Path) -> tuple[int, str, str]:
     return size, "sha256:" + sha.hexdigest(), base64.b64encode(md5.digest()).decode()
 
 
+_NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK)
+"""``link`` errors of a file system without hard links (some network or FUSE ones): copy instead."""
+
+
+def _copy_new(staged: Path, dest: Path) -> None:
+    """Copy ``staged`` to a new file ``dest`` (``FileExistsError`` if there is one), fsynced; a copy
+    that fails part-way is removed."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out, staged.open("rb") as src:
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -218,25 +237,28 @@ class BackupStore:
         return backup
 
     def _place(self, staged: Path, dest: Path, sha: str, run: LiveRun, file: LiveFile) -> None:
-        """Link ``staged`` to ``dest``; an existing ``dest`` is kept (same bytes) or refused."""
+        """Link ``staged`` to ``dest`` (a copy where the file system has no hard links); an existing
+        ``dest`` is kept (same bytes) or refused. Any other file system error is an ``ApplyError``:
+        the run fails with its file not deleted, and no partial copy is left to pass for a backup."""
         try:
-            os.link(staged, dest)
+            try:
+                os.link(staged, dest)
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise  # FileExistsError included: handled below
+                _copy_new(staged, dest)  # still never over a file
         except FileExistsError:
-            _size, other, _md5 = file_digests(dest)
+            try:
+                _size, other, _md5 = file_digests(dest)
+            except OSError:  # e.g. a directory of another file's backups by that name
+                other = ""
             if other != sha:
                 raise ApplyError(
                     f"refusing to overwrite the backup {dest}: it holds other bytes than {run.path}/"
                     f"{file.name} now has; the file was not deleted. Use another --backup-dir.") from None
         except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-                raise
-            # No hard links here (some network or FUSE file systems): copy, still never over a file.
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out, staged.open("rb") as src:
-                while chunk := src.read(_CHUNK):
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+            raise ApplyError(f"cannot write the backup {dest}: {exc.strerror or exc}; the file was not "
+                             "deleted") from exc
         fsync_directory(dest.parent)
 
     def _remember(self, backup: Backup | ArtifactBackup) -> None:

@@ -11,6 +11,7 @@ import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -246,16 +247,108 @@ def test_without_hard_links_the_backup_is_copied(code: int, tmp_path: Path,
     store.verify(backup)
 
 
-def test_another_link_error_is_not_taken_for_a_missing_hard_link(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only "no hard links here" errors fall back to a copy; others (a full disk) propagate."""
+def test_another_link_error_is_a_clear_error_and_no_copy(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only "no hard links here" errors fall back to a copy; another (a full disk) is an ApplyError
+    naming the backup (no raw OSError), and nothing is placed."""
     def full(src: object, dst: object) -> None:
-        raise OSError(errno.ENOSPC, "no space left")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "link", full)
     run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
-    with pytest.raises(OSError, match="no space left"):
+    with pytest.raises(ApplyError, match=r"epoch-1\.pt: No space left on device; the file was not deleted"):
         _store(tmp_path).back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
+    assert not list((tmp_path / "apply-1" / "files").rglob("*.pt"))
+
+
+class _FullAfter:
+    """A file object that takes ``room`` bytes, then fails as a full disk does."""
+
+    def __init__(self, real: Any, room: int) -> None:
+        self.real, self.room = real, room
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.room:
+            self.real.write(data[:self.room])
+            self.real.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return int(self.real.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def __enter__(self) -> _FullAfter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.real.close()
+
+
+def test_a_copy_that_fails_part_way_leaves_no_backup_and_a_retry_places_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without hard links, a copy cut short (disk full) is an ApplyError and the partial file is removed:
+    once there is room, the same apply's next attempt places the backup (it is not refused as a
+    backup "with other bytes")."""
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(os, "fdopen", lambda *a, **kw: _FullAfter(real_fdopen(*a, **kw), 2))
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    store = _store(tmp_path)
+    with pytest.raises(ApplyError, match="No space left on device; the file was not deleted"):
+        store.back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
+    assert not list((tmp_path / "apply-1" / "files").rglob("*.pt"))
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    backup = store.back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
+    assert backup.path.read_bytes() == b"12345"
+    store.verify(backup)
+
+
+def test_without_hard_links_an_existing_backup_is_kept_if_equal_and_never_overwritten(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy never goes over a file either: the same bytes already there are taken, other bytes (or a
+    directory by that name) are refused and left as they are."""
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    first = _store(tmp_path).back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
+    (tmp_path / "apply-1" / "manifest.jsonl").unlink()  # a store that does not know it
+    assert _store(tmp_path).back_up(_Bytes(b"12345"), run, FILE) == first  # type: ignore[arg-type]
+    (tmp_path / "apply-1" / "manifest.jsonl").unlink()
+    with pytest.raises(ApplyError, match="refusing to overwrite the backup"):
+        _store(tmp_path).back_up(_Bytes(b"54321"), run, FILE)  # type: ignore[arg-type]
+    assert first.path.read_bytes() == b"12345"
+    first.path.unlink()
+    first.path.mkdir()
+    with pytest.raises(ApplyError, match="refusing to overwrite the backup"):
+        _store(tmp_path).back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
+    assert first.path.is_dir()
+
+
+def test_a_backup_the_disk_cannot_take_fails_the_run_with_nothing_deleted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """apply with --backup-dir on a full disk: the run fails with the backup's error (not a crash), the
+    file stays on W&B and nothing of the run is written."""
+    def full(src: object, dst: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "link", full)
+    f0 = live_file("f0", "ckpt/0.pt", 10)
+    run = live_run("a", files=[f0])
+    backend = MemoryBackend()
+    backend.add_run(run, {"ckpt/0.pt": b"0" * 10})
+    plan = make_plan(run_plan(run, [config_set("lr", 0.1, 0.2), file_delete(f0)]))
+    result, _ = _apply(plan, backend, tmp_path, backup_dir=tmp_path / "b")
+    [(path, reason)] = result.failed
+    assert path == "acme/vision/a"
+    assert "No space left on device" in reason and "the file was not deleted" in reason
+    assert _calls(backend, "delete_files") == [] and _calls(backend, "update_run") == []
+    assert [f.name for f in backend.run("acme", "vision", "a").files or ()] == ["ckpt/0.pt"]
 
 
 def test_an_artifact_backup_gone_as_a_whole_is_an_error_naming_it(tmp_path: Path) -> None:
