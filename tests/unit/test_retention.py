@@ -197,3 +197,51 @@ def test_select_is_decide_s_deletions() -> None:
     files = [f("a", days=1), f("b", days=2), f("c", days=3)]
     assert retention.select(rule, files, keep=(), now=NOW) == retention.decide("x", rule, files, keep=(),
                                                                                now=NOW).delete
+
+
+def _restored_run(records: Any) -> LiveRun:
+    """A run whose summary holds ``records`` where an undo remembers restored files' upload times."""
+    return LiveRun("acme", "vision", "r1", "S1", None, "finished", NOW, {}, {"_reconcile": {
+        "restored_files": records}}, ())
+
+
+def test_upload_times_give_a_restored_file_its_original_time_only_if_it_is_that_file() -> None:
+    """A file an undo re-uploaded ranks by its original upload time when its name, size and md5 (where
+    both are known) are the recorded ones; any other file, or a record that does not fit, keeps W&B's."""
+    record = {"updated_at": "2025-08-05T00:00:00Z", "size": 1000, "md5": "m1"}
+    files = [
+        f("other-size"), f("other-md5"), f("not-a-record"), f("bad-time"), f("no-time"), f("unlisted"),
+        LiveFile("id-restored", "restored", 1000, NOW, md5="m1"),
+        LiveFile("id-no-md5-listed", "no-md5-listed", 1000, NOW),
+        f("no-md5-recorded"),
+    ]
+    files[1] = LiveFile("id-other-md5", "other-md5", 1000, NOW, md5="m2")
+    records = {"other-size": {**record, "size": 999}, "other-md5": record, "not-a-record": "2025-08-05",
+               "bad-time": {**record, "updated_at": "yesterday"}, "no-time": {"size": 1000},
+               "restored": record, "no-md5-listed": record,
+               "no-md5-recorded": {"updated_at": record["updated_at"], "size": 1000}}
+    times = retention.upload_times(_restored_run(records), files)
+    original = datetime(2025, 8, 5, tzinfo=timezone.utc)
+    assert times == {**{x.id: x.updated_at for x in files}, "id-restored": original,
+                     "id-no-md5-listed": original, "id-no-md5-recorded": original}
+
+
+@pytest.mark.parametrize("summary", [{}, {"_reconcile": "x"}, {"_reconcile": {"restored_files": ["a"]}},
+                                     {"_reconcile": {"other": {"a": {}}}}])
+def test_upload_times_without_usable_records_are_w_and_b_s(summary: dict[str, Any]) -> None:
+    """No record, or a summary key of that name that is not a mapping: every file keeps W&B's time."""
+    run = LiveRun("acme", "vision", "r1", "S1", None, "finished", NOW, {}, summary, ())
+    files = [f("a", days=3), f("b", days=1)]
+    assert retention.upload_times(run, files) == {"id-a": files[0].updated_at, "id-b": files[1].updated_at}
+
+
+def test_decide_ranks_by_the_times_given_and_by_w_and_b_s_without_them() -> None:
+    """keep_last keeps the newest by ``times`` (a restored file's original time) when given, else by
+    each file's own update time."""
+    files = [f("restored", days=0), f("newer", days=10)]
+    rule = FilesRule(delete=("*",), keep_last=1)
+    by_wandb = retention.decide("r", rule, files, keep=(), now=NOW)
+    assert names(by_wandb.delete) == ["newer"]
+    by_original = retention.decide("r", rule, files, keep=(), now=NOW,
+                                   times={"id-restored": NOW - timedelta(days=300)})
+    assert names(by_original.delete) == ["restored"]
