@@ -36,8 +36,9 @@ def register_secret(value: str) -> None:
 
 
 def _known_secrets() -> list[str]:
+    """The keys to replace, longest first (a key inside a longer one must not leave its rest)."""
     key = os.environ.get("WANDB_API_KEY", "")
-    return ([key] if len(key) >= 8 else []) + sorted(_REGISTERED, key=len, reverse=True)
+    return sorted({key, *_REGISTERED} if len(key) >= 8 else _REGISTERED, key=len, reverse=True)
 
 
 def redact_text(text: str) -> str:

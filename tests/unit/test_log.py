@@ -119,6 +119,34 @@ def test_a_registered_key_is_cleaned_like_the_wandb_key(monkeypatch: pytest.Monk
     assert event["detail"] == {"url": f"http://h/?k={REDACTED}"}
 
 
+@pytest.mark.parametrize(("held", "cleaned"), [("Eight-8!", True), ("Seven7!", False)])
+def test_a_key_is_registered_from_eight_characters(held: str, cleaned: bool, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """register_secret, like the W&B key, ignores values under 8 characters (they would blank out
+    ordinary words)."""
+    monkeypatch.setattr(log_module, "_REGISTERED", set())
+    log_module.register_secret(held)
+    configure_logging(log_format="json")
+    structlog.get_logger().warning(f"got {held}")
+    (event,) = json_lines(capsys.readouterr().err)
+    assert event["event"] == (f"got {REDACTED}" if cleaned else f"got {held}")
+
+
+def test_a_key_inside_a_longer_one_leaves_nothing_of_either(monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Keys are replaced longest first: a registered key (or the W&B key) that is part of a longer one
+    does not leave the longer one's rest in the event."""
+    monkeypatch.setattr(log_module, "_REGISTERED", set())
+    monkeypatch.setenv("WANDB_API_KEY", "Key-part!")
+    for held in ("Key-part!-and-more-secret", "Key-part!-and", "secret-Key-part!-and-more-secret-too"):
+        log_module.register_secret(held)
+    configure_logging(log_format="json")
+    structlog.get_logger().warning("sent secret-Key-part!-and-more-secret-too, Key-part!-and-more-secret, "
+                                   "Key-part!-and, Key-part!")
+    (event,) = json_lines(capsys.readouterr().err)
+    assert event["event"] == f"sent {REDACTED}, {REDACTED}, {REDACTED}, {REDACTED}"
+
+
 def test_defaults_are_console_lines_warnings_and_up_with_utc_iso_times(
         capsys: pytest.CaptureFixture[str]) -> None:
     """configure_logging() with no arguments: console lines (not JSON), warnings and up, ISO UTC stamps."""
