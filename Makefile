@@ -54,13 +54,20 @@ lint: $(STAMP)
 ## mutation: mutation testing (mutmut) of the modules that guard users; one worker, bounded to
 ## MUTATION_MINUTES (default 40). Slow and CPU-heavy, so not part of `make test`. Score and surviving
 ## mutants: tests/README.md. `$(BIN)/mutmut results` / `$(BIN)/mutmut show NAME` afterwards.
+## A second `make mutation` resumes: it runs only the mutants without a verdict (those of functions
+## changed since included); MUTATION_AGAIN=survived also runs the survivors again (after new tests).
 MUTATION_MINUTES ?= 40
+MUTATION_AGAIN ?=
 MUTANTS := 'reconcile.log.*' 'reconcile.templates.*' 'reconcile.retention.*' 'reconcile.fingerprint.*' \
 	'reconcile.apply.journal.*' 'reconcile.apply.backup.*' 'reconcile.apply.undo.*' \
 	'reconcile.apply.executor.x_check_plan__*' 'reconcile.apply.executor.x__fingerprinted__*' \
 	'reconcile.apply.executor.x_check_consent__*'
 mutation: $(STAMP)
-	timeout --signal=INT $$(( $(MUTATION_MINUTES) * 60 )) nice $(BIN)/mutmut run --max-children 1 $(MUTANTS) || true
+	@# mutmut re-runs every mutant its arguments name, verdict or not: give it only those still to run
+	set -f; pending="$$($(BIN)/python tests/mutation_report.py --pending $(if $(MUTATION_AGAIN),--again $(MUTATION_AGAIN)) $(MUTANTS))"; \
+	if [ -n "$$pending" ]; then \
+	  timeout --signal=INT $$(( $(MUTATION_MINUTES) * 60 )) nice $(BIN)/mutmut run --max-children 1 $$pending || true; \
+	else echo "make mutation: every mutant has a verdict (MUTATION_AGAIN=survived runs the survivors again)"; fi
 	$(BIN)/python tests/mutation_report.py $(MUTANTS)
 
 bench: $(STAMP)
