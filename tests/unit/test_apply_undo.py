@@ -302,6 +302,16 @@ def test_describe_says_what_the_undo_restores_and_what_it_cannot(tmp_path: Path)
     ]
 
 
+def test_describe_names_twenty_nulled_keys_and_counts_the_rest() -> None:
+    """More config keys set to null than it names (20): the sentence names the first 20 and says how many
+    more there are."""
+    nulled = [Change(ChangeKind.CONFIG, ChangeOp.SET, (f"k{i:02}",), 1, None, ("undo",),
+                     detail="set to null: a merging W&B server cannot remove config keys") for i in range(22)]
+    [_restores, sentence] = describe(_summary(run_plan(live_run("r1"), nulled)), LostFiles())
+    named = ", ".join(f"acme/vision/r1: config.k{i:02}" for i in range(20))
+    assert sentence.endswith(f"it sets them to null instead: {named} and 2 more.")
+
+
 def test_undo_run_re_uploads_each_backup_and_sets_merged_config_keys_to_null(tmp_path: Path) -> None:
     """The undo of one applied run, change by change: a created config key on a merging server set to
     null (not unset), the changed key set back, and per backup a re-upload of the original file (its id,
