@@ -229,8 +229,8 @@ class UndoWriter:
     def __init__(self, plan: PlanLike, path: Path) -> None:
         self.header, self.path, self.summary = _undo_header(plan), Path(path), UndoSummary()
         self.totals = Totals()
-        directory = self.path.parent if str(self.path.parent) else Path(".")
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".runs", dir=directory)
+        # Beside the undo plan (``Path("u.json").parent`` is "."): on the disk chosen for it, not in /tmp.
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".runs", dir=self.path.parent)
         self._spool_path = Path(name)
         self._spool = os.fdopen(fd, "w+", encoding="utf-8")
 

@@ -4,7 +4,9 @@ finish, nothing kept per finished run; and the result is the same as applying th
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from reconcile.apply.journal import Journal
 from reconcile.apply.undo import UndoWriter
 from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import PlanError
-from reconcile.models import Plan, RunPlan
+from reconcile.models import FORMAT_VERSION, Plan, RunPlan
 from reconcile.planfile import SavedPlan, content_digest_of, open_plan, read_plan, write_plan
 from tests.unit.apply_helpers import config_set, file_delete, live_file, live_run, make_plan, run_plan
 
@@ -152,3 +154,28 @@ def test_open_plan_and_read_plan_agree(tmp_path: Path) -> None:
     assert list(saved.iter_runs()) == list(whole.runs) == list(plan.runs)
     assert (saved.changed_count, saved.error_count, saved.sources) == (7, 0, ())
     saved.close()
+
+
+def test_the_undo_writer_spools_beside_the_undo_plan_and_leaves_only_the_plan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The undo runs wait in a hidden file named after the undo plan, in its directory (the disk chosen
+    for it, not /tmp), also for a bare file name; NaN and non-ASCII values come through; the plan's
+    header is the undo's own (this server, this format, made now); finish leaves only the plan, and
+    discard may be called again."""
+    monkeypatch.chdir(tmp_path)
+    plan = make_plan(run_plan(live_run("a"), [config_set("lr", 0.1, 0.2)]))
+    undo = run_plan(live_run("a"), [config_set("lr", 0.2, float("nan")), config_set("note", "x", "é 猫")])
+    before = datetime.now(timezone.utc)
+    writer = UndoWriter(plan, Path("u.json"))
+    writer.add(undo)
+    [spool] = list(tmp_path.iterdir())
+    assert spool.name.startswith(".u.json.")
+    writer.finish()
+    writer.discard()
+    assert [p.name for p in tmp_path.iterdir()] == ["u.json"]
+    written = read_plan(tmp_path / "u.json")
+    assert before <= written.created_at <= datetime.now(timezone.utc)
+    assert (written.base_url, written.format_version) == (plan.base_url, FORMAT_VERSION)
+    assert written.spec_digest == f"undo:{plan.spec_digest}"
+    [back] = written.runs
+    assert math.isnan(back.changes[0].after) and back.changes[1].after == "é 猫"
