@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from reconcile.apply import events as ev
-from reconcile.apply.executor import ApplyResult, apply_plan, check_plan
+from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan
 from reconcile.apply.journal import Journal
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import BackendError, PlanError, RetryableError, StalePlanError
-from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, Limits, Plan
+from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, Limits, LiveArtifact, Plan
 from tests.unit.apply_helpers import (
     config_set,
     file_delete,
@@ -488,3 +488,51 @@ def test_check_plan_refuses_a_change_its_fingerprint_does_not_cover(change: Chan
     else:
         with pytest.raises(PlanError, match="without fingerprinting it"):
             check_plan(make_plan(rp), MemoryBackend())
+
+
+@pytest.mark.parametrize("limits", [Limits(max_changed_runs=2), Limits(max_file_deletions=1),
+                                    Limits(max_bytes=10), Limits(2, 1, 10)])
+def test_check_plan_accepts_a_plan_exactly_at_its_limits(limits: Limits) -> None:
+    """A limit is a maximum: a plan with exactly that many runs, files or bytes is applied."""
+    f1 = live_file("f1", "x.pt", 10)
+    a, b = live_run("a", files=[f1]), live_run("b")
+    plan = make_plan(run_plan(a, [file_delete(f1)]), run_plan(b, [config_set("lr", 0.1, 0.2)]), limits=limits)
+    check_plan(plan, MemoryBackend())
+
+
+@pytest.mark.parametrize(("planned", "now"), [("http://h:8080/", "http://h:8080"), ("http://h:8080", "http://h:8080/"),
+                                              ("http://h:8080", "http://h:8080")])
+def test_check_plan_takes_a_server_url_with_or_without_its_trailing_slash(planned: str, now: str) -> None:
+    """WANDB_BASE_URL with a trailing slash names the same server as the plan's without one."""
+    plan = make_plan(run_plan(live_run("a"), [config_set("lr", 0.1, 0.2)]), base_url=planned)
+    check_plan(plan, MemoryBackend(base_url=now))
+
+
+def _deleting(what: str) -> Plan:
+    run = live_run("a", files=[live_file("f1", "x.pt")])
+    if what == "files":
+        return make_plan(run_plan(run, [file_delete(live_file("f1", "x.pt"))]))
+    version = LiveArtifact(id="v0", collection="ckpt", type="model", version_index=0, size=5,
+                           created_at=run.created_at, aliases=())
+    delete = Change(ChangeKind.ARTIFACT, ChangeOp.DELETE, (version.name,), version, None, ("r",),
+                    artifact=version)
+    if what == "versions":
+        return make_plan(dataclasses.replace(run_plan(run, []), changes=(delete,)))
+    return make_plan(run_plan(run, [config_set("lr", 0.1, 0.2)]))
+
+
+@pytest.mark.parametrize(("deletes", "backup_dir", "no_backup", "refused"), [
+    ("files", None, False, True), ("versions", None, False, True), ("nothing", None, False, False),
+    ("files", Path("b"), False, False), ("files", None, True, False), ("versions", None, True, False),
+    ("files", Path("b"), True, True), ("nothing", Path("b"), True, True),
+])
+def test_check_consent_asks_a_deleting_plan_for_one_choice(deletes: str, backup_dir: Path | None,
+                                                           no_backup: bool, refused: bool) -> None:
+    """A plan deleting files or artifact versions needs --backup-dir or --no-backup; one deleting nothing
+    needs neither; both at once are refused, for any plan."""
+    plan = _deleting(deletes)
+    if refused:
+        with pytest.raises(PlanError):
+            check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
+    else:
+        check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
