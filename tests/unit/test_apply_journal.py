@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -200,6 +201,28 @@ def test_journal_lock_refuses_a_second_holder_naming_the_first(tmp_path: Path) -
         first.close()
     assert not JournalLock.path_for(tmp_path / "j.jsonl").exists()
     Journal.open(tmp_path / "j.jsonl", _plan()).close()
+
+
+def test_journal_lock_refusal_names_the_holder_s_host_user_and_since(tmp_path: Path) -> None:
+    """The refusal says who holds the lock as its lock file records it (pid, host, user, since), or that
+    the holder is unknown when the file says nothing (a holder that has locked it but not written yet)."""
+    journal = tmp_path / "j.jsonl"
+    held = JournalLock.acquire(journal)
+    try:
+        me = json.loads(JournalLock.path_for(journal).read_text())
+        with pytest.raises(PlanLocked) as refused:
+            JournalLock.acquire(journal)
+        assert f"pid {me['pid']} on host {me['host']}, user {me['user']}, since {me['since']}" in \
+            str(refused.value)
+    finally:
+        held.release()
+    fd = os.open(JournalLock.path_for(journal), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(PlanLocked, match="holder unknown"):
+            JournalLock.acquire(journal)
+    finally:
+        os.close(fd)
 
 
 def test_journal_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
