@@ -230,24 +230,26 @@ def test_apply_plan_failed_run_reports_server_message_others_continue(tmp_path: 
     assert backend.run("acme", "vision", "b").config["lr"] == 0.2
 
 
-@pytest.mark.parametrize(("change", "error"), [
-    ({"format_version": 2}, StalePlanError),
-    ({"base_url": "https://api.wandb.ai"}, StalePlanError),
-    ({"errors": ("rule x matched nothing",)}, PlanError),
-    ({"limits": Limits(max_changed_runs=1)}, PlanError),
-    ({"limits": Limits(max_file_deletions=0)}, PlanError),
-    ({"limits": Limits(max_bytes=5)}, PlanError),
+@pytest.mark.parametrize(("change", "error", "names"), [
+    ({"format_version": 2}, StalePlanError, "2"),
+    ({"base_url": "https://api.wandb.ai"}, StalePlanError, "https://api.wandb.ai"),
+    ({"errors": ("rule x matched nothing",)}, PlanError, "reconcile show"),
+    ({"limits": Limits(max_changed_runs=1)}, PlanError, "2 runs"),
+    ({"limits": Limits(max_file_deletions=0)}, PlanError, "1 file"),
+    ({"limits": Limits(max_bytes=5)}, PlanError, "10 bytes"),
 ])
 def test_apply_plan_refuses_unusable_plans(tmp_path: Path, change: dict[str, Any],
-                                           error: type[Exception]) -> None:
-    """Another format or server, plan errors, or broken limits: refused before any write."""
+                                           error: type[Exception], names: str) -> None:
+    """Another format or server, plan errors, or broken limits: refused before any write, naming what is
+    wrong (the plan's format or server, where the errors are listed, the count over the limit)."""
     f1 = live_file("f1", "x.pt", 10)
     a, b = live_run("a", files=[f1]), live_run("b")
     backend = MemoryBackend([a, b])
     plan = make_plan(run_plan(a, [file_delete(f1)]), run_plan(b, [config_set("lr", 0.1, 0.2)]))
     plan = dataclasses.replace(plan, **change)
-    with pytest.raises(error):
+    with pytest.raises(error) as refused:
         _apply(plan, backend, tmp_path)
+    assert names in str(refused.value)
     assert not _calls(backend, "update_run")
     assert not _calls(backend, "delete_files")
 
@@ -532,7 +534,8 @@ def test_check_consent_asks_a_deleting_plan_for_one_choice(deletes: str, backup_
     needs neither; both at once are refused, for any plan."""
     plan = _deleting(deletes)
     if refused:
-        with pytest.raises(PlanError):
+        with pytest.raises(PlanError) as refusal:
             check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
+        assert "--backup-dir" in str(refusal.value) and "--no-backup" in str(refusal.value)
     else:
         check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
