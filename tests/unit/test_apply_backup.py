@@ -397,3 +397,19 @@ def test_an_earlier_backup_is_not_this_file_s_if_its_size_or_name_differs(tmp_pa
     assert store.existing("acme/vision/r1", FILE) == backup
     assert store.existing("acme/vision/r1", dataclasses.replace(FILE, size=6)) is None
     assert store.existing("acme/vision/r1", dataclasses.replace(FILE, name="ckpt/other.pt")) is None
+
+
+def test_a_manifest_line_that_is_not_a_backup_is_skipped_and_the_rest_read(tmp_path: Path) -> None:
+    """A resumed apply's store skips manifest lines it cannot read (a torn line that a later record was
+    appended to, JSON that is not an object, a record missing a field) and still knows every backup
+    recorded after them."""
+    run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
+    first = _store(tmp_path)
+    first.back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
+    manifest = tmp_path / "apply-1" / "manifest.jsonl"
+    lines = manifest.read_text(encoding="utf-8")
+    manifest.write_text('{"run": "acme/vision/r1", "fi' + lines.replace("\n", "") + "\n[1, 2]\n\"text\"\n"
+                        '{"run": "acme/vision/r1"}\n{"kind": "artifact", "run": "x"}\n' + lines,
+                        encoding="utf-8")
+    again = _store(tmp_path)
+    assert again.back_up(_Refuses(), run, FILE).path.read_bytes() == b"12345"  # type: ignore[arg-type]
