@@ -413,3 +413,15 @@ def test_a_manifest_line_that_is_not_a_backup_is_skipped_and_the_rest_read(tmp_p
                         encoding="utf-8")
     again = _store(tmp_path)
     assert again.back_up(_Refuses(), run, FILE).path.read_bytes() == b"12345"  # type: ignore[arg-type]
+
+
+def test_tidy_removes_an_empty_staging_directory_and_keeps_one_holding_a_partial(tmp_path: Path) -> None:
+    """At the end of an apply the empty staging directory goes; one still holding a killed apply's partial
+    download stays, without an error."""
+    store = _store(tmp_path)
+    store.tidy()
+    assert not store.staging.exists()
+    store = _store(tmp_path)
+    (store.staging / "1-0.download").write_bytes(b"12")
+    store.tidy()
+    assert (store.staging / "1-0.download").read_bytes() == b"12"
