@@ -252,3 +252,18 @@ def test_journal_lock_held_by_another_process_blocks(tmp_path: Path) -> None:
         child.kill()
         child.wait()
     JournalLock.acquire(tmp_path / "j.jsonl").release()
+
+
+@pytest.mark.parametrize("final", ["done", "stale", "unconverged", "failed"])
+def test_a_run_this_apply_finished_is_not_kept_in_memory(tmp_path: Path, final: str) -> None:
+    """Once a run reaches its outcome (failed included) the journal keeps nothing of it in memory (it is
+    on disk for the next apply): memory stays flat however many runs an apply finishes."""
+    journal = Journal.open(tmp_path / "j.jsonl", _plan())
+    try:
+        journal.record("acme/vision/a", "started")
+        journal.record("acme/vision/a", "metadata_written")
+        assert "acme/vision/a" in journal.runs
+        journal.record("acme/vision/a", final)
+        assert journal.runs == {}
+    finally:
+        journal.close()
