@@ -182,7 +182,10 @@ class Journal:
             _drop_torn_line(path)
             found, runs, complete = _read(path)
             if found is not None and found != digest:
-                if not (replace_foreign and complete):
+                if complete and not replace_foreign:
+                    raise PlanError(f"the journal {path} belongs to another plan ({found}); pass --journal "
+                                    f"with a new file, or delete {path}.")
+                if not complete:
                     # An unfinished journal is the only record of what that apply changed (and of
                     # its undo data): never throw it away.
                     raise PlanError(

@@ -267,3 +267,39 @@ def test_a_run_this_apply_finished_is_not_kept_in_memory(tmp_path: Path, final: 
         assert journal.runs == {}
     finally:
         journal.close()
+
+
+def test_a_finished_journal_of_another_plan_is_refused_or_with_replace_foreign_started_afresh(
+        tmp_path: Path) -> None:
+    """Another plan's journal whose apply completed: refused by default (applying a saved plan never
+    discards another plan's journal; the refusal does not claim that apply is unfinished); with
+    replace_foreign (`apply -f`) the journal starts afresh: the new plan's header, then its records."""
+    path = tmp_path / "j.jsonl"
+    journal = Journal.open(path, _plan())
+    journal(ev.RunStarted("acme/vision/a"))
+    journal(ev.ApplyComplete(ApplyResult()))
+    journal.close()
+    other = make_plan(run_plan(live_run("b"), [config_set("lr", 0.1, 0.3)]))
+    with pytest.raises(PlanError, match="belongs to another plan") as refused:
+        Journal.open(path, other)
+    assert "did not finish" not in str(refused.value)
+    journal = Journal.open(path, other, replace_foreign=True)
+    journal(ev.RunStarted("acme/vision/b"))
+    journal.close()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["type"], r.get("run")) for r in records] == [("plan", None), ("run", "acme/vision/b")]
+    assert records[0]["plan_digest"] == plan_digest(other)
+
+
+def test_a_journal_opened_with_the_caller_s_lock_leaves_that_lock_to_the_caller(tmp_path: Path) -> None:
+    """Journal.open with the lock the caller took (apply takes it before checking its outputs) does not
+    take it again, and close leaves it held."""
+    path = tmp_path / "j.jsonl"
+    lock = JournalLock.acquire(path)
+    try:
+        Journal.open(path, _plan(), lock=lock).close()
+        with pytest.raises(PlanLocked):
+            JournalLock.acquire(path)
+    finally:
+        lock.release()
+    JournalLock.acquire(path).release()
