@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from reconcile.apply.backup import BackupStore, apply_id, backup_path
+from reconcile.apply.backup import BackupStore, apply_id, backup_path, file_digests
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import ApplyError, RetryableError
@@ -425,3 +425,12 @@ def test_tidy_removes_an_empty_staging_directory_and_keeps_one_holding_a_partial
     (store.staging / "1-0.download").write_bytes(b"12")
     store.tidy()
     assert (store.staging / "1-0.download").read_bytes() == b"12"
+
+
+def test_file_digests_count_and_hash_a_file_of_several_chunks(tmp_path: Path) -> None:
+    """A file larger than one read (1 MiB): its size, sha256 and W&B's base64 md5 are the whole file's."""
+    data = bytes(range(256)) * (5 * 4096 + 3)  # 5 MiB and 768 bytes
+    (tmp_path / "big").write_bytes(data)
+    assert file_digests(tmp_path / "big") == (
+        len(data), "sha256:" + hashlib.sha256(data).hexdigest(),
+        base64.b64encode(hashlib.md5(data).digest()).decode())  # noqa: S324 - W&B's md5 field

@@ -138,13 +138,14 @@ def test_a_key_inside_a_longer_one_leaves_nothing_of_either(monkeypatch: pytest.
     does not leave the longer one's rest in the event."""
     monkeypatch.setattr(log_module, "_REGISTERED", set())
     monkeypatch.setenv("WANDB_API_KEY", "Key-part!")
-    for held in ("Key-part!-and-more-secret", "Key-part!-and", "secret-Key-part!-and-more-secret-too"):
+    for held in ("Key-part!-and-more-secret", "Key-part!-and", "secret-Key-part!-and-more-secret-too",
+                 "Zz-inner-secret", "Aa-Zz-inner-secret-outer"):
         log_module.register_secret(held)
     configure_logging(log_format="json")
     structlog.get_logger().warning("sent secret-Key-part!-and-more-secret-too, Key-part!-and-more-secret, "
-                                   "Key-part!-and, Key-part!")
+                                   "Key-part!-and, Key-part!, Aa-Zz-inner-secret-outer")
     (event,) = json_lines(capsys.readouterr().err)
-    assert event["event"] == f"sent {REDACTED}, {REDACTED}, {REDACTED}, {REDACTED}"
+    assert event["event"] == f"sent {REDACTED}, {REDACTED}, {REDACTED}, {REDACTED}, {REDACTED}"
 
 
 def test_defaults_are_console_lines_warnings_and_up_with_utc_iso_times(
