@@ -402,9 +402,10 @@ def test_an_earlier_backup_is_not_this_file_s_if_its_size_or_name_differs(tmp_pa
 def test_a_manifest_line_that_is_not_a_backup_is_skipped_and_the_rest_read(tmp_path: Path) -> None:
     """A resumed apply's store skips manifest lines it cannot read (a torn line that a later record was
     appended to, JSON that is not an object, a record missing a field) and still knows every backup
-    recorded after them."""
+    recorded after them (a file's after a version's too)."""
     run = LiveRun(*RUN, "S1", "n", "finished", FILE.updated_at, {}, {}, ())
     first = _store(tmp_path)
+    first.back_up_artifact(_Writes({"m.ckpt": b"1234", "n.ckpt": b"567"}), run, VERSION)  # type: ignore[arg-type]
     first.back_up(_Bytes(b"12345"), run, FILE)  # type: ignore[arg-type]
     manifest = tmp_path / "apply-1" / "manifest.jsonl"
     lines = manifest.read_text(encoding="utf-8")
