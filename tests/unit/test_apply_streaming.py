@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -160,9 +161,19 @@ def test_the_undo_writer_spools_beside_the_undo_plan_and_leaves_only_the_plan(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The undo runs wait in a hidden file named after the undo plan, in its directory (the disk chosen
     for it, not /tmp), also for a bare file name; NaN and non-ASCII values come through; the plan's
-    header is the undo's own (this server, this format, made now); finish leaves only the plan, and
-    discard may be called again."""
+    header is the undo's own (this server, this format, made now, in UTC also where local time is not);
+    finish leaves only the plan, and discard may be called again."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TZ", "Etc/GMT-5")  # a machine whose local time is not UTC
+    time.tzset()
+    try:
+        _spool_beside_the_undo_plan(tmp_path)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def _spool_beside_the_undo_plan(tmp_path: Path) -> None:
     plan = make_plan(run_plan(live_run("a"), [config_set("lr", 0.1, 0.2)]))
     undo = run_plan(live_run("a"), [config_set("lr", 0.2, float("nan")), config_set("note", "x", "é 猫")])
     before = datetime.now(timezone.utc)
