@@ -17,7 +17,9 @@ from typing import Any
 import structlog
 
 _KEY_SHAPES = re.compile(
-    r"(?:local-)?[0-9a-f]{40}"  # W&B keys: 40 hex characters, local- prefixed on W&B Server
+    # W&B keys: 40 hex characters, local- prefixed on W&B Server. Exactly 40: a longer run of hex is a
+    # digest (a plan's sha256, an md5 is shorter), not a key, and must be shown whole.
+    r"(?<![0-9A-Fa-f])(?:local-)?[0-9a-f]{40}(?![0-9A-Fa-f])"
     r"|(?<=api:)[^\s\"']+"  # the secret half of a basic-auth pair
     r"|(?i:(?<=authorization: basic )[A-Za-z0-9+/=]+)"
 )

@@ -623,16 +623,46 @@ def plan_from_dict(data: Any) -> Plan:
 
 
 def _check_run(index: int, run: RunPlan, seen: set[str]) -> None:
-    """A plan is a promise: refuse a run that contradicts itself or is listed twice (``seen``: so far)."""
+    """A plan is a promise: refuse a run that contradicts itself or is listed twice (``seen``: so far).
+
+    Besides the digest (which catches accidents and truncation, not an editor who recomputes it), a
+    run's own lists must agree: a file it deletes is neither one it keeps nor deleted twice, an
+    artifact version likewise, and no tag is both added and removed."""
     if run.path in seen:
         raise PlanError(f"runs[{index}]: the run {run.path} is listed twice")
     seen.add(run.path)
+    kept_files = {k.file.id for k in run.kept} | {k.file.name for k in run.kept}
+    kept_versions = {k.artifact.id for k in run.kept_artifacts}
+    deleted: set[tuple[str, str]] = set()
+    tags: dict[str, ChangeOp] = {}
     for number, change in enumerate(run.changes):
-        if change.kind is not ChangeKind.FILE or change.op is not ChangeOp.DELETE:
-            continue
         where = f"runs[{index}].changes[{number}]"
+        if change.kind is ChangeKind.TAGS:
+            tag = str(change.key[0]) if change.key else ""
+            if tags.setdefault(tag, change.op) is not change.op:
+                raise PlanError(f"{where}: the tag {tag!r} of {run.path} is both added and removed")
+            continue
+        if change.op is not ChangeOp.DELETE:
+            continue
+        if change.kind is ChangeKind.ARTIFACT and change.artifact is not None:
+            version = change.artifact.id
+            if version in kept_versions:
+                raise PlanError(f"{where}: it deletes the artifact version {version} of {run.path} that the "
+                                "same plan lists as kept")
+            if ("artifact", version) in deleted:
+                raise PlanError(f"{where}: it deletes the artifact version {version} of {run.path} twice")
+            deleted.add(("artifact", version))
+            continue
+        if change.kind is not ChangeKind.FILE:
+            continue
         if change.file is None or change.key != (change.file.name,) or change.before != change.file:
             raise PlanError(f"{where}: the deletion's key, before and file name different files")
+        if change.file.id in kept_files or change.file.name in kept_files:
+            raise PlanError(f"{where}: it deletes {change.file.name} of {run.path}, which the same plan "
+                            "lists as kept")
+        if ("file", change.file.id) in deleted or ("name", change.file.name) in deleted:
+            raise PlanError(f"{where}: it deletes {change.file.name} of {run.path} twice")
+        deleted |= {("file", change.file.id), ("name", change.file.name)}
 
 
 def _check_summary(totals: Totals, summary: _Fields) -> None:

@@ -24,10 +24,13 @@ import json
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
+
+from humanfriendly.text import pluralize
 
 from reconcile.apply import events as ev
 from reconcile.errors import PlanError, PlanLocked
@@ -65,15 +68,57 @@ class RunRecord:
         return self.last.get("phase") if self.last.get("phase") in (*FINAL_PHASES, "failed") else None
 
 
-class JournalLock:
-    """``JOURNAL.lock``: held (``flock``) by the one apply that may write the journal, like Terraform's
-    state lock. It records who holds it; the kernel drops the lock when its process dies, so a lock
-    file left by a killed apply is simply taken over (and its holder named in ``previous``)."""
+_L = TypeVar("_L", bound="HeldLock")
 
-    def __init__(self, path: Path, fd: int, previous: dict[str, Any] | None) -> None:
+
+class HeldLock:
+    """A lock file held (``flock``) by one apply, like Terraform's state lock. It records who holds it;
+    the kernel drops the lock when its process dies, so a lock file left by a killed apply is simply
+    taken over (and its holder named in ``previous``)."""
+
+    def __init__(self, path: Path, fd: int, previous: dict[str, Any] | None, *, owned: bool = True) -> None:
         self.path = path
         self._fd: int | None = fd
         self.previous = previous
+        self._owned = owned  # a lock file of ours (removed on release), not the plan file itself
+
+    @classmethod
+    def _take(cls: type[_L], path: Path, refusal: Callable[[dict[str, Any]], str],
+              about: dict[str, Any]) -> _L:
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise PlanLocked(refusal(holder)) from None
+            try:
+                current = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                break
+            os.close(fd)  # the holder released (and removed) it as we opened it: take the new one
+        previous = _holder(fd)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "user": _user(), "since": _now(), **about}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        os.fsync(fd)
+        return cls(path, fd, previous or None)
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (idempotent)."""
+        if self._fd is None:
+            return
+        if self._owned:
+            self.path.unlink(missing_ok=True)  # first: a waiter that opened it re-checks the inode
+        os.close(self._fd)
+        self._fd = None
+
+
+class JournalLock(HeldLock):
+    """``JOURNAL.lock``: held by the one apply that may write the journal."""
 
     @staticmethod
     def path_for(journal: Path) -> Path:
@@ -84,39 +129,46 @@ class JournalLock:
     def acquire(cls, journal: Path) -> JournalLock:
         """Take the lock of ``journal`` or raise ``PlanLocked`` naming the holder; never waits."""
         path = cls.path_for(journal)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)  # the CLI refuses a missing one before this
+        return cls._take(path, lambda holder: (
+            f"the plan is locked: another apply is running it ({_describe(holder)}; lock file {path}). Two "
+            "applies of one plan never run at once: wait for it to finish, then apply again (the journal "
+            "skips what it did)."), {"journal": str(journal)})
+
+
+class PlanLock(HeldLock):
+    """The lock of a saved plan, whatever ``--journal`` says: ``.reconcile-apply.<digest>.lock`` beside
+    the plan file, keyed to the plan's digest (so a copy of the plan in that directory shares it too).
+    In a directory that cannot be written, the plan file itself is locked (the holder then unknown)."""
+
+    @staticmethod
+    def path_for(plan_file: Path, digest: str) -> Path:
+        """The lock file of the plan ``digest`` saved at ``plan_file``."""
+        return plan_file.with_name(f".reconcile-apply.{digest.removeprefix('sha256:')[:16]}.lock")
+
+    @classmethod
+    def acquire(cls, plan_file: Path, digest: str, journal: Path) -> PlanLock:
+        """Take the lock of the plan ``digest`` at ``plan_file`` or raise ``PlanLocked`` naming the holder
+        and its journal; never waits."""
+        path = cls.path_for(plan_file, digest)
+
+        def refusal(holder: dict[str, Any]) -> str:
+            where = f", journal {holder['journal']}" if holder.get("journal") else ""
+            return (f"the plan is locked: another apply is running it ({_describe(holder)}{where}; lock "
+                    f"file {path}). Two applies of one plan ({digest}) never run at once, whatever "
+                    "--journal says: wait for it to finish, then apply again with its journal (the journal "
+                    "skips what it did). Nothing was written.")
+
+        try:
+            return cls._take(path, refusal, {"journal": str(journal), "plan": digest})
+        except PermissionError:  # a read-only directory: lock the plan file itself
+            fd = os.open(plan_file, os.O_RDONLY)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _holder(fd)
                 os.close(fd)
-                raise PlanLocked(
-                    f"the plan is locked: another apply is running it ({_describe(holder)}; lock file "
-                    f"{path}). Two applies of one plan never run at once: wait for it to finish, then "
-                    "apply again (the journal skips what it did).") from None
-            try:
-                current = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                current = False
-            if current:
-                break
-            os.close(fd)  # the holder released (and removed) it as we opened it: take the new one
-        previous = _holder(fd)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "user": _user(), "since": _now()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(me).encode(), 0)
-        os.fsync(fd)
-        return cls(path, fd, previous or None)
-
-    def release(self) -> None:
-        """Remove the lock file and drop the lock (idempotent)."""
-        if self._fd is None:
-            return
-        self.path.unlink(missing_ok=True)  # first: a waiter that opened it re-checks the inode
-        os.close(self._fd)
-        self._fd = None
+                raise PlanLocked(refusal({})) from None
+            return cls(plan_file, fd, None, owned=False)
 
 
 def _user() -> str:
@@ -155,50 +207,46 @@ class Journal:
         self._handle = handle
         self._lock = threading.Lock()
         self.file_lock = lock
+        self.replaced: str | None = None
+        """The digest of another plan whose finished apply's journal this one replaced, if any."""
 
     @classmethod
-    def open(cls, path: Path, plan: PlanLike, *, replace_foreign: bool = False,
-             lock: JournalLock | None = None) -> Journal:
-        """Lock, then open (or create) the journal for ``plan``; refuse one written for another plan.
+    def open(cls, path: Path, plan: PlanLike, *, lock: JournalLock | None = None) -> Journal:
+        """Lock, then open (or create) the journal for ``plan``.
 
-        ``replace_foreign`` starts afresh over another plan's journal instead (``apply -f``
-        makes a new plan every time; re-planning already accounts for what was applied).
+        The journal of another plan whose apply completed is replaced by a fresh one (re-planning into
+        the same file is the ordinary loop, and the new plan was made from what that apply left);
+        ``replaced`` then holds that plan's digest. The journal of another plan whose apply did not
+        finish is refused: it is the only record of what that apply changed and of its undo data.
         ``lock`` is the journal's lock if the caller took it already (the caller releases it);
         otherwise ``open`` takes it and ``close`` releases it.
         """
         own = JournalLock.acquire(path) if lock is None else None
         try:
-            return cls._open(path, plan, replace_foreign=replace_foreign, lock=own)
+            return cls._open(path, plan, lock=own)
         except BaseException:
             if own is not None:
                 own.release()
             raise
 
     @classmethod
-    def _open(cls, path: Path, plan: PlanLike, *, replace_foreign: bool, lock: JournalLock | None) -> Journal:
+    def _open(cls, path: Path, plan: PlanLike, *, lock: JournalLock | None) -> Journal:
         digest = plan_digest(plan)
         runs: dict[str, RunRecord] = {}
+        replaced: str | None = None
         if path.exists():
             _drop_torn_line(path)
             found, runs, complete = _read(path)
             if found is not None and found != digest:
-                if complete and not replace_foreign:
-                    raise PlanError(f"the journal {path} belongs to another plan ({found}); pass --journal "
-                                    f"with a new file, or delete {path}.")
                 if not complete:
-                    # An unfinished journal is the only record of what that apply changed (and of
-                    # its undo data): never throw it away.
-                    raise PlanError(
-                        f"the journal {path} belongs to another plan ({found}) whose apply did not "
-                        f"finish. Finish that plan first (apply it again: the journal skips what is "
-                        f"done), or pass --journal with a new file, or delete {path} if that apply is "
-                        f"no longer wanted.")
+                    raise PlanError(_unfinished_message(path, found, len(runs)))
                 path.unlink()
-                runs = {}
+                runs, replaced = {}, found
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not path.exists() or path.stat().st_size == 0  # e.g. `--journal "$(mktemp)"`
         handle = path.open("a", encoding="utf-8")
         journal = cls(path, digest, runs, handle, lock)
+        journal.replaced = replaced
         if fresh:
             journal._write({"type": "plan", "plan_digest": digest, "base_url": plan.base_url,
                             "plan_created_at": plan.created_at.isoformat()})
@@ -264,6 +312,16 @@ class Journal:
             self._handle.close()
         if self.file_lock is not None:
             self.file_lock.release()
+
+
+def _unfinished_message(path: Path, found: str, runs: int) -> str:
+    """What to do about another plan's unfinished journal at ``path`` (its plan file may be gone)."""
+    return (f"the journal {path} belongs to another plan ({found}) whose apply did not finish "
+            f"({pluralize(runs, 'run')} recorded, no completion). It is the only record of what that "
+            "apply changed and how to undo it. If you still have that plan file, finish it first: "
+            f"`reconcile apply THAT_PLAN.json --journal {path}` (the journal skips what is done, then "
+            f"writes the undo plan). Otherwise move {path} aside to keep that record, or pass --journal "
+            "with a new file for this plan. Nothing was written.")
 
 
 def unfinished(path: Path) -> bool:

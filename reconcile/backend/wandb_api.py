@@ -59,6 +59,7 @@ from wandb.sdk.lib.service.service_connection import WandbApiFailedError
 from reconcile.backend import HistoryPosition, RunCreate, RunUpdate
 from reconcile.backend.retry import with_retries
 from reconcile.errors import AuthError, BackendError, NotFound, RetryableError
+from reconcile.log import register_secret
 from reconcile.models import LiveArtifact, LiveFile, LiveRun, VersionTTL
 
 log = structlog.get_logger(__name__)
@@ -377,6 +378,8 @@ class WandbBackend:
             raise BackendError(f"wandb could not load its settings: {_redacted(str(exc), ())}") from exc
         self.base_url: str = _check_url(str(resolved)).rstrip("/")
         self._secret = api_key or _stored_api_key(self.base_url)
+        if self._secret:
+            register_secret(self._secret)  # a netrc key too is redacted by value, whatever its shape
         # wandb-core retries a refused connection for its whole timeout (20 s) and then
         # reports a busy service; one plain TCP connect says what is wrong at once.
         check_reachable(self.base_url)

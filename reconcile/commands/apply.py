@@ -16,17 +16,18 @@ import click
 import structlog
 
 from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan, check_run, is_undo
-from reconcile.apply.journal import Journal, JournalLock, unfinished
+from reconcile.apply.journal import Journal, JournalLock, PlanLock, plan_digest, unfinished
 from reconcile.apply.progress import observers_for
 from reconcile.apply.undo import UndoWriter, describe
 from reconcile.backend import Backend
-from reconcile.commands.paths import check_output_dir, check_output_file
+from reconcile.commands.paths import check_distinct, check_output_dir, check_output_file
 from reconcile.commands.plan import build_plan
 from reconcile.errors import PlanError
 from reconcile.errors_handler import EXIT_ERROR, EXIT_OK
 from reconcile.models import PlanLike
 from reconcile.planfile import SavedPlan, open_plan, write_plan
 from reconcile.render import render
+from reconcile.spec.files import expand
 
 log = structlog.get_logger()
 
@@ -69,14 +70,29 @@ def _say(text: str, *, json_logs: bool, event: str, problem: bool = False, **fie
         log.info(event, message=text, **fields)
 
 
-def execute(plan: PlanLike, backend: Backend, *, journal_path: Path, undo_out: Path, backup_dir: Path | None,
-            no_backup: bool, parallelism: int, lock: JournalLock, replace_foreign_journal: bool = False,
+def execute(plan: PlanLike, backend: Backend, *, plan_file: Path, journal_path: Path, undo_out: Path,
+            backup_dir: Path | None, no_backup: bool, parallelism: int, lock: JournalLock,
             json_logs: bool = False, color: bool = False) -> ApplyResult:
-    """Apply ``plan`` with the journal (``lock`` held), progress observers, and the undo plan written
-    to ``undo_out`` as the runs finish."""
+    """Apply ``plan`` (saved at ``plan_file``) with the journal (``lock`` held) and the plan's own lock,
+    progress observers, and the undo plan written to ``undo_out`` as the runs finish."""
+    # Two applies of one plan with different journals would both write: the plan itself is locked too.
+    plan_lock = PlanLock.acquire(plan_file, plan_digest(plan), journal_path)
+    try:
+        return _execute(plan, backend, journal_path=journal_path, undo_out=undo_out, backup_dir=backup_dir,
+                        no_backup=no_backup, parallelism=parallelism, lock=lock, json_logs=json_logs,
+                        color=color)
+    finally:
+        plan_lock.release()
+
+
+def _execute(plan: PlanLike, backend: Backend, *, journal_path: Path, undo_out: Path,
+             backup_dir: Path | None, no_backup: bool, parallelism: int, lock: JournalLock, json_logs: bool,
+             color: bool) -> ApplyResult:
     check_plan(plan, backend)  # refuse before creating a journal for a plan that cannot be applied
     check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
-    journal = Journal.open(journal_path, plan, replace_foreign=replace_foreign_journal, lock=lock)
+    journal = Journal.open(journal_path, plan, lock=lock)
+    if journal.replaced is not None:
+        _keep_earlier_undo(undo_out, journal.replaced, json_logs=json_logs)
     undo = UndoWriter(plan, undo_out)
     try:
         result = apply_plan(plan, backend, journal=journal, parallelism=parallelism, backup_dir=backup_dir,
@@ -92,9 +108,34 @@ def execute(plan: PlanLike, backend: Backend, *, journal_path: Path, undo_out: P
     return result
 
 
-def _check_outputs(*, journal: Path, undo_out: Path, backup_dir: Path | None, plan_out: Path | None) -> None:
-    """Every file apply will write can be written: checked before anything goes to W&B."""
-    check_output_file(journal, "--journal", create_parent=True)
+def _keep_earlier_undo(undo_out: Path, digest: str, *, json_logs: bool) -> None:
+    """This apply replaced the finished journal of plan ``digest``: the undo plan that apply wrote (at the
+    same path) is kept beside, named by that plan's digest, instead of being overwritten."""
+    if not undo_out.exists():
+        return
+    name = digest.removeprefix("sha256:")[:12]
+    kept, n = beside(undo_out, f".{name}.json"), 1
+    while kept.exists():  # that plan was applied more than once: keep every undo plan
+        n += 1
+        kept = beside(undo_out, f".{name}-{n}.json")
+    undo_out.rename(kept)
+    _say(f"Kept the undo plan of the earlier apply (of plan {digest}) as {kept}; `reconcile apply {kept}` "
+         "still undoes that apply.", json_logs=json_logs, event="earlier_undo_kept", path=str(kept))
+
+
+def _check_outputs(*, plan_file: Path | None, specs: list[Path], journal: Path, undo_out: Path,
+                   backup_dir: Path | None, plan_out: Path | None) -> None:
+    """Every file apply will write can be written, and none is an input or another output: checked
+    before anything goes to W&B."""
+    outputs = [("--journal", journal), ("--undo-out", undo_out)]
+    if plan_out is not None:
+        outputs.append(("apply -f's saved plan", plan_out))
+    if backup_dir is not None:
+        outputs.append(("--backup-dir", backup_dir))
+    inputs = [("the plan being applied", plan_file)] if plan_file is not None else []
+    inputs += [("a spec file", path) for _name, path in expand(specs)[0]]
+    check_distinct(outputs, inputs)
+    check_output_file(journal, "--journal")
     check_output_file(undo_out, "--undo-out")
     if plan_out is not None:
         check_output_file(plan_out, "apply -f's saved plan")
@@ -130,8 +171,8 @@ def _checked(plan: SavedPlan | None, *, plan_file: Path | None, files: list[Path
         undo_path = undo_out or beside(plan_file, ".undo.json")
     else:
         journal_path, undo_path = journal or FROM_SPEC_JOURNAL, undo_out or FROM_SPEC_UNDO
-    _check_outputs(journal=journal_path, undo_out=undo_path, backup_dir=backup_dir,
-                   plan_out=FROM_SPEC_PLAN if plan is None else None)
+    _check_outputs(plan_file=plan_file, specs=files, journal=journal_path, undo_out=undo_path,
+                   backup_dir=backup_dir, plan_out=FROM_SPEC_PLAN if plan is None else None)
     if plan is not None:
         check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
     lock = JournalLock.acquire(journal_path)  # before anything reads or writes the journal
@@ -174,12 +215,11 @@ def _locked(saved: SavedPlan | None, *, files: list[Path], auto_approve: bool,
             write_plan(built, FROM_SPEC_PLAN)
             del built
             plan = opened = open_plan(FROM_SPEC_PLAN, checks=(check_run,))
-            foreign = True
         else:
-            plan, foreign = saved, False
-        result = execute(plan, backend, journal_path=journal_path, undo_out=undo_path, backup_dir=backup_dir,
-                         no_backup=no_backup, parallelism=parallelism, lock=lock,
-                         replace_foreign_journal=foreign, json_logs=json_logs, color=color)
+            plan = saved
+        result = execute(plan, backend, plan_file=plan.path, journal_path=journal_path, undo_out=undo_path,
+                         backup_dir=backup_dir, no_backup=no_backup, parallelism=parallelism, lock=lock,
+                         json_logs=json_logs, color=color)
     finally:
         backend.close()
         if opened is not None:

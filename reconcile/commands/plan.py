@@ -16,7 +16,7 @@ import click
 import structlog
 
 from reconcile.backend import Backend
-from reconcile.commands.paths import check_output_file
+from reconcile.commands.paths import check_distinct, check_output_file
 from reconcile.errors_handler import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from reconcile.import_reads import plan_imports
 from reconcile.models import Plan, Spec
@@ -25,6 +25,7 @@ from reconcile.planner import Planner
 from reconcile.reader import RunReader, with_env_defaults
 from reconcile.render import render
 from reconcile.spec import load_spec
+from reconcile.spec.files import expand
 
 log = structlog.get_logger()
 
@@ -72,6 +73,7 @@ def run(files: list[Path], *, out: Path | None, fmt: str, detailed_exitcode: boo
 
     spec = load_spec(files)  # a bad spec fails before credentials or the network are touched
     if out is not None:
+        check_distinct([("-o", out)], [("a spec file", path) for _name, path in expand(files)[0]])
         check_output_file(out, "-o")  # before minutes of reading, not after
     report, done = _progress_reporter()
     backend = WandbBackend()

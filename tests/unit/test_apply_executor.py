@@ -10,7 +10,7 @@ import pytest
 
 from reconcile.apply import events as ev
 from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan
-from reconcile.apply.journal import Journal
+from reconcile.apply.journal import Journal, plan_digest
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import BackendError, PlanError, RetryableError, StalePlanError
@@ -281,8 +281,8 @@ def test_apply_plan_journal_refuses_another_plans_journal(tmp_path: Path) -> Non
 
 
 def test_apply_plan_journal_of_an_unfinished_apply_is_never_replaced(tmp_path: Path) -> None:
-    """`apply -f` replaces an earlier plan's journal only once that apply completed: an unfinished
-    journal is the only record of what it changed and of its undo data."""
+    """Another plan's journal is replaced only once that apply completed (``replaced`` names it): an
+    unfinished journal is the only record of what it changed and of its undo data."""
     run = live_run("a")
     plan1 = make_plan(run_plan(run, [config_set("lr", 0.1, 0.2)]))
     plan2 = make_plan(run_plan(run, [config_set("lr", 0.1, 0.3)]))
@@ -290,12 +290,16 @@ def test_apply_plan_journal_of_an_unfinished_apply_is_never_replaced(tmp_path: P
     journal(ev.RunStarted("acme/vision/a"))
     journal.close()
     with pytest.raises(PlanError, match="did not finish"):
-        Journal.open(tmp_path / "j.jsonl", plan2, replace_foreign=True)
+        Journal.open(tmp_path / "j.jsonl", plan2)
     journal = Journal.open(tmp_path / "j.jsonl", plan1)
     journal(ev.ApplyComplete(result=ApplyResult()))
     journal.close()
-    Journal.open(tmp_path / "j.jsonl", plan2, replace_foreign=True).close()
-    assert Journal.open(tmp_path / "j.jsonl", plan2).record_for("acme/vision/a").phases == set()
+    fresh = Journal.open(tmp_path / "j.jsonl", plan2)
+    fresh.close()
+    assert fresh.replaced == plan_digest(plan1)
+    again = Journal.open(tmp_path / "j.jsonl", plan2)
+    again.close()
+    assert again.replaced is None and again.record_for("acme/vision/a").phases == set()
 
 
 def test_apply_plan_journal_torn_last_line_is_cut_before_appending(tmp_path: Path) -> None:

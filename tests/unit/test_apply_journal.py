@@ -135,7 +135,7 @@ def test_an_empty_journal_file_gets_the_plan_header(tmp_path: Path) -> None:
     assert unfinished(path)
     other = make_plan(run_plan(live_run("b"), [config_set("lr", 0.1, 0.3)]))
     with pytest.raises(PlanError, match="belongs to another plan"):
-        Journal.open(path, other, replace_foreign=True)
+        Journal.open(path, other)
 
 
 def test_journal_damaged_in_the_middle_is_refused(tmp_path: Path) -> None:
@@ -269,23 +269,19 @@ def test_a_run_this_apply_finished_is_not_kept_in_memory(tmp_path: Path, final: 
         journal.close()
 
 
-def test_a_finished_journal_of_another_plan_is_refused_or_with_replace_foreign_started_afresh(
-        tmp_path: Path) -> None:
-    """Another plan's journal whose apply completed: refused by default (applying a saved plan never
-    discards another plan's journal; the refusal does not claim that apply is unfinished); with
-    replace_foreign (`apply -f`) the journal starts afresh: the new plan's header, then its records."""
+def test_a_finished_journal_of_another_plan_is_started_afresh(tmp_path: Path) -> None:
+    """Another plan's journal whose apply completed (re-planning into the same file): the journal starts
+    afresh, the new plan's header then its records, and ``replaced`` names the plan it replaced."""
     path = tmp_path / "j.jsonl"
     journal = Journal.open(path, _plan())
     journal(ev.RunStarted("acme/vision/a"))
     journal(ev.ApplyComplete(ApplyResult()))
     journal.close()
     other = make_plan(run_plan(live_run("b"), [config_set("lr", 0.1, 0.3)]))
-    with pytest.raises(PlanError, match="belongs to another plan") as refused:
-        Journal.open(path, other)
-    assert "did not finish" not in str(refused.value)
-    journal = Journal.open(path, other, replace_foreign=True)
+    journal = Journal.open(path, other)
     journal(ev.RunStarted("acme/vision/b"))
     journal.close()
+    assert journal.replaced == plan_digest(_plan())
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["type"], r.get("run")) for r in records] == [("plan", None), ("run", "acme/vision/b")]
     assert records[0]["plan_digest"] == plan_digest(other)

@@ -218,3 +218,15 @@ def test_console_log_lines_are_colored_on_a_terminal_only(kwargs: dict[str, Any]
     out = terminal.getvalue()
     assert "shown" in out
     assert ("\x1b[" in out) is colored, out
+
+
+def test_digests_are_shown_whole_and_keys_still_cleaned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan's sha256 digest (64 hex) and an md5 (32 hex) are not key-shaped and stay whole; a 40-hex
+    key (alone, local- prefixed, between punctuation) is still cleaned without being known."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setattr(log_module, "_REGISTERED", set())
+    digest = "sha256:" + "0123456789abcdef" * 4
+    md5 = "d41d8cd98f00b204e9800998ecf8427e"
+    assert log_module.redact_text(f"plan ({digest}), md5 {md5}") == f"plan ({digest}), md5 {md5}"
+    assert log_module.redact_text(f"key={HEX_KEY}; (local-{HEX_KEY})") == f"key={REDACTED}; ({REDACTED})"
+    assert log_module.redact_text(f"{HEX_KEY}\n") == f"{REDACTED}\n"
