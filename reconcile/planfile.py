@@ -762,6 +762,10 @@ def read_plan(path: Path) -> Plan:
     except json.JSONDecodeError as exc:
         raise PlanError(f"plan file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                         f"{exc.msg}); make a new one with `reconcile plan -f SPEC -o {path}`") from exc
+    except RecursionError:
+        raise PlanError(_too_deep(path, "it")) from None
+    if _too_deeply_nested(data, MAX_DEPTH + 1):  # the document itself is one level
+        raise PlanError(_too_deep(path, "it"))
     try:
         plan = plan_from_dict(data)
         check_digest(data)
@@ -897,10 +901,43 @@ class SavedPlan:
         self._fh.close()
 
 
+MAX_DEPTH = 200
+"""Deepest nesting of a value in a plan: far above any real config (a spec allows 100), and low enough
+that nothing reading a plan's values runs out of stack."""
+
+
+def _too_deeply_nested(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` lists/objects deep (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _too_deep(path: Path, what: str) -> str:
+    return (f"plan file {path} is not a valid reconcile plan: {what} is nested more than {MAX_DEPTH} levels "
+            f"deep (no plan reconcile writes is); make a new one with `reconcile plan -f SPEC -o {path}`")
+
+
 def _members(path: Path, fh: TextIO) -> Iterator[tuple[str, Any]]:
-    """The plan file's members (``runs`` streamed); a JSON error names the file, line and column."""
+    """The plan file's members (``runs`` streamed); a JSON error names the file, line and column, and a
+    value nested too deeply is refused before anything walks it."""
     try:
-        yield from jsonstream.members(fh, "runs")
+        for key, value in jsonstream.members(fh, "runs"):
+            if _too_deeply_nested(value, MAX_DEPTH):
+                raise PlanError(_too_deep(path, f"a value under {key!r}"))
+            yield key, value
+    except RecursionError:
+        raise PlanError(_too_deep(path, "it")) from None
     except json.JSONDecodeError as exc:
         raise PlanError(f"plan file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                         f"{exc.msg}); make a new one with `reconcile plan -f SPEC -o {path}`") from exc

@@ -42,6 +42,7 @@ from reconcile.models import (
     Spec,
     UnlessTop,
 )
+from reconcile.spec.globs import is_literal
 from reconcile.trees import apply_changes
 
 LIVE_STATES = ("running", "pending", "preempting")
@@ -798,12 +799,13 @@ class Planner:
 
 
 def names_its_files(rule: Rule) -> bool:
-    """Whether ``rule`` says exactly what goes: its runs named by ``match.ids`` and no delete glob
-    that matches any file (``*``, ``**``, ``**/*``). The delete-everything guard is for broad
-    rules; such a rule is not one, even if what it names is all a run has."""
+    """Whether ``rule`` says exactly what goes: its runs named by ``match.ids`` and every delete glob a
+    literal file name. The delete-everything guard is for rules that could empty a run by accident;
+    one naming each file is not, even if what it names is all a run has. Any wildcard (``?*``,
+    ``[!x]*``, ``*.log``) could match more than was meant, so it needs ``allow_delete_all``."""
     if rule.files is None or not rule.match.ids:
         return False
-    return not any(set(glob.strip()) <= {"*", "/"} for glob in rule.files.delete)
+    return all(is_literal(glob) for glob in rule.files.delete)
 
 
 def needs_files(spec: Spec, run: LiveRun, now: datetime) -> bool:

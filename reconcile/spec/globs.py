@@ -20,6 +20,11 @@ MAX_GLOB_LENGTH = 1024
 _RANGE = re.compile(r"(.)-(.)")
 
 
+def is_literal(pattern: str) -> bool:
+    """Whether the ``files`` glob ``pattern`` names one file (no wildcard, class or escape)."""
+    return not glob.is_magic(pattern, flags=FILE_GLOB_FLAGS)
+
+
 def glob_problem(pattern: str, *, file_path: bool) -> str | None:  # noqa: PLR0912 - a list of checks
     """Why ``pattern`` is not a usable glob, or None. wcmatch accepts nearly anything, so the
     mistakes that silently match nothing are caught here."""

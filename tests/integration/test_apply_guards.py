@@ -270,3 +270,66 @@ def test_a_plan_that_contradicts_itself_is_refused_even_with_its_digest_recomput
     assert writes(emu) == []
     assert sorted(f.name for f in api(emu.url).run("acme/vision/r1").files()) == \
         ["model-best.ckpt", "notes.txt", "x.ckpt"]
+
+
+# --------------------------------------------------------------------------- item 14: deeply nested JSON
+
+
+@pytest.mark.parametrize("depth", [300, 900, 50_000])
+def test_a_plan_nested_too_deeply_is_refused_naming_the_file(emulator: Start, wandb_env: Any, tmp_path: Path,
+                                                             depth: int) -> None:
+    """A plan whose change's `after` nests ``depth`` lists deep, and a file of 100,000 nested lists: show
+    and apply exit 1 naming the file (never RecursionError, exit 3); nothing written. 300 parses but is
+    refused before anything walks it (or checks the digest); 50,000 is beyond what the parser recurses to."""
+    emu = emulator(seed={"runs": [run_with([])]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: n\n    match: {ids: [r1]}\n    set: {notes: reviewed}\n")
+    plan = tmp_path / "plan.json"
+    ok("plan", "-f", str(s), "-o", str(plan))
+    data = read_json(plan)
+    data["runs"][0]["changes"][0]["after"] = json.loads("[" * depth + "]" * depth) if depth < 900 else None
+    plan.write_text(json.dumps(data), encoding="utf-8")
+    if depth >= 900:  # past json.dumps: write the nesting as text
+        text = plan.read_text(encoding="utf-8")
+        plan.write_text(text.replace('"after": null', '"after": ' + "[" * depth + "]" * depth, 1),
+                        encoding="utf-8")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000, encoding="utf-8")
+    for args in (("show", str(plan)), ("apply", str(plan)), ("show", str(deep)), ("apply", str(deep))):
+        refused = cli(*args)
+        assert refused.exit_code == 1, (args, refused.output)
+        target = args[1]
+        message = " ".join(refused.stderr.split())
+        assert f"plan file {target}" in message and "RecursionError" not in message, (args, message)
+        assert "nested more than" in message or (target == str(deep) and "not valid JSON" in message), message
+    assert writes(emu) == []
+
+
+# --------------------------------------------------------------------------- item 15: delete everything
+
+
+@pytest.mark.parametrize("globs", [["?*"], ["**/?*"], ["[!x]*"], ["*.ckpt", "*.log", "*.txt"]])
+def test_wildcards_that_empty_a_named_run_need_allow_delete_all(emulator: Start, wandb_env: Any,
+                                                                tmp_path: Path, globs: list[str]) -> None:
+    """match {ids: [r1]} with delete globs that hold a wildcard and would delete every file of r1 is
+    refused (plan exits 1, nothing saved) unless allow_delete_all; naming every file literally is
+    explicit and plans."""
+    files = [{"name": "a.ckpt", "content": "a"}, {"name": "b.log", "content": "b"}]
+    emu = emulator(seed={"runs": [run_with(files)]})
+    wandb_env(emu.url)
+    plan = tmp_path / "plan.json"
+    wild = spec(tmp_path, f"  - name: wipe\n    match: {{ids: [r1]}}\n"
+                          f"    files: {{delete: {json.dumps(globs)}}}\n")
+    refused = cli("plan", "-f", str(wild), "-o", str(plan))
+    assert refused.exit_code == 1, refused.output
+    assert "rule 'wipe' would delete every file (3)" in refused.stdout + refused.stderr
+    assert not plan.exists()
+    allowed = spec(tmp_path, f"  - name: wipe\n    match: {{ids: [r1]}}\n"
+                             f"    files: {{delete: {json.dumps(globs)}, allow_delete_all: true}}\n")
+    ok("plan", "-f", str(allowed), "-o", str(plan))
+    literal = spec(tmp_path, "  - name: wipe\n    match: {ids: [r1]}\n"
+                             "    files: {delete: [a.ckpt, b.log, notes.txt]}\n")
+    ok("plan", "-f", str(literal), "-o", str(plan))
+    deleted = sorted(c["key"][0] for c in read_json(plan)["runs"][0]["changes"])
+    assert deleted == ["a.ckpt", "b.log", "notes.txt"]
+    assert writes(emu) == []

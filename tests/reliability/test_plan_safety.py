@@ -157,7 +157,7 @@ TAMPERED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "value edited, digest kept": (lambda d: d["runs"][0]["changes"][0].update(after="edited"), "refused"),
     "digest removed": (lambda d: d.pop("content_digest"), "refused"),
     "file id of another run": (_swap_file_id, "run refused"),
-    "kept file named as deleted": (_rename_to_kept, "run refused"),
+    "kept file named as deleted": (_rename_to_kept, "refused"),  # the run lists it as kept: contradiction
     "run moved onto another run": (_move_run, "run refused"),
     "fingerprint of another run": (_copy_fingerprint, "run refused"),
     "fingerprint fields dropped": (_drop_fingerprint_fields, "refused"),

@@ -307,17 +307,18 @@ def test_plan_files_keep_of_a_rule_skipped_for_a_live_run_still_protects() -> No
 
 
 def test_plan_files_guard_spares_a_rule_that_names_its_runs_and_files() -> None:
-    """`match: {ids: [v05]}` with `delete: ["*.log", "*.json"]` is planned although it empties v05 of all
-    but its system files; the same globs on a broad match, or `**` on named ids, are still refused."""
+    """`match: {ids: [v05]}` with `delete: [train.log, metrics.json]` (literal names) is planned although it
+    empties v05 of all but its system files; the same names on a broad match, or any wildcard on named
+    ids (`*.log`, `?*`, `[!x]*`, `**`) that would empty the run, are still refused."""
     v05 = run("v05", files=(f("wandb-metadata.json"), f("train.log"), f("metrics.json")))
-    named = rule("named", FilesRule(delete=("*.log", "*.json")), match=Match(ids=("v05",)))
+    named = rule("named", FilesRule(delete=("train.log", "metrics.json")), match=Match(ids=("v05",)))
     p = plan_of(named, runs=(v05,))
     assert p.errors == ()
     assert deleted(p) == {"v05": ["metrics.json", "train.log"]}
-    broad = rule("broad", FilesRule(delete=("*.log", "*.json")))
+    broad = rule("broad", FilesRule(delete=("train.log", "metrics.json")))
     [error] = plan_of(broad, runs=(v05,)).errors
     assert "'broad'" in error and "allow_delete_all" in error
-    for wildcard in ("**", "*", "**/*"):
-        everything = rule("wild", FilesRule(delete=(wildcard,)), match=Match(ids=("v05",)))
+    for wildcards in (("*.log", "*.json"), ("?*",), ("**/?*",), ("[!x]*",), ("**",), ("*",), ("**/*",)):
+        everything = rule("wild", FilesRule(delete=wildcards), match=Match(ids=("v05",)))
         [error] = plan_of(everything, runs=(v05,)).errors
         assert "'wild'" in error
