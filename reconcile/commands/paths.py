@@ -81,7 +81,8 @@ def check_output_dir(path: Path, flag: str) -> None:
 def _try_creating(path: Path, flag: str) -> None:
     """Create the missing part of ``path`` and remove it again: permissions alone do not say whether
     it can be made (root passes every check; /proc refuses anyway)."""
-    missing = [p for p in (path, *path.parents) if not p.exists()]
+    target = path.resolve()  # as the backup store makes it: `a/../b` is b, not a and then a/..
+    missing = [p for p in (target, *target.parents) if not p.exists()]
     created: list[Path] = []
     try:
         for directory in reversed(missing):
