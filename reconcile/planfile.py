@@ -764,11 +764,13 @@ def read_plan(path: Path) -> Plan:
                         f"{exc.msg}); make a new one with `reconcile plan -f SPEC -o {path}`") from exc
     except RecursionError:
         raise PlanError(_too_deep(path, "it")) from None
-    if _too_deeply_nested(data, MAX_DEPTH + 1):  # the document itself is one level
-        raise PlanError(_too_deep(path, "it"))
+    if isinstance(data, dict) and _too_deep_document(data):
+        raise PlanError(_too_deep(path, "a value"))
     try:
         plan = plan_from_dict(data)
         check_digest(data)
+    except RecursionError:
+        raise PlanError(_too_deep(path, "a value")) from None
     except StalePlanError as exc:
         raise StalePlanError(f"plan file {path}: {exc}") from exc
     except PlanError as exc:
@@ -902,8 +904,8 @@ class SavedPlan:
 
 
 MAX_DEPTH = 200
-"""Deepest nesting of a value in a plan: far above any real config (a spec allows 100), and low enough
-that nothing reading a plan's values runs out of stack."""
+"""Deepest nesting of a change's value in a plan: far above any real config (a spec allows 100), and low
+enough that nothing reading a plan's values runs out of stack."""
 
 
 def _too_deeply_nested(value: Any, limit: int) -> bool:
@@ -923,6 +925,29 @@ def _too_deeply_nested(value: Any, limit: int) -> bool:
     return False
 
 
+def _too_deep_member(key: str, value: Any) -> bool:
+    """Whether a member of a plan nests too deeply. Of a run only its metadata changes' values are
+    free-form (everything else has a fixed shape that ``run_from_dict`` checks), so only they are walked: a
+    plan is read at the speed of its parse. Anything deep elsewhere ends in a RecursionError, which the
+    callers turn into the same error."""
+    if key != "runs":
+        return _too_deeply_nested(value, MAX_DEPTH)
+    changes = value.get("changes") if isinstance(value, dict) else None
+    for change in changes if isinstance(changes, list) else ():
+        if isinstance(change, dict) and change.get("kind") not in ("file", "artifact"):  # those are typed
+            for part in (change.get("before"), change.get("after")):
+                if isinstance(part, dict | list) and _too_deeply_nested(part, MAX_DEPTH):
+                    return True
+    return False
+
+
+def _too_deep_document(data: dict[str, Any]) -> bool:
+    """``_too_deep_member`` over a whole plan document (``runs`` element by element)."""
+    runs = data.get("runs")
+    return (any(_too_deep_member(key, value) for key, value in data.items() if key != "runs")
+            or (isinstance(runs, list) and any(_too_deep_member("runs", run) for run in runs)))
+
+
 def _too_deep(path: Path, what: str) -> str:
     return (f"plan file {path} is not a valid reconcile plan: {what} is nested more than {MAX_DEPTH} levels "
             f"deep (no plan reconcile writes is); make a new one with `reconcile plan -f SPEC -o {path}`")
@@ -933,11 +958,9 @@ def _members(path: Path, fh: TextIO) -> Iterator[tuple[str, Any]]:
     value nested too deeply is refused before anything walks it."""
     try:
         for key, value in jsonstream.members(fh, "runs"):
-            if _too_deeply_nested(value, MAX_DEPTH):
+            if _too_deep_member(key, value):
                 raise PlanError(_too_deep(path, f"a value under {key!r}"))
             yield key, value
-    except RecursionError:
-        raise PlanError(_too_deep(path, "it")) from None
     except json.JSONDecodeError as exc:
         raise PlanError(f"plan file {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                         f"{exc.msg}); make a new one with `reconcile plan -f SPEC -o {path}`") from exc
@@ -991,6 +1014,8 @@ def _check_saved(path: Path, fh: TextIO, checks: tuple[Callable[[RunPlan], None]
         header = _header_from_dict(f)
         _check_summary(totals, _Fields(f.get("summary", dict), "summary"))
         stated = _check_digest(path, fh, fields, None if late_header else digest)
+    except RecursionError:  # a member nested too deeply where no walk looked (the parser's own limit)
+        raise PlanError(_too_deep(path, "a value")) from None
     except StalePlanError as exc:
         raise StalePlanError(f"plan file {path}: {exc}") from exc
     except PlanError as exc:
