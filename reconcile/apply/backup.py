@@ -46,6 +46,7 @@ from reconcile.backend import Backend
 from reconcile.errors import ApplyError, RetryableError
 from reconcile.models import LiveArtifact, LiveFile, LiveRun
 from reconcile.planfile import fsync_directory
+from reconcile.retention import upload_times
 
 _CHUNK = 1 << 20
 
@@ -82,7 +83,8 @@ class Backup:
     file_id: str
     name: str
     size: int
-    updated_at: str  # the original upload time (ISO 8601), for retention after an undo
+    updated_at: str  # the time retention ranks the file by (ISO 8601): W&B's, or the original one
+    # recorded under summary._reconcile.restored_files when an earlier undo re-uploaded the file
     sha256: str  # "sha256:<hex>" of the backup's bytes
     md5: str  # W&B's form: base64 of the md5 digest
     path: Path
@@ -230,8 +232,12 @@ class BackupStore:
             self._place(staged, dest, sha, run, file)
         finally:
             staged.unlink(missing_ok=True)
+        # The time retention ranks the file by: for a file an earlier undo re-uploaded, its original
+        # upload time (from the run's summary), not the re-upload's, so any number of apply -> undo
+        # cycles keeps it.
+        uploaded = upload_times(run, [file])[file.id]
         backup = Backup(run=run.path, file_id=file.id, name=file.name, size=size,
-                        updated_at=file.updated_at.isoformat().replace("+00:00", "Z"), sha256=sha,
+                        updated_at=uploaded.isoformat().replace("+00:00", "Z"), sha256=sha,
                         md5=file.md5 or md5, path=dest)
         self._remember(backup)
         return backup

@@ -161,6 +161,39 @@ def test_keep_last_after_an_undo_plans_the_same_files_again(emulator: Start, wan
     assert planned_deletions("p2.json") == ["ckpt-001.pt", "ckpt-002.pt"]
 
 
+def test_keep_last_plans_the_same_files_after_every_apply_undo_cycle(emulator: Start, wandb_env: Any,
+                                                                     tmp_path: Path) -> None:
+    """Two full plan -> apply -> undo cycles on two runs (review of issue 13, item 1): the second undo
+    must record each file's original upload time, not the first undo's re-upload time, so the third
+    plan still deletes ckpt-001/002 and never the true newest ckpt-003/004 (or r4's ckpt-003)."""
+    def ckpts(count: int) -> list[dict[str, Any]]:
+        return [{"name": f"ckpt-00{i}.pt", "content": f"checkpoint {i}\n",
+                 "updated_at": f"2026-01-02T0{i}:00:00Z"} for i in range(1, count + 1)]
+
+    emu = emulator(seed={"runs": [run_with(ckpts(4), "r3"), run_with(ckpts(3), "r4")]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: keep-two\n    match: {all: true}\n"
+                       "    files: {delete: ['ckpt-*.pt'], keep_last: 2}\n")
+    expected = {"acme/vision/r3": ["ckpt-001.pt", "ckpt-002.pt"], "acme/vision/r4": ["ckpt-001.pt"]}
+
+    def planned_deletions(name: str) -> dict[str, list[str]]:
+        result = cli("plan", "-f", str(s), "-o", str(tmp_path / name))
+        assert result.exit_code == 0, result.output
+        return {r["path"]: sorted(c["key"][0] for c in r["changes"] if c["op"] == "delete")
+                for r in read_json(tmp_path / name)["runs"]}
+
+    for cycle in ("p1", "p2", "p3"):
+        assert planned_deletions(f"{cycle}.json") == expected, cycle
+        if cycle == "p3":
+            break
+        ok("apply", str(tmp_path / f"{cycle}.json"), "--backup-dir", str(tmp_path / "b"))
+        undone = cli("apply", str(tmp_path / f"{cycle}.undo.json"))
+        assert undone.exit_code == 0, undone.output
+        summary = api(emu.url).run("acme/vision/r3").summary["_reconcile"]["restored_files"]
+        assert {name: record["updated_at"] for name, record in summary.items()} == {
+            "ckpt-001.pt": "2026-01-02T01:00:00Z", "ckpt-002.pt": "2026-01-02T02:00:00Z"}, cycle
+
+
 def read_json(path: Path) -> Any:
     """A JSON file (NaN allowed, as plans do)."""
     return json.loads(path.read_text(encoding="utf-8"))
