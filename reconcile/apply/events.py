@@ -154,10 +154,18 @@ class RunStale:
 
 @dataclass(frozen=True, slots=True)
 class RunFailed:
-    """Writing the run failed even after retries; ``message`` is the server's."""
+    """Writing the run failed even after retries; ``message`` is the server's.
+
+    A run that fails after its writes began is read back first: ``undo`` then holds what did take
+    effect (a metadata write before a refused deletion, say), so the undo plan restores it, and
+    ``files_deleted``/``bytes_freed`` the deletions that did take.
+    """
 
     run: str
     message: str
+    undo: UndoRecord | None = None
+    files_deleted: int = 0
+    bytes_freed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

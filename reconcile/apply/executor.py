@@ -200,6 +200,7 @@ class _Written:
     """A run whose writes went out and now awaits read-back."""
 
     rp: RunPlan
+    failed: str | None = None  # a later step failed: the read-back says what did take, for the undo
 
 
 class _Executor:
@@ -238,8 +239,8 @@ class _Executor:
         if isinstance(event, ev.RunApplied | ev.RunSkipped) and (
                 not isinstance(event, ev.RunSkipped) or event.outcome == "done"):
             res.runs_changed += 1
-        if isinstance(event, ev.RunApplied | ev.RunUnconverged | ev.RunSkipped):
-            # Files really deleted count even when another field of the run did not converge.
+        if isinstance(event, ev.RunApplied | ev.RunUnconverged | ev.RunSkipped | ev.RunFailed):
+            # Files really deleted count even when another field (or step) of the run did not take.
             res.files_deleted += event.files_deleted
             res.bytes_freed += event.bytes_freed
         if isinstance(event, ev.RunFilesUploaded):
@@ -392,7 +393,7 @@ class _Executor:
                 group = written[:BATCH_SIZE]
                 del written[:BATCH_SIZE]
                 settle(limit=MAX_VERIFYING - len(group))
-                verifies[pool.submit(self._read_back, [w.rp for w in group])] = len(group)
+                verifies[pool.submit(self._read_back, group)] = len(group)
 
         def settle(*, limit: int) -> None:
             """Wait until at most ``limit`` runs are being read back (a worker's bug surfaces here)."""
@@ -422,11 +423,11 @@ class _Executor:
         verify(drain=True)
         settle(limit=0)
 
-    def _read_back(self, rps: Sequence[RunPlan]) -> None:
+    def _read_back(self, group: Sequence[_Written]) -> None:
         """Read these written runs back in one batched read, then verify each (a worker's task)."""
-        readback = self._read(rps, "read-back", self._verify_needs_files)
-        for rp in rps:
-            self._verify_run(rp, readback[rp.path])
+        readback = self._read([w.rp for w in group], "read-back", self._verify_needs_files)
+        for w in group:
+            self._verify_run(w.rp, readback[w.rp.path], w.failed)
 
     # ------------------------------------------------------------------ one run
 
@@ -441,6 +442,7 @@ class _Executor:
             return None
         record = self.journal.record_for(rp.path)
         resumed = "started" in record.phases
+        wrote = resumed  # whether a write of this plan may have reached the run (an earlier attempt's)
         try:
             if _needs_files(rp.fingerprint_fields) and live.files is None:
                 live = dataclasses.replace(live, files=self._list_files(live))
@@ -467,6 +469,7 @@ class _Executor:
                 # Backups come first: a download that fails leaves the run untouched, instead of
                 # half-changed with nothing in the undo plan.
                 deletions = self._backup_files(rp, live, resumed=resumed)
+            wrote = True  # from here on a failure may leave writes behind (even a timed-out one lands)
             self._write_metadata(rp, live, record)
             if deletions is not None:
                 self._delete_files(rp, live, *deletions)
@@ -477,7 +480,11 @@ class _Executor:
             self.emit(ev.RunStale(rp.path, f"refused: {exc}"))
             return None
         except (ReconcileError, OSError) as exc:
-            self.emit(ev.RunFailed(rp.path, str(exc) or type(exc).__name__))
+            message = str(exc) or type(exc).__name__
+            if wrote:
+                # Read it back like an applied run, so the undo plan holds whatever did take effect.
+                return _Written(rp, failed=message)
+            self.emit(ev.RunFailed(rp.path, message))
             return None
         self.emit(ev.RunWritten(rp.path))
         return _Written(rp)
@@ -669,9 +676,15 @@ class _Executor:
     def _existing_backup(self, rp: RunPlan, file: LiveFile) -> Backup | None:
         return None if self.backups is None else self.backups.existing(rp.path, file)
 
-    def _verify_run(self, rp: RunPlan, live: LiveRun | BaseException) -> None:
-        """Read-back: compare every planned field; report applied or unconverged."""
+    def _verify_run(self, rp: RunPlan, live: LiveRun | BaseException, failed: str | None = None) -> None:
+        """Read-back: compare every planned field; report applied or unconverged (or, for a run whose
+        writes began and then ``failed``, failed with the undo of what did take effect)."""
         if isinstance(live, BaseException):
+            if failed is not None:
+                self.emit(ev.RunFailed(rp.path, f"{failed}; reading the run back to see which writes "
+                                                f"took effect failed too ({live}), so the undo plan does not "
+                                                "cover it: apply again to finish it"))
+                return
             self.emit(ev.RunFailed(rp.path, f"written, but reading it back failed: {live}; apply again to "
                                             "check it"))
             return
@@ -689,7 +702,8 @@ class _Executor:
             if rp.artifact_deletions or rp.artifact_ttl_changes:
                 live = dataclasses.replace(live, artifacts=self.backend.list_artifacts(live))
         except ReconcileError as exc:
-            self.emit(ev.RunFailed(rp.path, f"written, but reading it back failed: {exc}"))
+            self.emit(ev.RunFailed(rp.path, f"{failed}; reading it back failed too: {exc}" if failed
+                                   else f"written, but reading it back failed: {exc}"))
             return
         missing = unconverged(rp, live, files)
         done = set(converged_indexes(rp, live, files))
@@ -703,12 +717,15 @@ class _Executor:
             inverted=tuple(i for i in sorted(done) if rp.changes[i].kind is not ChangeKind.FILE),
             restored_files=tuple(restored),
             lost_files=tuple((f.name, f.size) for f in deleted if f.id not in saved))
-        if missing:
+        freed = sum(f.size for f in deleted)
+        if failed is not None:
+            self.emit(ev.RunFailed(rp.path, failed, undo=undo, files_deleted=len(deleted), bytes_freed=freed))
+        elif missing:
             self.emit(ev.RunUnconverged(rp.path, missing, undo=undo, files_deleted=len(deleted),
-                                        bytes_freed=sum(f.size for f in deleted)))
+                                        bytes_freed=freed))
         else:
             self.emit(ev.RunApplied(rp.path, changes=len(rp.changes), files_deleted=len(deleted),
-                                    bytes_freed=sum(f.size for f in deleted), undo=undo))
+                                    bytes_freed=freed, undo=undo))
 
     def _verify_import(self, rp: RunPlan, live: LiveRun) -> None:
         """Read-back of an imported run: every mapped field, its history and its files (no undo: a

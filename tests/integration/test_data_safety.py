@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -248,6 +250,41 @@ def test_apply_of_a_deleting_plan_needs_backup_dir_or_no_backup(emulator: Start,
     assert applied.exit_code == 0, applied.output
     assert "cannot restore the 1 file (5 bytes) deleted without a backup: acme/vision/r1/a.ckpt" \
         in applied.stderr
+
+
+def test_undo_restores_metadata_of_a_run_whose_deletion_then_failed(emulator: Start, wandb_env: Any,
+                                                                     tmp_path: Path) -> None:
+    """The notes write lands, then the deletion is refused (the backup was altered while the write was
+    held at the emulator's barrier): the undo plan still restores the notes, the undo message counts
+    them, and applying it puts them back (review of issue 13, item 4)."""
+    emu = emulator(seed={"runs": [run_with([{"name": "latest.ckpt", "content": "checkpoint\n"}],
+                                            notes="original")]})
+    env = wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: n\n    match: {ids: [r1]}\n    set: {notes: x}\n"
+                       "    files: {delete: ['latest.ckpt']}\n")
+    plan = tmp_path / "p2.json"
+    ok("plan", "-f", str(s), "-o", str(plan))
+    emu.set_faults(hold="UpsertBucket")
+    proc = subprocess.Popen([sys.executable, "-m", "reconcile", "apply", str(plan), "--backup-dir",
+                             str(tmp_path / "bk")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert emu.wait_held(timeout=90) == 1, "apply never reached the barrier"
+        [copy] = (tmp_path / "bk").rglob("latest.ckpt")
+        copy.write_bytes(b"CHECKPOINT\n")  # same size, other bytes
+    finally:
+        emu.set_faults(hold=None)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (stdout, stderr)
+    assert "the file was not deleted" in stderr, stderr
+    assert api(emu.url).run("acme/vision/r1").notes == "x"
+    assert "It restores 1 metadata change on 1 run" in stderr, stderr
+    undo = read_json(tmp_path / "p2.undo.json")
+    assert [c["kind"] for r in undo["runs"] for c in r["changes"]] == ["notes"]
+    undone = cli("apply", str(tmp_path / "p2.undo.json"))
+    assert undone.exit_code == 0, undone.output
+    assert api(emu.url).run("acme/vision/r1").notes == "original"
+    assert [f.name for f in api(emu.url).run("acme/vision/r1").files()] == ["latest.ckpt", "notes.txt"]
 
 
 def test_undo_on_a_merging_server_sets_added_config_keys_to_null(emulator: Start, wandb_env: Any,
