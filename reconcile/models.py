@@ -486,6 +486,9 @@ class Change:
     source: str | None = None  # file add (undo plans): local path of the backup to re-upload
     detail: str | None = None  # display only
     checksum: str | None = None  # file add (undo plans): ``sha256:<hex>`` the backup must have
+    # file delete, display only: the original upload time retention ranked the file by, when an undo
+    # re-uploaded it (``summary._reconcile.restored_files``); None: W&B's ``updated_at`` was used
+    original_updated_at: datetime | None = None
 
     @property
     def path(self) -> str:
@@ -521,6 +524,7 @@ class KeptFile:
 
     file: LiveFile
     reasons: tuple[KeepReason, ...]
+    original_updated_at: datetime | None = None  # display only, as ``Change.original_updated_at``
 
 
 @dataclass(frozen=True, slots=True)

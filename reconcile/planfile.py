@@ -119,12 +119,18 @@ def change_to_dict(change: Change) -> dict[str, Any]:
         out["artifact"] = artifact_to_dict(change.artifact)
     if change.checksum is not None:
         out["checksum"] = change.checksum
+    if change.original_updated_at is not None:
+        out["original_updated_at"] = _time_to_json(change.original_updated_at)
     return out
 
 
 def kept_to_dict(kept: KeptFile) -> dict[str, Any]:
-    """A surviving retention candidate: the file's fields and ``reasons`` (rule, selector, detail)."""
-    return {**file_to_dict(kept.file), "reasons": _reasons_to_list(kept.reasons)}
+    """A surviving retention candidate: the file's fields and ``reasons`` (rule, selector, detail), and
+    ``original_updated_at`` when retention ranked it by the original upload time an undo recorded."""
+    out = {**file_to_dict(kept.file), "reasons": _reasons_to_list(kept.reasons)}
+    if kept.original_updated_at is not None:
+        out["original_updated_at"] = _time_to_json(kept.original_updated_at)
+    return out
 
 
 def kept_artifact_to_dict(kept: KeptArtifact) -> dict[str, Any]:
@@ -524,6 +530,7 @@ def change_from_dict(data: Any, where: str) -> Change:
         source=f.get("source", str, nullable=True, default=None),
         detail=f.get("detail", str, nullable=True, default=None),
         checksum=f.get("checksum", str, nullable=True, default=None),
+        original_updated_at=_original_time(data, where),
     )
 
 
@@ -538,7 +545,14 @@ def _reasons_from_dict(data: Any, where: str) -> tuple[KeepReason, ...]:
 
 def kept_from_dict(data: Any, where: str) -> KeptFile:
     """A ``KeptFile`` from JSON."""
-    return KeptFile(file_from_dict(data, where), _reasons_from_dict(data, where))
+    return KeptFile(file_from_dict(data, where), _reasons_from_dict(data, where), _original_time(data, where))
+
+
+def _original_time(data: Any, where: str) -> datetime | None:
+    """The optional ``original_updated_at`` of a file deletion or a surviving file."""
+    f = _Fields(data, where)
+    return None if f.get("original_updated_at", str, nullable=True, default=None) is None \
+        else f.time("original_updated_at")
 
 
 def kept_artifact_from_dict(data: Any, where: str) -> KeptArtifact:

@@ -677,10 +677,12 @@ class Planner:
             for file in decisions[rule_name].delete:
                 by_file.setdefault(file.id, (file, []))[1].append(rule_name)
         kept = retention.merge_kept(decisions.values(), set(by_file))
+        original = {i: t for d in decisions.values() for i, t in d.original.items()}
         file_changes = [
             Change(
                 ChangeKind.FILE, ChangeOp.DELETE, (file.name,), file, None, tuple(rules), file=file,
-                detail=retention.describe(file, self.now),
+                detail=retention.describe(file, self.now, original.get(file.id)),
+                original_updated_at=original.get(file.id),
             )
             for file, rules in by_file.values()
         ]

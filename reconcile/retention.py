@@ -34,7 +34,7 @@ from reconcile.models import (
     UnlessTop,
     utc_from_iso,
 )
-from reconcile.render.common import age_text, size_text
+from reconcile.render.common import age_text, original_upload_text, size_text
 
 SYSTEM_FILES = (
     "wandb-metadata.json",
@@ -78,6 +78,8 @@ class Decision:
 
     delete: list[LiveFile] = field(default_factory=list)
     kept: list[KeptFile] = field(default_factory=list)
+    original: dict[str, datetime] = field(default_factory=dict)  # file id -> the original upload time it
+    # was ranked by, for the candidates an undo re-uploaded (display: the plan shows that time)
 
     @property
     def candidates(self) -> int:
@@ -157,7 +159,10 @@ def decide(rule_name: str, rule: FilesRule, files: Iterable[LiveFile], *, keep: 
         rule_name, rule, files, protection=lambda f: _protection(rule_name, rule, f, keep, now, uploaded(f)),
         when=uploaded, name=lambda f: f.name, now=now,
     )
-    decision = Decision(result.delete, [KeptFile(file, reasons) for file, reasons in result.kept])
+    original = {f.id: times[f.id] for f in (*result.delete, *(file for file, _ in result.kept))
+                if f.id in times and times[f.id] != f.updated_at}
+    decision = Decision(result.delete, [KeptFile(file, reasons, original.get(file.id))
+                                        for file, reasons in result.kept], original)
     decision.delete.sort(key=lambda f: f.name)
     decision.kept.sort(key=lambda k: k.file.name)
     return decision
@@ -173,8 +178,9 @@ def select(
 def spare_top(rule_name: str, decision: Decision, top: UnlessTop) -> Decision:
     """``decision`` for a run among the rule's top runs: every file it would delete survives instead."""
     reason = KeepReason(rule_name, "unless_top", top_detail(top))
-    spared = [KeptFile(file, (reason,)) for file in decision.delete]
-    return Decision(delete=[], kept=sorted([*decision.kept, *spared], key=lambda k: k.file.name))
+    spared = [KeptFile(file, (reason,), decision.original.get(file.id)) for file in decision.delete]
+    return Decision(delete=[], kept=sorted([*decision.kept, *spared], key=lambda k: k.file.name),
+                    original=decision.original)
 
 
 def top_detail(top: UnlessTop) -> str:
@@ -184,13 +190,13 @@ def top_detail(top: UnlessTop) -> str:
 
 def merge_kept(decisions: Iterable[Decision], deleted: set[str]) -> tuple[KeptFile, ...]:
     """One entry per surviving candidate of a run (no rule deletes it), with every rule's reasons."""
-    by_id: dict[str, tuple[LiveFile, list[KeepReason]]] = {}
+    by_id: dict[str, tuple[KeptFile, list[KeepReason]]] = {}
     for decision in decisions:
         for kept in decision.kept:
             if kept.file.id not in deleted:
-                by_id.setdefault(kept.file.id, (kept.file, []))[1].extend(kept.reasons)
-    return tuple(KeptFile(file, tuple(reasons))
-                 for file, reasons in sorted(by_id.values(), key=lambda item: item[0].name))
+                by_id.setdefault(kept.file.id, (kept, []))[1].extend(kept.reasons)
+    return tuple(KeptFile(first.file, tuple(reasons), first.original_updated_at)
+                 for first, reasons in sorted(by_id.values(), key=lambda item: item[0].file.name))
 
 
 def metric_value(run: LiveRun, metric: KeyPath) -> float | None:
@@ -217,8 +223,9 @@ def top_runs(scores: Iterable[tuple[str, float | None]], goal: Goal, count: int)
     return frozenset(run_id for run_id, _ in sorted(scores, key=rank)[: max(count, 0)])
 
 
-def describe(file: LiveFile, now: datetime) -> str:
-    """Display-only size and age of a file, e.g. ``114.4 MiB, 320 days old``."""
+def describe(file: LiveFile, now: datetime, original: datetime | None = None) -> str:
+    """Display-only size and age of a file, e.g. ``114.4 MiB, 320 days old``; with ``original`` (the
+    upload time retention ranked a file an undo re-uploaded by) the age counts from it, and says so."""
     size = size_text(file.size)
-    days = max((now - file.updated_at).days, 0)
-    return f"{size}, {days} day{'s' if days != 1 else ''} old"
+    days = max((now - (original or file.updated_at)).days, 0)
+    return f"{size}, {days} day{'s' if days != 1 else ''} old{original_upload_text(original)}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from humanfriendly import format_size
@@ -212,6 +212,15 @@ def age_text(updated_at: datetime, now: datetime) -> str:
     return "1 day old" if days == 1 else f"{days} days old"
 
 
+def original_upload_text(original: datetime | None) -> str:
+    """What a file's age is counted from when it is not W&B's upload time: `` by its original upload
+    (2026-01-02 01:00 UTC; an undo re-uploaded it since)``, or nothing."""
+    if original is None:
+        return ""
+    when = original.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return f" by its original upload ({when} UTC; an undo re-uploaded it since)"
+
+
 def file_note(change: Change, plan: Plan) -> str:
     """``114.44 MiB, 320 days old`` for a deletion; size and backup for an undo re-upload.
 
@@ -221,7 +230,9 @@ def file_note(change: Change, plan: Plan) -> str:
     if change.detail:
         return change.detail
     if change.file is not None:
-        return f"{size_text(change.file.size)}, {age_text(change.file.updated_at, plan.created_at)}"
+        uploaded = change.original_updated_at or change.file.updated_at
+        return (f"{size_text(change.file.size)}, {age_text(uploaded, plan.created_at)}"
+                f"{original_upload_text(change.original_updated_at)}")
     parts = []
     if isinstance(change.after, int) and not isinstance(change.after, bool):
         parts.append(size_text(change.after))
@@ -250,7 +261,9 @@ def kept_note(kept: Kept, plan: Plan) -> str:
     if isinstance(kept, KeptArtifact):
         aliases = ", ".join(kept.artifact.aliases) or "none"
         return f"{size_text(kept.artifact.size)}, aliases: {aliases}"
-    return f"{size_text(kept.file.size)}, {age_text(kept.file.updated_at, plan.created_at)}"
+    uploaded = kept.original_updated_at or kept.file.updated_at
+    return (f"{size_text(kept.file.size)}, {age_text(uploaded, plan.created_at)}"
+            f"{original_upload_text(kept.original_updated_at)}")
 
 
 def kept_reasons(kept: Kept) -> str:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,39 @@ def test_keep_last_plans_the_same_files_after_every_apply_undo_cycle(emulator: S
         summary = api(emu.url).run("acme/vision/r3").summary["_reconcile"]["restored_files"]
         assert {name: record["updated_at"] for name, record in summary.items()} == {
             "ckpt-001.pt": "2026-01-02T01:00:00Z", "ckpt-002.pt": "2026-01-02T02:00:00Z"}, cycle
+
+
+def test_plan_shows_a_restored_files_age_from_its_original_upload(emulator: Start, wandb_env: Any,
+                                                                   tmp_path: Path) -> None:
+    """After an undo, the plan shows a restored file's age from the original upload time retention ranks
+    it by, and says so, for a deletion and for a survivor alike, in text, markdown and JSON (review of
+    issue 13, item 16; it showed '0 days old', the re-upload's age)."""
+    files = [{"name": f"ckpt-00{i}.pt", "content": f"checkpoint {i}\n",
+              "updated_at": f"2026-01-02T0{i}:00:00Z"} for i in range(1, 5)]
+    emu = emulator(seed={"runs": [run_with(files)]})
+    wandb_env(emu.url)
+    prune = spec(tmp_path, "  - name: keep-two\n    match: {ids: [r1]}\n"
+                           "    files: {delete: ['ckpt-*'], keep_last: 2}\n")
+    ok("plan", "-f", str(prune), "-o", str(tmp_path / "p1.json"))
+    ok("apply", str(tmp_path / "p1.json"), "--backup-dir", str(tmp_path / "b"))
+    ok("apply", str(tmp_path / "p1.undo.json"))
+    s = spec(tmp_path, "  - name: keep-three\n    match: {ids: [r1]}\n"
+                       "    files: {delete: ['ckpt-*'], keep_last: 3}\n", "three.yaml")
+    plan = tmp_path / "p2.json"
+    text = ok("plan", "-f", str(s), "-o", str(plan), "--show-kept").stdout
+    days = (read_plan(plan).created_at - datetime(2026, 1, 2, 1, tzinfo=timezone.utc)).days
+    restored = "by its original upload (2026-01-02 0{} UTC; an undo re-uploaded it since)"
+    assert f'- file "ckpt-001.pt" (13 bytes, {days} days old {restored.format("1:00")})' in text, text
+    assert f'= file "ckpt-002.pt" (13 bytes, {days} days old {restored.format("2:00")})' in text, text
+    assert f'= file "ckpt-003.pt" (13 bytes, {days} days old)' in text, text  # never restored
+    markdown = ok("show", str(plan), "--format", "markdown", "--show-kept").stdout
+    assert markdown.count("an undo re-uploaded it since") == 2, markdown
+    assert restored.format("1:00") in markdown and restored.format("2:00") in markdown, markdown
+    [run] = read_json(plan)["runs"]
+    [deletion] = [c for c in run["changes"] if c["op"] == "delete"]
+    assert deletion["original_updated_at"] == "2026-01-02T01:00:00Z" != deletion["file"]["updated_at"]
+    assert {k["name"]: k.get("original_updated_at") for k in run["kept"]} == {
+        "ckpt-002.pt": "2026-01-02T02:00:00Z", "ckpt-003.pt": None, "ckpt-004.pt": None}
 
 
 def read_json(path: Path) -> Any:
