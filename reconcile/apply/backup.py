@@ -4,7 +4,8 @@ Each apply keeps its backups to itself, under ``DIR/<apply id>/`` (the plan's cr
 digest, so a resumed apply of the same plan finds its own backups and another plan never touches
 them)::
 
-    DIR/<apply id>/files/<entity>/<project>/<run id>/<path in run>   the backups of run files
+    DIR/<apply id>/files/<entity>/<project>/<run id>/<name key>/<path in run>
+                                                                      the backups of run files
     DIR/<apply id>/artifacts/<entity>/<project>/<run id>/<collection>/v<N>/<member>
                                                                       the backups of artifact versions
     DIR/<apply id>/staging/<n>.download, <n>.artifact/                downloads in flight
@@ -19,6 +20,13 @@ it exists, is complete and has the checksum recorded at download. An artifact ve
 whole directory of our own naming, each member's size and sha256 recorded, its total checked against
 the version's size, then moved into ``artifacts/`` (never over another backup) and re-checked the
 same way just before its deleteArtifact.
+
+A name with an empty segment (``ck//c``, ``ck/``) is refused: the wandb client uploads by a
+normalised path, so an undo would re-upload it as ``ck/c`` and replace that file.
+``<name key>`` is 16 hex digits of the sha256 of the file's exact name, so two names of one run
+never share a path: ``x`` and ``x/y`` (a file where the other needs a directory) each get a folder
+of their own. The manifest
+and the undo plan record each backup's full path, so an undo reads backups of any layout.
 
 A run file's name comes from the server, so it is treated as untrusted: a name that is
 absolute, holds ``..`` segments, a NUL or a backslash, or resolves outside DIR is refused
@@ -55,8 +63,15 @@ def _bytes(count: int) -> str:
     return str(pluralize(count, "byte"))
 
 
-def backup_path(backup_dir: Path, entity: str, project: str, run_id: str, name: str) -> Path:
-    """Where ``name`` of that run is backed up under ``backup_dir``; ``ApplyError`` if it would escape."""
+def name_key(name: str) -> str:
+    """The folder that keeps one file name's backup apart from every other name of its run."""
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def backup_path(backup_dir: Path, entity: str, project: str, run_id: str, name: str, *,
+                key: str | None = None) -> Path:
+    """Where ``name`` of that run is backed up under ``backup_dir`` (in the folder ``key`` below the run's
+    when given); ``ApplyError`` if it would escape."""
     parts: list[str] = []
     for label, value in (("entity", entity), ("project", project), ("run id", run_id), ("file name", name)):
         if not value or "\x00" in value or "\\" in value:
@@ -67,7 +82,19 @@ def backup_path(backup_dir: Path, entity: str, project: str, run_id: str, name: 
                 (label != "file name" and len(pure.parts) != 1):
             raise ApplyError(f"refusing to back up {name!r}: the {label} {value!r} would escape the backup "
                              "directory")
+        if label == "file name" and "" in value.split("/"):
+            # `ck//c` or `ck/`: the wandb client uploads by a normalised path, so an undo would write
+            # `ck/c`, another file of the run (or nothing), never this one.
+            other = str(pure)
+            raise ApplyError(
+                f"refusing to delete {name!r} with --backup-dir: its name has an empty path segment, and "
+                f"the wandb client re-uploads it as {other!r}"
+                + (" (another file of the run, which it would replace)" if other != name else "")
+                + ", so the undo plan could not restore it; the file was not deleted, nor any other of "
+                "the run. Leave it out of files.delete (a keep glob), or delete it with --no-backup.")
         parts.extend(pure.parts)
+        if label == "run id" and key is not None:
+            parts.append(key)
     root = backup_dir.resolve()
     dest = root.joinpath(*parts)
     if not dest.resolve().is_relative_to(root):  # a symlink inside DIR pointing out of it
@@ -203,7 +230,7 @@ class BackupStore:
 
     def path_for(self, run: LiveRun, name: str) -> Path:
         """Where ``name`` of ``run`` is backed up (``ApplyError`` for a name that would escape)."""
-        return backup_path(self.files_root, run.entity, run.project, run.id, name)
+        return backup_path(self.files_root, run.entity, run.project, run.id, name, key=name_key(name))
 
     def back_up(self, backend: Backend, run: LiveRun, file: LiveFile) -> Backup:
         """Download ``file`` (of the live listing) and place it, never over another backup."""

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
@@ -580,6 +580,10 @@ class WandbBackend:
 
     def upload_file(self, run: LiveRun, source: Path, name: str) -> None:
         """Upload ``source`` as run file ``name`` through the client's ``run.upload_file``."""
+        if str(PurePosixPath(name)) != name:
+            # The client names the upload by a normalised path: `ck//c` would land on `ck/c`.
+            raise BackendError(f"refusing to upload {name!r}: the wandb client would upload it as "
+                               f"{str(PurePosixPath(name))!r}, another name (which it would replace).")
         with tempfile.TemporaryDirectory(prefix="reconcile-upload-") as root:
             # run.upload_file names the file relpath(path, root) and re-reads it by that
             # name (protocol §7), so stage it at <root>/<name>.

@@ -205,7 +205,7 @@ rules:
     assert cli("plan", "-f", str(spec), "-o", str(plan)).exit_code == 0
     applied = cli("apply", str(plan), "--backup-dir", str(tmp_path / "backup"))
     assert applied.exit_code == 0, applied.output
-    [copy] = (tmp_path / "backup").glob("*/files/acme/vision/r1/ckpt/1.pt")  # DIR/<apply id>/files/...
+    [copy] = (tmp_path / "backup").glob("*/files/acme/vision/r1/*/ckpt/1.pt")  # <apply id>/.../<name key>/..
     assert copy.read_bytes() == originals["ckpt/1.pt"]
     undo = tmp_path / "plan.undo.json"
     undone = cli("apply", str(undo))

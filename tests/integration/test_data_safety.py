@@ -95,8 +95,58 @@ def test_backup_of_a_file_named_like_another_files_staging_name(emulator: Start,
     assert downloaded(emu.url, "acme/vision/r1", "a.ckpt", tmp_path / "d") == b"the real checkpoint\n"
     assert downloaded(emu.url, "acme/vision/r1", ".a.ckpt.partial", tmp_path / "d") == \
         b"the partial-named file\n"
-    copies = {p.name: p.read_bytes() for p in (tmp_path / "b").glob("*/files/acme/vision/r1/*")}
+    copies = {p.name: p.read_bytes() for p in (tmp_path / "b").glob("*/files/acme/vision/r1/*/*")}
     assert copies == {".a.ckpt.partial": b"the partial-named file\n", "a.ckpt": b"the real checkpoint\n"}
+
+
+def test_file_names_that_map_to_one_path_get_backups_of_their_own(emulator: Start, wandb_env: Any,
+                                                                   tmp_path: Path) -> None:
+    """`x` and `x/y` of one run (review of issue 13, item 13: a raw '[Errno 17] File exists') are each
+    backed up on their own, deleted, and the undo plan restores each byte for byte."""
+    files = [{"name": "x", "content": "a file named x\n"}, {"name": "x/y", "content": "a file under x\n"}]
+    emu = emulator(seed={"runs": [run_with(files)]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: prune\n    match: {ids: [r1]}\n    files: {delete: ['x', 'x/y']}\n")
+    plan = tmp_path / "plan.json"
+    ok("plan", "-f", str(s), "-o", str(plan))
+    applied = cli("apply", str(plan), "--backup-dir", str(tmp_path / "b"))
+    assert applied.exit_code == 0, applied.output
+    assert "2 files deleted" in applied.stdout, applied.output
+    assert [f.name for f in api(emu.url).run("acme/vision/r1").files()] == ["notes.txt"]
+    manifest = next((tmp_path / "b").glob("*/manifest.jsonl")).read_text().splitlines()
+    assert {m["name"]: Path(m["path"]).read_bytes() for m in map(json.loads, manifest)} == {
+        f["name"]: f["content"].encode() for f in files}
+    undone = cli("apply", str(tmp_path / "plan.undo.json"))
+    assert undone.exit_code == 0, undone.output
+    assert "2 files restored" in undone.stdout
+    assert downloaded(emu.url, "acme/vision/r1", "x", tmp_path / "d1") == b"a file named x\n"
+    assert downloaded(emu.url, "acme/vision/r1", "x/y", tmp_path / "d2") == b"a file under x\n"
+
+
+def test_a_name_the_client_cannot_reupload_is_refused_with_backup_dir(emulator: Start, wandb_env: Any,
+                                                                      tmp_path: Path) -> None:
+    """`ck//c` beside `ck/c` (review of issue 13, item 13: 'refusing to overwrite the backup ... Use another
+    --backup-dir', which would not help): the wandb client would re-upload `ck//c` as `ck/c`, replacing
+    that file, so with --backup-dir the run is refused before any write, naming both files and what to
+    do; with --no-backup both are deleted."""
+    files = [{"name": "ck//c", "content": "double slash\n"}, {"name": "ck/c", "content": "single slash\n"}]
+    emu = emulator(seed={"runs": [run_with(files)]})
+    wandb_env(emu.url)
+    s = spec(tmp_path, "  - name: prune\n    match: {ids: [r1]}\n    set: {notes: x}\n"
+                       "    files: {delete: ['ck//c', 'ck/c']}\n")
+    plan = tmp_path / "plan.json"
+    ok("plan", "-f", str(s), "-o", str(plan))
+    refused = cli("apply", str(plan), "--backup-dir", str(tmp_path / "b"))
+    assert refused.exit_code == 1, refused.output
+    message = " ".join(refused.stderr.split())
+    assert "refusing to delete 'ck//c' with --backup-dir" in message, message
+    assert "re-uploads it as 'ck/c' (another file of the run, which it would replace)" in message, message
+    assert "Leave it out of files.delete (a keep glob), or delete it with --no-backup" in message, message
+    assert "another --backup-dir" not in message and "Errno" not in message, message
+    assert writes(emu) == []
+    applied = cli("apply", str(plan), "--no-backup")
+    assert applied.exit_code == 0, applied.output
+    assert [f.name for f in api(emu.url).run("acme/vision/r1").files()] == ["notes.txt"]
 
 
 def test_reused_backup_dir_keeps_each_applys_backups(emulator: Start, wandb_env: Any, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from reconcile.apply.backup import name_key
 from reconcile.cli import main
 from tests.reliability.conftest import record, snapshot
 from tests.reliability.fleet import api
@@ -172,7 +173,7 @@ def test_hostile_runs_apply_with_hostile_backup_dirs_writes_only_inside_them(
         assert not live & set(SAFE_FILES), ("safe names are backed up, then deleted", applied.stderr[-3000:])
         [apply_dir] = (work / os.path.normpath(backup)).iterdir()  # DIR/<apply id>/files/...
         for name in SAFE_FILES:
-            assert (apply_dir / "files/acme/h/h2" / name).is_file(), (backup, name)
+            assert (apply_dir / "files/acme/h/h2" / name_key(name) / name).is_file(), (backup, name)
         record(inputs=1)
     number = len(BACKUP_DIRS) - 1
     assert_handled(cli("apply", f"p{number}.undo.json"), "apply the undo plan (re-uploads odd names)")

@@ -111,7 +111,7 @@ def test_backup_and_undo_round_trip_restores_files_and_metadata(tmp_path: Path) 
     result = _apply(plan, backend, tmp_path / "j.jsonl", backup_dir=tmp_path / "backup")
     assert result.ok
     assert result.undo is not None
-    [copy] = (tmp_path / "backup").glob("*/files/acme/vision/a/ckpt/1.pt")
+    [copy] = (tmp_path / "backup").glob("*/files/acme/vision/a/*/ckpt/1.pt")
     assert copy.read_bytes() == b"12345"
     write_plan(result.undo, tmp_path / "undo.json")
     undo = read_plan(tmp_path / "undo.json")
@@ -212,7 +212,7 @@ def test_backup_never_overwrites_another_backup(tmp_path: Path) -> None:
     backend.add_run(run2, {"latest.pt": b"v2"})
     plan2 = make_plan(run_plan(run2, [file_delete(second)]), spec_digest="sha256:other")
     assert _apply(plan2, backend, tmp_path / "j2.jsonl", backup_dir=tmp_path / "b").ok
-    assert sorted(p.read_bytes() for p in (tmp_path / "b").glob("*/files/acme/vision/a/latest.pt")) == \
+    assert sorted(p.read_bytes() for p in (tmp_path / "b").glob("*/files/acme/vision/a/*/latest.pt")) == \
         [b"v1", b"v2"]
 
 
