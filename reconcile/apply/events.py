@@ -166,6 +166,7 @@ class RunFailed:
     undo: UndoRecord | None = None
     files_deleted: int = 0
     bytes_freed: int = 0
+    unchecked: bool = False  # writes may have taken effect, but reading the run back failed: no undo
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,7 @@ class ApplyResult:
     artifact_backups: Path | None = None  # where this apply's artifact-version backups are
     undo: Plan | None = None  # the undo plan, when it was kept in memory (else it is on disk)
     undo_summary: UndoSummary = field(default_factory=UndoSummary)
+    unchecked: list[str] = field(default_factory=list)  # runs written but not read back: not in the undo
     runs_created: int = 0  # imports: runs created by this apply
     history_rows: int = 0  # imports: history rows sent by this apply
     files_uploaded: int = 0  # imports: files uploaded by this apply
@@ -253,6 +254,8 @@ class _Executor:
             res.stale.append((event.run, event.reason))
         elif isinstance(event, ev.RunFailed):
             res.failed.append((event.run, event.message))
+            if event.unchecked:
+                res.unchecked.append(event.run)
         elif isinstance(event, ev.RunUnconverged):
             res.unconverged.append((event.run, event.fields))
         elif isinstance(event, ev.RunSkipped):
@@ -683,10 +686,10 @@ class _Executor:
             if failed is not None:
                 self.emit(ev.RunFailed(rp.path, f"{failed}; reading the run back to see which writes "
                                                 f"took effect failed too ({live}), so the undo plan does not "
-                                                "cover it: apply again to finish it"))
+                                                "cover it: apply again to finish it", unchecked=True))
                 return
             self.emit(ev.RunFailed(rp.path, f"written, but reading it back failed: {live}; apply again to "
-                                            "check it"))
+                                            "check it", unchecked=True))
             return
         if rp.source is not None:
             self._verify_import(rp, live)
@@ -703,7 +706,7 @@ class _Executor:
                 live = dataclasses.replace(live, artifacts=self.backend.list_artifacts(live))
         except ReconcileError as exc:
             self.emit(ev.RunFailed(rp.path, f"{failed}; reading it back failed too: {exc}" if failed
-                                   else f"written, but reading it back failed: {exc}"))
+                                   else f"written, but reading it back failed: {exc}", unchecked=True))
             return
         missing = unconverged(rp, live, files)
         done = set(converged_indexes(rp, live, files))

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -257,8 +257,9 @@ class UndoWriter:
 
 
 def describe(summary: UndoSummary, lost: LostFiles, *, versions_deleted: int = 0,
-             artifact_backups: Path | None = None) -> list[str]:
-    """What applying the undo plan restores and what it cannot, in plain sentences (one per line)."""
+             artifact_backups: Path | None = None, unchecked: Sequence[str] = ()) -> list[str]:
+    """What applying the undo plan restores and what it cannot, in plain sentences (one per line);
+    ``unchecked`` are runs written to but not read back (what took effect there is unknown)."""
     lines: list[str] = []
     if summary.metadata or summary.uploads:
         changes = pluralize(summary.metadata, "metadata change")
@@ -280,6 +281,13 @@ def describe(summary: UndoSummary, lost: LostFiles, *, versions_deleted: int = 0
         files = pluralize(lost.count, "file")
         lines.append(f"It cannot restore the {files} ({size_text(lost.bytes)}) deleted without a backup: "
                      f"{names}{more}.")
+    if unchecked:
+        names = ", ".join(unchecked[:EXAMPLES]) + (f" and {len(unchecked) - EXAMPLES} more"
+                                                    if len(unchecked) > EXAMPLES else "")
+        runs, them = pluralize(len(unchecked), "run"), "it" if len(unchecked) == 1 else "them"
+        lines.append(f"It does not cover the {runs} written to but not read back (what took effect there "
+                     f"is unknown): {names}. Apply the same plan again to finish {them}; the undo plan it "
+                     f"writes covers {them}.")
     if versions_deleted:
         where = (f"their files are in {artifact_backups}" if artifact_backups is not None
                  else "they were deleted without a backup")

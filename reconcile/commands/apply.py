@@ -102,7 +102,7 @@ def _execute(plan: PlanLike, backend: Backend, *, journal_path: Path, undo_out: 
         undo.discard()  # after finish() it is gone already; after a crash the journal holds the undo data
         journal.close()
     lines = describe(result.undo_summary, result.lost, versions_deleted=result.versions_deleted,
-                     artifact_backups=result.artifact_backups)
+                     artifact_backups=result.artifact_backups, unchecked=result.unchecked)
     _say(f"Wrote the undo plan to {undo_out}; `reconcile apply {undo_out}` undoes this apply. "
          + " ".join(lines), json_logs=json_logs, event="undo_written", path=str(undo_out))
     return result

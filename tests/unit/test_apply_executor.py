@@ -11,6 +11,10 @@ import pytest
 from reconcile.apply import events as ev
 from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan
 from reconcile.apply.journal import Journal, plan_digest
+
+
+from reconcile.apply.journal import Journal
+from reconcile.apply.undo import describe
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import BackendError, PlanError, RetryableError, StalePlanError
@@ -543,3 +547,39 @@ def test_check_consent_asks_a_deleting_plan_for_one_choice(deletes: str, backup_
         assert "--backup-dir" in str(refusal.value) and "--no-backup" in str(refusal.value)
     else:
         check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
+
+
+def test_a_run_written_but_not_read_back_is_named_as_outside_the_undo_plan(tmp_path: Path) -> None:
+    """Its write took, reading it back failed: the run is reported failed, counted as unchecked, and the
+    undo message says the undo plan does not cover it and how to get one that does."""
+    run = live_run("a")
+    backend = MemoryBackend([run])
+    original = backend.get_runs
+    reads = [0]
+
+    def read_back_fails(*args: Any, **kwargs: Any) -> Any:
+        reads[0] += 1
+        if reads[0] > 1:  # the staleness check reads; the read-back is refused
+            raise BackendError("input: permission denied")
+        return original(*args, **kwargs)
+
+    backend.get_runs = read_back_fails  # type: ignore[method-assign]
+    result, _ = _apply(make_plan(run_plan(run, [config_set("lr", 0.1, 0.2)])), backend, tmp_path)
+    assert backend.run("acme", "vision", "a").config["lr"] == 0.2
+    assert [path for path, _ in result.failed] == result.unchecked == ["acme/vision/a"]
+    assert result.undo is not None and result.undo.runs == ()
+    lines = describe(result.undo_summary, result.lost, unchecked=result.unchecked)
+    assert lines[-1] == ("It does not cover the 1 run written to but not read back (what took effect "
+                         "there is unknown): acme/vision/a. Apply the same plan again to finish it; the undo "
+                         "plan it writes covers it.")
+
+
+def test_a_run_failing_before_any_write_is_not_unchecked(tmp_path: Path) -> None:
+    """A backup that fails before any write: failed, nothing written, and not counted as unchecked."""
+    file = live_file("f1", "ckpt/1.pt", 1000)
+    run = live_run("a", files=[file])
+    backend = MemoryBackend([run])
+    backend.contents["f1"] = b"x" * 999
+    plan = make_plan(run_plan(run, [config_set("lr", 0.1, 0.5), file_delete(file)]))
+    result, _ = _apply(plan, backend, tmp_path, backup_dir=tmp_path / "backups")
+    assert [path for path, _ in result.failed] == ["acme/vision/a"] and result.unchecked == []
