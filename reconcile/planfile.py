@@ -492,9 +492,15 @@ def _fast_change(data: Any) -> Change | None:
         if file is None or before != raw_file:
             return None
         before = file  # one object for both (see change_from_dict)
+    original = None
+    if data.get("original_updated_at") is not None:
+        original = _fast_time(data["original_updated_at"])
+        if original is None:
+            return None
     return Change(kind=kind, op=op, key=tuple(key), before=before, after=data["after"],  # type: ignore[arg-type]
                   rules=tuple(rules), from_key=None if from_key is None else tuple(from_key), file=file,  # type: ignore[arg-type]
-                  created=created, source=source, detail=detail, checksum=checksum)
+                  created=created, source=source, detail=detail, checksum=checksum,
+                  original_updated_at=original)
 
 
 def change_from_dict(data: Any, where: str) -> Change:

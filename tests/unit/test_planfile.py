@@ -25,12 +25,24 @@ from reconcile.models import (
     ChangeKind,
     ChangeOp,
     ConfigWrites,
+    KeepReason,
+    KeptFile,
     Limits,
     LiveFile,
     Plan,
     RunPlan,
 )
-from reconcile.planfile import dumps, plan_from_dict, plan_to_dict, read_plan, write_plan
+from reconcile.planfile import (
+    change_from_dict,
+    change_to_dict,
+    dumps,
+    kept_from_dict,
+    kept_to_dict,
+    plan_from_dict,
+    plan_to_dict,
+    read_plan,
+    write_plan,
+)
 
 GOLDEN = Path(__file__).resolve().parent.parent / "testdata" / "golden"
 REGENERATE = bool(os.environ.get("RECONCILE_REGEN_GOLDEN"))
@@ -314,3 +326,16 @@ def test_read_plan_accepts_the_plan_it_wrote(tmp_path: Path) -> None:
     read = read_plan(_tampered(tmp_path, lambda d: None))
     assert json.dumps(plan_to_dict(read), allow_nan=True) == json.dumps(plan_to_dict(representative_plan()),
                                                                        allow_nan=True)  # NaN != NaN
+
+
+def test_original_upload_time_of_a_restored_file_survives_a_round_trip(tmp_path: Path) -> None:
+    """A deletion's and a survivor's ``original_updated_at`` (display only) are written and read back."""
+    now = datetime(2026, 12, 2, tzinfo=timezone.utc)
+    original = datetime(2026, 1, 2, 1, tzinfo=timezone.utc)
+    file = LiveFile("f1", "ckpt-001.pt", 13, now)
+    survivor = LiveFile("f2", "ckpt-002.pt", 13, now)
+    change = Change(ChangeKind.FILE, ChangeOp.DELETE, ("ckpt-001.pt",), file, None, ("prune",), file=file,
+                    detail="13 bytes, 334 days old", original_updated_at=original)
+    assert change_from_dict(change_to_dict(change), "c") == change
+    kept = KeptFile(survivor, (KeepReason("prune", "keep_last", "1 of 3"),), original)
+    assert kept_from_dict(kept_to_dict(kept), "k") == kept
