@@ -11,9 +11,6 @@ import pytest
 from reconcile.apply import events as ev
 from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan
 from reconcile.apply.journal import Journal, plan_digest
-
-
-from reconcile.apply.journal import Journal
 from reconcile.apply.undo import describe
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
