@@ -44,15 +44,21 @@ def _runs(count: int) -> list[dict[str, Any]]:
             for i in range(count)]
 
 
-def _planned(tmp_path: Path, emulator: Any, wandb_env: Any) -> tuple[Any, Path, dict[str, str]]:
-    """Three runs planned (tags and two files each); then b001's tags and config.lr edited by someone else."""
-    emu = emulator(seed={"runs": _runs(3)})
+def _plan_runs(tmp_path: Path, emulator: Any, wandb_env: Any, count: int) -> tuple[Any, Path, dict[str, str]]:
+    """``count`` runs seeded and planned (tags and two files each): the emulator, the plan, the env."""
+    emu = emulator(seed={"runs": _runs(count)})
     env = wandb_env(emu.url)
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC)
     plan = tmp_path / "plan.json"
     planned = CliRunner().invoke(main, ["plan", "-f", str(spec), "-o", str(plan)], catch_exceptions=False)
     assert planned.exit_code == 0, planned.output
+    return emu, plan, env
+
+
+def _planned(tmp_path: Path, emulator: Any, wandb_env: Any) -> tuple[Any, Path, dict[str, str]]:
+    """Three runs planned; then b001's tags and config.lr edited by someone else."""
+    emu, plan, env = _plan_runs(tmp_path, emulator, wandb_env, 3)
     run = wandb.Api(overrides={"base_url": emu.url}, api_key=TEST_API_KEY).run("acme/bulk/b001")
     run.tags = ["someone-else"]
     run.config["lr"] = 0.5
@@ -64,8 +70,7 @@ def test_a_stale_run_is_reported_once_naming_what_drifted(tmp_path: Path, emulat
                                                           wandb_env: Any) -> None:
     """Without a terminal: one line for the stale run, naming config.lr and tags; no log line beside it."""
     _, plan, _ = _planned(tmp_path, emulator, wandb_env)
-    result = CliRunner().invoke(main, ["apply", str(plan), "--no-backup"] if _has_no_backup() else
-                                ["apply", str(plan)], catch_exceptions=False)
+    result = CliRunner().invoke(main, ["apply", str(plan), "--no-backup"], catch_exceptions=False)
     assert result.exit_code == 1, result.output
     lines = [line for line in result.stderr.splitlines() if "b001" in line]
     assert lines == ["stale: acme/bulk/b001: config.lr, tags changed since the plan; nothing was written "
@@ -77,7 +82,7 @@ def test_json_logs_report_a_stale_run_as_one_event_with_its_fields(tmp_path: Pat
                                                                     wandb_env: Any) -> None:
     """With --log-format json the stale run is exactly one event, its drifted fields a list."""
     _, plan, _ = _planned(tmp_path, emulator, wandb_env)
-    args = ["apply", str(plan), "--log-format", "json"] + (["--no-backup"] if _has_no_backup() else [])
+    args = ["apply", str(plan), "--log-format", "json", "--no-backup"]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 1, result.output
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
@@ -88,7 +93,7 @@ def test_json_logs_report_a_stale_run_as_one_event_with_its_fields(tmp_path: Pat
 def test_progress_bar_on_a_terminal(tmp_path: Path, emulator: Any, wandb_env: Any) -> None:
     """On a terminal: a live bar counting runs, files and bytes, the stale run once above it, no log lines."""
     _, plan, env = _planned(tmp_path, emulator, wandb_env)
-    args = ["apply", str(plan)] + (["--no-backup"] if _has_no_backup() else [])
+    args = ["apply", str(plan), "--no-backup"]
     code, screen = run_on_terminal(args, env=env, columns=160)
     text = ANSI.sub("", screen)
     assert code == 1, text
@@ -100,24 +105,13 @@ def test_progress_bar_on_a_terminal(tmp_path: Path, emulator: Any, wandb_env: An
     assert SUMMARY in text
 
 
-def _has_no_backup() -> bool:
-    """Whether apply takes --no-backup (required for deleting files once #13's consent flags land)."""
-    return "--no-backup" in CliRunner().invoke(main, ["apply", "--help"]).output
-
-
 def test_the_bar_counts_runs_as_their_writes_finish_with_an_eta(tmp_path: Path, emulator: Any,
                                                                 wandb_env: Any) -> None:
     """On a terminal, an apply of 20 slow runs: the bar counts each run when its writes are done (not all
     at the end, after the batched read-back) and, while runs remain, shows an ETA from the rate seen."""
-    emu = emulator(seed={"runs": _runs(20)})
-    env = wandb_env(emu.url)
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(SPEC)
-    plan = tmp_path / "plan.json"
-    planned = CliRunner().invoke(main, ["plan", "-f", str(spec), "-o", str(plan)], catch_exceptions=False)
-    assert planned.exit_code == 0, planned.output
+    emu, plan, env = _plan_runs(tmp_path, emulator, wandb_env, 20)
     emu.set_faults(latency_ms=250)
-    args = ["apply", str(plan), "--parallelism", "2"] + (["--no-backup"] if _has_no_backup() else [])
+    args = ["apply", str(plan), "--parallelism", "2", "--no-backup"]
     code, screen = run_on_terminal(args, env=env, columns=160)
     text = ANSI.sub("", screen)
     assert code == 0, text
