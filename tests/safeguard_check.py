@@ -32,6 +32,7 @@ class Safeguard:
 _PLAN = "tests/integration/test_plan.py::"
 _FILES = "tests/unit/test_planner_files.py::"
 SAFETY = "tests/integration/test_data_safety.py::"
+GUARDS = "tests/integration/test_apply_guards.py::"
 BACKUP = "tests/unit/test_apply_backup.py::"
 ARTIFACTS = "tests/unit/test_apply_artifacts.py::"
 RETENTION = "tests/unit/test_artifact_retention.py::"
@@ -243,6 +244,29 @@ SAFEGUARDS = (
     Safeguard("a key inside a longer one is redacted first", "reconcile/log.py",
               "_REGISTERED, key=len, reverse=True)", "_REGISTERED, key=len)",
               ("tests/unit/test_log.py::test_a_key_inside_a_longer_one_leaves_nothing_of_either",)),
+    Safeguard("a second apply of one plan runs when it names another --journal (the plan lock)",
+              "reconcile/apply/journal.py",
+              'return cls._take(path, refusal, {"journal": str(journal), "plan": digest})',
+              'return cls._take(path.with_name(f"{path.name}.{id(refusal)}"), refusal, '
+              '{"journal": str(journal), "plan": digest})',
+              (GUARDS + "test_a_second_apply_of_one_plan_with_another_journal_is_refused",)),
+    Safeguard("an output path that is an input or another output accepted", "reconcile/commands/paths.py",
+              "    for i, (flag, path) in enumerate(outputs):\n",
+              "    for i, (flag, path) in enumerate(outputs[:0]):\n",
+              (GUARDS + "test_outputs_that_are_inputs_or_each_other_are_refused_before_any_write",)),
+    Safeguard("a saved plan deleting a file it lists as kept accepted", "reconcile/planfile.py",
+              "        if change.file.id in kept_files or change.file.name in kept_files:\n",
+              "        if False:\n",
+              (GUARDS + "test_a_plan_that_contradicts_itself_is_refused_even_with_its_digest_recomputed",)),
+    Safeguard("a plan nested too deeply read anyway", "reconcile/planfile.py",
+              "        if depth > limit:\n            return True\n", "",
+              (GUARDS + "test_a_plan_nested_too_deeply_is_refused_naming_the_file",)),
+    Safeguard("wildcards under match.ids spared by the delete-everything guard", "reconcile/planner.py",
+              "    return all(is_literal(glob) for glob in rule.files.delete)\n", "    return True\n",
+              (GUARDS + "test_wildcards_that_empty_a_named_run_need_allow_delete_all",)),
+    Safeguard("a backup records the re-upload time of a file an undo restored", "reconcile/apply/backup.py",
+              "updated_at=uploaded.isoformat()", "updated_at=file.updated_at.isoformat()",
+              (SAFETY + "test_keep_last_plans_the_same_files_after_every_apply_undo_cycle",)),
 )
 
 
