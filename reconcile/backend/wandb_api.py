@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import structlog
+import urllib3
 import wandb
 from humanfriendly.text import pluralize
 from wandb import env as wandb_env
@@ -1088,9 +1089,10 @@ def answer_of(base_url: str, timeout: float = DIAGNOSIS_TIMEOUT) -> tuple[int, s
                            timeout=timeout, stream=True) as answer:
             body = answer.raw.read(2048, decode_content=True) or b""
             return answer.status_code, body.decode("utf-8", errors="replace")
-    except requests.Timeout:
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
         return 0, ""
-    except (requests.RequestException, OSError):
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        # urllib3's own errors (a body cut short: ProtocolError) come from reading ``raw`` directly
         return None
 
 

@@ -24,6 +24,7 @@ from wandb.sdk.lib.service.service_connection import WandbApiFailedError
 from reconcile.backend import RunUpdate
 from reconcile.backend.wandb_api import (
     DELETE_FILES_MUTATION,
+    answer_of,
     parse_run,
     parse_time,
     run_files_query,
@@ -226,3 +227,33 @@ def test_translate_error_unwraps_comm_error_and_redacts_the_key() -> None:
     assert error.status == 429
     assert KEY not in str(error)
     assert "throttled" in str(error)
+
+
+def test_the_diagnosis_request_copes_with_an_answer_cut_short() -> None:
+    """A server (or proxy) that drops the connection halfway through its answer to reconcile's own
+    diagnosis request: ``answer_of`` says it learnt nothing (None), it does not raise urllib3's
+    ProtocolError (that crashed an apply under the fault storm), and a server that answers whole is read."""
+    import socket
+    import threading
+
+    def serve(body: bytes, declared: int) -> tuple[str, threading.Thread]:
+        listener = socket.create_server(("127.0.0.1", 0))
+
+        def answer() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % declared + body)
+            listener.close()
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        return f"http://127.0.0.1:{listener.getsockname()[1]}", thread
+
+    url, thread = serve(b"bad gateway", declared=90)
+    assert answer_of(url, timeout=5) is None
+    thread.join(5)
+    url, thread = serve(b"bad gateway", declared=11)
+    assert answer_of(url, timeout=5) == (502, "bad gateway")
+    thread.join(5)
