@@ -37,7 +37,15 @@ from reconcile.apply.mutations import (
     revert,
     unconverged,
 )
-from reconcile.apply.undo import LostFiles, UndoCollector, UndoSink, UndoSummary, undo_fields, undo_run
+from reconcile.apply.undo import (
+    LostFiles,
+    UndoCollector,
+    UndoSink,
+    UndoSummary,
+    is_undo,
+    undo_fields,
+    undo_run,
+)
 from reconcile.backend import Backend
 from reconcile.backend.retry import with_retries
 from reconcile.errors import ApplyError, PlanError, PlanMismatch, ReconcileError, StalePlanError
@@ -809,11 +817,6 @@ def _fresh_ttls(
                         f"({change.before} -> {current}); plan again")
         todo.append((now, desired))
     return todo, None
-
-
-def is_undo(plan: PlanLike) -> bool:
-    """Whether ``plan`` is an undo plan (``reconcile.apply.undo`` marks its spec digest)."""
-    return plan.spec_digest.startswith("undo:")
 
 
 def _stale(rp: RunPlan, live: LiveRun, *, undo: bool = False) -> ev.RunStale:

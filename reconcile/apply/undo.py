@@ -142,9 +142,18 @@ def undo_plan(plan: PlanLike, runs: Iterable[RunPlan]) -> Plan:
     return dataclasses.replace(_undo_header(plan), runs=tuple(sorted(runs, key=lambda r: r.path)))
 
 
+UNDO_MARK = "undo:"
+"""What an undo plan's spec digest starts with (the digest of the plan it reverts follows)."""
+
+
 def _undo_header(plan: PlanLike) -> Plan:
-    return Plan(spec_digest=f"undo:{plan.spec_digest}", created_at=datetime.now(timezone.utc),
+    return Plan(spec_digest=f"{UNDO_MARK}{plan.spec_digest}", created_at=datetime.now(timezone.utc),
                 base_url=plan.base_url, runs=(), format_version=FORMAT_VERSION)
+
+
+def is_undo(plan: PlanLike) -> bool:
+    """Whether ``plan`` is an undo plan (its header made by ``_undo_header``)."""
+    return plan.spec_digest.startswith(UNDO_MARK)
 
 
 EXAMPLES = 20

@@ -15,10 +15,10 @@ from pathlib import Path
 import click
 import structlog
 
-from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan, check_run, is_undo
+from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan, check_run
 from reconcile.apply.journal import Journal, JournalLock, PlanLock, plan_digest, unfinished
 from reconcile.apply.progress import observers_for
-from reconcile.apply.undo import UndoWriter, describe
+from reconcile.apply.undo import UndoWriter, describe, is_undo
 from reconcile.backend import Backend
 from reconcile.commands.paths import check_distinct, check_output_dir, check_output_file
 from reconcile.commands.plan import build_plan
