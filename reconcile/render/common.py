@@ -19,6 +19,7 @@ from reconcile.models import (
     ChangeOp,
     KeptArtifact,
     KeptFile,
+    LiveFile,
     Plan,
     PlanLike,
     RunAction,
@@ -221,6 +222,13 @@ def original_upload_text(original: datetime | None) -> str:
     return f" by its original upload ({when} UTC; an undo re-uploaded it since)"
 
 
+def _size_and_age(file: LiveFile, original: datetime | None, now: datetime) -> str:
+    """``10 bytes, 334 days old``, the age counted from ``original`` (and saying so) when retention
+    ranked the file by the original upload time an undo recorded."""
+    return (f"{size_text(file.size)}, {age_text(original or file.updated_at, now)}"
+            f"{original_upload_text(original)}")
+
+
 def file_note(change: Change, plan: Plan) -> str:
     """``114.44 MiB, 320 days old`` for a deletion; size and backup for an undo re-upload.
 
@@ -230,9 +238,7 @@ def file_note(change: Change, plan: Plan) -> str:
     if change.detail:
         return change.detail
     if change.file is not None:
-        uploaded = change.original_updated_at or change.file.updated_at
-        return (f"{size_text(change.file.size)}, {age_text(uploaded, plan.created_at)}"
-                f"{original_upload_text(change.original_updated_at)}")
+        return _size_and_age(change.file, change.original_updated_at, plan.created_at)
     parts = []
     if isinstance(change.after, int) and not isinstance(change.after, bool):
         parts.append(size_text(change.after))
@@ -261,9 +267,7 @@ def kept_note(kept: Kept, plan: Plan) -> str:
     if isinstance(kept, KeptArtifact):
         aliases = ", ".join(kept.artifact.aliases) or "none"
         return f"{size_text(kept.artifact.size)}, aliases: {aliases}"
-    uploaded = kept.original_updated_at or kept.file.updated_at
-    return (f"{size_text(kept.file.size)}, {age_text(uploaded, plan.created_at)}"
-            f"{original_upload_text(kept.original_updated_at)}")
+    return _size_and_age(kept.file, kept.original_updated_at, plan.created_at)
 
 
 def kept_reasons(kept: Kept) -> str:
