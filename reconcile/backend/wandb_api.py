@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
@@ -353,6 +353,20 @@ def documents() -> list[str]:
             DIAGNOSIS_QUERY]
 
 
+
+def upload_name(name: str) -> str:
+    """``name`` if the wandb client would upload a file under exactly that name, else a BackendError.
+
+    The client names an upload by a made-safe, normalised path (``make_file_path_upload_safe``, then
+    ``LogicalPath``): ``ck//c`` or ``ck/./c`` would land on ``ck/c`` and replace that file, ``/abs`` on
+    ``abs``, ``..`` on ``__``. Both upload paths (``upload_file`` and the batched ``upload_files``) refuse
+    such a name before anything is sent, rather than write another file than the one planned."""
+    sent = str(LogicalPath(wandb_util.make_file_path_upload_safe(name)))
+    if sent != name:
+        raise BackendError(f"refusing to upload {name!r}: the wandb client would upload it as {sent!r}, "
+                           "another name (and replace a file of that name).")
+    return sent
+
 class WandbBackend:
     """The Backend protocol over one ``wandb.Api`` (shared by all threads).
 
@@ -581,10 +595,7 @@ class WandbBackend:
 
     def upload_file(self, run: LiveRun, source: Path, name: str) -> None:
         """Upload ``source`` as run file ``name`` through the client's ``run.upload_file``."""
-        if str(PurePosixPath(name)) != name:
-            # The client names the upload by a normalised path: `ck//c` would land on `ck/c`.
-            raise BackendError(f"refusing to upload {name!r}: the wandb client would upload it as "
-                               f"{str(PurePosixPath(name))!r}, another name (which it would replace).")
+        upload_name(name)
         with tempfile.TemporaryDirectory(prefix="reconcile-upload-") as root:
             # run.upload_file names the file relpath(path, root) and re-reads it by that
             # name (protocol §7), so stage it at <root>/<name>.
@@ -609,7 +620,7 @@ class WandbBackend:
         it. The files are not listed again here: the caller reads the run back."""
         if not files:
             return
-        names = [str(LogicalPath(wandb_util.make_file_path_upload_safe(name))) for _, name in files]
+        names = [upload_name(name) for _, name in files]
         doing = f"upload {pluralize(len(files), 'file')} to {run.path}"
         variables = {"entity": run.entity, "project": run.project, "run": run.id, "files": names}
         data = self._execute(CREATE_RUN_FILES_MUTATION, variables, doing)

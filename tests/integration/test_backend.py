@@ -12,7 +12,7 @@ import pytest
 from reconcile.backend import RunUpdate
 from reconcile.backend.retry import with_retries
 from reconcile.backend.wandb_api import WandbBackend
-from reconcile.errors import AuthError, NotFound, RetryableError
+from reconcile.errors import AuthError, BackendError, NotFound, RetryableError
 from tests.conftest import TEST_API_KEY
 
 pytestmark = pytest.mark.integration
@@ -241,3 +241,36 @@ def test_one_backend_is_shared_across_threads(connect: Callable[..., Any]) -> No
     assert ops(emu)["UpsertBucket"] == 30
     after = backend.get_runs("ent", "proj", list(runs))
     assert {r.id: r.notes for r in after.values()} == {i: f"n-{i}" for i in runs}
+
+
+@pytest.mark.parametrize("name", ["ck//c", "ck/./c", "/abs/c", "ck/../c", "ck/"])
+@pytest.mark.parametrize("batched", [False, True], ids=["upload_file", "upload_files"])
+def test_upload_refuses_a_name_the_client_would_change(connect: Callable[..., Any], tmp_path: Path,
+                                                       name: str, batched: bool) -> None:
+    """Both upload paths (undo's one file, imports' batch) refuse a name the client would upload as
+    another (``ck//c`` as ``ck/c``, replacing that file) before sending anything: the run keeps its files."""
+    kept = {"name": "ck/c", "content": "the file a normalised upload would replace\n"}
+    emu, backend = connect({"runs": seed_runs(1, files=[kept])})
+    run = backend.get_runs("ent", "proj", ["r000"])["r000"]
+    source = tmp_path / "c"
+    source.write_text("other bytes\n")
+    emu.reset_stats()
+    with pytest.raises(BackendError, match="refusing to upload"):
+        if batched:
+            backend.upload_files(run, [(source, "fine.txt"), (source, name)])
+        else:
+            backend.upload_file(run, source, name)
+    assert not ops(emu), "nothing may be sent for a batch with a name the client would change"
+    (only,) = backend.list_files(run)
+    assert (only.name, only.size) == ("ck/c", len(kept["content"]))
+
+
+def test_upload_files_keeps_plain_nested_names(connect: Callable[..., Any], tmp_path: Path) -> None:
+    """The guard lets through every name the client sends unchanged (nested, dotted, spaces)."""
+    _, backend = connect({"runs": seed_runs(1)})
+    run = backend.get_runs("ent", "proj", ["r000"])["r000"]
+    source = tmp_path / "c"
+    source.write_text("x\n")
+    names = ["a/b/c.txt", ".hidden", "with space/f.v2.json"]
+    backend.upload_files(run, [(source, n) for n in names])
+    assert sorted(f.name for f in backend.list_files(run)) == sorted(names)
