@@ -255,11 +255,10 @@ def test_upload_refuses_a_name_the_client_would_change(connect: Callable[..., An
     source = tmp_path / "c"
     source.write_text("other bytes\n")
     emu.reset_stats()
+    upload = ((lambda: backend.upload_files(run, [(source, "fine.txt"), (source, name)])) if batched
+              else (lambda: backend.upload_file(run, source, name)))
     with pytest.raises(BackendError, match="refusing to upload"):
-        if batched:
-            backend.upload_files(run, [(source, "fine.txt"), (source, name)])
-        else:
-            backend.upload_file(run, source, name)
+        upload()
     assert not ops(emu), "nothing may be sent for a batch with a name the client would change"
     (only,) = backend.list_files(run)
     assert (only.name, only.size) == ("ck/c", len(kept["content"]))
