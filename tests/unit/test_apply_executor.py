@@ -10,10 +10,11 @@ import pytest
 
 from reconcile.apply import events as ev
 from reconcile.apply.executor import ApplyResult, apply_plan, check_consent, check_plan
-from reconcile.apply.journal import Journal, plan_digest
+from reconcile.apply.journal import Journal, JournalLock, plan_digest
 from reconcile.apply.undo import describe
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
+from reconcile.commands.apply import execute
 from reconcile.errors import BackendError, PlanError, RetryableError, StalePlanError
 from reconcile.models import Change, ChangeKind, ChangeOp, ConfigWrites, Limits, LiveArtifact, Plan
 from tests.unit.apply_helpers import (
@@ -546,21 +547,28 @@ def test_check_consent_asks_a_deleting_plan_for_one_choice(deletes: str, backup_
         check_consent(plan, backup_dir=backup_dir, no_backup=no_backup)
 
 
-def test_a_run_written_but_not_read_back_is_named_as_outside_the_undo_plan(tmp_path: Path) -> None:
-    """Its write took, reading it back failed: the run is reported failed, counted as unchecked, and the
-    undo message says the undo plan does not cover it and how to get one that does."""
-    run = live_run("a")
+def _read_back_refused(run: Any) -> MemoryBackend:
+    """A backend holding ``run`` whose first read (the staleness check) works and every later one (the
+    read-back) is refused."""
     backend = MemoryBackend([run])
     original = backend.get_runs
     reads = [0]
 
     def read_back_fails(*args: Any, **kwargs: Any) -> Any:
         reads[0] += 1
-        if reads[0] > 1:  # the staleness check reads; the read-back is refused
+        if reads[0] > 1:
             raise BackendError("input: permission denied")
         return original(*args, **kwargs)
 
     backend.get_runs = read_back_fails  # type: ignore[method-assign]
+    return backend
+
+
+def test_a_run_written_but_not_read_back_is_named_as_outside_the_undo_plan(tmp_path: Path) -> None:
+    """Its write took, reading it back failed: the run is reported failed, counted as unchecked, and the
+    undo message says the undo plan does not cover it and how to get one that does."""
+    run = live_run("a")
+    backend = _read_back_refused(run)
     result, _ = _apply(make_plan(run_plan(run, [config_set("lr", 0.1, 0.2)])), backend, tmp_path)
     assert backend.run("acme", "vision", "a").config["lr"] == 0.2
     assert [path for path, _ in result.failed] == result.unchecked == ["acme/vision/a"]
@@ -569,6 +577,27 @@ def test_a_run_written_but_not_read_back_is_named_as_outside_the_undo_plan(tmp_p
     assert lines[-1] == ("It does not cover the 1 run written to but not read back (what took effect "
                          "there is unknown): acme/vision/a. Apply the same plan again to finish it; the undo "
                          "plan it writes covers it.")
+
+
+def test_the_apply_command_names_a_run_not_read_back_in_its_undo_message(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What apply prints after writing the undo plan (``commands.apply.execute``) carries the unchecked
+    runs too, not only ``describe`` when it is handed them."""
+    run = live_run("a")
+    backend = _read_back_refused(run)
+    journal = tmp_path / "plan.journal.jsonl"
+    lock = JournalLock.acquire(journal)
+    try:
+        result = execute(make_plan(run_plan(run, [config_set("lr", 0.1, 0.2)])), backend,
+                         plan_file=tmp_path / "plan.json", journal_path=journal,
+                         undo_out=tmp_path / "plan.undo.json", backup_dir=None, no_backup=False,
+                         parallelism=1, lock=lock)
+    finally:
+        lock.release()
+    assert result.unchecked == ["acme/vision/a"]
+    said = " ".join(capsys.readouterr().err.split())
+    assert "It does not cover the 1 run written to but not read back (what took effect there is unknown): " \
+           "acme/vision/a." in said, said
 
 
 def test_a_run_failing_before_any_write_is_not_unchecked(tmp_path: Path) -> None:

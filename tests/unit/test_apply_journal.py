@@ -225,6 +225,21 @@ def test_journal_lock_refusal_names_the_holder_s_host_user_and_since(tmp_path: P
         os.close(fd)
 
 
+def test_journal_lock_creates_the_missing_directories_of_its_journal(tmp_path: Path) -> None:
+    """A journal two directories deep that do not exist yet: taking its lock creates both and the lock
+    file in the deepest; releasing it removes the lock file and leaves the directories, where the lock is
+    taken again."""
+    journal = tmp_path / "a" / "b" / "j.jsonl"
+    lock = JournalLock.acquire(journal)
+    try:
+        assert JournalLock.path_for(journal).parent == tmp_path / "a" / "b"
+        assert json.loads(JournalLock.path_for(journal).read_text())["journal"] == str(journal)
+    finally:
+        lock.release()
+    assert (tmp_path / "a" / "b").is_dir() and list((tmp_path / "a" / "b").iterdir()) == []
+    JournalLock.acquire(journal).release()
+
+
 def test_journal_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     """A lock file whose holder died (no flock held any more, like after SIGKILL) does not block."""
     lock_file = JournalLock.path_for(tmp_path / "j.jsonl")
