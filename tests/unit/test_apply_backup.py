@@ -63,6 +63,66 @@ def test_an_unsafe_name_has_no_backup_path_and_no_earlier_backup(name: str, tmp_
     assert _store(tmp_path).existing("acme/vision/r1", LiveFile("f", name, 0, FILE.updated_at)) is None
 
 
+@pytest.mark.parametrize(("run", "name", "why"), [
+    (("", "vision", "r1"), "a", "the entity '' is empty or holds a NUL or backslash"),
+    (("acme", "vi\x00on", "r1"), "a", "the project 'vi\\x00on' is empty or holds a NUL or backslash"),
+    (("acme", "vision", "r\\1"), "a", "the run id 'r\\\\1' is empty or holds a NUL or backslash"),
+    (("acme", "vision", "r1"), "a\\b", "the file name 'a\\\\b' is empty or holds a NUL or backslash"),
+    (("ac/me", "vision", "r1"), "a", "the entity 'ac/me' would escape the backup directory"),
+    (("acme", "..", "r1"), "a", "the project '..' would escape the backup directory"),
+    (("acme", "vision", "/r1"), "a", "the run id '/r1' would escape the backup directory"),
+    (("acme", "vision", "r1"), "a/../b", "the file name 'a/../b' would escape the backup directory"),
+])
+def test_an_unsafe_part_is_refused_naming_which_part(run: tuple[str, str, str], name: str, why: str,
+                                                     tmp_path: Path) -> None:
+    """The refusal names the file and which part of its path is unsafe (entity, project, run id or the
+    name itself) and why."""
+    with pytest.raises(ApplyError) as refused:
+        backup_path(tmp_path, *run, name)
+    assert str(refused.value) == f"refusing to back up {name!r}: {why}"
+
+
+@pytest.mark.parametrize(("name", "uploaded_as"), [("ck//c", "ck/c"), ("ck/", "ck"), ("a//b//c", "a/b/c")])
+def test_a_name_the_client_would_upload_as_another_is_refused(name: str, uploaded_as: str,
+                                                                tmp_path: Path) -> None:
+    """A name with an empty segment: the wandb client uploads by a normalised path, so an undo would
+    re-upload it as another name. It has no backup path, and the refusal names both names and what to
+    do instead."""
+    with pytest.raises(ApplyError) as refused:
+        backup_path(tmp_path, *RUN, name)
+    assert str(refused.value) == (
+        f"refusing to delete {name!r} with --backup-dir: its name has an empty path segment, and the wandb "
+        f"client re-uploads it as {uploaded_as!r} (another file of the run, which it would replace), so the "
+        "undo plan could not restore it; the file was not deleted, nor any other of the run. Leave it out "
+        "of files.delete (a keep glob), or delete it with --no-backup.")
+    assert backup_path(tmp_path, *RUN, uploaded_as).parts[-len(uploaded_as.split("/")):] == \
+        tuple(uploaded_as.split("/"))
+
+
+def test_a_symlink_inside_the_backup_dir_pointing_out_is_refused(tmp_path: Path) -> None:
+    """A folder of the backup directory that is a symlink to elsewhere: the backup would land outside the
+    directory, so it is refused, naming where it would have gone."""
+    root = tmp_path / "backups"
+    (root / "acme").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "acme" / "vision").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ApplyError) as refused:
+        backup_path(root, *RUN, "a.ckpt")
+    dest = root / "acme" / "vision" / "r1" / "a.ckpt"
+    assert str(refused.value) == f"refusing to back up 'a.ckpt': {dest} resolves outside {root}"
+
+
+def test_each_name_gets_the_folder_of_16_hex_digits_of_its_sha256(tmp_path: Path) -> None:
+    """The name key is the first 16 hex digits of the sha256 of the exact name, surrogates included (a
+    name W&B returns need not be valid UTF-8), so x and x/y, or two names differing in one character,
+    never share a folder."""
+    store = _store(tmp_path)
+    run = live_run("r1")
+    for name in ("x", "x/y", "caf\u00e9", "bad\udc80byte"):
+        key = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        assert store.path_for(run, name) == store.files_root.resolve() / "acme" / "vision" / "r1" / key / name
+
+
 class _DownloadsNothing:
     """A backend whose download leaves no file (a full disk, a vanished object)."""
 

@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from reconcile.apply import events as ev
 from reconcile.apply.executor import ApplyResult
-from reconcile.apply.journal import Journal, JournalLock, plan_digest, unfinished
+from reconcile.apply.journal import Journal, JournalLock, PlanLock, plan_digest, unfinished
 from reconcile.apply.progress import LogObserver
 from reconcile.commands.apply import beside
 from reconcile.errors import PlanError, PlanLocked
@@ -267,6 +267,87 @@ def test_journal_lock_held_by_another_process_blocks(tmp_path: Path) -> None:
         child.kill()
         child.wait()
     JournalLock.acquire(tmp_path / "j.jsonl").release()
+
+
+DIGEST = "sha256:" + "ab12" * 16
+
+
+def test_a_plan_s_lock_file_is_named_by_its_digest_beside_it(tmp_path: Path) -> None:
+    """``.reconcile-apply.<16 hex of the digest>.lock`` in the plan file's directory: a copy of the plan
+    there shares it, whatever the copy is called."""
+    expected = tmp_path / f".reconcile-apply.{'ab12' * 4}.lock"
+    assert PlanLock.path_for(tmp_path / "plan.json", DIGEST) == expected
+    assert PlanLock.path_for(tmp_path / "copy.json", DIGEST) == expected
+
+
+def test_a_held_plan_refuses_another_apply_naming_its_holder_journal_and_digest(tmp_path: Path) -> None:
+    """While one apply holds the plan, another (a copy in the same directory, another journal) is refused
+    naming who holds it, its journal, the lock file and the plan's digest; another plan in that directory
+    is not held; after release the lock file is gone and the plan can be taken again."""
+    path = PlanLock.path_for(tmp_path / "plan.json", DIGEST)
+    held = PlanLock.acquire(tmp_path / "plan.json", DIGEST, tmp_path / "a.jsonl")
+    try:
+        me = json.loads(path.read_text())
+        assert (me["journal"], me["plan"], me["pid"]) == (str(tmp_path / "a.jsonl"), DIGEST, os.getpid())
+        with pytest.raises(PlanLocked) as refused:
+            PlanLock.acquire(tmp_path / "copy.json", DIGEST, tmp_path / "b.jsonl")
+        assert str(refused.value) == (
+            f"the plan is locked: another apply is running it (pid {me['pid']} on host {me['host']}, user "
+            f"{me['user']}, since {me['since']}, journal {tmp_path / 'a.jsonl'}; lock file {path}). Two "
+            f"applies of one plan ({DIGEST}) never run at once, whatever --journal says: wait for it to "
+            "finish, then apply again with its journal (the journal skips what it did). Nothing was written.")
+        PlanLock.acquire(tmp_path / "plan.json", "sha256:" + "cd34" * 16, tmp_path / "c.jsonl").release()
+    finally:
+        held.release()
+    assert not path.exists()
+    PlanLock.acquire(tmp_path / "plan.json", DIGEST, tmp_path / "b.jsonl").release()
+
+
+def test_a_plan_lock_whose_holder_wrote_nothing_says_so(tmp_path: Path) -> None:
+    """A holder that has locked the file but not written who it is yet: the refusal says the holder is
+    unknown, and names no journal."""
+    path = PlanLock.path_for(tmp_path / "plan.json", DIGEST)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(PlanLocked) as refused:
+            PlanLock.acquire(tmp_path / "plan.json", DIGEST, tmp_path / "a.jsonl")
+        assert str(refused.value).startswith(f"the plan is locked: another apply is running it (holder "
+                                             f"unknown; lock file {path}). Two applies")
+    finally:
+        os.close(fd)
+
+
+def test_a_plan_in_a_directory_that_cannot_be_written_locks_the_plan_file_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No lock file can be created beside the plan (the directory is not writable: root here can write
+    anywhere, so creating it is made to fail as it would for a user): the plan file itself is locked,
+    the holder then unknown; releasing it leaves the plan file in place."""
+    plan = tmp_path / "plan.json"
+    plan.write_text("{}")
+
+    def cannot_write(*_args: object) -> PlanLock:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(PlanLock, "_take", cannot_write)
+    held = PlanLock.acquire(plan, DIGEST, tmp_path / "a.jsonl")
+    try:
+        assert (held.path, held.previous) == (plan, None)
+        with pytest.raises(PlanLocked) as refused:
+            PlanLock.acquire(plan, DIGEST, tmp_path / "b.jsonl")
+        assert str(refused.value).startswith(
+            f"the plan is locked: another apply is running it (holder unknown; lock file "
+            f"{PlanLock.path_for(plan, DIGEST)}). Two applies of one plan ({DIGEST}) never run at once")
+        fd = os.open(plan, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        held.release()
+    assert plan.read_text() == "{}"
+    PlanLock.acquire(plan, DIGEST, tmp_path / "b.jsonl").release()
 
 
 @pytest.mark.parametrize("final", ["done", "stale", "unconverged", "failed"])

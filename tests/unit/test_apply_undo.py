@@ -312,6 +312,30 @@ def test_describe_names_twenty_nulled_keys_and_counts_the_rest() -> None:
     assert sentence.endswith(f"it sets them to null instead: {named} and 2 more.")
 
 
+def test_describe_counts_every_re_upload_of_every_run() -> None:
+    """Re-uploads add up across changes and runs: their number and their bytes."""
+    def upload(name: str, size: int) -> Change:
+        return Change(ChangeKind.FILE, ChangeOp.ADD, (name,), None, size, ("undo",))
+
+    summary = _summary(run_plan(live_run("r1"), [upload("a.pt", 1500), upload("b.pt", 500)]),
+                       run_plan(live_run("r2"), [upload("c.pt", 48)]))
+    assert describe(summary, LostFiles())[0] == (
+        "It restores 0 metadata changes on 2 runs and re-uploads 3 files (2 KiB) from their backups (each "
+        "checked against its checksum first).")
+
+
+@pytest.mark.parametrize(("count", "more"), [(2, ""), (20, ""), (22, " and 2 more")])
+def test_describe_names_twenty_runs_not_read_back_and_counts_the_rest(count: int, more: str) -> None:
+    """Runs written to but not read back: the sentence names the first 20 and says how many more there
+    are, and speaks of them in the plural."""
+    runs = [f"acme/vision/r{i:02}" for i in range(count)]
+    [_nothing, sentence] = describe(UndoSummary(), LostFiles(), unchecked=runs)
+    assert sentence == (
+        f"It does not cover the {count} runs written to but not read back (what took effect there is "
+        f"unknown): {', '.join(runs[:20])}{more}. Apply the same plan again to finish them; the undo plan "
+        "it writes covers them.")
+
+
 def test_undo_run_re_uploads_each_backup_and_sets_merged_config_keys_to_null(tmp_path: Path) -> None:
     """The undo of one applied run, change by change: a created config key on a merging server set to
     null (not unset), the changed key set back, and per backup a re-upload of the original file (its id,

@@ -62,3 +62,16 @@ def test_a_fingerprint_reads_values_not_their_order_or_spelling() -> None:
     assert fingerprint(odd, fields) == fingerprint(odd, fields)
     assert fingerprint(_run(tags=("b",)), fields) != one
     assert fingerprint(_run(created_at=datetime(2026, 6, 2, tzinfo=timezone.utc)), fields) != one
+
+
+def test_a_drifted_file_is_named_as_a_file_with_its_path() -> None:
+    """A field of one named file (an undo's re-upload depends on it) reads ``file ckpt/1.pt`` in a stale
+    run's message, whether its path is one part or split at its slashes; the whole listing reads
+    ``files`` and a config key its dotted path."""
+    fields = (("files", "ckpt/1.pt"), ("files", "ckpt", "2.pt"), ("files",), ("config", "opt", "lr"))
+    planned = _run(config={"opt": {"lr": 0.1}}, files=())
+    later = _run(config={"opt": {"lr": 0.2}},
+                 files=(LiveFile(id="f1", name="ckpt/1.pt", size=1, updated_at=NOW),
+                        LiveFile(id="f2", name="ckpt/2.pt", size=1, updated_at=NOW)))
+    assert drifted(later, fields, field_digests(planned, fields)) == (
+        "file ckpt/1.pt", "file ckpt/2.pt", "files", "config.opt.lr")

@@ -245,3 +245,30 @@ def test_decide_ranks_by_the_times_given_and_by_w_and_b_s_without_them() -> None
     by_original = retention.decide("r", rule, files, keep=(), now=NOW,
                                    times={"id-restored": NOW - timedelta(days=300)})
     assert names(by_original.delete) == ["restored"]
+
+
+def test_a_restored_file_carries_its_original_upload_time_through_every_decision() -> None:
+    """The original upload time a restored file was ranked by travels with it for the plan to show: on a
+    deleted file (``original``), on a survivor, through ``unless_top`` sparing the run and through merging
+    several rules' survivors; a file ranked by W&B's own time carries none."""
+    kept, deleted, plain = f("restored-kept", days=0), f("restored-deleted", days=0), f("plain", days=5)
+    old, older = NOW - timedelta(days=300), NOW - timedelta(days=400)
+    times = {kept.id: old, deleted.id: older, plain.id: plain.updated_at}
+    decision = retention.decide("r", FilesRule(delete=("*",), keep_last=2), [kept, deleted, plain], keep=(),
+                                now=NOW, times=times)
+    assert names(decision.delete) == ["restored-deleted"]
+    assert decision.original == {kept.id: old, deleted.id: older}
+    assert [(k.file.name, k.original_updated_at) for k in decision.kept] == [("plain", None),
+                                                                              ("restored-kept", old)]
+    spared = retention.spare_top("r", decision, UnlessTop(metric=("acc",), goal=Goal.MAXIMIZE, count=1))
+    everything = [("plain", None), ("restored-deleted", older), ("restored-kept", old)]
+    assert spared.delete == [] and spared.original == decision.original
+    assert [(k.file.name, k.original_updated_at) for k in spared.kept] == everything
+    merged = retention.merge_kept([decision, spared], deleted=set())
+    assert [(k.file.name, k.original_updated_at) for k in merged] == everything
+
+
+def test_describe_counts_a_restored_file_s_age_from_its_original_upload_and_says_so() -> None:
+    """With the original upload time, the age is counted from it and the text names it."""
+    assert retention.describe(f("x", days=1, size=10), NOW, NOW - timedelta(days=300)) == (
+        "10 bytes, 300 days old by its original upload (2025-08-05 00:00 UTC; an undo re-uploaded it since)")
