@@ -303,10 +303,12 @@ class _Executor:
         plan = self.plan
         self.emit(ev.ApplyStart(total_runs=plan.changed_count, total_files=plan.file_deletions,
                                 total_bytes=plan.bytes_to_free, plan_digest=self.journal.digest))
-        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool:
+        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply-reread") as reader:
             try:
-                self._pipeline(self._todo(), pool)
+                self._pipeline(self._todo(), pool, reader)
             except BaseException:
+                reader.shutdown(wait=True, cancel_futures=True)
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
             finally:
@@ -372,19 +374,24 @@ class _Executor:
                 out[rp.path] = live if live is not None else ApplyError("the run no longer exists")
         return out
 
-    def _pipeline(self, todo: Iterator[RunPlan], pool: ThreadPoolExecutor) -> None:
+    def _pipeline(self, todo: Iterator[RunPlan], pool: ThreadPoolExecutor,
+                  reader: ThreadPoolExecutor) -> None:
         """Re-read, write and verify in batches without a barrier between them.
 
-        The staleness re-read is batched (one Runs query per group of ``parallelism`` runs,
-        as the contract allows) but done *just in time*: a group is read only when the
-        workers are about to run out of writes, so a run is written right after its re-read,
-        not behind a long queue (the summary sent is built from that read, and W&B has no
-        compare-and-set). Written runs are read back in batches of ``BATCH_SIZE`` by a worker
-        (one task reads the batch, then verifies its runs) while later runs are still being
-        re-read and written: neither the workers nor the re-reads wait for a read-back.
+        The staleness re-read is batched (one Runs query per group of ``parallelism`` runs, as the
+        contract allows) and read *one group ahead*, on ``reader``: once group k is handed out, group
+        k+1 is re-read while k is written, so the workers do not wait for a re-read. The read of k+2
+        starts only when k+1 is handed out (at most one group re-read and not handed out), and a run
+        is handed out only when fewer than ``parallelism`` writes are in flight (no queue of writes
+        builds up), so the time between a run's re-read and its write grows by at most one group's
+        writes over reading it just in time. An edit another client makes in that window is not
+        seen: the summary and tags sent are built from that read, and W&B has no compare-and-set.
+        Written runs are read back in batches of ``BATCH_SIZE`` by a worker (one task reads the
+        batch, then verifies its runs) while later runs are still being re-read and written.
 
-        ``todo`` is consumed lazily, one group at a time, and at most ``parallelism`` writes plus
-        ``MAX_VERIFYING`` runs being read back are in flight: what apply holds does not grow with the plan.
+        ``todo`` is consumed lazily on this thread, one group at a time, and at most ``parallelism``
+        writes, two re-read groups and ``MAX_VERIFYING`` runs being read back are in flight: what apply
+        holds does not grow with the plan.
         """
         writes: set[Future[_Written | None]] = set()
         verifies: dict[Future[None], int] = {}  # read-back tasks and how many runs each reads back
@@ -416,16 +423,25 @@ class _Executor:
                     return
                 wait(verifies, return_when=FIRST_COMPLETED)
 
-        while True:
-            while len(writes) >= self.parallelism:
-                harvest(block=True)
-            batch = list(islice(todo, group_size))
+        def read_ahead() -> tuple[list[RunPlan], Future[dict[str, LiveRun | BaseException]]] | None:
+            batch = list(islice(todo, group_size))  # here: taking runs from the plan emits events
             if not batch:
-                break
-            fresh = self._read(batch, "staleness check", lambda rp: _needs_files(rp.fingerprint_fields))
-            # An import's run is written by reconcile.apply.imports; a rule's here.
-            writes.update(pool.submit(self._write_import if rp.source else self._write_run, rp,
-                                      fresh[rp.path]) for rp in batch)
+                return None
+            return batch, reader.submit(self._read, batch, "staleness check",
+                                        lambda rp: _needs_files(rp.fingerprint_fields))
+
+        ahead = read_ahead()
+        while ahead is not None:
+            batch, reread = ahead
+            fresh = reread.result()
+            for rp in batch:
+                while len(writes) >= self.parallelism:
+                    harvest(block=True)
+                    verify(drain=False)
+                # An import's run is written by reconcile.apply.imports; a rule's here.
+                writes.add(pool.submit(self._write_import if rp.source else self._write_run, rp,
+                                       fresh[rp.path]))
+            ahead = read_ahead()  # the next group is re-read while this one is written
             harvest(block=False)
             verify(drain=False)
         while writes:

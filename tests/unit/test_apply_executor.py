@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -409,26 +411,86 @@ def test_apply_plan_reports_journaled_stale_runs_again_without_writing(tmp_path:
     assert sum(isinstance(e, ev.RunSkipped) for e in seen) == 2
 
 
-def test_apply_plan_rereads_each_run_just_before_writing(tmp_path: Path) -> None:
-    """An edit that lands while earlier runs are being written is seen by the later run's re-read:
-    that run is stale, and the other writer's summary survives (W&B replaces summaries whole)."""
+def test_apply_plan_rereads_each_run_at_most_one_group_ahead_of_its_write(tmp_path: Path) -> None:
+    """An edit that lands while a run is being written is seen by the re-read of every run more than one
+    group after it: that run is stale, and the other writer's summary survives (W&B replaces summaries
+    whole). (Only the next group is re-read while a group is written; see the test below.)"""
+    ra, rb, rc = live_run("a"), live_run("b"), live_run("c")
+    backend = MemoryBackend([ra, rb, rc])
+    original = backend.update_run
+
+    def update_then_someone_edits_c(update: RunUpdate) -> None:
+        original(update)
+        if update.storage_id == "sid-a":
+            c = backend.runs["sid-c"]
+            backend.runs["sid-c"] = dataclasses.replace(c, summary={**c.summary, "acc": 0.9, "best_epoch": 7})
+
+    backend.update_run = update_then_someone_edits_c  # type: ignore[method-assign]
+    plan = make_plan(*(run_plan(r, [summary_set("acc", 0.5, 0.6)]) for r in (ra, rb, rc)))
+    result, _ = _apply(plan, backend, tmp_path, parallelism=1)
+    assert [run for run, _ in result.stale] == ["acme/vision/c"]
+    assert backend.run("acme", "vision", "c").summary["best_epoch"] == 7
+    assert backend.run("acme", "vision", "c").summary["acc"] == 0.9
+
+
+def test_apply_plan_rereads_the_next_group_while_this_one_is_written_and_no_further(tmp_path: Path) -> None:
+    """While the first group's writes are held, the second group is re-read (the workers need not wait
+    for it) but not the third: never more than one group re-read and not yet handed to a worker."""
+    runs = [live_run(f"r{i}") for i in range(6)]
+    backend = MemoryBackend(runs)
+    first, second, third = (("r0", "r1"), ("r2", "r3"), ("r4", "r5"))  # parallelism 2: groups of 2
+    reads: list[tuple[str, ...]] = []
+    second_read, third_read, release = threading.Event(), threading.Event(), threading.Event()
+    original_read, original_update = backend.get_runs, backend.update_run
+
+    def get_runs(entity: str, project: str, run_ids: Sequence[str], *, with_files: bool = False) -> Any:
+        reads.append(tuple(run_ids))
+        for group, seen in ((second, second_read), (third, third_read)):
+            if tuple(run_ids) == group:
+                seen.set()
+        return original_read(entity, project, run_ids, with_files=with_files)
+
+    def update_run(update: RunUpdate) -> None:
+        if update.storage_id in {f"sid-{r}" for r in first}:
+            release.wait(timeout=30)  # held until the test has looked
+        original_update(update)
+
+    backend.get_runs = get_runs  # type: ignore[method-assign]
+    backend.update_run = update_run  # type: ignore[method-assign]
+    plan = make_plan(*(run_plan(r, [summary_set("acc", 0.5, 0.6)]) for r in runs))
+    outcome: list[ApplyResult] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(_apply(plan, backend, tmp_path, parallelism=2)[0]))
+    worker.start()
+    try:
+        assert second_read.wait(timeout=30), "the next group was not re-read while the first was written"
+        assert not third_read.wait(timeout=0.5), "two groups were re-read ahead of the writes"
+        assert reads == [first, second]
+    finally:
+        release.set()
+        worker.join(timeout=60)
+    [result] = outcome
+    assert result.ok and result.runs_changed == 6
+    assert reads[:3] == [first, second, third]  # then the read-backs
+
+
+def test_apply_plan_reads_back_an_edit_that_lands_after_the_write(tmp_path: Path) -> None:
+    """Another writer's edit of a planned field that lands after apply's write and before its read-back
+    is reported as not converged (exit 1), never as applied."""
     ra, rb = live_run("a"), live_run("b")
     backend = MemoryBackend([ra, rb])
     original = backend.update_run
 
-    def update_then_someone_edits_b(update: RunUpdate) -> None:
+    def update_then_someone_edits_it(update: RunUpdate) -> None:
         original(update)
-        if update.storage_id == "sid-a":
-            b = backend.runs["sid-b"]
-            backend.runs["sid-b"] = dataclasses.replace(b, summary={**b.summary, "acc": 0.9, "best_epoch": 7})
+        run = backend.runs[update.storage_id]
+        backend.runs[update.storage_id] = dataclasses.replace(run, summary={**run.summary, "acc": 0.9})
 
-    backend.update_run = update_then_someone_edits_b  # type: ignore[method-assign]
-    plan = make_plan(run_plan(ra, [summary_set("acc", 0.5, 0.6)]),
-                     run_plan(rb, [summary_set("acc", 0.5, 0.6)]))
-    result, _ = _apply(plan, backend, tmp_path, parallelism=1)
-    assert [run for run, _ in result.stale] == ["acme/vision/b"]
-    assert backend.run("acme", "vision", "b").summary["best_epoch"] == 7
-    assert backend.run("acme", "vision", "b").summary["acc"] == 0.9
+    backend.update_run = update_then_someone_edits_it  # type: ignore[method-assign]
+    plan = make_plan(*(run_plan(r, [summary_set("acc", 0.5, 0.6)]) for r in (ra, rb)))
+    result, _ = _apply(plan, backend, tmp_path, parallelism=2)
+    assert sorted(run for run, _ in result.unconverged) == ["acme/vision/a", "acme/vision/b"]
+    assert not result.ok and result.runs_changed == 0
 
 
 def test_apply_plan_backs_up_before_writing_anything(tmp_path: Path) -> None:
