@@ -13,7 +13,7 @@ from reconcile.apply.backup import Backup, backup_path
 from reconcile.apply.events import UndoRecord
 from reconcile.apply.executor import ApplyResult, apply_plan
 from reconcile.apply.journal import Journal
-from reconcile.apply.undo import LostFiles, UndoSummary, describe, invert, undo_run
+from reconcile.apply.undo import LostFiles, UndoSummary, describe, invert, undo_fields, undo_run
 from reconcile.backend import RunUpdate
 from reconcile.backend.memory import MemoryBackend
 from reconcile.errors import ApplyError, PlanError
@@ -334,6 +334,29 @@ def test_describe_names_twenty_runs_not_read_back_and_counts_the_rest(count: int
         f"It does not cover the {count} runs written to but not read back (what took effect there is "
         f"unknown): {', '.join(runs[:20])}{more}. Apply the same plan again to finish them; the undo plan "
         "it writes covers them.")
+
+
+def test_undo_fields_are_what_the_undo_writes_back_both_keys_of_a_rename_included() -> None:
+    """An undo depends on every field it writes back: both keys of a renamed config key (it renames the
+    new one back onto the old), the tags and text fields it resets, and for each re-uploaded file the
+    files of that name and the summary key of its upload time; not the deleted files' listing."""
+    gone = live_file("f1", "a.pt", 5)
+    renamed = Change(ChangeKind.CONFIG, ChangeOp.RENAME, ("new",), 1, 1, ("r",), from_key=("old",))
+    changes = [renamed, summary_set("acc", 0.5, 0.9), tag(ChangeOp.ADD, "x"),
+               string_set(ChangeKind.NOTES, "", "n"), file_delete(gone)]
+    assert undo_fields(run_plan(live_run("r1", files=[gone]), changes), ["a.pt"]) == (
+        ("config", "new"), ("config", "old"), ("files", "a.pt"), ("notes",),
+        ("summary", *RESTORED_KEY, "a.pt"), ("summary", "acc"), ("tags",))
+
+
+def test_the_undo_of_a_run_keeps_its_name_and_project_and_the_digests_of_its_fields() -> None:
+    """The undo ``RunPlan`` is the same run: its name (shown in the undo plan), the project's internal
+    id (the write needs it), and the per-field digests of what it depends on (a stale undo names what
+    drifted)."""
+    rp = run_plan(live_run("r1"), [config_set("lr", 0.1, 0.2)])
+    undo = undo_run(rp, UndoRecord("sha256:fp", (("config", "lr"),), (0,), field_digests=("0123456789ab",)))
+    assert undo is not None
+    assert (undo.name, undo.project_internal_id, undo.field_digests) == ("name-r1", 7, ("0123456789ab",))
 
 
 def test_undo_run_re_uploads_each_backup_and_sets_merged_config_keys_to_null(tmp_path: Path) -> None:
