@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import datetime, timezone
+
+import pytest
 
 from reconcile.fingerprint import drifted, field_digests, fingerprint
 from reconcile.models import LiveFile, LiveRun
@@ -68,10 +71,33 @@ def test_a_drifted_file_is_named_as_a_file_with_its_path() -> None:
     """A field of one named file (an undo's re-upload depends on it) reads ``file ckpt/1.pt`` in a stale
     run's message, whether its path is one part or split at its slashes; the whole listing reads
     ``files`` and a config key its dotted path."""
-    fields = (("files", "ckpt/1.pt"), ("files", "ckpt", "2.pt"), ("files",), ("config", "opt", "lr"))
-    planned = _run(config={"opt": {"lr": 0.1}}, files=())
+    fields = (("files", "ckpt/1.pt"), ("files", "ckpt", "2.pt"), ("files", "kept.pt"), ("files",),
+              ("config", "opt", "lr"))
+    kept = LiveFile(id="f0", name="kept.pt", size=1, updated_at=NOW)
+    planned = _run(config={"opt": {"lr": 0.1}}, files=(kept,))
     later = _run(config={"opt": {"lr": 0.2}},
-                 files=(LiveFile(id="f1", name="ckpt/1.pt", size=1, updated_at=NOW),
+                 files=(kept, LiveFile(id="f1", name="ckpt/1.pt", size=1, updated_at=NOW),
                         LiveFile(id="f2", name="ckpt/2.pt", size=1, updated_at=NOW)))
     assert drifted(later, fields, field_digests(planned, fields)) == (
         "file ckpt/1.pt", "file ckpt/2.pt", "files", "config.opt.lr")
+
+
+def test_a_fingerprint_does_not_depend_on_the_order_of_tags() -> None:
+    """The server may list a run's tags in another order: the same tags are the same fingerprint."""
+    assert fingerprint(_run(tags=("a", "b")), FIELDS) == fingerprint(_run(tags=("b", "a")), FIELDS)
+    assert fingerprint(_run(tags=("a", "b")), FIELDS) != fingerprint(_run(tags=("a", "c")), FIELDS)
+
+
+def test_a_removed_key_is_not_a_key_holding_the_text_that_marks_removal() -> None:
+    """A missing key is hashed as a value no JSON value looks like: a config key whose value is the text
+    ``<absent>`` (or the marker's own JSON object) is not a removed one."""
+    removed = fingerprint(_run(config={"model": "resnet"}), FIELDS)
+    for value in ("<absent>", {"<absent>": 1}, None):
+        assert fingerprint(_run(config={"lr": value, "model": "resnet"}), FIELDS) != removed
+
+
+def test_an_unknown_field_is_a_programming_error_naming_it() -> None:
+    """A field reference nothing reads (a bug in the planner) is refused naming it, never hashed as
+    nothing."""
+    with pytest.raises(ValueError, match=re.escape("unknown fingerprint field ('bogus', 'x')")):
+        fingerprint(_run(), [("bogus", "x")])
