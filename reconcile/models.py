@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterator, Mapping
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar, Protocol
@@ -630,14 +631,113 @@ class PlanLike(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Totals:
+    """What a plan's runs add up to, counted run by run (``plus``) as they are planned or read, so no
+    count ever walks a whole plan again: ``Plan``'s counts and the saved plan's ``summary``."""
+
+    runs_to_create: int = 0
+    runs_to_change: int = 0  # runs updated in place with at least one change
+    attribute_changes: int = 0  # of the runs updated in place
+    files_to_delete: int = 0
+    bytes_to_free: int = 0
+    artifact_versions_to_delete: int = 0
+    artifact_bytes_to_free: int = 0
+    artifact_ttls_to_set: int = 0
+    run_errors: int = 0
+    files_to_upload: int = 0
+    bytes_to_upload: int = 0
+    runs_with_errors: int = 0
+    runs_with_kept: int = 0  # runs with surviving retention candidates (files or versions)
+    runs_imported: int = 0  # runs an import planned
+
+    @classmethod
+    def of(cls, runs: Iterable[RunPlan]) -> Totals:
+        """The totals of ``runs``."""
+        totals = cls()
+        for run in runs:
+            totals = totals.plus(run)
+        return totals
+
+    def plus(self, run: RunPlan) -> Totals:
+        """These totals with ``run`` counted too."""
+        changed = bool(run.changes)
+        updated = changed and run.action is RunAction.UPDATE
+        deletions, uploads, artifacts = run.file_deletions, run.file_uploads, run.artifact_deletions
+        return Totals(
+            runs_to_create=self.runs_to_create + (changed and run.action is RunAction.CREATE),
+            runs_to_change=self.runs_to_change + updated,
+            attribute_changes=self.attribute_changes + (run.attribute_changes if updated else 0),
+            files_to_delete=self.files_to_delete + len(deletions),
+            bytes_to_free=self.bytes_to_free + sum(c.file.size for c in deletions if c.file is not None),
+            artifact_versions_to_delete=self.artifact_versions_to_delete + len(artifacts),
+            artifact_bytes_to_free=self.artifact_bytes_to_free
+            + sum(c.artifact.size for c in artifacts if c.artifact is not None),
+            artifact_ttls_to_set=self.artifact_ttls_to_set + len(run.artifact_ttl_changes),
+            run_errors=self.run_errors + len(run.errors),
+            files_to_upload=self.files_to_upload + len(uploads),
+            bytes_to_upload=self.bytes_to_upload + sum(c.after for c in uploads if isinstance(c.after, int)),
+            runs_with_errors=self.runs_with_errors + bool(run.errors),
+            runs_with_kept=self.runs_with_kept + bool(run.kept or run.kept_artifacts),
+            runs_imported=self.runs_imported + bool(run.source),
+        )
+
+    def summary(self) -> dict[str, int]:
+        """The plan file's ``summary`` object."""
+        return {"runs_to_create": self.runs_to_create, "runs_to_change": self.runs_to_change,
+                "attribute_changes": self.attribute_changes, "files_to_delete": self.files_to_delete,
+                "bytes_to_free": self.bytes_to_free,
+                "artifact_versions_to_delete": self.artifact_versions_to_delete,
+                "artifact_bytes_to_free": self.artifact_bytes_to_free,
+                "artifact_ttls_to_set": self.artifact_ttls_to_set}
+
+
+class CountedRuns(Sequence[RunPlan]):
+    """A plan's runs kept outside memory (the planner's spool, ``reconcile.spool``): read back one at a
+    time, in order, with their ``totals`` counted when they were stored."""
+
+    @property
+    @abstractmethod
+    def totals(self) -> Totals:
+        """What the runs add up to."""
+
+    def close(self) -> None:
+        """Release what holds the runs (they cannot be read afterwards)."""
+
+
+class RunsWhere:
+    """Those of a plan's runs that ``keep`` selects, read one at a time as they are iterated; how many
+    there are is known without reading them."""
+
+    __slots__ = ("_count", "_keep", "_runs")
+
+    def __init__(self, runs: Iterable[RunPlan], keep: Callable[[RunPlan], bool], count: int) -> None:
+        self._runs, self._keep, self._count = runs, keep, count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __iter__(self) -> Iterator[RunPlan]:
+        if not self._count:
+            return iter(())
+        return (run for run in self._runs if self._keep(run))
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """A whole plan: only runs with changes, errors or kept retention candidates (files or versions)
-    are listed."""
+    are listed.
+
+    ``runs`` is a tuple, or the planner's spool of them on disk (``CountedRuns``): read in order, one
+    at a time. Every count comes from ``totals``, counted once, never from walking the runs.
+    """
 
     spec_digest: str
     created_at: datetime  # timezone-aware UTC; also the reference time for ages
     base_url: str  # the W&B server it was planned against; apply refuses another
-    runs: tuple[RunPlan, ...]
+    runs: Sequence[RunPlan]
     errors: tuple[str, ...] = ()  # plan-wide errors (limits, a rule matching nothing it must)
     warnings: tuple[str, ...] = ()  # plan-wide warnings (a files rule whose globs match no file)
     skipped_running: int = 0  # runs left alone because they are running/pending
@@ -645,82 +745,109 @@ class Plan:
     limits: Limits = field(default_factory=Limits)
     format_version: int = FORMAT_VERSION
     sources: tuple[tuple[str, MlflowSource | WandbSource], ...] = ()  # imports planned: (name, source)
+    totals: Totals = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        totals = self.runs.totals if isinstance(self.runs, CountedRuns) else Totals.of(self.runs)
+        object.__setattr__(self, "totals", totals)
+
+    def close(self) -> None:
+        """Release the spool file the planner's runs are read from (a no-op for runs in memory)."""
+        if isinstance(self.runs, CountedRuns):
+            self.runs.close()
 
     @property
-    def changed_runs(self) -> tuple[RunPlan, ...]:
+    def changed_runs(self) -> RunsWhere:
         """Runs with at least one change (runs to create included)."""
-        return tuple(r for r in self.runs if r.changes)
+        return RunsWhere(self.runs, lambda r: bool(r.changes), self.changed_count)
 
     @property
     def changed_count(self) -> int:
         """How many runs have at least one change."""
-        return sum(1 for r in self.runs if r.changes)
+        return self.totals.runs_to_create + self.totals.runs_to_change
 
     @property
     def error_count(self) -> int:
         """Plan-wide errors plus every run's."""
-        return len(self.errors) + sum(len(r.errors) for r in self.runs)
+        return len(self.errors) + self.totals.run_errors
 
     def iter_runs(self) -> Iterator[RunPlan]:
         """The runs, in order (a saved plan being applied reads them from disk one at a time instead)."""
         return iter(self.runs)
 
     @property
-    def created_runs(self) -> tuple[RunPlan, ...]:
+    def created_runs(self) -> RunsWhere:
         """Runs to create (imports)."""
-        return tuple(r for r in self.runs if r.changes and r.action is RunAction.CREATE)
+        return RunsWhere(self.runs, lambda r: bool(r.changes) and r.action is RunAction.CREATE,
+                         self.totals.runs_to_create)
 
     @property
-    def updated_runs(self) -> tuple[RunPlan, ...]:
+    def updated_runs(self) -> RunsWhere:
         """Runs to update in place."""
-        return tuple(r for r in self.runs if r.changes and r.action is RunAction.UPDATE)
+        return RunsWhere(self.runs, lambda r: bool(r.changes) and r.action is RunAction.UPDATE,
+                         self.totals.runs_to_change)
+
+    @property
+    def error_runs(self) -> RunsWhere:
+        """Runs with errors of their own."""
+        return RunsWhere(self.runs, lambda r: bool(r.errors), self.totals.runs_with_errors)
+
+    @property
+    def kept_runs(self) -> RunsWhere:
+        """Runs with surviving retention candidates (``--show-kept``)."""
+        return RunsWhere(self.runs, lambda r: bool(r.kept or r.kept_artifacts), self.totals.runs_with_kept)
+
+    @property
+    def has_imports(self) -> bool:
+        """Whether an import planned any of the runs."""
+        return self.totals.runs_imported > 0
 
     @property
     def attribute_changes(self) -> int:
         """Total non-file changes of the runs updated in place."""
-        return sum(r.attribute_changes for r in self.updated_runs)
+        return self.totals.attribute_changes
 
     @property
     def file_uploads(self) -> int:
         """Total files to upload (imports, undo re-uploads)."""
-        return sum(len(r.file_uploads) for r in self.runs)
+        return self.totals.files_to_upload
 
     @property
     def bytes_to_upload(self) -> int:
         """Total size of the files to upload."""
-        return sum(c.after for r in self.runs for c in r.file_uploads if isinstance(c.after, int))
+        return self.totals.bytes_to_upload
 
     @property
     def file_deletions(self) -> int:
         """Total files to delete."""
-        return sum(len(r.file_deletions) for r in self.runs)
+        return self.totals.files_to_delete
 
     @property
     def bytes_to_free(self) -> int:
         """Total size of the files to delete."""
-        return sum(c.file.size for r in self.runs for c in r.file_deletions if c.file is not None)
+        return self.totals.bytes_to_free
 
     @property
     def artifact_deletions(self) -> int:
         """Total artifact versions to delete."""
-        return sum(len(r.artifact_deletions) for r in self.runs)
+        return self.totals.artifact_versions_to_delete
 
     @property
     def artifact_ttl_changes(self) -> int:
         """Total artifact version TTLs to set."""
-        return sum(len(r.artifact_ttl_changes) for r in self.runs)
+        return self.totals.artifact_ttls_to_set
 
     @property
     def artifact_bytes_to_free(self) -> int:
         """Total size of the artifact versions to delete."""
-        return sum(c.artifact.size for r in self.runs for c in r.artifact_deletions if c.artifact is not None)
+        return self.totals.artifact_bytes_to_free
 
     @property
     def has_errors(self) -> bool:
         """Whether the plan (or any run in it) has errors; such a plan is not applied."""
-        return bool(self.errors) or any(r.errors for r in self.runs)
+        return self.error_count > 0
 
     @property
     def has_changes(self) -> bool:
         """Whether applying would change anything."""
-        return any(r.changes for r in self.runs)
+        return self.changed_count > 0

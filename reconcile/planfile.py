@@ -29,7 +29,6 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,6 +51,7 @@ from reconcile.models import (
     Plan,
     RunAction,
     RunPlan,
+    Totals,
     VersionTTL,
     WandbSource,
 )
@@ -162,46 +162,6 @@ def run_to_dict(run: RunPlan) -> dict[str, Any]:
     }
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-@dataclass(frozen=True, slots=True)
-class Totals:
-    """What a plan's runs add up to: its ``summary`` counts and its runs' errors."""
-
-    runs_to_create: int = 0
-    runs_to_change: int = 0
-    attribute_changes: int = 0
-    files_to_delete: int = 0
-    bytes_to_free: int = 0
-    artifact_versions_to_delete: int = 0
-    artifact_bytes_to_free: int = 0
-    artifact_ttls_to_set: int = 0
-    run_errors: int = 0
-
-    @classmethod
-    def of(cls, plan: Plan) -> Totals:
-        """The totals of ``plan``'s runs (counted as ``Plan`` counts them)."""
-        return cls(len(plan.created_runs), len(plan.updated_runs), plan.attribute_changes,
-                   plan.file_deletions, plan.bytes_to_free, plan.artifact_deletions,
-                   plan.artifact_bytes_to_free, plan.artifact_ttl_changes,
-                   sum(len(r.errors) for r in plan.runs))
-
-    def plus(self, run: RunPlan) -> Totals:
-        """These totals with ``run`` counted too."""
-        one = Totals.of(Plan(spec_digest="", created_at=_EPOCH, base_url="", runs=(run,)))
-        return Totals(*(getattr(self, f.name) + getattr(one, f.name) for f in dataclasses.fields(self)))
-
-    def summary(self) -> dict[str, int]:
-        """The plan file's ``summary`` object."""
-        return {"runs_to_create": self.runs_to_create, "runs_to_change": self.runs_to_change,
-                "attribute_changes": self.attribute_changes, "files_to_delete": self.files_to_delete,
-                "bytes_to_free": self.bytes_to_free,
-                "artifact_versions_to_delete": self.artifact_versions_to_delete,
-                "artifact_bytes_to_free": self.artifact_bytes_to_free,
-                "artifact_ttls_to_set": self.artifact_ttls_to_set}
-
-
 def _header_to_dict(plan: Plan, totals: Totals | None = None) -> dict[str, Any]:
     """Everything of the plan's JSON document but its runs (``totals``: of runs not in ``plan``)."""
     return {
@@ -209,7 +169,7 @@ def _header_to_dict(plan: Plan, totals: Totals | None = None) -> dict[str, Any]:
         "spec_digest": plan.spec_digest,
         "created_at": _time_to_json(plan.created_at),
         "base_url": plan.base_url,
-        "summary": (totals or Totals.of(plan)).summary(),
+        "summary": (totals or plan.totals).summary(),
         "errors": list(plan.errors),
         "warnings": list(plan.warnings),
         "skipped_running": plan.skipped_running,
@@ -301,7 +261,7 @@ def dump(plan: Plan, stream: TextIO) -> None:
     Never holds the whole document in memory: a 100,000-run plan would otherwise need its
     dict and its text at once on top of the plan itself.
     """
-    dump_runs(plan, (run_to_dict(r) for r in plan.runs), Totals.of(plan), stream)
+    dump_runs(plan, (run_to_dict(r) for r in plan.runs), plan.totals, stream)
 
 
 def dump_runs(header: Plan, runs: Iterable[Mapping[str, Any]], totals: Totals, stream: TextIO) -> None:
@@ -638,7 +598,7 @@ def plan_from_dict(data: Any) -> Plan:
     seen: set[str] = set()
     for index, run in enumerate(plan.runs):
         _check_run(index, run, seen)
-    _check_summary(Totals.of(plan), _Fields(f.get("summary", dict), "summary"))
+    _check_summary(plan.totals, _Fields(f.get("summary", dict), "summary"))
     return plan
 
 
@@ -728,7 +688,7 @@ def write_plan(plan: Plan, path: Path) -> None:
     A reader (or an apply started at the same moment) sees the old file or the new one,
     never half of one. The file is created 0600: config values may be private.
     """
-    write_plan_runs(plan, (run_to_dict(r) for r in plan.runs), Totals.of(plan), path)
+    write_plan_runs(plan, (run_to_dict(r) for r in plan.runs), plan.totals, path)
 
 
 def write_plan_runs(header: Plan, runs: Iterable[Mapping[str, Any]], totals: Totals, path: Path) -> None:

@@ -36,9 +36,10 @@ from reconcile.models import (
     Plan,
     PlanLike,
     RunPlan,
+    Totals,
     utc_from_iso,
 )
-from reconcile.planfile import Totals, run_to_dict, write_plan_runs
+from reconcile.planfile import run_to_dict, write_plan_runs
 from reconcile.render.common import size_text
 from reconcile.retention import RESTORED_KEY, restored_record
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -76,7 +77,7 @@ def summary_line(plan: Plan) -> str:
         return "No changes. Runs match the spec."
     created = f"{pluralize(len(plan.created_runs), 'run')} to create, " if plan.created_runs else ""
     uploads = (f"{pluralize(plan.file_uploads, 'file')} to upload ({size_text(plan.bytes_to_upload)}), "
-               if plan.created_runs or any(r.source for r in plan.runs) else "")
+               if plan.created_runs or plan.has_imports else "")
     line = (f"Plan: {created}{pluralize(len(plan.updated_runs), 'run')} to change "
             f"({pluralize(plan.attribute_changes, 'attribute change')}), {uploads}"
             f"{pluralize(plan.file_deletions, 'file')} to delete ({size_text(plan.bytes_to_free)})")
@@ -247,9 +248,13 @@ def file_note(change: Change, plan: Plan) -> str:
     return ", ".join(parts)
 
 
-def all_errors(plan: Plan) -> list[str]:
-    """Every error of the plan, per run (prefixed with the run's path) then plan-wide."""
-    return [f"{run.path}: {err}" for run in plan.runs for err in run.errors] + list(plan.errors)
+def all_errors(plan: Plan) -> Iterator[str]:
+    """Every error of the plan (``plan.error_count`` of them), per run (prefixed with the run's path)
+    then plan-wide; read one run at a time."""
+    for run in plan.error_runs:
+        for err in run.errors:
+            yield f"{run.path}: {err}"
+    yield from plan.errors
 
 
 Kept = KeptFile | KeptArtifact
@@ -280,6 +285,3 @@ def kept_of(run: RunPlan) -> tuple[Kept, ...]:
     return (*run.kept, *run.kept_artifacts)
 
 
-def kept_runs(plan: Plan) -> tuple[RunPlan, ...]:
-    """Runs with surviving retention candidates (``--show-kept``)."""
-    return tuple(r for r in plan.runs if r.kept or r.kept_artifacts)

@@ -25,7 +25,6 @@ from reconcile.render.common import (
     kept_note,
     kept_of,
     kept_reasons,
-    kept_runs,
     label,
     printable,
     run_title,
@@ -117,15 +116,14 @@ def _run_section(run: RunPlan, plan: Plan) -> str:
 
 
 def _errors_section(plan: Plan) -> list[str]:
-    errors = all_errors(plan)
-    if not errors:
+    if not plan.has_errors:
         return []
     lines = ["**Errors** (apply refuses a plan with errors):", ""]
     used = 0
-    for i, error in enumerate(errors):
+    for i, error in enumerate(all_errors(plan)):
         line = f"- {escape(truncate(error, 1000))}"
         if used + len(line) > ERRORS_BUDGET:
-            more = pluralize(len(errors) - i, "more error")
+            more = pluralize(plan.error_count - i, "more error")
             lines.append(f"- … and {more}: see `reconcile show plan.json`")
             break
         lines.append(line)
@@ -167,12 +165,13 @@ def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool =
         head += ["**Warnings:**", "", *(f"- {escape(truncate(w, 1000))}" for w in plan.warnings), ""]
     out = "\n".join(head) + "\n"
     shown = plan.changed_runs  # runs with errors only are listed in the errors section above
+    runs = iter(shown)
     left_runs = left_changes = 0
-    for i, run in enumerate(shown):
+    for i, run in enumerate(runs):
         section = _run_section(run, plan) + "\n"
         if len(out) + len(section) + _FOOTER_RESERVE > MAX_CHARS:
-            rest = shown[i:]
-            left_runs, left_changes = len(rest), sum(len(r.changes) for r in rest)
+            # The rest are only counted, read one at a time like the runs shown.
+            left_runs, left_changes = len(shown) - i, len(run.changes) + sum(len(r.changes) for r in runs)
             break
         out += section
     if left_runs:
@@ -187,7 +186,7 @@ def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool =
 
 def _kept_sections(plan: Plan, used: int) -> str:
     """The kept files and artifact versions of each run, as long as they fit; the rest are counted."""
-    runs = kept_runs(plan)
+    runs = plan.kept_runs
     out = "### Kept by the retention rules\n\n"
     if not runs:
         return out + "No retention candidate survives.\n"

@@ -18,6 +18,7 @@ colors (green ``+``, yellow ``~``, red ``-``) only when asked for. Run data is s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import click
@@ -34,7 +35,6 @@ from reconcile.render.common import (
     kept_note,
     kept_of,
     kept_reasons,
-    kept_runs,
     label,
     printable,
     run_title,
@@ -52,6 +52,9 @@ ALIGN_MAX = 48
 """Labels longer than this do not push the ``=`` of the whole block further right."""
 
 _COLORS = {"+": "green", "~": "yellow", "-": "red"}
+
+_CHUNK_LINES = 1000
+"""Lines written at once: a line-buffered terminal is flushed once per write, not once per line."""
 
 
 def _paint(text: str, color: bool, **style: Any) -> str:
@@ -87,28 +90,40 @@ def _run_block(run: RunPlan, plan: Plan, color: bool) -> list[str]:
     return [*lines, ""]
 
 
-def _kept_lines(plan: Plan, color: bool) -> list[str]:
-    runs = kept_runs(plan)
+def _kept_lines(plan: Plan, color: bool) -> Iterator[str]:
+    runs = plan.kept_runs
     if not runs:
-        return ["No retention candidate survives: every file and artifact version the rules name is "
-                "deleted.", ""]
-    lines = ["Kept by the retention rules (candidates that survive, and why):", ""]
+        yield from ["No retention candidate survives: every file and artifact version the rules name is "
+                    "deleted.", ""]
+        return
+    yield from ["Kept by the retention rules (candidates that survive, and why):", ""]
     for run in runs:
-        lines.append(_paint(f"  # {printable(run_title(run))}", color, bold=True))
+        yield _paint(f"  # {printable(run_title(run))}", color, bold=True)
         for kept in kept_of(run):
             why = _paint(printable("# " + kept_reasons(kept)), color, dim=True)
-            lines.append(f"      = {printable(kept_label(kept))} ({printable(kept_note(kept, plan))})  {why}")
-        lines.append("")
-    return lines
+            yield f"      = {printable(kept_label(kept))} ({printable(kept_note(kept, plan))})  {why}"
+        yield ""
 
 
 def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool = False) -> None:
     """Write the plan as Terraform-style text; ``color`` adds ANSI colors (never on by default);
-    ``show_kept`` lists each surviving retention candidate and why (``plan --show-kept``)."""
-    lines: list[str] = []
+    ``show_kept`` lists each surviving retention candidate and why (``plan --show-kept``).
+
+    Written run by run as the runs are read: the output of a big plan is never held whole."""
+    chunk: list[str] = []
+    for line in _lines(plan, color, show_kept):
+        chunk.append(line)
+        if len(chunk) == _CHUNK_LINES:
+            stream.write("\n".join(chunk) + "\n")
+            chunk.clear()
+    if chunk:
+        stream.write("\n".join(chunk) + "\n")
+
+
+def _lines(plan: Plan, color: bool, show_kept: bool) -> Iterator[str]:
     if plan.has_changes:
         read = f" (planned from {pluralize(plan.runs_read, 'run')} read)" if plan.runs_read else ""
-        lines += [
+        yield from [
             "Changes are shown with these symbols:",
             "  " + _paint("~", color, fg="yellow", bold=True) + " update in-place",
             "  " + _paint("+", color, fg="green", bold=True) + " add",
@@ -118,22 +133,20 @@ def render(plan: Plan, stream: TextIO, *, color: bool = False, show_kept: bool =
             "",
         ]
         for run in plan.changed_runs:
-            lines += _run_block(run, plan, color)
+            yield from _run_block(run, plan, color)
     if show_kept:
-        lines += _kept_lines(plan, color)
-    errors = all_errors(plan)
-    for error in errors:
-        lines.append(_paint("Error:", color, fg="red", bold=True) + " " + printable(error))
-    if errors:
-        lines += ["The plan has errors: fix them and plan again; apply refuses a plan with errors.", ""]
+        yield from _kept_lines(plan, color)
+    for error in all_errors(plan):
+        yield _paint("Error:", color, fg="red", bold=True) + " " + printable(error)
+    if plan.has_errors:
+        yield from ["The plan has errors: fix them and plan again; apply refuses a plan with errors.", ""]
     for warning in plan.warnings:
-        lines.append(_paint("Warning:", color, fg="yellow", bold=True) + " " + printable(warning))
+        yield _paint("Warning:", color, fg="yellow", bold=True) + " " + printable(warning)
     if plan.warnings:
-        lines.append("")
+        yield ""
     for note in (skipped_note(plan), deletion_note(plan)):
         if note:
-            lines += [note, ""]
+            yield from [note, ""]
     summary = summary_line(plan)
     head, _, rest = summary.partition(" ") if summary.startswith("Plan:") else ("", "", summary)
-    lines.append(_paint(head, color, bold=True) + " " + rest if head else _paint(rest, color, fg="green"))
-    stream.write("\n".join(lines) + "\n")
+    yield _paint(head, color, bold=True) + " " + rest if head else _paint(rest, color, fg="green")
