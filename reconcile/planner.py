@@ -1,7 +1,8 @@
 """The pure planner: ``(spec, live runs) -> Plan``, with no I/O.
 
 Runs stream through ``Planner.add`` one at a time and only runs with changes or errors
-are kept, so memory stays flat however many runs a project has. This is the only
+are kept, each written to a spool on disk once it is planned (``reconcile.spool``), so memory
+stays flat however many runs a project has and however many of them change. This is the only
 module that uses deepdiff (for config/summary equality); no deepdiff object leaves it.
 
 Semantics (``../shared/CONTRACT.md``, "Spec format" and "Plan"): only the keys and
@@ -40,9 +41,11 @@ from reconcile.models import (
     Rule,
     RunPlan,
     Spec,
+    Totals,
     UnlessTop,
 )
 from reconcile.spec.globs import is_literal
+from reconcile.spool import RunSpool
 from reconcile.trees import apply_changes
 
 LIVE_STATES = ("running", "pending", "preempting")
@@ -505,7 +508,7 @@ class Planner:
                 usable.append(rule)
             self._projects[key] = usable
         self._seen: dict[tuple[str, str], set[str]] = {}
-        self._runs: list[RunPlan] = []
+        self._runs = RunSpool()  # the finished runs, on disk
         self._pending: list[_Pending] = []
         self._scores: dict[str, list[tuple[str, float | None]]] = {}
         self._files_selected: dict[str, int] = {}  # rule -> files it selected (delete-all guard)
@@ -692,8 +695,8 @@ class Planner:
                            _OP_ORDER[c.op]),
         )
         if changes or plan.errors or kept or kept_versions:
-            self._runs.append(dataclasses.replace(plan, changes=tuple(changes), kept=kept,
-                                                  kept_artifacts=tuple(kept_versions)))
+            self._runs.add(dataclasses.replace(plan, changes=tuple(changes), kept=kept,
+                                               kept_artifacts=tuple(kept_versions)))
 
     def finish(self) -> Plan:
         """Settle ``unless_top`` rankings, check the delete-all guard and the limits; the Plan."""
@@ -729,15 +732,15 @@ class Planner:
                     f"check its files.delete globs {list(rule.files.delete)}, or set "
                     f"files.allow_delete_all: true if that is really meant"
                 )
-        ruled = {r.path for r in self._runs}
+        ruled = set(self._runs.paths()) if self._imports else set()
         for imported in self._imports:
             if imported.path in ruled:  # two writers of one run in one apply: which wins is not defined
                 errors.append(f"{imported.path} is imported by {imported.source!r} and changed by rules in "
                               "the same plan; apply the import first, then plan the rules")
             else:
-                self._runs.append(imported)
-        runs = tuple(sorted(self._runs, key=lambda r: r.path))
-        errors.extend(self._limit_errors(runs))
+                self._runs.add(imported)
+        runs = self._runs.seal()
+        errors.extend(self._limit_errors(runs.totals))
         return Plan(
             warnings=tuple(self._warnings()),
             spec_digest=self.spec.digest,
@@ -750,7 +753,7 @@ class Planner:
             limits=self.spec.limits,
             # Apply reads the sources again (staleness, history, files): where they are, never a credential.
             sources=tuple((entry.name, entry.source) for entry in self.spec.imports
-                          if any(r.source == entry.name for r in runs)),
+                          if entry.name in runs.sources),
         )
 
     def _outside_target(self, rule: Rule) -> bool:
@@ -782,11 +785,10 @@ class Planner:
                             f"of {where}")
         return warnings
 
-    def _limit_errors(self, runs: tuple[RunPlan, ...]) -> list[str]:
+    def _limit_errors(self, totals: Totals) -> list[str]:
         limits = self.spec.limits
-        changed = sum(1 for r in runs if r.changes)
-        deletions = sum(len(r.file_deletions) for r in runs)
-        freed = sum(c.file.size for r in runs for c in r.file_deletions if c.file is not None)
+        changed = totals.runs_to_create + totals.runs_to_change
+        deletions, freed = totals.files_to_delete, totals.bytes_to_free
         checks = (
             ("max_changed_runs", limits.max_changed_runs, changed, "run", "to change"),
             ("max_file_deletions", limits.max_file_deletions, deletions, "file", "to delete"),

@@ -2,7 +2,8 @@
 
 Orchestration only: the spec loader reads the files, ``reader`` says what to read and streams
 the runs (files included where a file rule needs them) page by page, the pure planner diffs
-them one at a time (so memory stays flat), and a renderer prints the result.
+them one at a time and spools each finished run to disk (so memory stays flat), and a renderer
+prints the result, reading the runs back one at a time.
 """
 
 from __future__ import annotations
@@ -82,6 +83,15 @@ def run(files: list[Path], *, out: Path | None, fmt: str, detailed_exitcode: boo
     finally:
         done()
         backend.close()
+    try:
+        return _show_and_save(plan, out=out, fmt=fmt, detailed_exitcode=detailed_exitcode, color=color,
+                              show_kept=show_kept)
+    finally:
+        plan.close()  # its spool file: removed now, whatever happened
+
+
+def _show_and_save(plan: Plan, *, out: Path | None, fmt: str, detailed_exitcode: bool, color: bool,
+                   show_kept: bool) -> int:
     render(plan, sys.stdout, fmt, color=color, show_kept=show_kept)
     if plan.has_errors:
         if out is not None:
