@@ -700,6 +700,10 @@ class CountedRuns(Sequence[RunPlan]):
     def totals(self) -> Totals:
         """What the runs add up to."""
 
+    @abstractmethod
+    def run_dicts(self) -> Iterator[dict[str, Any]]:
+        """The runs in order as the saved plan's run objects, one at a time (what they are stored as)."""
+
     def close(self) -> None:
         """Release what holds the runs (they cannot be read afterwards)."""
 

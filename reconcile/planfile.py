@@ -41,6 +41,7 @@ from reconcile.models import (
     ChangeKind,
     ChangeOp,
     ConfigWrites,
+    CountedRuns,
     KeepReason,
     KeptArtifact,
     KeptFile,
@@ -251,6 +252,13 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     return {**header, "runs": runs, DIGEST_FIELD: digest.hexdigest()}
 
 
+def _run_dicts(plan: Plan) -> Iterable[Mapping[str, Any]]:
+    """The plan's runs as JSON objects, one at a time: as the planner's spool holds them, or converted."""
+    if isinstance(plan.runs, CountedRuns):
+        return plan.runs.run_dicts()
+    return (run_to_dict(r) for r in plan.runs)
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=True)
 
@@ -261,7 +269,7 @@ def dump(plan: Plan, stream: TextIO) -> None:
     Never holds the whole document in memory: a 100,000-run plan would otherwise need its
     dict and its text at once on top of the plan itself.
     """
-    dump_runs(plan, (run_to_dict(r) for r in plan.runs), plan.totals, stream)
+    dump_runs(plan, _run_dicts(plan), plan.totals, stream)
 
 
 def dump_runs(header: Plan, runs: Iterable[Mapping[str, Any]], totals: Totals, stream: TextIO) -> None:
@@ -688,7 +696,7 @@ def write_plan(plan: Plan, path: Path) -> None:
     A reader (or an apply started at the same moment) sees the old file or the new one,
     never half of one. The file is created 0600: config values may be private.
     """
-    write_plan_runs(plan, (run_to_dict(r) for r in plan.runs), plan.totals, path)
+    write_plan_runs(plan, _run_dicts(plan), plan.totals, path)
 
 
 def write_plan_runs(header: Plan, runs: Iterable[Mapping[str, Any]], totals: Totals, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The pure planner: ``(spec, live runs) -> Plan``, with no I/O.
+"""The pure planner: ``(spec, live runs) -> Plan``, with no network and no output (its only I/O is the
+spool file that holds the runs it has planned).
 
 Runs stream through ``Planner.add`` one at a time and only runs with changes or errors
 are kept, each written to a spool on disk once it is planned (``reconcile.spool``), so memory
@@ -837,7 +838,7 @@ def _needs(spec: Spec, run: LiveRun, now: datetime, has: Callable[[Rule], bool])
 
 
 def plan(spec: Spec, runs: Iterable[LiveRun], *, now: datetime, base_url: str) -> Plan:
-    """Plan every run of ``runs`` (streamed) against ``spec``; pure, no I/O."""
+    """Plan every run of ``runs`` (streamed) against ``spec``; pure but for the spool of planned runs."""
     planner = Planner(spec, now=now, base_url=base_url)
     for run in runs:
         planner.add(run)

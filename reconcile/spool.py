@@ -77,7 +77,7 @@ class RunSpool(CountedRuns):
     def __len__(self) -> int:
         return len(self._paths)
 
-    def _read(self, index: int) -> RunPlan:
+    def _data(self, index: int) -> dict[str, Any]:
         if not self._sealed:
             raise RuntimeError("the spool is read once the plan is finished")
         if not self._release.alive:
@@ -85,8 +85,17 @@ class RunSpool(CountedRuns):
         with self._lock:
             self._file.seek(self._offsets[index])
             line = self._file.readline()
-        data: Any = json.loads(line)
-        return run_from_dict(data, f"runs[{index}]")
+        data: dict[str, Any] = json.loads(line)
+        return data
+
+    def _read(self, index: int) -> RunPlan:
+        return run_from_dict(self._data(index), f"runs[{index}]")
+
+    def run_dicts(self) -> Iterator[dict[str, Any]]:
+        """The runs as the saved plan's run objects, in order: a plan is written without making each
+        a ``RunPlan`` and back again."""
+        for index in range(len(self)):
+            yield self._data(index)
 
     @overload
     def __getitem__(self, index: int) -> RunPlan: ...
