@@ -221,7 +221,7 @@ def compare_mode(args: argparse.Namespace, workdir: Path) -> int:
                 ("plan", reconcile_argv("plan", "-f", str(spec_path), "-o", str(plan_file), "--no-color",
                                         "--parallelism", str(args.parallelism))),
                 ("apply", reconcile_argv("apply", str(plan_file), *apply_flags)),
-            ]
+            ][:1 if args.plan_only else 2]
             listing: tuple[str, ...] = ("plan",)
         else:
             threads = args.threads if side == "threads" else 1
@@ -249,7 +249,8 @@ def compare_mode(args: argparse.Namespace, workdir: Path) -> int:
     for phase in phases.values():
         rows.append((phase.name, [
             _fmt(phase.seconds), f"{phase.requests:,}", _fmt(phase.requests / max(args.runs, 1)),
-            _fmt((phase.requests - phase.listing_requests) / max(changed, 1)), _fmt(phase.max_rss_mib)]))
+            _fmt((phase.requests - phase.listing_requests) / changed) if changed else "-",
+            _fmt(phase.max_rss_mib)]))
     rec = phases.get("reconcile")
     for side in ("loop", "threads"):
         if rec is not None and side in phases:
@@ -333,7 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-timeout", type=int,
                         help="WANDB_HTTP_TIMEOUT (seconds) for the clients; default: the client's own (on a "
                              "saturated machine a page of 100 runs with their files can outlast it)")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="with --only reconcile: run `reconcile plan` and not the apply (plan's wall time and "
+                             "peak RSS at sizes where the apply would take hours)")
     args = parser.parse_args(argv)
+    if args.plan_only and args.only != "reconcile":
+        parser.error("--plan-only needs --only reconcile (the other sides' end states would differ)")
     global HTTP_TIMEOUT  # noqa: PLW0603 - one setting for every client process of this run
     HTTP_TIMEOUT = args.http_timeout
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reconcile-bench-"))

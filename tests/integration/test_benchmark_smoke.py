@@ -48,3 +48,16 @@ def test_benchmark_detects_different_end_states(tmp_path: Path) -> None:
     fixture.seed_db(data, tmp_path / "b.sqlite")
     diffs = compare(tmp_path / "a.sqlite", tmp_path / "b.sqlite")
     assert diffs == ["r0000001 tags: ['baseline'] != ['changed']"]
+
+
+def test_benchmark_plan_only_runs_no_apply(tmp_path: Path) -> None:
+    """`--only reconcile --plan-only` plans (a saved plan, its peak RSS) and applies nothing; without
+    `--only reconcile` it is refused."""
+    result = _bench(tmp_path, "--runs", "6", "--files", "4", "--only", "reconcile", "--plan-only")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [steps] = [line for line in result.stdout.splitlines() if line.startswith("reconcile: plan ")]
+    assert "MiB; listing pages" in steps and "apply" not in steps
+    assert "0 runs changed" in result.stdout
+    assert (tmp_path / "plan.json").exists()
+    refused = _bench(tmp_path, "--runs", "6", "--files", "4", "--plan-only")
+    assert refused.returncode == 2 and "--plan-only needs --only reconcile" in refused.stderr
