@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
+from collections.abc import Iterator
 
 import click
 
@@ -147,3 +148,24 @@ def test_render_text_file_note_from_detail_or_file() -> None:
     assert text.count("114.44 MiB, 320 days old") == 1
     assert '+ file "restored.pt" (re-upload from backups/acme/vision/def456/restored.pt)  # undo' in text
     assert '(2 KiB, less than a day old)' in text
+
+
+def test_render_text_writes_as_it_goes() -> None:
+    """A big plan's text is written in pieces while its runs are still being read, never built whole
+    first."""
+    out = io.StringIO()
+    written_at_read: list[int] = []
+
+    class Runs(tuple[RunPlan, ...]):
+        def __iter__(self) -> Iterator[RunPlan]:
+            for run in super().__iter__():
+                written_at_read.append(out.tell())
+                yield run
+
+    runs = Runs(dataclasses.replace(_run(_set("lr", 0.1, 0.2), _set("bs", 1, 2)), run_id=f"r{i:04d}")
+                for i in range(1000))
+    plan = Plan(spec_digest="sha256:d", created_at=NOW, base_url="http://127.0.0.1:8080", runs=runs)
+    written_at_read.clear()  # the Plan counted its runs when it was made
+    render(plan, out, "text")
+    assert len(written_at_read) == 1000
+    assert written_at_read[500] > 0  # half the runs read: some of the text is out already
