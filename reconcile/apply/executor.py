@@ -223,7 +223,7 @@ class _Executor:
         deletes = plan.file_deletions or plan.artifact_deletions
         self.backups = None if backup_dir is None or not deletes else BackupStore(
             backup_dir, apply_id(journal.digest, plan.created_at.isoformat()))
-        self.observers: tuple[ev.Observer, ...] = (journal, *observers)
+        self.observers: tuple[ev.Observer, ...] = tuple(observers)  # the journal is told first, apart
         self.result = ApplyResult()
         self.undo = undo
         self._in_flight: dict[str, RunPlan] = {}  # runs read from the plan and not yet finished, by path
@@ -235,13 +235,21 @@ class _Executor:
     # ------------------------------------------------------------------ plumbing
 
     def emit(self, event: ev.ApplyEvent) -> None:
-        """Tell every observer, one event at a time (the journal first: it fsyncs)."""
+        """Tell the journal, then every observer, one event at a time; return once the journal has the
+        event on disk (so a step is recorded before the next one starts).
+
+        The fsync happens after the lock is released: the workers' records that were appended while one
+        fsync ran are made durable together by the next one (the journal's group commit), instead of each
+        worker waiting its turn under the lock for an fsync of its own (~1 ms each on a loaded disk).
+        """
         with self._lock:
             self._account(event)
             if isinstance(event, ev.RunImported):
                 self.result.count_import(event)
+            line = self.journal.append(event)
             for observer in self.observers:
                 observer(event)
+        self.journal.sync(line)
 
     def _account(self, event: ev.ApplyEvent) -> None:
         res = self.result

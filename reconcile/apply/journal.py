@@ -205,7 +205,10 @@ class Journal:
         self.digest = digest
         self.runs = runs
         self._handle = handle
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # appending a line
+        self._appended = 0  # lines appended (and flushed) by this process
+        self._synced = 0  # of those, how many an fsync has made durable
+        self._sync_lock = threading.Lock()  # one fsync at a time; the others wait for it, then need none
         self.file_lock = lock
         self.replaced: str | None = None
         """The digest of another plan whose finished apply's journal this one replaced, if any."""
@@ -248,8 +251,8 @@ class Journal:
         journal = cls(path, digest, runs, handle, lock)
         journal.replaced = replaced
         if fresh:
-            journal._write({"type": "plan", "plan_digest": digest, "base_url": plan.base_url,
-                            "plan_created_at": plan.created_at.isoformat()})
+            journal.sync(journal._write({"type": "plan", "plan_digest": digest, "base_url": plan.base_url,
+                                         "plan_created_at": plan.created_at.isoformat()}))
         return journal
 
     def record_for(self, run: str) -> RunRecord:
@@ -258,6 +261,9 @@ class Journal:
 
     def record(self, run: str, phase: str, **extra: Any) -> None:
         """Append one run record, durably (flush + fsync) before returning."""
+        self.sync(self._record(run, phase, **extra))
+
+    def _record(self, run: str, phase: str, **extra: Any) -> int:
         line = {"type": "run", "run": run, "phase": phase, **extra}
         if phase in (*FINAL_PHASES, "failed"):
             # This apply is done with the run: it is on disk for the next apply, not kept in memory
@@ -265,46 +271,70 @@ class Journal:
             self.runs.pop(run, None)
         else:
             self.runs.setdefault(run, RunRecord()).phases.add(phase)
-        self._write(line)
+        return self._write(line)
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: dict[str, Any]) -> int:
+        """Append ``record`` as one line, flushed to the OS; its number, for ``sync``."""
         record = {**record, "time": _now()}
         text = json.dumps(record, sort_keys=True, allow_nan=True, default=str) + "\n"
         with self._lock:
             self._handle.write(text)
             self._handle.flush()
+            self._appended += 1
+            return self._appended
+
+    def sync(self, upto: int) -> None:
+        """Return once line ``upto`` (and every line before it) is on disk (fsynced).
+
+        Group commit: one fsync makes durable every line appended before it started, so threads that
+        appended while another one's fsync ran share the next fsync instead of queueing one each.
+        """
+        with self._sync_lock:
+            if self._synced >= upto:
+                return
+            with self._lock:
+                appended = self._appended
             os.fsync(self._handle.fileno())
+            self._synced = appended
 
     def __call__(self, event: ev.ApplyEvent) -> None:
-        """Observer: turn apply events into journal records."""
+        """Observer: turn apply events into journal records, each durable before this returns."""
+        self.sync(self.append(event))
+
+    def append(self, event: ev.ApplyEvent) -> int:
+        """The event's record appended (flushed, not yet fsynced: ``sync`` it); its line number, or the
+        last line's if the event has no record."""
         if isinstance(event, ev.RunStarted):
-            self.record(event.run, "started")
-        elif isinstance(event, ev.RunMetadataWritten):
-            self.record(event.run, "metadata_written", already=event.already)
-        elif isinstance(event, ev.RunFilesDeleted):
-            self.record(event.run, "files_deleted", files=event.files, bytes=event.bytes)
-        elif isinstance(event, ev.RunArtifactsDeleted):
-            self.record(event.run, "artifacts_deleted", versions=event.versions, bytes=event.bytes)
-        elif isinstance(event, ev.RunArtifactTTLsSet):
-            self.record(event.run, "artifact_ttls_set", versions=event.versions)
-        elif isinstance(event, ev.RunFilesUploaded):
-            self.record(event.run, "files_uploaded", files=event.files)
-        elif isinstance(event, ev.RunImported):
-            self.record(event.run, "imported", created=event.created, rows=event.rows, files=event.files,
-                        bytes=event.bytes)
-        elif isinstance(event, ev.RunApplied):
-            self.record(event.run, "done", files_deleted=event.files_deleted, bytes_freed=event.bytes_freed,
-                        undo=event.undo.to_json() if event.undo else None)
-        elif isinstance(event, ev.RunStale):
-            self.record(event.run, "stale", reason=event.reason)
-        elif isinstance(event, ev.RunFailed):
-            self.record(event.run, "failed", message=event.message)
-        elif isinstance(event, ev.RunUnconverged):
-            self.record(event.run, "unconverged", fields=list(event.fields),
-                        files_deleted=event.files_deleted, bytes_freed=event.bytes_freed,
-                        undo=event.undo.to_json() if event.undo else None)
-        elif isinstance(event, ev.ApplyComplete):
-            self._write({"type": "complete", "summary": getattr(event.result, "summary_line", "")})
+            return self._record(event.run, "started")
+        if isinstance(event, ev.RunMetadataWritten):
+            return self._record(event.run, "metadata_written", already=event.already)
+        if isinstance(event, ev.RunFilesDeleted):
+            return self._record(event.run, "files_deleted", files=event.files, bytes=event.bytes)
+        if isinstance(event, ev.RunArtifactsDeleted):
+            return self._record(event.run, "artifacts_deleted", versions=event.versions, bytes=event.bytes)
+        if isinstance(event, ev.RunArtifactTTLsSet):
+            return self._record(event.run, "artifact_ttls_set", versions=event.versions)
+        if isinstance(event, ev.RunFilesUploaded):
+            return self._record(event.run, "files_uploaded", files=event.files)
+        if isinstance(event, ev.RunImported):
+            return self._record(event.run, "imported", created=event.created, rows=event.rows,
+                                files=event.files, bytes=event.bytes)
+        if isinstance(event, ev.RunApplied):
+            return self._record(event.run, "done", files_deleted=event.files_deleted,
+                                bytes_freed=event.bytes_freed,
+                                undo=event.undo.to_json() if event.undo else None)
+        if isinstance(event, ev.RunStale):
+            return self._record(event.run, "stale", reason=event.reason)
+        if isinstance(event, ev.RunFailed):
+            return self._record(event.run, "failed", message=event.message)
+        if isinstance(event, ev.RunUnconverged):
+            return self._record(event.run, "unconverged", fields=list(event.fields),
+                                files_deleted=event.files_deleted, bytes_freed=event.bytes_freed,
+                                undo=event.undo.to_json() if event.undo else None)
+        if isinstance(event, ev.ApplyComplete):
+            return self._write({"type": "complete", "summary": getattr(event.result, "summary_line", "")})
+        with self._lock:
+            return self._appended
 
     def close(self) -> None:
         """Close the file and release the lock."""

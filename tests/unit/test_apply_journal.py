@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,52 @@ def test_journal_records_what_each_event_says(tmp_path: Path) -> None:
     assert again.record_for("r").final == "done" and again.record_for("r").last["undo"] == undo.to_json()
     assert again.record_for("u").phases == {"unconverged"}
     again.close()
+
+
+def test_journal_records_that_wait_for_an_fsync_share_the_next_one(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Group commit: while one record's fsync runs, three other threads append theirs; one more fsync
+    then covers all three, and none of them returns before a fsync that covers its line."""
+    path = tmp_path / "j.jsonl"
+    journal = Journal.open(path, _plan())
+    covered: list[int] = []  # lines on disk when each fsync started
+    first_fsync, release = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        covered.append(len(path.read_text().splitlines()))
+        if len(covered) == 1:
+            first_fsync.set()
+            release.wait(timeout=30)  # held until the others have appended
+        real_fsync(fd)
+
+    monkeypatch.setattr("reconcile.apply.journal.os.fsync", fsync)
+    returned: dict[str, int] = {}  # run -> fsyncs done when its record() returned
+
+    def record(run: str) -> None:
+        journal.record(run, "started")
+        returned[run] = len(covered)
+
+    first = threading.Thread(target=record, args=("acme/vision/a",))
+    first.start()
+    assert first_fsync.wait(timeout=30)
+    others = [threading.Thread(target=record, args=(f"acme/vision/{r}",)) for r in "bcd"]
+    for thread in others:
+        thread.start()
+    try:
+        for _ in range(1000):  # until the three lines are appended (flushed) behind the held fsync
+            if len(path.read_text().splitlines()) == 5:
+                break
+            threading.Event().wait(0.01)
+        assert "acme/vision/b" not in returned  # waiting for a fsync
+    finally:
+        release.set()
+        for thread in (first, *others):
+            thread.join(timeout=30)
+    journal.close()
+    assert covered == [2, 5]  # the header and a's line, then b, c and d together
+    assert returned["acme/vision/a"] >= 1
+    assert [returned[f"acme/vision/{r}"] for r in "bcd"] == [2, 2, 2]
 
 
 def test_journal_reopen_reads_phases_and_ignores_a_torn_last_line(tmp_path: Path) -> None:
