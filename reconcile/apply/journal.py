@@ -302,8 +302,8 @@ class Journal:
         self.sync(self.append(event))
 
     def append(self, event: ev.ApplyEvent) -> int:
-        """The event's record appended (flushed, not yet fsynced: ``sync`` it); its line number, or the
-        last line's if the event has no record."""
+        """The event's record appended (flushed, not yet fsynced: ``sync`` it); its line number, or 0 if
+        the event has no record (nothing to wait for)."""
         if isinstance(event, ev.RunStarted):
             return self._record(event.run, "started")
         if isinstance(event, ev.RunMetadataWritten):
@@ -333,8 +333,7 @@ class Journal:
                                 undo=event.undo.to_json() if event.undo else None)
         if isinstance(event, ev.ApplyComplete):
             return self._write({"type": "complete", "summary": getattr(event.result, "summary_line", "")})
-        with self._lock:
-            return self._appended
+        return 0
 
     def close(self) -> None:
         """Close the file and release the lock."""

@@ -133,6 +133,22 @@ def test_journal_records_that_wait_for_an_fsync_share_the_next_one(tmp_path: Pat
     assert [returned[f"acme/vision/{r}"] for r in "bcd"] == [2, 2, 2]
 
 
+def test_an_event_without_a_record_waits_for_no_fsync(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event the journal does not record (a run written, awaiting its read-back) returns at once, even
+    while other threads' records await their fsync; a recorded one waits for its own."""
+    journal = Journal.open(tmp_path / "j.jsonl", _plan())
+    fsyncs: list[int] = []
+    monkeypatch.setattr("reconcile.apply.journal.os.fsync", fsyncs.append)
+    line = journal.append(ev.RunStarted("acme/vision/b"))  # another worker's, not yet synced
+    journal(ev.RunWritten("acme/vision/a"))
+    assert fsyncs == []
+    journal.sync(line)
+    journal(ev.RunMetadataWritten("acme/vision/a"))
+    assert len(fsyncs) == 2
+    journal.close()
+
+
 def test_journal_reopen_reads_phases_and_ignores_a_torn_last_line(tmp_path: Path) -> None:
     """A record cut short by a crash is ignored; earlier records are kept for the resume."""
     plan = _plan()
