@@ -495,7 +495,7 @@ class Planner:
         self.runs_read = 0
         self.skipped_running = 0
         self._errors: list[str] = []
-        self._imports: list[RunPlan] = []
+        self._imports = RunSpool()  # the runs imports plan, on disk until finish sets them against the rules'
         self._rule_order = {rule.name: i for i, rule in enumerate(spec.rules)}
         self._projects: dict[tuple[str, str], list[Rule]] = {}
         for key, rules in selection.targets(spec).items():
@@ -611,7 +611,7 @@ class Planner:
 
     def add_import(self, plan: RunPlan) -> None:
         """A run an import plans (``reconcile.import_planner``); limits count it like any other."""
-        self._imports.append(plan)
+        self._imports.add(plan)
 
     def _collect_artifacts(self, work: _RunWork) -> bool:
         """Hand the run's candidate versions to the collector; whether it logged any."""
@@ -733,13 +733,15 @@ class Planner:
                     f"check its files.delete globs {list(rule.files.delete)}, or set "
                     f"files.allow_delete_all: true if that is really meant"
                 )
-        ruled = set(self._runs.paths()) if self._imports else set()
-        for imported in self._imports:
+        imports = self._imports.seal()  # read back in path order (so are the errors for them)
+        ruled = set(self._runs.paths()) if imports else set()
+        for imported in imports:
             if imported.path in ruled:  # two writers of one run in one apply: which wins is not defined
                 errors.append(f"{imported.path} is imported by {imported.source!r} and changed by rules in "
                               "the same plan; apply the import first, then plan the rules")
             else:
                 self._runs.add(imported)
+        imports.close()
         runs = self._runs.seal()
         errors.extend(self._limit_errors(runs.totals))
         return Plan(

@@ -13,7 +13,19 @@ import pytest
 
 from reconcile import planner
 from reconcile.errors import PlanError
-from reconcile.models import FilesRule, Limits, Plan, RunPlan, SetBlock, Spec, Totals
+from reconcile.models import (
+    Change,
+    ChangeKind,
+    ChangeOp,
+    FilesRule,
+    Limits,
+    Plan,
+    RunAction,
+    RunPlan,
+    SetBlock,
+    Spec,
+    Totals,
+)
 from reconcile.render import render
 from tests.unit.test_planner_files import NOW, TARGET, URL, rule, run
 
@@ -51,6 +63,22 @@ def test_spool_planner_holds_no_finished_run(count: int) -> None:
     for index, _read in enumerate(plan.runs):
         if index % 100 == 0:
             assert _alive_run_plans() - before <= 3
+    plan.close()
+
+
+def test_spool_planner_holds_no_imported_run() -> None:
+    """Runs an import plans wait for ``finish`` on disk too (finish sets them against the rules' runs)."""
+    before = _alive_run_plans()
+    p = planner.Planner(SPEC, now=NOW, base_url=URL)
+    for i in range(200):
+        p.add_import(RunPlan(entity="acme", project="new", run_id=f"m{i:04d}", storage_id="", name=None,
+                             fingerprint="absent", fingerprint_fields=(), action=RunAction.CREATE,
+                             source="from-mlflow", changes=(Change(ChangeKind.NAME, ChangeOp.SET, (), None,
+                                                                   f"m{i}", ("from-mlflow",)),)))
+    assert _alive_run_plans() - before <= 2
+    plan = p.finish()
+    assert (len(plan.created_runs), plan.has_imports) == (200, True)
+    assert [r.run_id for r in plan.runs][:2] == ["m0000", "m0001"]
     plan.close()
 
 
