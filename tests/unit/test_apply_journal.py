@@ -197,8 +197,15 @@ def test_an_empty_journal_file_gets_the_plan_header(tmp_path: Path) -> None:
     assert json.loads(path.read_text().splitlines()[0])["plan_digest"] == plan_digest(_plan())
     assert unfinished(path)
     other = make_plan(run_plan(live_run("b"), [config_set("lr", 0.1, 0.3)]))
-    with pytest.raises(PlanError, match="belongs to another plan"):
+    with pytest.raises(PlanError) as refused:
         Journal.open(path, other)
+    assert str(refused.value) == (
+        f"the journal {path} belongs to another plan ({plan_digest(_plan())}) whose apply did not finish "
+        "(1 run recorded, no completion). It is the only record of what that apply changed and how to undo "
+        "it. If you still have that plan file, finish it first: "
+        f"`reconcile apply THAT_PLAN.json --journal {path}` "
+        f"(the journal skips what is done, then writes the undo plan). Otherwise move {path} aside to keep "
+        "that record, or pass --journal with a new file for this plan. Nothing was written.")
 
 
 def test_journal_damaged_in_the_middle_is_refused(tmp_path: Path) -> None:
