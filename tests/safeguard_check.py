@@ -285,6 +285,15 @@ SAFEGUARDS = (
               "reconcile/apply/executor.py",
               "            if wrote:\n", "            if False:\n",
               (SAFETY + "test_undo_restores_metadata_of_a_run_whose_deletion_then_failed",)),
+    Safeguard("the staleness re-read runs more than one group ahead of the writes",
+              "reconcile/apply/executor.py",
+              "batch = list(islice(todo, group_size))", "batch = list(islice(todo, 2 * group_size))",
+              ("tests/unit/test_apply_executor.py::"
+               "test_apply_plan_rereads_the_next_group_while_this_one_is_written_and_no_further",)),
+    Safeguard("a journal record not fsynced before apply goes on (group commit)", "reconcile/apply/journal.py",
+              "            os.fsync(self._handle.fileno())\n", "",
+              ("tests/unit/test_apply_journal.py::"
+               "test_journal_records_that_wait_for_an_fsync_share_the_next_one",)),
     Safeguard("a backup records the re-upload time of a file an undo restored", "reconcile/apply/backup.py",
               "updated_at=uploaded.isoformat()", "updated_at=file.updated_at.isoformat()",
               (SAFETY + "test_keep_last_plans_the_same_files_after_every_apply_undo_cycle",)),
