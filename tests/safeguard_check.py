@@ -290,7 +290,8 @@ SAFEGUARDS = (
               "batch = list(islice(todo, group_size))", "batch = list(islice(todo, 2 * group_size))",
               ("tests/unit/test_apply_executor.py::"
                "test_apply_plan_rereads_the_next_group_while_this_one_is_written_and_no_further",)),
-    Safeguard("a journal record not fsynced before apply goes on (group commit)", "reconcile/apply/journal.py",
+    Safeguard("a journal record not fsynced before apply goes on (group commit)",
+              "reconcile/apply/journal.py",
               "            os.fsync(self._handle.fileno())\n", "",
               ("tests/unit/test_apply_journal.py::"
                "test_journal_records_that_wait_for_an_fsync_share_the_next_one",)),
