@@ -167,7 +167,7 @@ SAFEGUARDS = (
               "        self.result.undo = self.undo.finish() if self.undo.summary.runs else None\n",
               (SAFETY + "test_deletion_only_apply_f_leaves_no_older_undo_plan",)),
     Safeguard("apply's output paths not checked before the writes", "reconcile/commands/apply.py",
-              "    _check_outputs(journal=journal_path,", "    (lambda **_kw: None)(journal=journal_path,",
+              "    _check_outputs(plan_file=plan_file,", "    (lambda **_kw: None)(plan_file=plan_file,",
               (SAFETY + "test_output_paths_are_checked_before_anything_is_written",)),
     Safeguard("plan -o not checked before reading", "reconcile/commands/plan.py",
               '        check_output_file(out, "-o")', "        pass",
