@@ -282,8 +282,11 @@ def test_journal_lock_refusal_names_the_holder_s_host_user_and_since(tmp_path: P
         me = json.loads(JournalLock.path_for(journal).read_text())
         with pytest.raises(PlanLocked) as refused:
             JournalLock.acquire(journal)
-        assert f"pid {me['pid']} on host {me['host']}, user {me['user']}, since {me['since']}" in \
-            str(refused.value)
+        assert str(refused.value) == (
+            f"the plan is locked: another apply is running it (pid {me['pid']} on host {me['host']}, user "
+            f"{me['user']}, since {me['since']}; lock file {JournalLock.path_for(journal)}). Two applies of "
+            "one plan never run at once: wait for it to finish, then apply again (the journal skips what it "
+            "did).")
     finally:
         held.release()
     fd = os.open(JournalLock.path_for(journal), os.O_RDWR | os.O_CREAT, 0o600)
@@ -320,6 +323,51 @@ def test_journal_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> No
         assert json.loads(lock_file.read_text())["pid"] == os.getpid()
     finally:
         lock.release()
+
+
+@pytest.mark.parametrize("replaced", [False, True])
+def test_a_lock_file_released_while_it_is_being_taken_is_taken_afresh(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replaced: bool) -> None:
+    """The holder releases (removes) the lock file between our open and our flock, and another apply may
+    already have created a new one: the lock we got is on a file nobody else will open, so it is dropped
+    and the lock file now at the path is taken (never two holders, one of them on a removed file)."""
+    journal = tmp_path / "j.jsonl"
+    path = JournalLock.path_for(journal)
+    real_flock = fcntl.flock
+    calls = [0]
+
+    def released_meanwhile(fd: int, operation: int) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            path.unlink()
+            if replaced:
+                path.write_text("")
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", released_meanwhile)
+    lock = JournalLock.acquire(journal)
+    monkeypatch.undo()
+    try:
+        assert calls[0] == 2
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        lock.release()
+
+
+def test_releasing_a_lock_twice_or_after_its_file_was_removed_is_harmless(tmp_path: Path) -> None:
+    """release is idempotent, and a lock file someone removed while it was held is no error: the lock is
+    dropped either way and can be taken again."""
+    lock = JournalLock.acquire(tmp_path / "j.jsonl")
+    JournalLock.path_for(tmp_path / "j.jsonl").unlink()
+    lock.release()
+    lock.release()
+    JournalLock.acquire(tmp_path / "j.jsonl").release()
 
 
 def test_journal_lock_held_by_another_process_blocks(tmp_path: Path) -> None:
