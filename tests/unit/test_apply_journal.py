@@ -313,6 +313,31 @@ def test_journal_lock_creates_the_missing_directories_of_its_journal(tmp_path: P
     JournalLock.acquire(journal).release()
 
 
+@pytest.mark.parametrize("content", ["[1, 2]", '"a text"', "{not json", ""])
+def test_a_lock_file_that_names_no_holder_is_refused_as_holder_unknown(tmp_path: Path, content: str) -> None:
+    """A held lock file whose content is not a JSON object (damaged, or written by something else) says
+    the holder is unknown instead of failing to read it."""
+    journal = tmp_path / "j.jsonl"
+    path = JournalLock.path_for(journal)
+    path.write_text(content)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(PlanLocked, match=re.escape("(holder unknown; lock file")):
+            JournalLock.acquire(journal)
+    finally:
+        os.close(fd)
+
+
+def test_a_run_record_keeps_the_fields_given_with_it(tmp_path: Path) -> None:
+    """``record`` writes the extra fields it is given into the run's line (a failure's message, say)."""
+    journal = Journal.open(tmp_path / "j.jsonl", _plan())
+    journal.record("acme/vision/a", "failed", message="refused")
+    journal.close()
+    last = json.loads((tmp_path / "j.jsonl").read_text().splitlines()[-1])
+    assert (last["run"], last["phase"], last["message"]) == ("acme/vision/a", "failed", "refused")
+
+
 def test_journal_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     """A lock file whose holder died (no flock held any more, like after SIGKILL) does not block."""
     lock_file = JournalLock.path_for(tmp_path / "j.jsonl")
