@@ -350,6 +350,16 @@ def test_journal_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> No
         lock.release()
 
 
+def _assert_held(path: Path) -> None:
+    """Someone holds the flock of ``path``: another open of it cannot take it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+
+
 @pytest.mark.parametrize("replaced", [False, True])
 def test_a_lock_file_released_while_it_is_being_taken_is_taken_afresh(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replaced: bool) -> None:
@@ -375,12 +385,7 @@ def test_a_lock_file_released_while_it_is_being_taken_is_taken_afresh(
     try:
         assert calls[0] == 2
         assert json.loads(path.read_text())["pid"] == os.getpid()
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            with pytest.raises(BlockingIOError):
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        finally:
-            os.close(fd)
+        _assert_held(path)
     finally:
         lock.release()
 
@@ -481,12 +486,7 @@ def test_a_plan_in_a_directory_that_cannot_be_written_locks_the_plan_file_itself
         assert str(refused.value).startswith(
             f"the plan is locked: another apply is running it (holder unknown; lock file "
             f"{PlanLock.path_for(plan, DIGEST)}). Two applies of one plan ({DIGEST}) never run at once")
-        fd = os.open(plan, os.O_RDONLY)
-        try:
-            with pytest.raises(BlockingIOError):
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        finally:
-            os.close(fd)
+        _assert_held(plan)
     finally:
         held.release()
     assert plan.read_text() == "{}"
