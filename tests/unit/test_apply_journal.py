@@ -149,6 +149,29 @@ def test_an_event_without_a_record_waits_for_no_fsync(tmp_path: Path,
     journal.close()
 
 
+def test_a_new_journal_s_header_is_fsynced_by_open_and_a_resumed_one_waits_for_no_fsync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A journal started afresh has its header on disk (fsynced) when ``open`` returns, so a crash right
+    after leaves a journal naming its plan; reopened to resume, it writes no header, and an event without
+    a record still waits for no fsync there, while a recorded one gets its own."""
+    path = tmp_path / "j.jsonl"
+    lines_at_fsync: list[int] = []  # lines in the journal when each of its fsyncs ran (not the lock's)
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+            lines_at_fsync.append(len(path.read_text().splitlines()))
+
+    monkeypatch.setattr("reconcile.apply.journal.os.fsync", fsync)
+    Journal.open(path, _plan()).close()
+    assert lines_at_fsync == [1]
+    again = Journal.open(path, _plan())
+    again(ev.RunWritten("acme/vision/a"))
+    assert lines_at_fsync == [1]
+    again(ev.RunStarted("acme/vision/a"))
+    assert lines_at_fsync == [1, 2]
+    again.close()
+
+
 def test_journal_reopen_reads_phases_and_ignores_a_torn_last_line(tmp_path: Path) -> None:
     """A record cut short by a crash is ignored; earlier records are kept for the resume."""
     plan = _plan()
