@@ -30,8 +30,6 @@ class _Absent:
 ABSENT: Any = _Absent()
 """What ``lookup`` returns for a missing key; shared by the planner and apply."""
 
-_ABSENT_JSON = {"<absent>": True}  # how a missing key is hashed: no JSON value looks like it
-
 _SIMPLE = {"tags", "name", "notes", "group", "job_type", "state", "created_at"}
 
 
@@ -71,8 +69,10 @@ def _canonical(value: Any) -> str:
 
 
 def _entry(run: LiveRun, ref: FieldRef) -> list[Any]:
+    """``[ref, value]``, or ``[ref]`` for a missing key: an entry no value can spell (a marker value such
+    as ``{"<absent>": true}`` would hash like a config key set to that very value)."""
     value = field_value(run, ref)
-    return [list(ref), _ABSENT_JSON if value is ABSENT else value]
+    return [list(ref)] if value is ABSENT else [list(ref), value]
 
 
 def fingerprint(run: LiveRun, fields: Iterable[FieldRef]) -> str:

@@ -88,11 +88,12 @@ def test_a_fingerprint_does_not_depend_on_the_order_of_tags() -> None:
     assert fingerprint(_run(tags=("a", "b")), FIELDS) != fingerprint(_run(tags=("a", "c")), FIELDS)
 
 
-def test_a_removed_key_is_not_a_key_holding_the_text_that_marks_removal() -> None:
-    """A missing key is hashed as a value no JSON value looks like: a config key whose value is the text
-    ``<absent>`` (or the marker's own JSON object) is not a removed one."""
+def test_a_removed_key_is_not_a_key_holding_any_value() -> None:
+    """A missing key is hashed as no value can be: a config key holding the text ``<absent>``, or the
+    object ``{"<absent>": true}`` that was once the marker (it hashed like a removed key), is not a
+    removed one."""
     removed = fingerprint(_run(config={"model": "resnet"}), FIELDS)
-    for value in ("<absent>", {"<absent>": 1}, None):
+    for value in ("<absent>", {"<absent>": True}, {"<absent>": 1}, None, []):
         assert fingerprint(_run(config={"lr": value, "model": "resnet"}), FIELDS) != removed
 
 
