@@ -290,6 +290,11 @@ SAFEGUARDS = (
               "batch = list(islice(todo, group_size))", "batch = list(islice(todo, 2 * group_size))",
               ("tests/unit/test_apply_executor.py::"
                "test_apply_plan_rereads_the_next_group_while_this_one_is_written_and_no_further",)),
+    Safeguard("Ctrl-C during a staleness re-read waits for the re-read (its thread joined at exit)",
+              "reconcile/apply/executor.py",
+              'name="apply-reread", daemon=True)', 'name="apply-reread", daemon=False)',
+              ("tests/integration/test_apply.py::"
+               "test_ctrl_c_during_a_held_reread_ends_apply_at_once_and_a_rerun_finishes",)),
     Safeguard("a journal record not fsynced before apply goes on (group commit)",
               "reconcile/apply/journal.py",
               "            os.fsync(self._handle.fileno())\n", "",

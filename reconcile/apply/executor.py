@@ -311,12 +311,12 @@ class _Executor:
         plan = self.plan
         self.emit(ev.ApplyStart(total_runs=plan.changed_count, total_files=plan.file_deletions,
                                 total_bytes=plan.bytes_to_free, plan_digest=self.journal.digest))
-        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="apply-reread") as reader:
+        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="apply") as pool:
             try:
-                self._pipeline(self._todo(), pool, reader)
+                self._pipeline(self._todo(), pool)
             except BaseException:
-                reader.shutdown(wait=True, cancel_futures=True)
+                # The writes in flight finish and are journaled (bounded); a re-read in flight is
+                # abandoned (it only reads, on a daemon thread nothing joins), so Ctrl-C ends at once.
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
             finally:
@@ -382,12 +382,13 @@ class _Executor:
                 out[rp.path] = live if live is not None else ApplyError("the run no longer exists")
         return out
 
-    def _pipeline(self, todo: Iterator[RunPlan], pool: ThreadPoolExecutor,
-                  reader: ThreadPoolExecutor) -> None:
+    def _pipeline(self, todo: Iterator[RunPlan], pool: ThreadPoolExecutor) -> None:
         """Re-read, write and verify in batches without a barrier between them.
 
         The staleness re-read is batched (one Runs query per group of ``parallelism`` runs, as the
-        contract allows) and read *one group ahead*, on ``reader``: once group k is handed out, group
+        contract allows) and read *one group ahead*, on a daemon thread of its own (``_in_background``:
+        nothing waits for it when apply is interrupted, so a Ctrl-C during a slow or retried re-read
+        ends apply at once; the writes in flight are still finished): once group k is handed out, group
         k+1 is re-read while k is written, so the workers do not wait for a re-read. The read of k+2
         starts only when k+1 is handed out (at most one group re-read and not handed out), and a run
         is handed out only when fewer than ``parallelism`` writes are in flight (no queue of writes
@@ -435,8 +436,8 @@ class _Executor:
             batch = list(islice(todo, group_size))  # here: taking runs from the plan emits events
             if not batch:
                 return None
-            return batch, reader.submit(self._read, batch, "staleness check",
-                                        lambda rp: _needs_files(rp.fingerprint_fields))
+            return batch, _in_background(self._read, batch, "staleness check",
+                                         lambda rp: _needs_files(rp.fingerprint_fields))
 
         ahead = read_ahead()
         while ahead is not None:
@@ -784,6 +785,28 @@ class _Versions:
     delete: list[LiveArtifact] = field(default_factory=list)
     ttls: list[tuple[LiveArtifact, VersionTTL]] = field(default_factory=list)
     backups: Sequence[ArtifactBackup] = ()  # of ``delete``, with --backup-dir
+
+
+def _in_background(fn: Callable[..., T], *args: object) -> Future[T]:
+    """``fn(*args)`` on a daemon thread of its own; its result (or error) comes through the Future.
+
+    Unlike a ThreadPoolExecutor's worker, the thread is joined by nothing (not by the interpreter at
+    exit either): a KeyboardInterrupt while the caller waits on the Future ends the process at once,
+    and an abandoned call (a re-read: it only reads) dies with it.
+    """
+    future: Future[T] = Future()
+
+    def call() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to whoever waits on the Future
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=call, name="apply-reread", daemon=True).start()
+    return future
 
 
 def _gained_alias(planned: LiveArtifact, now: LiveArtifact) -> str | None:

@@ -268,6 +268,52 @@ def test_apply_sigkill_then_rerun_finishes_without_writing_twice(emulator: Start
     assert state(killed_state) == state(clean_state)
 
 
+def test_ctrl_c_during_a_held_reread_ends_apply_at_once_and_a_rerun_finishes(
+        emulator: Start, wandb_env: Any, tmp_path: Path) -> None:
+    """Ctrl-C while the third group's staleness re-read (read one group ahead) is held at the emulator's
+    barrier: "Interrupted.", exit 130 within seconds, not after the held read times out and is retried
+    (nothing joins the re-read); the writes handed out before it are finished and journaled; once the
+    barrier is released a second apply writes the other runs, none twice."""
+    emu = emulator(seed={"runs": bulk_runs(20)})
+    env = wandb_env(emu.url)
+    plan = tmp_path / "plan.json"
+    assert cli("plan", "-f", str(write(tmp_path / "s.yaml", BULK)), "-o", str(plan)).exit_code == 0
+    emu.set_faults(hold="Runs", hold_after=2)  # groups of 4: the 1st and 2nd re-reads pass, the 3rd waits
+    proc = subprocess.Popen([sys.executable, "-m", "reconcile", "apply", str(plan), "--parallelism", "4",
+                             "--no-backup"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert emu.wait_held(timeout=90) == 1, "apply never reached the barrier"
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        try:
+            proc.wait(timeout=15)  # a bound on a hang: the held read's client timeout is 19 s, then a retry
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        to_exit = time.monotonic() - sent
+    finally:
+        emu.set_faults(hold=None)
+    assert proc.stderr is not None
+    output = proc.stderr.read()
+    assert to_exit < 15, f"apply ran {to_exit:.1f} s after Ctrl-C: {output}"
+    assert proc.returncode == 130, output
+    assert "Interrupted." in output
+    assert "Traceback" not in output, output
+    assert sum(upserts_per_run(emu).values()) == 8  # the first two groups, handed out before the hold
+    records = [json.loads(x) for x in (tmp_path / "plan.journal.jsonl").read_text().splitlines()]
+    journaled = {r["run"] for r in records if r.get("type") == "run" and r["phase"] == "metadata_written"}
+    assert journaled == set(upserts_per_run(emu))  # every write that went out is in the journal
+    rerun = cli("apply", str(plan))
+    assert rerun.exit_code == 0, rerun.output
+    assert "Apply complete: 20 runs changed" in rerun.stdout
+    writes = upserts_per_run(emu)
+    assert len(writes) == 20
+    assert set(writes.values()) == {1}
+    for run in api(emu.url).runs("acme/bulk"):
+        assert run.config["audit"] == {"reviewed": True}
+
+
 @pytest.mark.slow
 def test_apply_under_faults_applies_or_reports_every_run(emulator: Start, wandb_env: Any,
                                                          tmp_path: Path) -> None:
