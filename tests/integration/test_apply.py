@@ -104,6 +104,16 @@ def upserts_per_run(emu: Any) -> Counter[str]:
     return Counter(m["run"] for m in emu.mutations() if m["operation"] == "UpsertBucket")
 
 
+def reapply_writes_each_run_once(emu: Any, plan: Path, runs: int) -> None:
+    """A second apply of ``plan`` finishes it: ``runs`` runs changed in all, each written exactly once."""
+    rerun = cli("apply", str(plan))
+    assert rerun.exit_code == 0, rerun.output
+    assert f"Apply complete: {runs} runs changed" in rerun.stdout
+    writes = upserts_per_run(emu)
+    assert len(writes) == runs
+    assert set(writes.values()) == {1}
+
+
 def test_apply_every_change_kind_reads_back_through_wandb(emulator: Start, wandb_env: Any,
                                                           tmp_path: Path) -> None:
     """Plan, apply, read back with wandb.Api, plan again: no changes (exit 0 with --detailed-exitcode)."""
@@ -248,12 +258,7 @@ def test_apply_sigkill_then_rerun_finishes_without_writing_twice(emulator: Start
         emu.set_faults(hold=None)
     assert 1 <= in_flight <= 4
     assert _wait_for(lambda: sum(upserts_per_run(emu).values()) == 30 + in_flight)
-    rerun = cli("apply", str(plan))
-    assert rerun.exit_code == 0, rerun.output
-    assert "Apply complete: 200 runs changed" in rerun.stdout
-    writes = upserts_per_run(emu)
-    assert len(writes) == 200
-    assert set(writes.values()) == {1}
+    reapply_writes_each_run_once(emu, plan, 200)
 
     clean = emulator(seed=seed)
     wandb_env(clean.url)
@@ -304,12 +309,7 @@ def test_ctrl_c_during_a_held_reread_ends_apply_at_once_and_a_rerun_finishes(
     records = [json.loads(x) for x in (tmp_path / "plan.journal.jsonl").read_text().splitlines()]
     journaled = {r["run"] for r in records if r.get("type") == "run" and r["phase"] == "metadata_written"}
     assert journaled == set(upserts_per_run(emu))  # every write that went out is in the journal
-    rerun = cli("apply", str(plan))
-    assert rerun.exit_code == 0, rerun.output
-    assert "Apply complete: 20 runs changed" in rerun.stdout
-    writes = upserts_per_run(emu)
-    assert len(writes) == 20
-    assert set(writes.values()) == {1}
+    reapply_writes_each_run_once(emu, plan, 20)
     for run in api(emu.url).runs("acme/bulk"):
         assert run.config["audit"] == {"reviewed": True}
 
