@@ -7,6 +7,7 @@ the traceback goes to a crash log, not the terminal), 130 on Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -31,6 +32,30 @@ def _shown(message: str) -> str:
     """A message fit for the terminal: no API key, no raw control or bidi character (run data
     and server answers end up in messages), line breaks kept."""
     return "\n".join(printable(line) for line in redact_text(message).split("\n"))
+
+
+def _write_crash_log(text: str) -> str:
+    """Write ``text`` to a new crash log in the temp dir and say where it is, or, when it cannot be
+    written (a full or unusable temp dir), say that. Never raises, never leaves an empty or partial
+    log behind."""
+    try:
+        fd, crash_log = tempfile.mkstemp(prefix="reconcile-crash-", suffix=".log")
+    except OSError as exc:
+        return _no_crash_log(exc)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(crash_log)
+        return _no_crash_log(exc)
+    return f"the details are in {crash_log}."
+
+
+def _no_crash_log(exc: OSError) -> str:
+    where = tempfile.tempdir or os.environ.get("TMPDIR") or "the temp directory"
+    return (f"no crash log could be written in {where} ({exc.strerror or exc}); "
+            "run again with RECONCILE_DEBUG=1 to see the details here.")
 
 
 def handle_errors(command: Callable[[], int]) -> int:
@@ -60,12 +85,9 @@ def handle_errors(command: Callable[[], int]) -> int:
         raise
     except Exception:  # the last line of defence: report, never a raw traceback
         text = redact_text(traceback.format_exc())
-        fd, crash_log = tempfile.mkstemp(prefix="reconcile-crash-", suffix=".log")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
         last = text.strip().splitlines()[-1] if text.strip() else "unknown error"
-        click.echo(f"Error: unexpected failure ({last}). This is a bug in reconcile; "
-                   f"the details are in {crash_log}.", err=True)
+        where = _write_crash_log(text)
+        click.echo(f"Error: unexpected failure ({last}). This is a bug in reconcile; {where}", err=True)
         if os.environ.get("RECONCILE_DEBUG"):
             sys.stderr.write(text)
         return EXIT_UNEXPECTED

@@ -9,26 +9,48 @@ In memory stay, per run, its path and where its line is (~100 bytes), and the pl
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import tempfile
 import threading
 import weakref
 from array import array
-from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, overload
 
 from reconcile.errors import PlanError
 from reconcile.models import CountedRuns, RunPlan, Totals
 from reconcile.planfile import run_from_dict, run_to_dict
 
 
+def _close_quietly(file: IO[bytes]) -> None:
+    """Close the spool file; data still buffered that cannot be written (a full disk) is dropped:
+    the file is anonymous, so nothing of it is lost that anyone could read."""
+    with contextlib.suppress(OSError):
+        file.close()  # closes the descriptor even when flushing the buffer fails
+
+
+def spool_write_error(exc: OSError) -> PlanError:
+    """The error for a spool that cannot be created or written: which temp dir, what to do."""
+    where = tempfile.gettempdir()
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = f"no space left in the temp directory {where} for the plan's spool"
+    else:
+        what = f"cannot write the plan's spool in the temp directory {where} ({exc.strerror or exc})"
+    return PlanError(f"{what}: free space or set TMPDIR to another directory")
+
+
 class RunSpool(CountedRuns):
     """Runs ``add``-ed while planning, then ``seal``-ed: sorted by path and read back in that order."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="reconcile-plan-", suffix=".jsonl")  # noqa: SIM115 - lives as long as the spool
+        try:
+            self._file = tempfile.TemporaryFile(prefix="reconcile-plan-", suffix=".jsonl")  # noqa: SIM115 - lives as long as the spool
+        except OSError as exc:
+            raise spool_write_error(exc) from exc
         # Closes the file (and so frees its space) when the spool is collected or at exit at the latest.
-        self._release = weakref.finalize(self, self._file.close)
+        self._release = weakref.finalize(self, _close_quietly, self._file)
         self._lock = threading.Lock()  # one seek-and-read at a time, whichever thread reads
         self._paths: list[str] = []
         self._offsets = array("q")
@@ -43,13 +65,22 @@ class RunSpool(CountedRuns):
         if self._sealed:
             raise RuntimeError("the spool is sealed: runs are added before the plan is finished")
         line = json.dumps(run_to_dict(run), separators=(",", ":"), allow_nan=True).encode("ascii") + b"\n"
-        self._file.write(line)
+        self._write(self._file.write, line)
         self._paths.append(run.path)
         self._offsets.append(self._size)
         self._size += len(line)
         self._totals = self._totals.plus(run)
         if run.source:
             self.sources.add(run.source)
+
+    def _write(self, write: Callable[..., object], *args: bytes) -> None:
+        """``write(*args)``; when the disk refuses (full, a quota), the spool is closed at once (its
+        buffered data dropped, so nothing fails again at exit) and the error says what to do."""
+        try:
+            write(*args)
+        except OSError as exc:
+            self._release()
+            raise spool_write_error(exc) from exc
 
     def paths(self) -> Sequence[str]:
         """The paths of the runs (in the order they were added until sealed, by path afterwards)."""
@@ -58,7 +89,7 @@ class RunSpool(CountedRuns):
     def seal(self) -> RunSpool:
         """No more runs: order them by path (stable, as ``sorted``) for reading back; returns the spool."""
         if not self._sealed:
-            self._file.flush()
+            self._write(self._file.flush)
             order = sorted(range(len(self._paths)), key=self._paths.__getitem__)
             self._paths = [self._paths[i] for i in order]
             self._offsets = array("q", (self._offsets[i] for i in order))
