@@ -140,6 +140,10 @@ def plan(files: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode:
       reconcile plan -f specs/ -o plan.json --format markdown > plan.md
       reconcile plan -f reconcile.yaml --detailed-exitcode   # 2 = drift
       reconcile plan -f reconcile.yaml --show-kept           # what retention keeps, and why
+
+    \b
+    -o is written before the plan is printed: a reader that stops early
+    (| head) still gets the file; the output then ends quietly with exit 1.
     """
     from reconcile.commands import plan as command
 

@@ -1,6 +1,6 @@
 """The one place that maps exceptions to exit codes and messages.
 
-0 success, 1 a handled error (``ReconcileError``), 2 "has changes" (returned by the
+0 success, 1 a handled error (``ReconcileError``; also stdout closed early), 2 "has changes" (returned by the
 command itself, only with ``--detailed-exitcode``), 3 an unexpected error (a bug:
 the traceback goes to a crash log, not the terminal), 130 on Ctrl-C.
 """
@@ -61,7 +61,8 @@ def _no_crash_log(exc: OSError) -> str:
 def handle_errors(command: Callable[[], int]) -> int:
     """Run ``command`` and turn whatever it raises into a message on stderr and an exit code."""
     try:
-        return command()
+        code = command()
+        sys.stdout.flush()  # a reader gone by now is a broken pipe here, not a message at exit
     except SpecError as exc:
         for issue in exc.issues:
             click.echo(_shown(str(issue)), err=True)
@@ -72,7 +73,8 @@ def handle_errors(command: Callable[[], int]) -> int:
         click.echo(f"Error: {_shown(str(exc))}", err=True)
         return EXIT_ERROR
     except BrokenPipeError:
-        # The reader went away (`reconcile plan --format json | head`): nothing left to tell it.
+        # The reader went away (`reconcile plan --format json | head`): nothing left to tell it, and
+        # nothing to say on stderr (as a Unix tool killed by SIGPIPE); exit 1: the output is incomplete.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
@@ -91,3 +93,4 @@ def handle_errors(command: Callable[[], int]) -> int:
         if os.environ.get("RECONCILE_DEBUG"):
             sys.stderr.write(text)
         return EXIT_UNEXPECTED
+    return code

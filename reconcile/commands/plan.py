@@ -92,14 +92,21 @@ def run(files: list[Path], *, out: Path | None, fmt: str, detailed_exitcode: boo
 
 def _show_and_save(plan: Plan, *, out: Path | None, fmt: str, detailed_exitcode: bool, color: bool,
                    show_kept: bool) -> int:
-    render(plan, sys.stdout, fmt, color=color, show_kept=show_kept)
+    # The plan file is written before stdout, so that a reader of stdout that stops early
+    # (`plan -o plan.json | head`) cannot lose it; the lines on stderr still follow the plan.
+    saved = None if plan.has_errors else out
+    if saved is not None:
+        write_plan(plan, saved)
+    try:
+        render(plan, sys.stdout, fmt, color=color, show_kept=show_kept)
+    finally:
+        if saved is not None:
+            click.echo(f"Saved the plan to {saved}. Apply exactly this plan with: reconcile apply {saved}",
+                       err=True)
     if plan.has_errors:
         if out is not None:
             click.echo(f"The plan has errors; {out} was not written.", err=True)
         return EXIT_ERROR
-    if out is not None:
-        write_plan(plan, out)
-        click.echo(f"Saved the plan to {out}. Apply exactly this plan with: reconcile apply {out}", err=True)
     if detailed_exitcode and plan.has_changes:
         return EXIT_CHANGES
     return EXIT_OK

@@ -1,8 +1,11 @@
 """`reconcile plan` as a subprocess when its surroundings fail: a temp dir that cannot take the plan's
-spool (one error line naming the dir, exit 1, no traceback, nothing left behind)."""
+spool (one error line naming the dir, exit 1, no traceback, nothing left behind) and a reader of stdout
+that stops after one line (`plan -o plan.json | head -1`: the plan file is saved all the same, quietly,
+exit 1)."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -121,3 +124,26 @@ def test_a_full_temp_dir_is_one_error_line_naming_it(spec_env: tuple[Path, dict[
     assert result.stderr.startswith(f"Error: no space left in the temp directory {full_tmpfs} for the plan's "
                                     "spool")
     assert [p.name for p in full_tmpfs.iterdir()] == ["fill"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_plan_file_is_saved_when_stdout_closes_after_one_line(spec_env: tuple[Path, dict[str, str]],
+                                                                   tmp_path: Path, fmt: str) -> None:
+    """`plan -o plan.json | head -1`: the plan file is whole, the "Saved" line is on stderr, no
+    traceback, exit 1 (the output to stdout is incomplete)."""
+    spec, env = spec_env
+    out = tmp_path / "plan.json"
+    args = [sys.executable, "-m", "reconcile", "plan", "-f", str(spec), "--no-color", "--format", fmt,
+            "-o", str(out)]
+    with subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # as `head -1` does
+        stderr = proc.stderr.read()
+        code = proc.wait(timeout=600)
+    assert first.strip(), stderr
+    assert code == 1, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr and "Error" not in stderr
+    assert f"Saved the plan to {out}." in stderr
+    saved = json.loads(out.read_text())
+    assert len(saved["runs"]) == RUNS
