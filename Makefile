@@ -55,7 +55,8 @@ lint: $(STAMP)
 ## MUTATION_MINUTES (default 40). Slow and CPU-heavy, so not part of `make test`. Score and surviving
 ## mutants: tests/README.md. `$(BIN)/mutmut results` / `$(BIN)/mutmut show NAME` afterwards.
 ## A second `make mutation` resumes: it runs only the mutants without a verdict (those of functions
-## changed since included); MUTATION_AGAIN=survived also runs the survivors again (after new tests).
+## changed since included); MUTATION_AGAIN=survived also runs the survivors again (after new tests);
+## MUTATION_AGAIN='survived,no tests' the "no tests" too (after tests that reach a function).
 MUTATION_MINUTES ?= 40
 MUTATION_AGAIN ?=
 MUTANTS := 'reconcile.log.*' 'reconcile.templates.*' 'reconcile.retention.*' 'reconcile.fingerprint.*' \
@@ -64,7 +65,7 @@ MUTANTS := 'reconcile.log.*' 'reconcile.templates.*' 'reconcile.retention.*' 're
 	'reconcile.apply.executor.x_check_consent__*'
 mutation: $(STAMP)
 	@# mutmut re-runs every mutant its arguments name, verdict or not: give it only those still to run
-	set -f; pending="$$($(BIN)/python tests/mutation_report.py --pending $(if $(MUTATION_AGAIN),--again $(MUTATION_AGAIN)) $(MUTANTS))"; \
+	set -f; pending="$$($(BIN)/python tests/mutation_report.py --pending $(if $(MUTATION_AGAIN),--again '$(MUTATION_AGAIN)') $(MUTANTS))"; \
 	if [ -n "$$pending" ]; then \
 	  timeout --signal=INT $$(( $(MUTATION_MINUTES) * 60 )) nice $(BIN)/mutmut run --max-children 1 $$pending || true; \
 	else echo "make mutation: every mutant has a verdict (MUTATION_AGAIN=survived runs the survivors again)"; fi
