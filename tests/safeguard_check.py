@@ -37,6 +37,7 @@ BACKUP = "tests/unit/test_apply_backup.py::"
 ARTIFACTS = "tests/unit/test_apply_artifacts.py::"
 RETENTION = "tests/unit/test_artifact_retention.py::"
 TTL = "tests/unit/test_artifact_ttl.py::"
+OUTPUT = "tests/integration/test_plan_output_failures.py::"
 
 SAFEGUARDS = (
     Safeguard("redaction processor left out of the logging chain", "reconcile/log.py",
@@ -303,6 +304,28 @@ SAFEGUARDS = (
     Safeguard("a backup records the re-upload time of a file an undo restored", "reconcile/apply/backup.py",
               "updated_at=uploaded.isoformat()", "updated_at=file.updated_at.isoformat()",
               (SAFETY + "test_keep_last_plans_the_same_files_after_every_apply_undo_cycle",)),
+    Safeguard("plan -o written after the plan is printed (lost when stdout closes early)",
+              "reconcile/commands/plan.py",
+              "        write_plan(plan, saved)\n    try:\n"
+              "        render(plan, sys.stdout, fmt, color=color, show_kept=show_kept)\n",
+              "        pass\n    try:\n"
+              "        render(plan, sys.stdout, fmt, color=color, show_kept=show_kept)\n"
+              "        if saved is not None:\n            write_plan(plan, saved)\n",
+              (OUTPUT + "test_the_plan_file_is_saved_when_stdout_closes_after_one_line",)),
+    Safeguard("a spool the temp dir cannot take reaches the user as a traceback", "reconcile/spool.py",
+              "            write(*args)\n        except OSError as exc:",
+              "            write(*args)\n        except ZeroDivisionError as exc:",
+              (OUTPUT + "test_a_temp_dir_that_cannot_take_the_spool_is_one_error_line",)),
+    Safeguard("the crash handler raises when the temp dir has no room for a crash log's start",
+              "reconcile/errors_handler.py",
+              "        fd, crash_log = tempfile.mkstemp(prefix=\"reconcile-crash-\", suffix=\".log\")\n"
+              "    except OSError as exc:",
+              "        fd, crash_log = tempfile.mkstemp(prefix=\"reconcile-crash-\", suffix=\".log\")\n"
+              "    except ZeroDivisionError as exc:",
+              ("tests/unit/test_errors_handler.py",)),
+    Safeguard("a crash log the disk could not take left behind, half written", "reconcile/errors_handler.py",
+              "        with contextlib.suppress(OSError):\n            os.unlink(crash_log)\n",
+              "        pass\n", ("tests/unit/test_errors_handler.py",)),
 )
 
 
