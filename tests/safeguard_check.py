@@ -126,10 +126,12 @@ SAFEGUARDS = (
               "reconcile/apply/executor.py",
               "                self.backups.verify_artifact(by_id[version.id])\n", "                pass\n",
               (ARTIFACTS + "test_each_version_is_deleted_only_after_its_backup_is_verified",)),
-    Safeguard("file downloads staged under the run's own names", "reconcile/apply/backup.py",
-              'staged = self.staging / f"{os.getpid()}-{next(self._counter)}.download"',
-              'staged = dest.with_name(f".{dest.name}.partial")',
-              (SAFETY + "test_backup_of_a_file_named_like_another_files_staging_name",)),
+    # Staging downloads under names of our own (`staging/<n>.download`) is defence in depth since each
+    # name's backup has a folder of its own: removed alone, a staging file beside its destination cannot
+    # be another name's backup, so no test can fail. The name key is what keeps names apart.
+    Safeguard("file backups not kept apart by a folder per name (the name key)", "reconcile/apply/backup.py",
+              "run.id, name, key=name_key(name))", "run.id, name, key=None)",
+              (SAFETY + "test_file_names_that_map_to_one_path_get_backups_of_their_own",)),
     Safeguard("artifact downloads staged beside the members' own names", "reconcile/backend/wandb_api.py",
               'partials / f"{len(done)}.partial"', 'target.with_name(f".{target.name}.partial")',
               (SAFETY + "test_artifact_backups_are_this_applys_own_and_complete",)),
@@ -148,7 +150,10 @@ SAFEGUARDS = (
               '            utc_from_iso(str(record.get("updated_at")))',
               (SAFETY + "test_keep_last_after_an_undo_plans_the_same_files_again",)),
     Safeguard("the journal lock not taken", "reconcile/apply/journal.py",
-              "                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n", "                pass\n",
+              "                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+              "            except BlockingIOError:\n                holder = _holder(fd)\n",
+              "                pass\n"
+              "            except BlockingIOError:\n                holder = _holder(fd)\n",
               (SAFETY + "test_second_apply_of_a_locked_plan_exits_1_naming_the_holder",)),
     Safeguard("file deletions applied without --backup-dir or --no-backup",
               "reconcile/apply/executor.py",
