@@ -301,6 +301,11 @@ SAFEGUARDS = (
               'name="apply-reread", daemon=True)', 'name="apply-reread", daemon=False)',
               ("tests/integration/test_apply.py::"
                "test_ctrl_c_during_a_held_reread_ends_apply_at_once_and_a_rerun_finishes",)),
+    Safeguard("a re-read abandoned by Ctrl-C is still retried (and logged as retrying)",
+              "reconcile/apply/executor.py",
+              "                self._ended.set()\n", "",
+              ("tests/unit/test_apply_executor.py::"
+               "test_ctrl_c_during_a_reread_ends_apply_without_it_and_it_is_not_retried",)),
     Safeguard("a journal record not fsynced before apply goes on (group commit)",
               "reconcile/apply/journal.py",
               "            os.fsync(self._handle.fileno())\n", "",

@@ -48,7 +48,14 @@ from reconcile.apply.undo import (
 )
 from reconcile.backend import Backend
 from reconcile.backend.retry import with_retries
-from reconcile.errors import ApplyError, PlanError, PlanMismatch, ReconcileError, StalePlanError
+from reconcile.errors import (
+    ApplyError,
+    PlanError,
+    PlanMismatch,
+    ReconcileError,
+    RetryableError,
+    StalePlanError,
+)
 from reconcile.fingerprint import drifted, field_digests, fingerprint
 from reconcile.models import (
     FORMAT_VERSION,
@@ -229,6 +236,7 @@ class _Executor:
         self._in_flight: dict[str, RunPlan] = {}  # runs read from the plan and not yet finished, by path
         self._lock = threading.RLock()
         self.sources = SourceReaders(plan, open_source)
+        self._ended = threading.Event()  # apply was interrupted: a re-read still running is abandoned
         self.imports = ImportWriter(backend, self.sources, retry=lambda fn, run: self.retry(fn, run=run),
                                     emit=self.emit)
 
@@ -315,6 +323,7 @@ class _Executor:
             try:
                 self._pipeline(self._todo(), pool)
             except BaseException:
+                self._ended.set()
                 # The writes in flight finish and are journaled (bounded); a re-read in flight is
                 # abandoned (it only reads, on a daemon thread nothing joins), so Ctrl-C ends at once.
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -369,7 +378,12 @@ class _Executor:
 
             def read(e: str = entity, p: str = project, i: list[str] = ids,
                      f: bool = files) -> dict[str, LiveRun]:
-                return self.backend.get_runs(e, p, i, with_files=f)
+                try:
+                    return self.backend.get_runs(e, p, i, with_files=f)
+                except RetryableError:
+                    if self._ended.is_set():  # an abandoned re-read: no retry, no "retrying" line
+                        raise ApplyError("apply ended before this read") from None
+                    raise
 
             try:
                 found = self.retry(read, run=f"{entity}/{project} ({what})")

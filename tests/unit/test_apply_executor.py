@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -472,6 +474,41 @@ def test_apply_plan_rereads_the_next_group_while_this_one_is_written_and_no_furt
     [result] = outcome
     assert result.ok and result.runs_changed == 6
     assert reads[:3] == [first, second, third]  # then the read-backs
+
+
+def test_ctrl_c_during_a_reread_ends_apply_without_it_and_it_is_not_retried(tmp_path: Path) -> None:
+    """Ctrl-C while the next group's re-read hangs: apply ends (KeyboardInterrupt) without waiting for it;
+    when the abandoned read then fails as a timeout, it is not retried (nor logged as retrying)."""
+    runs = [live_run(f"r{i}") for i in range(4)]
+    backend = MemoryBackend(runs)
+    held, go = threading.Event(), threading.Event()
+    attempts: list[tuple[str, ...]] = []
+    original_read = backend.get_runs
+
+    def get_runs(entity: str, project: str, run_ids: Sequence[str], *, with_files: bool = False) -> Any:
+        if tuple(run_ids) == ("r2", "r3"):  # parallelism 2: the second group
+            attempts.append(tuple(run_ids))
+            held.set()
+            go.wait(timeout=30)
+            raise RetryableError("W&B did not answer in time")
+        return original_read(entity, project, run_ids, with_files=with_files)
+
+    backend.get_runs = get_runs  # type: ignore[method-assign]
+    plan = make_plan(*(run_plan(r, [summary_set("acc", 0.5, 0.6)]) for r in runs))
+    interrupter = threading.Thread(  # Ctrl-C: SIGINT to this process, handled on the main thread
+        target=lambda: held.wait(timeout=30) and os.kill(os.getpid(), signal.SIGINT))
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _apply(plan, backend, tmp_path, parallelism=2)
+        assert not go.is_set() and attempts == [("r2", "r3")]  # the re-read still hangs
+    finally:
+        go.set()
+        interrupter.join(timeout=30)
+    for thread in threading.enumerate():
+        if thread.name == "apply-reread":
+            thread.join(timeout=30)
+    assert attempts == [("r2", "r3")]
 
 
 def test_apply_plan_reads_back_an_edit_that_lands_after_the_write(tmp_path: Path) -> None:
