@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,12 @@ from hypothesis import settings
 # always reproduces; explore more locally with --hypothesis-seed=random.
 settings.register_profile("reconcile", derandomize=True, deadline=None)
 settings.load_profile("reconcile")
+
+# A suite started in the background by a non-interactive shell (`make test &` in a script) inherits SIGINT
+# ignored, and so would every reconcile it starts: the Ctrl-C tests would wait for nothing. A handled
+# signal is reset to its default across exec, an ignored one is not: handle it here, once, for them all.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TEST_API_KEY = "local-" + "0123456789abcdef" * 2 + "01234567"  # 46 chars: wandb needs 40+
 """The key tests use; recognisable so the secrets tests can look for it."""

@@ -104,12 +104,6 @@ def upserts_per_run(emu: Any) -> Counter[str]:
     return Counter(m["run"] for m in emu.mutations() if m["operation"] == "UpsertBucket")
 
 
-def _hear_ctrl_c() -> None:
-    """In the child before exec: SIGINT handled by default (a suite started in the background by a
-    non-interactive shell ignores it, and a child would inherit that)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def reapply_writes_each_run_once(emu: Any, plan: Path, runs: int) -> None:
     """A second apply of ``plan`` finishes it: ``runs`` runs changed in all, each written exactly once."""
     rerun = cli("apply", str(plan))
@@ -292,8 +286,7 @@ def test_ctrl_c_during_a_held_reread_ends_apply_at_once_and_a_rerun_finishes(
     emu.set_faults(hold="Runs", hold_after=2)  # groups of 4: the 1st and 2nd re-reads pass, the 3rd waits
     proc = subprocess.Popen(
         [sys.executable, "-m", "reconcile", "apply", str(plan), "--parallelism", "4", "--no-backup"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_hear_ctrl_c)  # noqa: PLW1509 - it takes no lock, it only sets a signal's handler
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert emu.wait_held(timeout=90) == 1, "apply never reached the barrier"
         proc.send_signal(signal.SIGINT)
