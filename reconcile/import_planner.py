@@ -10,7 +10,9 @@ Keys starting with ``_`` (W&B's own ``_wandb``, ``_step``, ``_runtime``, ...) ar
 
 The plan's fingerprint covers exactly the destination fields compared (for a creation: that
 the run does not exist), and ``source_fingerprint`` the source run, so apply refuses a run
-whose source or destination changed since the plan.
+whose source or destination changed since the plan. Where the reader read the history rows with
+the run (MLflow), the plan carries the rows to write and the source's ``revision``: apply then
+checks the revision (one read without the histories) instead of reading every history again.
 """
 
 from __future__ import annotations
@@ -119,9 +121,7 @@ def _update(source: SourceRun, live: LiveRun, rule: str, fields: set[FieldRef]) 
         if (before or "") != value:
             changes.append(Change(kind, ChangeOp.SET, (), before, value, (rule,)))
     fields.add(("summary", "_step"))
-    last = live.summary.get("_step")
-    history = history_change(source, last if isinstance(last, int) and not isinstance(last, bool) else None,
-                             rule)
+    history = history_change(source, _last_step(live), rule)
     if history is not None:
         changes.append(history)
     fields.add(("files",))
@@ -140,16 +140,33 @@ def plan_import(entry: Import, entity: str, project: str, source: SourceRun, liv
             fingerprint=ABSENT_FINGERPRINT, fingerprint_fields=(),
             changes=tuple(_creation(source, entry.name)),
             config_writes=config_writes, action=RunAction.CREATE, source=entry.name,
-            source_fingerprint=source.fingerprint(),
+            source_fingerprint=source.fingerprint(), **_carried(source, None),
         )
     fields: set[FieldRef] = {("state",)}
     changes = _update(source, live, entry.name, fields)
     if not changes:
         return None
     refs = tuple(sorted(fields))
+    last = _last_step(live)
     return RunPlan(
         entity=entity, project=project, run_id=live.id, storage_id=live.storage_id, name=live.name,
         fingerprint=fingerprint(live, refs), fingerprint_fields=refs, changes=tuple(changes),
         config_writes=config_writes, project_internal_id=live.project_internal_id,
         action=RunAction.UPDATE, source=entry.name, source_fingerprint=source.fingerprint(),
+        **_carried(source, last),
     )
+
+
+def _last_step(live: LiveRun) -> int | None:
+    """The destination's last history step (its summary's ``_step``), None if it has none."""
+    last = live.summary.get("_step")
+    return last if isinstance(last, int) and not isinstance(last, bool) else None
+
+
+def _carried(source: SourceRun, after_step: int | None) -> dict[str, Any]:
+    """The history rows the plan carries to apply (those after ``after_step``) and the source's
+    ``revision``, where the reader read the rows with the run; nothing otherwise (apply reads them)."""
+    if source.rows is None:
+        return {}
+    rows = tuple(r for r in source.rows if after_step is None or r["_step"] > after_step)
+    return {"source_rows": rows, "source_revision": source.revision()}

@@ -564,6 +564,8 @@ class RunPlan:
     source: str | None = None  # the import that planned this run (None: rules)
     source_fingerprint: str | None = None  # imports: the source run as planned; apply re-reads it
     field_digests: tuple[str, ...] = ()  # one per fingerprint field: names what drifted (may be empty)
+    source_rows: tuple[Mapping[str, Any], ...] | None = None  # imports: the history rows to write, if carried
+    source_revision: str | None = None  # imports carrying rows: what apply checks instead of re-reading them
 
     @property
     def path(self) -> str:

@@ -143,6 +143,10 @@ def _reasons_to_list(reasons: tuple[KeepReason, ...]) -> list[dict[str, Any]]:
     return [{"rule": r.rule, "selector": r.selector, "detail": r.detail} for r in reasons]
 
 
+ROWS_FIELD = "source_rows"
+"""The member of an import run that carries its history rows to apply."""
+
+
 def run_to_dict(run: RunPlan) -> dict[str, Any]:
     """A ``RunPlan`` as JSON."""
     return {
@@ -157,9 +161,12 @@ def run_to_dict(run: RunPlan) -> dict[str, Any]:
         "errors": list(run.errors),
         "action": run.action.value,
         **({"import": run.source, "source_fingerprint": run.source_fingerprint} if run.source else {}),
+        **({"source_revision": run.source_revision} if run.source_revision is not None else {}),
         "changes": [change_to_dict(c) for c in run.changes],
         "kept": [kept_to_dict(k) for k in run.kept],
         "kept_artifacts": [kept_artifact_to_dict(k) for k in run.kept_artifacts],
+        # Last: written one row per line (``_run_json``).
+        **({ROWS_FIELD: [dict(r) for r in run.source_rows]} if run.source_rows is not None else {}),
     }
 
 
@@ -263,6 +270,17 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, allow_nan=True)
 
 
+def _run_json(run: Mapping[str, Any]) -> str:
+    """A run's indented JSON; the history rows an import carries (its last member), one row per line:
+    indented, 500 rows of 3 metrics would take 4,000 lines."""
+    rows = run.get(ROWS_FIELD)
+    if not rows or not isinstance(rows, list) or list(run)[-1] != ROWS_FIELD:
+        return _json(run)
+    head = _json({k: v for k, v in run.items() if k != ROWS_FIELD})
+    lines = ",\n    ".join(json.dumps(row, ensure_ascii=False, allow_nan=True) for row in rows)
+    return f'{head[:head.rindex("}")].rstrip()},\n  "{ROWS_FIELD}": [\n    {lines}\n  ]\n}}'
+
+
 def dump(plan: Plan, stream: TextIO) -> None:
     """Write the plan's indented JSON (exactly ``dumps``) one run at a time.
 
@@ -284,7 +302,7 @@ def dump_runs(header: Plan, runs: Iterable[Mapping[str, Any]], totals: Totals, s
         digest.add(data)
         stream.write("\n" if empty else ",\n")
         # As textwrap.indent(text, "    "), which is 3x slower: indented JSON has no blank line.
-        stream.write("    " + _json(data).replace("\n", "\n    "))
+        stream.write("    " + _run_json(data).replace("\n", "\n    "))
         empty = False
     closing = "]" if empty else "\n  ]"
     stream.write(f'{closing},\n  "{DIGEST_FIELD}": {_json(digest.hexdigest())}\n}}\n')
@@ -565,7 +583,28 @@ def run_from_dict(data: Any, where: str) -> RunPlan:
         source=f.get("import", str, nullable=True, default=None),
         source_fingerprint=f.get("source_fingerprint", str, nullable=True, default=None),
         field_digests=f.strings("field_digests") if "field_digests" in data else (),
+        source_rows=_rows_from_dict(f),
+        source_revision=f.get("source_revision", str, nullable=True, default=None),
     )
+
+
+def _rows_from_dict(f: _Fields) -> tuple[dict[str, Any], ...] | None:
+    """The history rows an import run carries (None: apply reads them from the source), each an object
+    with an integer ``_step``, in ascending steps, and only beside the ``source_revision`` they go with."""
+    raw = f.get(ROWS_FIELD, list, nullable=True, default=None)
+    if raw is None:
+        return None
+    if not isinstance(f.get("source_revision", str, nullable=True, default=None), str):
+        raise PlanError(f"field {f._at(ROWS_FIELD)!r} comes without 'source_revision'; the plan was edited "
+                        "or is corrupt. Make a new plan with `reconcile plan -o`.")
+    last = None
+    for index, row in enumerate(raw):
+        step = row.get("_step") if isinstance(row, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool) or (last is not None and step <= last):
+            raise PlanError(f"field '{f._at(ROWS_FIELD)}[{index}]' should be a history row with an integer "
+                            "_step after the row before it")
+        last = step
+    return tuple(raw)
 
 
 def _header_from_dict(f: _Fields) -> Plan:

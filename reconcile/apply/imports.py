@@ -5,7 +5,10 @@ Each step is idempotent and resumes from what the destination holds, not from me
 apply finishes without writing anything twice:
 
 1. The source run is read again; if it changed since the plan (``source_fingerprint``), the run is
-   stale and nothing is written. A run to create that exists by now (and that this plan's journal
+   stale and nothing is written. A plan that carries the history rows (MLflow) has the run read
+   without its histories and compared by ``revision`` (each metric's last logged point, not every
+   point): a point logged since the plan after a metric's last step makes it stale, one added below
+   it does not (README, "Imports"). A run to create that exists by now (and that this plan's journal
    did not start) is stale too; an update checks the destination's fingerprint as rules do.
 2. UpsertBucket's create form (``wandb.init``'s) creates the run with its name, notes, group, job
    type, tags and config (an upsert by run id: sending it again changes nothing).
@@ -154,12 +157,12 @@ class ImportWriter:
         if not isinstance(live, LiveRun) and not absent:
             raise live if isinstance(live, BaseException) else ApplyError("the run could not be read")
         reader = self.readers.get(rp.source)
-        fresh = self.retry(lambda: reader.read(rp.run_id), rp.path)
+        fresh, current = self._source(rp, reader)
         if fresh is None:
             self.emit(ev.RunStale(rp.path, f"the source run no longer exists in import {rp.source!r}; "
                                            "nothing was written (plan again)"))
             return False
-        if fresh.run.fingerprint() != rp.source_fingerprint:
+        if not current and fresh.run.fingerprint() != rp.source_fingerprint:
             self.emit(ev.RunStale(rp.path, "the source run changed since the plan; nothing was written "
                                            "(plan again)", ("source",)))
             return False
@@ -189,6 +192,21 @@ class ImportWriter:
         self.emit(ev.RunImported(rp.path, created=rp.action is RunAction.CREATE, rows=rows, files=files,
                                  bytes=size))
         return True
+
+    def _source(self, rp: RunPlan, reader: SourceReader) -> tuple[SourceRead | None, bool]:
+        """The source run read fresh (None: it is gone), and whether it is known to be as planned.
+
+        A plan that carries the history rows has the run read without its histories (``peek``): if its
+        ``revision`` is the planned one, the rows to write are the carried ones, not read again. Otherwise
+        (no rows carried, or another revision) the run is read whole, histories too, for the caller to
+        compare with ``source_fingerprint``."""
+        if rp.source_rows is not None and rp.source_revision is not None:
+            peeked = self.retry(lambda: reader.peek(rp.run_id), rp.path)
+            if peeked is None:
+                return None, False
+            if peeked.revision() == rp.source_revision:
+                return SourceRead(peeked, rp.source_rows), True
+        return self.retry(lambda: reader.read(rp.run_id), rp.path), False
 
     def _create(self, rp: RunPlan, fresh: SourceRead, *, resumed: bool) -> LiveRun:
         """Send the create form (an upsert: harmless if an earlier attempt created the run). A new run is

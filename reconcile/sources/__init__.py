@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +44,12 @@ class SourceRun:
     history_keys: tuple[str, ...] = ()  # the metrics the history holds, sorted
     files: tuple[SourceFile, ...] = ()
     event_rows: int = 0  # system-metric rows (W&B sources)
+    latest: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    """Each history key's last logged point as ``(step, timestamp)``, where the source reports it without
+    reading the history (MLflow's latest metrics): what ``revision`` sees of the history."""
+    rows: tuple[Mapping[str, Any], ...] | None = None
+    """The history rows in step order, where the reader read them with the run (MLflow): the plan
+    carries them to apply, which then checks ``revision`` instead of reading the history again."""
 
     @property
     def last_step(self) -> int | None:
@@ -65,8 +71,25 @@ class SourceRun:
             "files": sorted((f.name, f.size) for f in self.files),
             **({"event_rows": self.event_rows} if self.event_rows else {}),
         }
-        text = json.dumps(fields, sort_keys=True, default=str, allow_nan=True)
-        return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return _digest(fields)
+
+    def revision(self) -> str:
+        """A hash of what the reader's ``peek`` sees: everything ``fingerprint`` covers but the history's
+        steps, plus each key's last logged point (``latest``). A point logged after the last one, a new
+        key, or any other field changing changes it; a point added below a key's last step does not."""
+        fields = {
+            "id": self.id, "name": self.name, "state": self.state, "created_at": self.created_at.isoformat(),
+            "config": self.config, "summary": self.summary, "tags": sorted(self.tags), "notes": self.notes,
+            "group": self.group, "job_type": self.job_type, "history_keys": self.history_keys,
+            "latest": {key: list(point) for key, point in self.latest.items()},
+            "files": sorted((f.name, f.size) for f in self.files),
+        }
+        return _digest(fields)
+
+
+def _digest(fields: Mapping[str, Any]) -> str:
+    text = json.dumps(fields, sort_keys=True, default=str, allow_nan=True)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +117,11 @@ class SourceReader(Protocol):
 
     def read(self, run_id: str) -> SourceRead | None:
         """A fresh read of one source run, mapped, with its history rows (None: it is gone)."""
+        ...
+
+    def peek(self, run_id: str) -> SourceRun | None:
+        """A fresh read of one source run without its history (``steps`` and ``rows`` empty), enough for
+        ``SourceRun.revision`` (None: it is gone)."""
         ...
 
     def download(self, run_id: str, name: str, dest: Path) -> None:

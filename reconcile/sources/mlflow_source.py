@@ -139,15 +139,26 @@ class MlflowReader:
     def read(self, run_id: str) -> SourceRead | None:
         """A fresh read of one run, mapped, with its history rows; None if it is gone or no longer in the
         import's experiments."""
+        run = self._fresh(run_id)
+        if run is None:
+            return None
+        mapped = self._map(run, self._experiments())
+        return SourceRead(mapped, mapped.rows or ())
+
+    def peek(self, run_id: str) -> SourceRun | None:
+        """One run read fresh without its metric histories (one GetRun and its artifact listing), for
+        ``SourceRun.revision``; None if it is gone or no longer in the import's experiments."""
+        run = self._fresh(run_id)
+        return None if run is None else self._map(run, self._experiments(), with_history=False)
+
+    def _fresh(self, run_id: str) -> Run | None:
         try:
-            run = self._call("read the run", lambda: self._client.get_run(run_id))
+            run: Run = self._call("read the run", lambda: self._client.get_run(run_id))
         except NotFound:
             return None
-        experiments = self._experiments()
-        if run.info.experiment_id not in experiments or run.info.lifecycle_stage != "active":
+        if run.info.experiment_id not in self._experiments() or run.info.lifecycle_stage != "active":
             return None
-        rows = history_rows(self._metric_points(run))
-        return SourceRead(self._map(run, experiments, rows), tuple(rows))
+        return run
 
     def download(self, run_id: str, name: str, dest: Path) -> None:
         """Download the artifact ``name`` of the run to ``dest`` (from the run's artifact repository, as
@@ -182,11 +193,11 @@ class MlflowReader:
             out[experiment.experiment_id] = experiment.name
         return out
 
-    def _map(self, run: Run, experiments: Mapping[str, str],
-             rows: list[dict[str, Any]] | None = None) -> SourceRun:
+    def _map(self, run: Run, experiments: Mapping[str, str], *, with_history: bool = True) -> SourceRun:
+        """The run mapped, with its history rows (``with_history``: one request per metric), else with
+        none (``steps``/``rows`` empty: what ``revision`` needs)."""
         info, data = run.info, run.data
-        if rows is None:
-            rows = history_rows(self._metric_points(run))
+        rows = history_rows(self._metric_points(run)) if with_history else []
         files = tuple(self._artifacts(self._repo(run), None))
         start = info.start_time if info.start_time is not None else 0
         return SourceRun(
@@ -202,6 +213,8 @@ class MlflowReader:
             steps=tuple(row["_step"] for row in rows),
             history_keys=tuple(sorted(data.metrics)),
             files=files,
+            latest={m.key: (int(m.step), int(m.timestamp)) for m in data.to_proto().metrics},
+            rows=tuple(rows) if with_history else None,
         )
 
     def _metric_points(self, run: Run) -> dict[str, list[tuple[int, int, float]]]:

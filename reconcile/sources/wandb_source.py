@@ -111,6 +111,12 @@ class WandbReader:
             self._files[run_id] = (live, {f.name: f for f in files})
         return self._read(dataclasses.replace(live, files=files))
 
+    def peek(self, run_id: str) -> SourceRun | None:
+        """The run read fresh, as ``read`` reads it (a W&B source's plan does not carry its rows, so apply
+        reads them again anyway)."""
+        read = self.read(run_id)
+        return None if read is None else read.run
+
     def _read(self, live: LiveRun) -> SourceRead:
         files = live.files if live.files is not None else self.backend.list_files(live)
         position = self.backend.history_position(live)  # once, for the rows and the system metrics

@@ -181,3 +181,41 @@ def test_apply_creates_every_run_and_the_next_plan_shows_only_new_source_data(
     assert_imported(api, grown, tmp_path / "downloads2")
     assert_imported(api, new, tmp_path / "downloads2")
     assert "No changes" in invoke("plan", "-f", str(spec)).stdout
+
+
+def test_source_runs_changed_between_plan_and_apply_are_stale_and_the_others_are_imported(
+        mlflow_server: MlflowServer, emulator: Any, wandb_env: Any, tmp_path: Path) -> None:
+    """The plan carries each run's history rows; apply checks each source run without its histories: a
+    point logged after the last step, or a new tag, since the plan makes the run stale (nothing written);
+    an unchanged run is imported with every planned row."""
+    from mlflow import MlflowClient
+
+    runs = [log_run(mlflow_server.uri, "stale-churn", 40 + i, tmp_path / "src", steps=5) for i in range(3)]
+    grown, tagged, unchanged = runs
+    emu = emulator(seed={"runs": []})
+    wandb_env(emu.url)
+    spec = tmp_path / "import.yaml"
+    spec.write_text("version: 1\ntarget: {entity: acme, project: churn}\nimports:\n  - name: stale\n"
+                    f"    from:\n      mlflow:\n        tracking_uri: {mlflow_server.uri}\n"
+                    "        experiments: [stale-churn]\n")
+    plan = tmp_path / "plan.json"
+    assert invoke("plan", "-f", str(spec), "-o", str(plan)).exit_code == 0
+    carried = {r["path"].split("/")[2]: r["source_rows"] for r in json.loads(plan.read_text())["runs"]}
+    assert {k: [row["_step"] for row in v] for k, v in carried.items()} == {
+        r.run_id: list(range(5)) for r in runs}
+
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    client.log_metric(grown.run_id, "loss", 0.001, timestamp=grown.start_ms + 99_000, step=5)
+    client.set_tag(tagged.run_id, "stage", "late")
+    applied = invoke("apply", str(plan))
+    assert applied.exit_code == 1, applied.output
+    for run in (grown, tagged):
+        assert f"stale: acme/churn/{run.run_id}: the source run changed since the plan" in applied.output
+    api = wandb.Api(overrides={"base_url": emu.url}, api_key=TEST_API_KEY)
+    assert sorted(r.id for r in api.runs("acme/churn")) == [unchanged.run_id]
+    got = api.run(f"acme/churn/{unchanged.run_id}")
+    assert [(r["_step"], r["loss"]) for r in got.scan_history()] == [
+        (row["_step"], row["loss"]) for row in carried[unchanged.run_id]]
+
+    again = invoke("plan", "-f", str(spec))
+    assert "Plan: 2 runs to create" in again.stdout, again.output

@@ -130,3 +130,34 @@ def test_tracking_uri_falls_back_to_the_environment_and_says_what_is_missing() -
     assert tracking_uri(source, {"MLFLOW_TRACKING_URI": "http://127.0.0.1:1"}) == "http://127.0.0.1:1"
     with pytest.raises(BackendError, match=r"give `tracking_uri`.*or set MLFLOW_TRACKING_URI"):
         tracking_uri(source, {})
+
+
+def test_runs_carry_their_rows_and_peek_reads_the_same_revision_without_the_histories(
+    mlflow_server: MlflowServer, tmp_path: Path
+) -> None:
+    """What the plan carries (the rows ``runs`` read, the revision) is what apply's ``peek`` checks: the
+    same revision while nothing changed; another once a point is logged after a metric's last step or a
+    tag is set; a point added below the last step is not seen (README, "Imports")."""
+    from mlflow import MlflowClient
+
+    run = log_run(mlflow_server.uri, "peeked", 0, tmp_path, steps=6)
+    source = MlflowReader("peek", MlflowSource(experiments=("peeked",), tracking_uri=mlflow_server.uri))
+    (listed,) = source.runs()
+    read = source.read(run.run_id)
+    assert read is not None and listed.rows == read.rows and [r["_step"] for r in read.rows] == list(range(6))
+    assert listed.latest == {"loss": (5, run.start_ms + 6000), "auc": (4, run.start_ms + 5005)}
+    peeked = source.peek(run.run_id)
+    assert peeked is not None and (peeked.steps, peeked.rows) == ((), None)
+    assert peeked.revision() == listed.revision() == read.run.revision()
+
+    client = MlflowClient(tracking_uri=mlflow_server.uri)
+    client.log_metric(run.run_id, "auc", 0.7, timestamp=run.start_ms + 9000, step=1)  # below auc's last step
+    assert (source.peek(run.run_id) or peeked).revision() == listed.revision()
+    client.log_metric(run.run_id, "loss", 0.01, timestamp=run.start_ms + 9000, step=6)  # after the last step
+    after_step = source.peek(run.run_id)
+    assert after_step is not None and after_step.revision() != listed.revision()
+    client.set_tag(run.run_id, "stage", "late")
+    tagged = source.peek(run.run_id)
+    assert tagged is not None and tagged.revision() != after_step.revision()
+    client.delete_run(run.run_id)
+    assert source.peek(run.run_id) is None

@@ -50,6 +50,8 @@ class MemorySource:
     def __init__(self, *runs: SourceRun) -> None:
         self.runs_by_id = {r.id: r for r in runs}
         self.downloads: list[str] = []
+        self.reads: list[str] = []  # read: the run with every history
+        self.peeks: list[str] = []  # peek: the run without its histories
 
     def runs(self, ids: frozenset[str] | None = None) -> Iterator[SourceRun]:
         yield from (r for r in self.runs_by_id.values() if ids is None or r.id in ids)
@@ -58,8 +60,14 @@ class MemorySource:
         yield from rows(len(self.runs_by_id[run_id].steps))
 
     def read(self, run_id: str) -> SourceRead | None:
+        self.reads.append(run_id)
         run = self.runs_by_id.get(run_id)
         return None if run is None else SourceRead(run, rows(len(run.steps)))
+
+    def peek(self, run_id: str) -> SourceRun | None:
+        self.peeks.append(run_id)
+        run = self.runs_by_id.get(run_id)
+        return None if run is None else dataclasses.replace(run, steps=(), rows=None)
 
     def download(self, run_id: str, name: str, dest: Path) -> None:
         self.downloads.append(name)
@@ -254,3 +262,78 @@ def test_system_metrics_are_sent_before_the_request_that_completes_the_run(tmp_p
     assert [backend.events[live.storage_id][i]["system.cpu"] for i in (0, 1)] == [5.0, 7.0]
     sent = [arg for name, arg in backend.calls if name == "append_history"]
     assert [(count, code) for _, _, count, code in sent] == [(2, None), (3, 1)]  # events, rows + complete
+
+
+def carrying(run: SourceRun, scale: float = 2.0) -> SourceRun:
+    """``run`` as a reader that reads the rows with the run (MLflow) maps it: its rows (values ``scale``
+    times those ``MemorySource.read`` returns, to tell them apart) and each key's last point."""
+    carried = tuple({**row, "loss": row["loss"] * scale} for row in rows(len(run.steps)))
+    last = carried[-1]
+    return dataclasses.replace(run, rows=carried,
+                               latest={"loss": (last["_step"], int(last["_timestamp"] * 1000))})
+
+
+def test_a_plan_that_carries_the_rows_writes_them_without_reading_the_history_again(tmp_path: Path) -> None:
+    run = carrying(source_run(steps=30))
+    plan = import_plan(run)
+    assert plan.runs[0].source_rows == run.rows and plan.runs[0].source_revision == run.revision()
+    source, backend = MemorySource(run), MemoryBackend()
+    result = apply(plan, backend, source, tmp_path)
+    assert result.ok, (result.failed, result.stale, result.unconverged)
+    assert (source.peeks, source.reads) == (["r1"], [])  # one read without histories, none with
+    history = backend.history[backend.run("acme", "churn", "r1").storage_id]
+    assert [history[i]["loss"] for i in range(30)] == [row["loss"] for row in run.rows or ()]  # the plan's
+
+
+def test_a_point_logged_after_the_last_step_since_a_plan_that_carries_rows_makes_the_run_stale(
+        tmp_path: Path) -> None:
+    planned = carrying(source_run(steps=30))
+    stamp = planned.latest["loss"][1] + 1000
+    now = dataclasses.replace(planned, steps=tuple(range(31)), summary={"loss": 0.5},
+                              latest={"loss": (30, stamp)})
+    source, backend = MemorySource(now), MemoryBackend()
+    result = apply(import_plan(planned), backend, source, tmp_path)
+    assert [run for run, _ in result.stale] == ["acme/churn/r1"]
+    assert "source run changed since the plan" in result.stale[0][1]
+    assert (source.peeks, source.reads) == (["r1"], ["r1"])  # another revision: read whole, then compared
+    assert backend.runs == {}
+
+
+def test_another_revision_with_the_planned_content_writes_the_rows_read_now(tmp_path: Path) -> None:
+    """The last point logged again at its step with a later time (same value): the revision differs, the
+    whole run read again is as planned, so it is written, with the rows just read."""
+    planned = carrying(source_run(steps=30))
+    step, stamp = planned.latest["loss"]
+    now = dataclasses.replace(planned, latest={"loss": (step, stamp + 1)})
+    source, backend = MemorySource(now), MemoryBackend()
+    result = apply(import_plan(planned), backend, source, tmp_path)
+    assert result.ok, (result.failed, result.stale, result.unconverged)
+    assert (source.peeks, source.reads) == (["r1"], ["r1"])
+    history = backend.history[backend.run("acme", "churn", "r1").storage_id]
+    assert [history[i]["loss"] for i in range(30)] == [row["loss"] for row in rows(30)]  # read now
+
+
+def test_a_source_run_gone_since_a_plan_that_carries_rows_is_stale(tmp_path: Path) -> None:
+    source, backend = MemorySource(), MemoryBackend()
+    result = apply(import_plan(carrying(source_run(steps=3))), backend, source, tmp_path)
+    assert [run for run, _ in result.stale] == ["acme/churn/r1"]
+    assert "no longer exists in import 'churn'" in result.stale[0][1]
+    assert (source.peeks, source.reads, backend.runs) == (["r1"], [], {})
+
+
+def test_an_update_carries_only_the_rows_after_the_destinations_last_step(tmp_path: Path) -> None:
+    before = carrying(source_run(steps=10, state="running"))
+    backend = MemoryBackend()
+    apply(import_plan(before), backend, MemorySource(before), tmp_path / "first")
+    after = carrying(dataclasses.replace(before, steps=tuple(range(12)), state="finished"), scale=3.0)
+    live = backend.run("acme", "churn", "r1")
+    plan = import_plan(after, live={"r1": live})
+    assert [row["_step"] for row in plan.runs[0].source_rows or ()] == [10, 11]
+    (tmp_path / "second").mkdir()
+    source = MemorySource(after)
+    result = apply(plan, backend, source, tmp_path / "second")
+    assert result.ok, (result.failed, result.stale, result.unconverged)
+    assert (result.history_rows, source.reads) == (2, [])
+    history = backend.history[live.storage_id]
+    assert [history[i]["loss"] for i in (9, 10, 11)] == [
+        (before.rows or ())[9]["loss"], (after.rows or ())[10]["loss"], (after.rows or ())[11]["loss"]]

@@ -178,3 +178,63 @@ def test_an_import_from_wandb_without_its_key_variable_names_the_variable(
     entry = Import("w", Location("s.yaml", 1, 1), source, Target())
     with pytest.raises(AuthError, match="environment variable SOURCE_KEY_FOR_TEST, which is not set"):
         open_source(entry, parallelism=1)
+
+
+ROWS = tuple({"_step": s, "_timestamp": 1_767_225_600.0 + s, "loss": 1 / (s + 1),
+              **({"auc": 0.5 + s / 1000} if s % 2 == 0 else {})} for s in range(500))
+LATEST = {"loss": (499, 1_767_226_099_000), "auc": (498, 1_767_226_098_000)}
+CARRYING = SourceRun(**{**{f: getattr(SOURCE, f) for f in SourceRun.__slots__},  # type: ignore[attr-defined]
+                        "rows": ROWS, "latest": LATEST})
+
+
+def test_a_source_read_with_its_rows_is_planned_with_them_and_its_revision() -> None:
+    created = plan_import(ENTRY, "acme", "churn", CARRYING, None)
+    assert created is not None and created.source_rows == ROWS
+    assert created.source_revision == CARRYING.revision()
+    live = imported(CARRYING)
+    live = LiveRun(**{**{f: getattr(live, f) for f in LiveRun.__slots__},  # type: ignore[attr-defined]
+                      "summary": {**live.summary, "_step": 489}})
+    updated = plan_import(ENTRY, "acme", "churn", CARRYING, live)
+    assert updated is not None and [r["_step"] for r in updated.source_rows or ()] == list(range(490, 500))
+    without = plan_import(ENTRY, "acme", "churn", SOURCE, None)  # a reader that reads rows at apply
+    assert without is not None and (without.source_rows, without.source_revision) == (None, None)
+
+
+def test_the_revision_sees_each_keys_last_point_and_every_field_but_the_steps() -> None:
+    def changed(**fields: object) -> str:
+        slots = SourceRun.__slots__  # type: ignore[attr-defined]
+        return SourceRun(**{**{f: getattr(CARRYING, f) for f in slots}, **fields}).revision()
+
+    assert changed(steps=(), rows=None) == CARRYING.revision()  # what peek reads: no history
+    assert changed(latest={**LATEST, "loss": (500, 1_767_226_100_000)}) != CARRYING.revision()  # a later step
+    assert changed(latest={**LATEST, "loss": (499, 1_767_226_099_001)}) != CARRYING.revision()  # re-logged
+    assert changed(summary={"loss": 0.2, "auc": 0.81}) != CARRYING.revision()
+    assert changed(files=(SourceFile("report.txt", 13),)) != CARRYING.revision()
+    assert changed(tags=("team:churn", "new")) != CARRYING.revision()
+
+
+def test_carried_rows_are_written_one_per_line_and_read_back_exactly(tmp_path: Path) -> None:
+    from reconcile.planfile import read_plan, write_plan
+
+    plan = _plan(plan_import(ENTRY, "acme", "churn", CARRYING, None))
+    text = dumps(plan)
+    assert len(text.splitlines()) < len(ROWS) + 300  # indented, the 500 rows alone would take ~2,500 lines
+    assert sum(1 for line in text.splitlines() if line.lstrip().startswith('{"_step"')) == len(ROWS)
+    assert plan_from_dict(json.loads(text)) == plan
+    write_plan(plan, tmp_path / "plan.json")
+    assert read_plan(tmp_path / "plan.json") == plan
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda run: run.pop("source_revision"), "comes without 'source_revision'"),
+    (lambda run: run["source_rows"][3].update({"_step": "3"}), "source_rows[3]' should be a history row"),
+    (lambda run: run["source_rows"][3].update({"_step": 1}), "source_rows[3]' should be a history row"),
+    (lambda run: run["source_rows"].__setitem__(0, [1]), "source_rows[0]' should be a history row"),
+])
+def test_carried_rows_that_were_edited_are_refused_naming_the_field(edit: object, message: str) -> None:
+    from reconcile.errors import PlanError
+
+    data = json.loads(dumps(_plan(plan_import(ENTRY, "acme", "churn", CARRYING, None))))
+    edit(data["runs"][0])  # type: ignore[operator]
+    with pytest.raises(PlanError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        plan_from_dict(data)
