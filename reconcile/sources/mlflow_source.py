@@ -20,8 +20,9 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,6 +36,8 @@ from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.utils.credentials import get_default_host_creds
+from mlflow.utils.rest_utils import http_request, verify_rest_response
 from mlflow.utils.uri import add_databricks_profile_info_to_artifact_uri
 
 from reconcile.errors import BackendError, NotFound, RetryableError
@@ -54,6 +57,18 @@ NOTE_TAG = "mlflow.note.content"
 _PAGE = 1000
 _REPOS = 4096
 """Artifact repositories kept (one per run read; each costs no request to make)."""
+
+BULK_ENDPOINT = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
+"""The tracking server's bulk history read, the one its own UI's charts use: one metric of up to
+``BULK_RUNS`` runs a request, its points in the order GetMetricHistory returns them, at most
+``max_results`` (the server caps it at 25,000) in all."""
+BULK_RUNS = 100
+"""Run ids a bulk request may name (the server's limit)."""
+BULK_POINTS = 25_000
+"""Points a bulk request asks for (the server's cap): an answer that holds this many may be cut short,
+so its runs are read again in halves, and a run alone with GetMetricHistory (paged)."""
+_BULK_TARGET = 20_000
+"""Points a bulk request is planned to return, estimated from each run's last step."""
 
 
 def tracking_uri(source: MlflowSource, environ: Mapping[str, str] | None = None) -> str:
@@ -105,6 +120,10 @@ class MlflowReader:
         self._repos: dict[str, ArtifactRepository] = {}  # run id -> its artifact repository
         self._lock = threading.Lock()
         self._repo_lock = threading.Lock()
+        # GetMetricHistory costs an SQLite server a scan of every point of that metric in the whole
+        # store; one bulk request pays it once for many runs (benchmarks/README.md, "Imports").
+        self._bulk = self.uri.startswith(("http://", "https://"))  # False once the server lacks it
+        self.bulk_points = BULK_POINTS
 
     def close(self) -> None:
         """Nothing to release: the client holds no open connection between calls."""
@@ -112,8 +131,9 @@ class MlflowReader:
     # ------------------------------------------------------------------ runs
 
     def runs(self, ids: frozenset[str] | None = None) -> Iterator[SourceRun]:
-        """Every selected run (``ids``: of these ids), mapped (histories and artifact lists read
-        concurrently)."""
+        """Every selected run (``ids``: of these ids), mapped with its history rows: runs in batches whose
+        metric histories are read with one bulk request per metric, batches read concurrently (at most
+        ``parallelism`` ahead of the caller, so memory stays bounded)."""
         experiments = self._experiments()
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="mlflow") as pool:
             token: str | None = None
@@ -126,7 +146,9 @@ class MlflowReader:
                     ),
                 )
                 chosen = [run for run in page if ids is None or run.info.run_id in ids]
-                yield from pool.map(lambda run: self._map(run, experiments), chosen)
+                for mapped in _ahead(pool, lambda b: self._map_batch(b, experiments), _batches(chosen),
+                                     self.parallelism):
+                    yield from mapped
                 token = page.token
                 if not token:
                     return
@@ -193,11 +215,18 @@ class MlflowReader:
             out[experiment.experiment_id] = experiment.name
         return out
 
-    def _map(self, run: Run, experiments: Mapping[str, str], *, with_history: bool = True) -> SourceRun:
-        """The run mapped, with its history rows (``with_history``: one request per metric), else with
-        none (``steps``/``rows`` empty: what ``revision`` needs)."""
+    def _map_batch(self, runs: Sequence[Run], experiments: Mapping[str, str]) -> list[SourceRun]:
+        points = self._bulk_points(runs)
+        return [self._map(run, experiments, points=points[run.info.run_id]) for run in runs]
+
+    def _map(self, run: Run, experiments: Mapping[str, str], *, with_history: bool = True,
+             points: Mapping[str, list[tuple[int, int, float]]] | None = None) -> SourceRun:
+        """The run mapped, with its history rows (from ``points``, else one request per metric), or
+        without (``with_history`` false: ``steps``/``rows`` empty, what ``revision`` needs)."""
         info, data = run.info, run.data
-        rows = history_rows(self._metric_points(run)) if with_history else []
+        if points is None and with_history:
+            points = self._metric_points(run)
+        rows = history_rows(points) if points is not None else []
         files = tuple(self._artifacts(self._repo(run), None))
         start = info.start_time if info.start_time is not None else 0
         return SourceRun(
@@ -217,12 +246,59 @@ class MlflowReader:
             rows=tuple(rows) if with_history else None,
         )
 
-    def _metric_points(self, run: Run) -> dict[str, list[tuple[int, int, float]]]:
+    def _metric_points(self, run: Run,
+                       keys: Iterable[str] | None = None) -> dict[str, list[tuple[int, int, float]]]:
+        """Each metric's points, with GetMetricHistory (one request per metric, paged by the client)."""
         out = {}
-        for key in sorted(run.data.metrics):
+        for key in sorted(run.data.metrics) if keys is None else keys:
             metrics = self._call(f"read the history of {key!r}",
                                  lambda k=key: self._client.get_metric_history(run.info.run_id, k))
             out[key] = [(m.step, m.timestamp, m.value) for m in metrics]
+        return out
+
+    def _bulk_points(self, runs: Sequence[Run]) -> dict[str, dict[str, list[tuple[int, int, float]]]]:
+        """Run id -> metric -> points, for every metric of each run: one bulk request per metric where
+        the server answers them (an answer that may be cut short is read again in halves); GetMetricHistory
+        for a run alone at the cap, or a metric the bulk answer has no point of."""
+        out: dict[str, dict[str, list[tuple[int, int, float]]]] = {run.info.run_id: {} for run in runs}
+        for key in sorted({key for run in runs for key in run.data.metrics}):
+            pending = [[run for run in runs if key in run.data.metrics]]
+            while pending:
+                group = pending.pop()
+                got = self._bulk_read([run.info.run_id for run in group], key) if self._bulk else None
+                whole = got is not None and sum(map(len, got.values())) < self.bulk_points
+                if got is not None and not whole and len(group) > 1:
+                    half = len(group) // 2
+                    pending += [group[:half], group[half:]]
+                    continue
+                for run in group:
+                    found = got.get(run.info.run_id) if got is not None and whole else None
+                    # A metric the run has shows at least one point: none means the answer cannot be
+                    # trusted for it (the run moved, say), so it is read the documented way.
+                    out[run.info.run_id][key] = found or self._metric_points(run, [key])[key]
+        return out
+
+    def _bulk_read(self, run_ids: list[str], key: str) -> dict[str, list[tuple[int, int, float]]] | None:
+        """``key``'s points of each of ``run_ids`` in one bulk request, by run id (all of them, unless as
+        many as ``bulk_points``); None, and no bulk request again, if the server has no such endpoint."""
+        def call() -> Any:
+            creds = get_default_host_creds(self.uri)  # type: ignore[no-untyped-call]
+            response = http_request(creds, BULK_ENDPOINT, "GET",  # type: ignore[no-untyped-call]
+                                    params={"run_id": run_ids, "metric_key": key,
+                                            "max_results": self.bulk_points})
+            if response.status_code in (404, 405, 501) and "error_code" not in response.text:
+                return None  # an older server, or a proxy that serves only the REST API
+            verify_rest_response(response, BULK_ENDPOINT)
+            return response.json().get("metrics")
+
+        metrics = self._call(f"read the history of {key!r}", call)
+        if not isinstance(metrics, list):
+            self._bulk = False
+            return None
+        out: dict[str, list[tuple[int, int, float]]] = {}
+        for m in metrics:
+            point = (int(m["step"]), int(m["timestamp"]), float(m["value"]))
+            out.setdefault(str(m["run_id"]), []).append(point)
         return out
 
     def _repo(self, run: Run) -> ArtifactRepository:
@@ -263,3 +339,32 @@ class MlflowReader:
         if code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"):
             raise RetryableError(message) from exc
         raise BackendError(message) from exc
+
+
+def _batches(runs: Sequence[Run]) -> Iterator[list[Run]]:
+    """Runs in batches of about ``_BULK_TARGET`` points per metric (each run's estimated by its last
+    step) and at most ``BULK_RUNS`` runs."""
+    batch: list[Run] = []
+    points = 0
+    for run in runs:
+        latest = [int(m.step) for m in run.data.to_proto().metrics]
+        size = max(latest, default=0) + 1
+        if batch and (points + size > _BULK_TARGET or len(batch) >= BULK_RUNS):
+            yield batch
+            batch, points = [], 0
+        batch.append(run)
+        points += size
+    if batch:
+        yield batch
+
+
+def _ahead(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Iterable[Any],
+           ahead: int) -> Iterator[Any]:
+    """``pool.map(fn, items)`` with at most ``ahead`` results computed before the caller takes them."""
+    pending: deque[Future[Any]] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

@@ -161,3 +161,48 @@ def test_runs_carry_their_rows_and_peek_reads_the_same_revision_without_the_hist
     assert tagged is not None and tagged.revision() != after_step.revision()
     client.delete_run(run.run_id)
     assert source.peek(run.run_id) is None
+
+
+def _rows_by_run(source: MlflowReader) -> dict[str, tuple[object, ...]]:
+    return {run.id: run.rows or () for run in source.runs()}
+
+
+def test_bulk_history_reads_give_exactly_the_rows_get_metric_history_gives(
+    mlflow_server: MlflowServer, logged: dict[str, MlflowRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``runs`` reads each metric of a batch of runs with one bulk request; each run's rows are those
+    ``read`` builds from GetMetricHistory, one request per metric (rows with a metric missing too)."""
+    source = reader(mlflow_server)
+    singles: list[str] = []
+    real = source._metric_points
+    monkeypatch.setattr(source, "_metric_points", lambda run, keys=None: (
+        singles.append(run.info.run_id), real(run, keys))[1])
+    bulk = _rows_by_run(source)
+    assert singles == [] and source._bulk  # nothing read one metric at a time
+    for run_id, rows in bulk.items():
+        read = source.read(run_id)
+        assert read is not None and rows == read.rows and rows
+    assert any("auc" not in row for rows in bulk.values() for row in rows)
+
+
+def test_a_bulk_answer_at_the_cap_is_read_again_in_halves_and_a_run_alone_one_metric_at_a_time(
+    mlflow_server: MlflowServer, logged: dict[str, MlflowRun]
+) -> None:
+    whole = _rows_by_run(reader(mlflow_server))
+    capped = reader(mlflow_server)
+    capped.bulk_points = 4  # every run has 5 or 8 loss points: each answer may be cut short
+    assert _rows_by_run(capped) == whole
+    capped.bulk_points = 9  # two runs of 5 points are cut short together, one alone is not
+    assert _rows_by_run(capped) == whole
+
+
+def test_a_server_without_the_bulk_endpoint_is_read_one_metric_at_a_time(
+    mlflow_server: MlflowServer, logged: dict[str, MlflowRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconcile.sources import mlflow_source
+
+    whole = _rows_by_run(reader(mlflow_server))
+    monkeypatch.setattr(mlflow_source, "BULK_ENDPOINT", "/ajax-api/2.0/mlflow/metrics/no-such-endpoint")
+    older = reader(mlflow_server)
+    assert _rows_by_run(older) == whole
+    assert older._bulk is False  # asked once, then never again
